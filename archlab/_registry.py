@@ -1,0 +1,174 @@
+"""The one registry and factory for models and heads.
+
+Model families register small builder functions with :func:`register_model`; heads register their
+classes with :func:`register_head`. :func:`create_model` and :func:`create_head` are the only ways
+in. Registration happens at import of :mod:`archlab.models` / :mod:`archlab.heads` (the only
+import-time side effect in the package).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch.nn as nn
+
+from archlab.errors import ConfigError, UnknownNameError
+
+__all__ = [
+    "register_model",
+    "create_model",
+    "list_models",
+    "model_entrypoint",
+    "register_head",
+    "create_head",
+    "build_head",
+    "list_heads",
+    "head_entrypoint",
+]
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_HEADS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
+    """Register a model builder under its function name (or ``name``).
+
+    The builder is called as ``fn(num_classes=..., in_chans=..., head=..., head_kwargs=...,
+    input_size=..., **model_kwargs)`` and returns an :class:`archlab.models.Classifier`.
+    """
+
+    def deco(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        key = name or f.__name__
+        if key in _MODELS and _MODELS[key] is not f:
+            raise ValueError(f"model {key!r} is registered twice")
+        _MODELS[key] = f
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching the shell-style ``pattern`` (case-insensitive), sorted."""
+    _ensure_loaded()
+    pat = pattern.lower()
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n.lower(), pat))
+
+
+def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The builder registered as ``name``; ``UnknownNameError`` with close matches otherwise."""
+    _ensure_loaded()
+    if name not in _MODELS:
+        raise UnknownNameError("model", name, _MODELS)
+    return _MODELS[name]
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    head: str | None = None,
+    head_kwargs: dict[str, Any] | None = None,
+    input_size: int | tuple[int, int] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered classifier: backbone ``name`` + classification ``head``.
+
+    Args:
+        name: registered model name (see :func:`list_models`).
+        num_classes: number of output logits.
+        in_chans: channels of the input images.
+        head: registered head name (see :func:`list_heads`); ``None`` = the family's default head
+            (``linear`` for most families; the seed papers' own heads for ``vgg5``/``mnist_cnn``).
+        head_kwargs: options of the head.
+        input_size: input height/width used to compute the feature shape the head sees; ``None`` =
+            the family's native size (224 for ``crnet``, 32 for ``mini_vgg``, 28 for ``vgg5``...).
+        **kwargs: options of the model family.
+
+    Returns:
+        An :class:`archlab.models.Classifier` with ``backbone`` and ``head``.
+    """
+    fn = model_entrypoint(name)
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}")
+    if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
+        raise ConfigError(f"in_chans must be a positive int, got {in_chans!r}")
+    _check_kwargs(fn, kwargs, f"model {name!r}")
+    model = fn(
+        num_classes=num_classes,
+        in_chans=in_chans,
+        head=head,
+        head_kwargs=dict(head_kwargs or {}),
+        input_size=input_size,
+        **kwargs,
+    )
+    model.model_name = name
+    return model
+
+
+def register_head(name: str):
+    """Register a head class (or builder) as ``name``.
+
+    The head is called as ``cls(in_shape, num_classes, **kwargs)`` where ``in_shape`` is the
+    per-sample feature shape: ``(C, H, W)`` for a feature map or ``(F,)`` for flat features.
+    """
+
+    def deco(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _HEADS and _HEADS[name] is not cls:
+            raise ValueError(f"head {name!r} is registered twice")
+        _HEADS[name] = cls
+        return cls
+
+    return deco
+
+
+def list_heads(pattern: str = "*") -> list[str]:
+    """Registered head names matching ``pattern``, sorted."""
+    _ensure_loaded()
+    return sorted(n for n in _HEADS if fnmatch.fnmatch(n, pattern))
+
+
+def head_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The head class/builder registered as ``name``."""
+    _ensure_loaded()
+    if name not in _HEADS:
+        raise UnknownNameError("head", name, _HEADS)
+    return _HEADS[name]
+
+
+def build_head(name: str, in_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build head ``name`` for per-sample features of shape ``in_shape``."""
+    cls = head_entrypoint(name)
+    _check_kwargs(cls, kwargs, f"head {name!r}")
+    head = cls(tuple(int(s) for s in in_shape), num_classes, **kwargs)
+    head.head_name = name
+    return head
+
+
+def create_head(name: str, *, in_features: int, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build head ``name`` on flat features of width ``in_features`` (input (B, in_features))."""
+    if not isinstance(in_features, int) or in_features < 1:
+        raise ConfigError(f"in_features must be a positive int, got {in_features!r}")
+    return build_head(name, (in_features,), num_classes, **kwargs)
+
+
+def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], what: str) -> None:
+    """Reject unknown keyword options with a close-match suggestion (before building anything)."""
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if n not in ("self",) and p.kind is not p.VAR_POSITIONAL]
+    for key in kwargs:
+        if key not in accepted:
+            err = UnknownNameError(f"option of {what}", key, accepted)
+            raise err
+
+
+def _ensure_loaded() -> None:
+    # Importing the families registers them; done lazily so `archlab._registry` has no cycles.
+    import archlab.heads  # noqa: F401
+    import archlab.models  # noqa: F401

@@ -1,0 +1,9 @@
+"""Model families, one per file; importing this package registers them."""
+
+from archlab.models._classifier import Classifier, build_classifier, infer_feature_shape
+from archlab.models.crnet import CRNet
+from archlab.models.mini_vgg import MiniVGG
+from archlab.models.mnist_cnn import MnistCNN
+from archlab.models.vgg5 import VGG5
+
+__all__ = ["Classifier", "build_classifier", "infer_feature_shape", "CRNet", "MiniVGG", "MnistCNN", "VGG5"]
