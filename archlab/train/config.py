@@ -1,0 +1,91 @@
+"""The resolved configuration of one training run (frozen pydantic models).
+
+Every default carries its reason. A config round-trips through ``model_dump()`` /
+``TrainConfig.model_validate`` and is stored next to every checkpoint and result.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "SchedulerConfig", "TrainConfig"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Which data, how it is split, augmented and normalized."""
+
+    name: str = "digits"  # the embedded dataset: runs anywhere with no download
+    root: str | None = None  # folder holding the dataset files (None: ~/.cache/archlab/data)
+    options: dict[str, Any] = Field(default_factory=dict)  # loader options, e.g. image_size: 28
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # carved from train; selection reads val only
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)  # used only when the dataset has no test part
+    split_seed: int = 0  # the split is part of the study: fixed, independent of the run seed
+    balance: bool = False  # sub-sample train classes to the smallest one (seed 000)
+    augment: str = "none"  # batched preset: none | cifar | spinal_mnist | medical
+    normalize: Literal["dataset", "none"] | tuple[list[float], list[float]] = "dataset"  # train mean/std
+
+
+class ModelConfig(_Strict):
+    """Which model: a registered backbone name, its head and their options."""
+
+    name: str = "mnist_cnn"
+    head: str | None = None  # None: the family's default head
+    head_kwargs: dict[str, Any] = Field(default_factory=dict)
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # model-family options
+
+
+class OptimConfig(_Strict):
+    """Optimizer and its hyper-parameters."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)  # Adam's usual default; the seeds use 1e-3..5e-3
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    nesterov: bool = False  # sgd only
+
+
+class SchedulerConfig(_Strict):
+    """Learning-rate schedule (see :func:`archlab.train.optim.build_scheduler`)."""
+
+    name: Literal["none", "cosine_restarts", "plateau", "step", "onecycle"] = "none"
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # e.g. period: 10 (seed 000)
+
+
+class TrainConfig(_Strict):
+    """Everything that determines one run. Same config + same seed => same metrics on CPU."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    loss: str = "ce"  # ce | mse | bce_dice
+    loss_kwargs: dict[str, Any] = Field(default_factory=dict)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)  # the thesis' and SpinalNet's MNIST batch size
+    eval_batch_size: int = Field(512, ge=1)  # evaluation only: does not change results
+    seed: int = 0  # model init, batch order, augmentation draws and dropout all derive from it
+    monitor: str = "accuracy"  # validation metric for best-epoch selection (accuracy|f1_macro|dice|loss)
+    early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement
+    min_delta: float = Field(0.0, ge=0)  # improvement smaller than this does not count
+    grad_clip: float | None = Field(None, gt=0)  # max global grad norm (NCP paper: 10)
+    drop_last: bool = False  # keep every training sample each epoch
+    checkpoint_every_steps: int | None = Field(None, ge=1)  # extra mid-epoch checkpoints
+    device: str = "auto"  # auto = cuda when present, else cpu
+    amp: bool = False  # mixed precision (CUDA only; ignored on CPU)
+    compile: bool = False  # torch.compile the model (first compile costs ~20 s on CPU)
+    channels_last: bool = False  # memory format; helps convolutions on some hardware
+    threads: int | None = Field(None, ge=1)  # torch intra-op threads (None: leave as is)
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_monitor(cls, v: str) -> str:
+        allowed = ("accuracy", "f1_macro", "dice", "loss")
+        if v not in allowed:
+            raise ValueError(f"monitor must be one of {allowed}")
+        return v

@@ -1,0 +1,445 @@
+"""The training engine: one run from a :class:`TrainConfig` to stored, reproducible results.
+
+Guarantees (SPEC §1, §4):
+- *Validation selects, test reports.* The best epoch, early stopping and plateau LR reductions read
+  the validation split only; the test split is evaluated exactly once, at the end, with the
+  weights of the best validation epoch.
+- *Determinism.* Model initialisation, batch order, augmentation draws and dropout each come from
+  their own stream derived from ``config.seed`` (:mod:`archlab._seed`). Because the model is built
+  backbone first, variants that share a backbone start from identical backbone weights.
+- *Exact resume.* A checkpoint holds weights, optimizer, scheduler, RNG state, the data position
+  (epoch, step) and the partial-epoch accumulators, so a run killed and resumed ends with the same
+  metrics as an uninterrupted run on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from archlab import __version__
+from archlab._registry import create_model
+from archlab._seed import derive_seed
+from archlab.analysis.profile import profile
+from archlab.data import DeviceLoader, Splits, build_augment, dataset_stats, load_dataset, make_splits
+from archlab.errors import ConfigError, TrainingFailed
+from archlab.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from archlab.train.config import TrainConfig
+from archlab.train.losses import build_loss
+from archlab.train.metrics import classification_metrics, metric_spec
+from archlab.train.optim import build_optimizer, build_scheduler
+
+__all__ = ["RunResult", "train", "evaluate", "prepare_data", "build_run_model", "resolve_device", "provenance"]
+
+log = logging.getLogger(__name__)
+
+CKPT_DIR = "checkpoint"
+BEST_WEIGHTS = "best.safetensors"
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class RunResult:
+    """What one run produced (also written to ``RUN_DIR/result.json``).
+
+    Attributes:
+        config: the resolved config (``TrainConfig.model_dump()``).
+        status: ``"done"``.
+        best_epoch: 1-based epoch whose weights were tested.
+        val: validation metrics at the best epoch.
+        test: test metrics (``accuracy``, ``f1_macro``, ``dice``, ``loss``).
+        history: one dict per epoch (train loss/accuracy, val metrics, lr, seconds).
+        test_predictions / test_targets: per-sample predicted and true classes (paired tests).
+        params / flops: model size (FLOPs of one sample's forward pass).
+        train_seconds: wall time of training (all attempts of a resumed run added).
+        epochs_run: epochs trained (< config.epochs after early stopping).
+        provenance: package/torch versions, git commit, hardware.
+    """
+
+    config: dict[str, Any]
+    status: str
+    best_epoch: int
+    val: dict[str, float]
+    test: dict[str, float]
+    history: list[dict[str, float]]
+    test_predictions: list[int]
+    test_targets: list[int]
+    params: int
+    flops: int
+    train_seconds: float
+    epochs_run: int
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunResult:
+        return cls(**d)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when present, else CPU; anything else is checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a valid torch device (use auto, cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use device: auto or cpu")
+    return dev
+
+
+def prepare_data(config: TrainConfig) -> Splits:
+    """Load the dataset of ``config`` and split it (the split depends on ``split_seed`` only)."""
+    d = config.data
+    parts = load_dataset(d.name, root=d.root, **d.options)
+    return make_splits(
+        parts,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        seed=d.split_seed,
+        balance=d.balance,
+    )
+
+
+def build_run_model(config: TrainConfig, splits: Splits) -> nn.Module:
+    """Build the model of ``config`` for the data in ``splits`` with the run's init stream."""
+    m = config.model
+    with _seeded(derive_seed(config.seed, "model-init")):
+        return create_model(
+            m.name,
+            num_classes=splits.train.num_classes,
+            in_chans=splits.train.in_chans,
+            head=m.head,
+            head_kwargs=m.head_kwargs,
+            input_size=splits.train.image_size,
+            **m.kwargs,
+        )
+
+
+def _loaders(config: TrainConfig, splits: Splits, device: torch.device) -> tuple[DeviceLoader, ...]:
+    d = config.data
+    if d.normalize == "dataset":
+        mean, std = dataset_stats(splits.train)
+    elif d.normalize == "none":
+        mean, std = None, None
+    else:
+        mean, std = d.normalize
+        if len(mean) != splits.train.in_chans or len(std) != splits.train.in_chans:
+            raise ConfigError(
+                f"data.normalize has {len(mean)} means / {len(std)} stds but the images have "
+                f"{splits.train.in_chans} channels"
+            )
+    aug = build_augment(d.augment, image_size=splits.train.image_size, in_chans=splits.train.in_chans)
+    common = dict(device=device, mean=mean, std=std)
+    train = DeviceLoader(
+        splits.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=config.drop_last, augment=aug, **common
+    )
+    val = DeviceLoader(splits.val, config.eval_batch_size, shuffle=False, seed=config.seed, **common)
+    test = DeviceLoader(splits.test, config.eval_batch_size, shuffle=False, seed=config.seed, **common)
+    return train, val, test
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: DeviceLoader, loss_fn: nn.Module, num_classes: int, *, amp: bool = False
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """Loss and classification metrics of ``model`` over one pass of ``loader``.
+
+    Returns:
+        ``(metrics, predictions (N,), targets (N,))`` with predictions and targets on the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    preds, targets = [], []
+    loss_sum = torch.zeros((), dtype=torch.float64, device=loader.device)
+    n = 0
+    for x, y in loader.epoch(0):
+        with _autocast(loader.device, amp):
+            logits = model(x)
+        loss_sum += loss_fn(logits.float(), y).double() * y.shape[0]
+        n += y.shape[0]
+        preds.append(logits.argmax(1))
+        targets.append(y)
+    model.train(was_training)
+    p, t = torch.cat(preds).cpu(), torch.cat(targets).cpu()
+    metrics = classification_metrics(p, t, num_classes)
+    metrics["loss"] = float(loss_sum) / max(n, 1)
+    return metrics, p, t
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = True,
+    on_step: Callable[[int], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    splits: Splits | None = None,
+) -> RunResult:
+    """Train one run and test it once.
+
+    Args:
+        config: the resolved run config.
+        out_dir: run folder for checkpoints and ``result.json``; ``None`` keeps everything in
+            memory (no resume).
+        resume: continue from ``out_dir``'s checkpoint when there is one; a finished run returns
+            its stored result without training.
+        on_step: called with the global step after each optimizer step (progress bars; a callback
+            that raises stops the run — the last checkpoint stays resumable).
+        on_epoch: called with each epoch's history row.
+        splits: pre-loaded data (a study loads the data once for all its runs).
+
+    Returns:
+        The :class:`RunResult`.
+
+    Raises:
+        TrainingFailed: the loss became NaN/Inf.
+    """
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and resume and (out / RESULT_FILE).is_file():
+        return RunResult.from_dict(json.loads((out / RESULT_FILE).read_text()))
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    amp = config.amp and device.type == "cuda"
+    splits = splits if splits is not None else prepare_data(config)
+    num_classes = splits.train.num_classes
+    model = build_run_model(config, splits)
+    prof = profile(model, (1, splits.train.in_chans, *splits.train.image_size))
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_loader, val_loader, test_loader = _loaders(config, splits, device)
+    loss_fn = build_loss(config.loss, num_classes=num_classes, **config.loss_kwargs)
+    o = config.optim
+    optimizer = build_optimizer(
+        o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov
+    )
+    sched_kwargs = dict(config.scheduler.kwargs)
+    if config.scheduler.name == "plateau":
+        sched_kwargs.setdefault("mode", metric_spec(config.monitor).mode)
+    scheduler = build_scheduler(
+        config.scheduler.name, optimizer, epochs=config.epochs, steps_per_epoch=len(train_loader), **sched_kwargs
+    )
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    spec = metric_spec(config.monitor)
+    step_fn = torch.compile(model) if config.compile else model
+
+    state: dict[str, Any] = {
+        "epoch": 0,  # epoch in progress (0-based)
+        "step": 0,  # next step inside that epoch
+        "global_step": 0,
+        "best_value": spec.worst,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "history": [],
+        "train_seconds": 0.0,
+        "loss_sum": 0.0,
+        "correct": 0,
+        "seen": 0,
+        "stopped_early": False,
+    }
+    torch.manual_seed(derive_seed(config.seed, "train"))  # dropout and other in-model randomness
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and (out / CKPT_DIR / "train_state.pt").is_file():
+            _, saved = load_checkpoint(out / CKPT_DIR, model=model)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            if scaler is not None and saved.get("scaler"):
+                scaler.load_state_dict(saved["scaler"])
+            restore_rng_state(saved["rng"])
+            state.update(saved["progress"])
+            log.info("resumed %s at epoch %d step %d", out, state["epoch"] + 1, state["step"])
+        (out / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True))
+
+    def checkpoint() -> None:
+        if out is None:
+            return
+        save_checkpoint(
+            out / CKPT_DIR,
+            model=model,
+            config=config.model_dump(mode="json"),
+            state={
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else {},
+                "rng": capture_rng_state(),
+                "progress": dict(state),
+            },
+        )
+
+    best_weights: dict[str, torch.Tensor] | None = None
+    if out is not None and (out / BEST_WEIGHTS).is_file():
+        best_weights = load_file(str(out / BEST_WEIGHTS), device=str(device))
+
+    model.train()
+    steps_per_epoch = len(train_loader)
+    while state["epoch"] < config.epochs and not state["stopped_early"]:
+        epoch = state["epoch"]
+        t0 = time.perf_counter()
+        loss_sum = torch.tensor(state["loss_sum"], dtype=torch.float64, device=device)
+        correct = torch.tensor(state["correct"], dtype=torch.int64, device=device)
+        seen = state["seen"]
+        for step, (x, y) in enumerate(train_loader.epoch(epoch, state["step"]), start=state["step"]):
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, amp):
+                logits = step_fn(x)
+                loss = loss_fn(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step_batch()
+            loss_sum += loss.detach().double() * y.shape[0]
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += y.shape[0]
+            state["step"] = step + 1
+            state["global_step"] += 1
+            every = config.checkpoint_every_steps
+            if every and state["global_step"] % every == 0 and step + 1 < steps_per_epoch:
+                _check_finite(loss_sum, epoch, step)
+                state.update(loss_sum=float(loss_sum), correct=int(correct), seen=seen)
+                state["train_seconds"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                checkpoint()
+            if on_step is not None:
+                on_step(state["global_step"])
+        _check_finite(loss_sum, epoch, state["step"] - 1)
+        val, _, _ = evaluate(model, val_loader, loss_fn, num_classes, amp=amp)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": float(loss_sum) / max(seen, 1),
+            "train_accuracy": int(correct) / max(seen, 1),
+            **{f"val_{k}": v for k, v in val.items()},
+            "lr": scheduler.lr,
+        }
+        scheduler.step_epoch(val[config.monitor])
+        if spec.is_better(val[config.monitor], state["best_value"], config.min_delta):
+            state.update(best_value=val[config.monitor], best_epoch=epoch + 1, bad_epochs=0)
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if out is not None:
+                _atomic_save_safetensors(best_weights, out / BEST_WEIGHTS)
+        else:
+            state["bad_epochs"] += 1
+        state["train_seconds"] += time.perf_counter() - t0
+        row["seconds"] = state["train_seconds"]
+        state["history"].append(row)
+        patience = config.early_stopping_patience
+        state["stopped_early"] = bool(patience and state["bad_epochs"] >= patience)
+        state.update(epoch=epoch + 1, step=0, loss_sum=0.0, correct=0, seen=0)
+        checkpoint()
+        if on_epoch is not None:
+            on_epoch(row)
+
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+    best_row = state["history"][state["best_epoch"] - 1] if state["best_epoch"] else state["history"][-1]
+    test, preds, targets = evaluate(model, test_loader, loss_fn, num_classes, amp=amp)
+    result = RunResult(
+        config=config.model_dump(mode="json"),
+        status="done",
+        best_epoch=state["best_epoch"] or len(state["history"]),
+        val={k[4:]: v for k, v in best_row.items() if k.startswith("val_")},
+        test=test,
+        history=state["history"],
+        test_predictions=preds.tolist(),
+        test_targets=targets.tolist(),
+        params=prof.params_total,
+        flops=prof.flops,
+        train_seconds=state["train_seconds"],
+        epochs_run=len(state["history"]),
+        provenance=provenance(device),
+    )
+    if out is not None:
+        tmp = out / (RESULT_FILE + ".tmp")
+        tmp.write_text(json.dumps(result.to_dict(), indent=1))
+        os.replace(tmp, out / RESULT_FILE)
+    return result
+
+
+def provenance(device: torch.device | None = None) -> dict[str, Any]:
+    """Versions, git commit and hardware a result was produced with."""
+    import platform
+
+    info: dict[str, Any] = {
+        "archlab": __version__,
+        "git_commit": _git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": str(device) if device is not None else "cpu",
+    }
+    if device is not None and device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+    value = float(loss_sum)
+    if not math.isfinite(value):
+        raise TrainingFailed(
+            f"training loss became {value} by epoch {epoch + 1} step {step + 1}; lower the learning rate, "
+            "enable grad_clip, or check the inputs for NaN/Inf"
+        )
+
+
+def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Run a block under the global RNG seeded with ``seed``, restoring the RNG afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)

@@ -1,0 +1,12 @@
+import os
+
+import pytest
+import torch
+
+# Keep the suite's thread use predictable on the 2-core CI machine.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
