@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone mode: typer/click print usage errors themselves and exit 2 via SystemExit
+        app(args=argv, prog_name="archlab")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ArchlabError as exc:
         from rich.markup import escape
 
@@ -198,20 +201,6 @@ def main(argv: list[str] | None = None) -> int:
             text = escape(line)
             err_console.print(f"[red]error:[/] {text}" if i == 0 else f"       {text}", highlight=False)
         return exc.exit_code
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: run the same command again to resume from the last checkpoint")
-        return 130
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
     return 0
 
 

@@ -46,7 +46,9 @@ def check_finite(x: torch.Tensor | np.ndarray, where: str) -> None:
         )
 
 
-def to_uint8_images(x: torch.Tensor | np.ndarray, where: str, *, scale: float | None = None) -> torch.Tensor:
+def to_uint8_images(
+    x: torch.Tensor | np.ndarray, where: str, *, scale: float | None = None
+) -> torch.Tensor:
     """Convert an image array to uint8, refusing NaN/Inf and out-of-range values.
 
     Integer arrays must already lie in 0..255. Float arrays are multiplied by ``scale``; when
@@ -131,7 +133,9 @@ class ImageDataset:
             raise DataError(f"{what}: labels must have shape (N,), got {tuple(self.labels.shape)}")
         classes = tuple(self.classes)
         if not classes or not all(isinstance(c, str) for c in classes):
-            raise DataError(f"{what}: classes must be a non-empty sequence of str, got {self.classes!r}")
+            raise DataError(
+                f"{what}: classes must be a non-empty sequence of str, got {self.classes!r}"
+            )
         object.__setattr__(self, "classes", classes)
         n = self.images.shape[0]
         if n == 0:
@@ -149,7 +153,9 @@ class ImageDataset:
         if self.masks is not None:
             m = self.masks
             if not isinstance(m, torch.Tensor) or m.dtype != torch.uint8:
-                raise DataError(f"{what}: masks must be a uint8 tensor, got {getattr(m, 'dtype', type(m))}")
+                raise DataError(
+                    f"{what}: masks must be a uint8 tensor, got {getattr(m, 'dtype', type(m))}"
+                )
             _, _, h, w = self.images.shape
             if tuple(m.shape) != (n, 1, h, w):
                 raise DataError(

@@ -28,6 +28,7 @@ class DataConfig(_Strict):
     split_seed: int = 0  # the split is part of the study: fixed, independent of the run seed
     balance: bool = False  # sub-sample train classes to the smallest one (seed 000)
     augment: str = "none"  # batched preset: none | cifar | spinal_mnist | medical
+    crop_size: int | None = Field(None, ge=1)  # medical: random crop in training, centre crop in eval
     normalize: Literal["dataset", "none"] | tuple[list[float], list[float]] = "dataset"  # train mean/std
 
 

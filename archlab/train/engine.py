@@ -33,7 +33,15 @@ from archlab import __version__
 from archlab._registry import create_model
 from archlab._seed import derive_seed
 from archlab.analysis.profile import profile
-from archlab.data import DeviceLoader, Splits, build_augment, dataset_stats, load_dataset, make_splits
+from archlab.data import (
+    DeviceLoader,
+    Splits,
+    build_augment,
+    build_eval_transform,
+    dataset_stats,
+    load_dataset,
+    make_splits,
+)
 from archlab.errors import ConfigError, TrainingFailed
 from archlab.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from archlab.train.config import TrainConfig
@@ -126,9 +134,15 @@ def build_run_model(config: TrainConfig, splits: Splits) -> nn.Module:
             in_chans=splits.train.in_chans,
             head=m.head,
             head_kwargs=m.head_kwargs,
-            input_size=splits.train.image_size,
+            input_size=model_input_size(config, splits),
             **m.kwargs,
         )
+
+
+def model_input_size(config: TrainConfig, splits: Splits) -> tuple[int, int]:
+    """(H, W) the model sees: the crop size when one is set, else the stored image size."""
+    c = config.data.crop_size
+    return (c, c) if c is not None else tuple(splits.train.image_size)
 
 
 def _loaders(config: TrainConfig, splits: Splits, device: torch.device) -> tuple[DeviceLoader, ...]:
@@ -144,13 +158,20 @@ def _loaders(config: TrainConfig, splits: Splits, device: torch.device) -> tuple
                 f"data.normalize has {len(mean)} means / {len(std)} stds but the images have "
                 f"{splits.train.in_chans} channels"
             )
-    aug = build_augment(d.augment, image_size=splits.train.image_size, in_chans=splits.train.in_chans)
+    size = model_input_size(config, splits)
+    aug = build_augment(d.augment, image_size=size, in_chans=splits.train.in_chans)
+    eval_tf = build_eval_transform(d.augment, image_size=size, in_chans=splits.train.in_chans)
+    if size != tuple(splits.train.image_size) and d.augment != "medical":
+        raise ConfigError(
+            f"data.crop_size {d.crop_size} needs augment: medical (the preset that crops); "
+            f"the images are {splits.train.image_size}"
+        )
     common = dict(device=device, mean=mean, std=std)
     train = DeviceLoader(
         splits.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=config.drop_last, augment=aug, **common
     )
-    val = DeviceLoader(splits.val, config.eval_batch_size, shuffle=False, seed=config.seed, **common)
-    test = DeviceLoader(splits.test, config.eval_batch_size, shuffle=False, seed=config.seed, **common)
+    val = DeviceLoader(splits.val, config.eval_batch_size, shuffle=False, seed=config.seed, augment=eval_tf, **common)
+    test = DeviceLoader(splits.test, config.eval_batch_size, shuffle=False, seed=config.seed, augment=eval_tf, **common)
     return train, val, test
 
 
@@ -220,7 +241,7 @@ def train(
     splits = splits if splits is not None else prepare_data(config)
     num_classes = splits.train.num_classes
     model = build_run_model(config, splits)
-    prof = profile(model, (1, splits.train.in_chans, *splits.train.image_size))
+    prof = profile(model, (1, splits.train.in_chans, *model_input_size(config, splits)))
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -232,7 +253,7 @@ def train(
     )
     sched_kwargs = dict(config.scheduler.kwargs)
     if config.scheduler.name == "plateau":
-        sched_kwargs.setdefault("mode", metric_spec(config.monitor).mode)
+        sched_kwargs.setdefault("monitor", config.monitor)
     scheduler = build_scheduler(
         config.scheduler.name, optimizer, epochs=config.epochs, steps_per_epoch=len(train_loader), **sched_kwargs
     )

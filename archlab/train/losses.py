@@ -60,8 +60,9 @@ def soft_dice(probs: Tensor, target: Tensor, eps: float = 1e-5) -> Tensor:
         raise ValueError(f"soft_dice: probs {tuple(probs.shape)} and target {tuple(target.shape)} "
                          "must have the same shape")
     B = probs.shape[0]
-    p = probs.reshape(B, -1)  # (B, N)
-    t = target.reshape(B, -1).to(p.dtype)  # (B, N)
+    # float32 sums: a 512x512 mask summed in float16 (mixed precision) overflows 65504
+    p = probs.reshape(B, -1).float()  # (B, N)
+    t = target.reshape(B, -1).float()  # (B, N)
     inter = (p * t).sum(dim=1)  # (B,)
     dice = (2.0 * inter + eps) / (p.sum(dim=1) + t.sum(dim=1) + eps)  # (B,)
     return dice.mean()

@@ -20,14 +20,20 @@ from typing import Any
 from archlab.data._dataset import ImageDataset
 from archlab.errors import ConfigError, DataError, UnknownNameError
 
-__all__ = ["register_dataset", "list_datasets", "load_dataset", "default_root", "missing_file_error"]
+__all__ = [
+    "register_dataset",
+    "list_datasets",
+    "load_dataset",
+    "default_root",
+    "missing_file_error",
+]
 
 Loader = Callable[..., dict[str, ImageDataset]]
 
 #: name -> loader. The only mutable module state: filled once, at import, by the decorators.
 _DATASETS: dict[str, Loader] = {}
 
-#: environment variable naming the default data root (else ``./data``).
+#: environment variable naming the default data root (else ``~/.cache/archlab/data``).
 DATA_ROOT_ENV = "ARCHLAB_DATA"
 
 
@@ -40,7 +46,10 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
 
     def deco(fn: Loader) -> Loader:
         old = _DATASETS.get(name)
-        if old is not None and old.__qualname__ != fn.__qualname__:
+        if old is not None and (old.__module__, old.__qualname__) != (
+            fn.__module__,
+            fn.__qualname__,
+        ):
             raise ConfigError(f"dataset {name!r} is already registered (by {old.__module__})")
         _DATASETS[name] = fn
         return fn
@@ -54,8 +63,8 @@ def list_datasets() -> list[str]:
 
 
 def default_root() -> Path:
-    """The data root used when ``root`` is None: ``$ARCHLAB_DATA`` or ``./data``."""
-    return Path(os.environ.get(DATA_ROOT_ENV, "data")).expanduser()
+    """The data root used when ``root`` is None: ``$ARCHLAB_DATA`` or ``~/.cache/archlab/data``."""
+    return Path(os.environ.get(DATA_ROOT_ENV, "~/.cache/archlab/data")).expanduser()
 
 
 def _options(fn: Loader) -> list[str]:
@@ -66,7 +75,9 @@ def _options(fn: Loader) -> list[str]:
     ]
 
 
-def load_dataset(name: str, *, root: str | os.PathLike | None = None, **options: Any) -> dict[str, ImageDataset]:
+def load_dataset(
+    name: str, *, root: str | os.PathLike | None = None, **options: Any
+) -> dict[str, ImageDataset]:
     """Load the parts of dataset ``name``.
 
     Args:

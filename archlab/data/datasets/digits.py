@@ -19,7 +19,9 @@ __all__ = ["load_digits"]
 
 
 @register_dataset("digits")
-def load_digits(*, root: Path | None = None, image_size: int | None = None) -> dict[str, ImageDataset]:
+def load_digits(
+    *, root: Path | None = None, image_size: int | None = None
+) -> dict[str, ImageDataset]:
     """Load scikit-learn's digits as one ``"train"`` part (there is no official test set).
 
     Args:
@@ -35,12 +37,18 @@ def load_digits(*, root: Path | None = None, image_size: int | None = None) -> d
     """
     from sklearn.datasets import load_digits as _sk_load_digits
 
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
         raise ConfigError(f"digits: image_size must be a positive int or None, got {image_size!r}")
     bunch = _sk_load_digits()
-    x = torch.from_numpy(bunch.images).to(torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8) in [0, 1]
+    x = (
+        torch.from_numpy(bunch.images).to(torch.float32).unsqueeze(1) / 16.0
+    )  # (N, 1, 8, 8) in [0, 1]
     if image_size is not None and image_size != 8:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=False)
+        x = F.interpolate(
+            x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=False
+        )
         x = x.clamp_(0.0, 1.0)
     images = to_uint8_images(x, "digits images", scale=255.0)
     labels = torch.from_numpy(bunch.target).to(torch.int64)

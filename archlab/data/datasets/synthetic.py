@@ -20,7 +20,18 @@ from archlab.errors import ConfigError
 
 __all__ = ["load_synthetic", "SHAPES", "FILLS", "MAX_CLASSES"]
 
-SHAPES = ("circle", "square", "triangle", "cross", "ring", "bar-h", "bar-v", "diamond", "x", "half-disc")
+SHAPES = (
+    "circle",
+    "square",
+    "triangle",
+    "cross",
+    "ring",
+    "bar-h",
+    "bar-v",
+    "diamond",
+    "x",
+    "half-disc",
+)
 FILLS = ("solid", "stripes-h", "stripes-v", "checker", "outline")
 #: two size bands (small, large), as fractions of the image side: radius range.
 _BANDS = ((0.22, 0.34), (0.12, 0.2))
@@ -64,9 +75,15 @@ def _fill_mask(fill: str, kind: str, u: torch.Tensor, v: torch.Tensor) -> torch.
     if fill == "stripes-v":
         return inside & (torch.floor((u + 1.0) * 3.0).remainder(2) == 0)
     if fill == "checker":
-        return inside & ((torch.floor((u + 1.0) * 3.0) + torch.floor((v + 1.0) * 3.0)).remainder(2) == 0)
+        return inside & (
+            (torch.floor((u + 1.0) * 3.0) + torch.floor((v + 1.0) * 3.0)).remainder(2) == 0
+        )
     if fill == "outline":  # the shape minus the shape grown by 1/0.6: a thick contour
-        return inside & ~_shape_mask(kind, u / 0.6, v / 0.6) if kind != "ring" else inside & (u * u + v * v >= 0.7)
+        return (
+            inside & ~_shape_mask(kind, u / 0.6, v / 0.6)
+            if kind != "ring"
+            else inside & (u * u + v * v >= 0.7)
+        )
     raise ValueError(fill)
 
 
@@ -96,11 +113,18 @@ def load_synthetic(
     Shape:
         - images: :math:`(num\\_samples, channels, image\\_size, image\\_size)` uint8
     """
-    for key, val, lo in (("num_classes", num_classes, 1), ("num_samples", num_samples, 1), ("image_size", image_size, 8)):
+    for key, val, lo in (
+        ("num_classes", num_classes, 1),
+        ("num_samples", num_samples, 1),
+        ("image_size", image_size, 8),
+    ):
         if isinstance(val, bool) or not isinstance(val, int) or val < lo:
             raise ConfigError(f"synthetic: {key} must be an int >= {lo}, got {val!r}")
     if num_classes > MAX_CLASSES:
-        raise ConfigError(f"synthetic: num_classes={num_classes} exceeds the {MAX_CLASSES} distinct shapes available")
+        raise ConfigError(
+            f"synthetic: num_classes={num_classes} exceeds the {MAX_CLASSES} distinct shapes "
+            "available"
+        )
     if channels not in (1, 3):
         raise ConfigError(f"synthetic: channels must be 1 or 3, got {channels!r}")
     if not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
@@ -119,12 +143,16 @@ def load_synthetic(
     bright = 0.6 + 0.4 * torch.rand(n, generator=gen)
     if channels == 3:
         colour = torch.rand(n, 3, generator=gen)
-        colour = colour / colour.amax(dim=1, keepdim=True).clamp_min(1e-6) * bright[:, None]  # (N, 3)
+        colour = (
+            colour / colour.amax(dim=1, keepdim=True).clamp_min(1e-6) * bright[:, None]
+        )  # (N, 3)
     else:
         colour = bright[:, None]  # (N, 1)
     pixel_noise = torch.randn(n, channels, s, s, generator=gen) * noise
 
-    yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij"
+    )
     dx = xx[None] - cx[:, None, None]  # (N, S, S)
     dy = yy[None] - cy[:, None, None]
     cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
@@ -146,4 +174,8 @@ def load_synthetic(
         + ("" if k < len(SHAPES) * len(FILLS) else "/small")
         for k in range(num_classes)
     )
-    return {"train": ImageDataset(images.contiguous(), labels.to(torch.int64), classes, "synthetic/train")}
+    return {
+        "train": ImageDataset(
+            images.contiguous(), labels.to(torch.int64), classes, "synthetic/train"
+        )
+    }

@@ -1,0 +1,136 @@
+"""Class-per-folder images."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from archlab.data import load_dataset
+from archlab.errors import ConfigError, DataError
+
+
+def _png(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def _folder(root, classes=("covid", "normal"), n=3, size=(10, 12), rgb=False, seed=0):
+    rng = np.random.default_rng(seed)
+    written = {}
+    for c in classes:
+        for i in range(n):
+            shape = (*size, 3) if rgb else size
+            arr = rng.integers(0, 256, shape, dtype=np.uint8)
+            _png(root / c / f"img{i}.png", arr)
+            written[(c, i)] = arr
+    return written
+
+
+def test_png_round_trip_grey(tmp_path):
+    written = _folder(tmp_path / "xray")
+    ds = load_dataset("image_folder", root=tmp_path / "xray", mode="L")["train"]
+    assert ds.classes == ("covid", "normal") and ds.images.shape == (6, 1, 10, 12)
+    assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert np.array_equal(ds.images[4, 0].numpy(), written[("normal", 1)])
+
+
+def test_png_round_trip_rgb(tmp_path):
+    written = _folder(tmp_path / "ct", rgb=True)
+    ds = load_dataset("image_folder", root=tmp_path / "ct")["train"]  # mode RGB by default
+    assert ds.images.shape == (6, 3, 10, 12)
+    assert np.array_equal(ds.images[0].permute(1, 2, 0).numpy(), written[("covid", 0)])
+
+
+def test_resize_with_pil_bilinear(tmp_path):
+    written = _folder(tmp_path / "d", size=(20, 30))
+    ds = load_dataset("image_folder", root=tmp_path / "d", mode="L", image_size=(8, 16))["train"]
+    assert ds.images.shape == (6, 1, 8, 16)
+    ref = np.asarray(
+        Image.fromarray(written[("covid", 2)]).resize((16, 8), Image.Resampling.BILINEAR)
+    )
+    assert np.array_equal(ds.images[2, 0].numpy(), ref)
+    assert load_dataset("image_folder", root=tmp_path / "d", image_size=9)[
+        "train"
+    ].images.shape == (6, 3, 9, 9)
+
+
+def test_train_test_layout(tmp_path):
+    _folder(tmp_path / "set" / "train", classes=("a", "b", "c"))
+    _folder(tmp_path / "set" / "test", classes=("a", "c"), n=2)
+    parts = load_dataset("image_folder", root=tmp_path / "set", mode="L")
+    assert set(parts) == {"train", "test"}
+    assert parts["test"].classes == ("a", "b", "c") and parts["test"].labels.tolist() == [
+        0,
+        0,
+        2,
+        2,
+    ]
+
+
+def test_unknown_test_class(tmp_path):
+    _folder(tmp_path / "set" / "train", classes=("a", "b"))
+    _folder(tmp_path / "set" / "test", classes=("a", "z"), n=1)
+    with pytest.raises(DataError, match="class folder .*z is not among the training classes"):
+        load_dataset("image_folder", root=tmp_path / "set")
+
+
+def test_non_image_file_raises_naming_it(tmp_path):
+    _folder(tmp_path / "d")
+    (tmp_path / "d" / "normal" / "scan7.png").write_text("this is not a png")
+    with pytest.raises(DataError, match=r"normal/scan7.png could not be read as an image"):
+        load_dataset("image_folder", root=tmp_path / "d")
+
+
+def test_foreign_extension_raises(tmp_path):
+    _folder(tmp_path / "d")
+    (tmp_path / "d" / "covid" / "notes.txt").write_text("patient list")
+    (tmp_path / "d" / "covid" / ".DS_Store").write_bytes(b"\x00")  # hidden files are ignored
+    with pytest.raises(DataError, match=r"covid/notes.txt is not an image file \(extension '.txt'"):
+        load_dataset("image_folder", root=tmp_path / "d")
+
+
+def test_skip_logs_a_warning(tmp_path, caplog):
+    _folder(tmp_path / "d")
+    (tmp_path / "d" / "normal" / "scan7.png").write_bytes(b"\x89PNG garbage")
+    with caplog.at_level(logging.WARNING, logger="archlab.data.datasets.image_folder"):
+        ds = load_dataset("image_folder", root=tmp_path / "d", on_error="skip")["train"]
+    assert len(ds) == 6
+    assert any("scan7.png" in r.getMessage() for r in caplog.records)
+
+
+def test_mixed_sizes_need_image_size(tmp_path):
+    _folder(tmp_path / "d")
+    _png(tmp_path / "d" / "normal" / "big.png", np.zeros((40, 40), np.uint8))
+    with pytest.raises(DataError, match="pass image_size"):
+        load_dataset("image_folder", root=tmp_path / "d")
+    assert len(load_dataset("image_folder", root=tmp_path / "d", image_size=10)["train"]) == 7
+
+
+def test_empty_folders(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no class folders"):
+        load_dataset("image_folder", root=tmp_path / "empty")
+    (tmp_path / "empty" / "cls").mkdir()
+    with pytest.raises(DataError, match="holds no readable images"):
+        load_dataset("image_folder", root=tmp_path / "empty")
+    with pytest.raises(DataError, match="is not a folder"):
+        load_dataset("image_folder", root=tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [{"mode": "CMYK"}, {"on_error": "ignore"}, {"image_size": (0, 3)}, {"image_size": "big"}],
+)
+def test_bad_options(tmp_path, opts):
+    _folder(tmp_path / "d", n=1)
+    with pytest.raises(ConfigError):
+        load_dataset("image_folder", root=tmp_path / "d", **opts)
+
+
+def test_labels_dtype(tmp_path):
+    _folder(tmp_path / "d", n=1)
+    assert load_dataset("image_folder", root=tmp_path / "d")["train"].labels.dtype == torch.int64
