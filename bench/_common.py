@@ -1,0 +1,91 @@
+"""Shared machinery of the benchmarks: honest timing and JSON results with provenance.
+
+Each benchmark runs archlab and its reference side by side in one process, interleaved, with
+warm-up excluded, and writes ``bench/results/<name>.json``. ``--tiny`` runs a minimal size once so
+CI keeps the scripts working without timing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--tiny", action="store_true", help="smallest size, one repeat (CI smoke run)")
+    p.add_argument("--repeats", type=int, default=7, help="timed interleaved rounds")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/NAME.json)")
+    p.add_argument("--device", default="cpu")
+    return p.parse_args()
+
+
+def sync(device: str | torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], *, repeats: int, warmup: int = 2, device: str = "cpu"
+) -> dict[str, dict[str, float]]:
+    """Time each callable ``repeats`` times, interleaved round by round; median and spread in ms."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    sync(device)
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {
+        k: {
+            "median_ms": statistics.median(v),
+            "min_ms": min(v),
+            "max_ms": max(v),
+            "stdev_ms": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "n": len(v),
+        }
+        for k, v in samples.items()
+    }
+
+
+def hardware(device: str = "cpu") -> dict[str, Any]:
+    info = {
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+    }
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def write_result(name: str, data: dict[str, Any], out: Path | None = None, *, tiny: bool = False) -> Path:
+    """Write ``data`` plus hardware/versions to ``bench/results/NAME.json`` (tiny runs: ``NAME.tiny.json``)."""
+    import archlab
+
+    path = out or RESULTS / (f"{name}.tiny.json" if tiny else f"{name}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"name": name, "archlab": archlab.__version__, "tiny": tiny, "hardware": hardware(data.get("device", "cpu")), **data}
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    return path
