@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +60,8 @@ def format_validation_error(exc: ValidationError, cls: type[BaseModel], source: 
             )
         elif kind == "missing":
             msg = f"missing required key {loc!r}"
+        elif not loc:  # a whole-model check: its message says everything
+            msg = str(err["msg"]).removeprefix("Value error, ")
         else:
             got = err.get("input")
             got_s = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
@@ -66,13 +71,37 @@ def format_validation_error(exc: ValidationError, cls: type[BaseModel], source: 
 
 
 def _model_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The nested pydantic model class at ``loc`` (None when not a model)."""
+    """The nested pydantic model class at ``loc`` (None when not a model).
+
+    Walks through fields, ``X | None`` unions, ``dict[str, X]`` values and ``list[X]`` items.
+    """
     current: Any = cls
     for part in loc:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+            continue
+        origin = typing.get_origin(current)
+        args = typing.get_args(current)
+        if origin in (dict, Mapping) and len(args) == 2:
+            current = args[1]
+        elif origin in (list, tuple, Sequence) and args:
+            current = args[0]
+        else:
             return None
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return None
-        current = field.annotation
+    current = _unwrap(current)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` -> ``X`` (the first pydantic model, dict or list among a union's members)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        for a in members:
+            if (isinstance(a, type) and issubclass(a, BaseModel)) or typing.get_origin(a) in (dict, list):
+                return a
+        return members[0] if members else tp
+    return tp

@@ -25,8 +25,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @app.command("models")
@@ -171,6 +171,134 @@ def _run_training(cfg: Any, out: Path, *, resume: bool, quiet: bool) -> None:
         f"test accuracy {result.test['accuracy']:.4f}  f1_macro {result.test['f1_macro']:.4f}  "
         f"loss {result.test['loss']:.4f}  ({result.params:,} params, {result.train_seconds:.1f} s training)"
     )
+
+
+study_app = typer.Typer(help="Run, inspect and report studies (variant x seed x dataset grids).", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+def _open_store(directory: Path):
+    from archlab.study.store import DB_NAME, StudyStore
+
+    db = directory / DB_NAME
+    if not db.is_file():
+        raise ConfigError(f"{directory}: no {DB_NAME} here; run `archlab study run FILE --out {directory}` first")
+    return StudyStore(db)
+
+
+@study_app.command("run")
+def study_run_cmd(
+    file: Path = typer.Argument(..., help="study YAML file"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="study folder (default runs/<study name>)"),
+    workers: int = typer.Option(1, "--workers", "-w", help="parallel worker processes"),
+    smoke: bool = typer.Option(False, "--smoke", help="use the study's smoke section (synthetic, tiny)"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="run failed runs again"),
+) -> None:
+    """Run every (dataset, variant, seed) of FILE that is not done yet, then write the report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from archlab.study.config import load_study
+    from archlab.study.report import markdown_table
+    from archlab.study.runner import run_study
+
+    study = load_study(file, smoke=smoke)
+    out = out or Path("runs") / (study.name + ("-smoke" if smoke else ""))
+    grid = study.grid()
+    console.print(
+        f"[bold]study {study.name}[/]: {len(study.variants)} variants x {len(study.seeds)} seeds x "
+        f"{len(study.dataset_configs())} dataset(s) = {len(grid)} runs -> {out}"
+    )
+    failed: list[str] = []
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    )
+    with progress:
+        task = progress.add_task("runs", total=len(grid))
+
+        def on_event(kind: str, key: Any, info: dict[str, Any]) -> None:
+            if kind in ("skip", "done", "failed"):
+                progress.advance(task)
+            if kind == "start":
+                progress.update(task, description=key.label)
+            elif kind == "done":
+                progress.console.print(
+                    f"{key.label}: test accuracy {info['test']['accuracy']:.4f} ({info['train_seconds']:.1f} s)",
+                    highlight=False,
+                )
+            elif kind == "failed":
+                failed.append(key.label)
+                progress.console.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
+
+        store = run_study(study, out, workers=workers, retry_failed=retry_failed, on_event=on_event)
+    console.print(markdown_table(store.rows(), baseline=study.baseline), highlight=False, markup=False)
+    console.print(f"report: {out / 'report.html'}  ({out / 'report.md'})")
+    if failed:
+        err_console.print(f"[red]{len(failed)} run(s) failed[/]; see `archlab study status {out}`")
+        raise typer.Exit(1)
+
+
+@study_app.command("status")
+def study_status_cmd(directory: Path = typer.Argument(..., help="study folder")) -> None:
+    """Progress of a study: runs per status, failures with their reasons."""
+    store = _open_store(directory)
+    counts = store.status_counts()
+    total = sum(counts.values())
+    console.print(f"[bold]{store.get_meta('name', directory.name)}[/]: {counts['done']}/{total} done, "
+                  f"{counts['running']} interrupted/running, {counts['pending']} pending, {counts['failed']} failed")
+    table = Table("dataset", "variant", "done", "failed", "left")
+    agg: dict[tuple[str, str], list[int]] = {}
+    for r in store.rows(with_predictions=False, with_history=False):
+        a = agg.setdefault((r["dataset"], r["variant"]), [0, 0, 0])
+        a[0 if r["status"] == "done" else 1 if r["status"] == "failed" else 2] += 1
+        if r["status"] == "failed":
+            console.print(f"[red]failed[/] {r['dataset']}/{r['variant']}/seed{r['seed']}: "
+                          f"{(r['error'] or '').splitlines()[0]}", highlight=False)
+    for (d, v), (done, fail, left) in agg.items():
+        table.add_row(d, v, str(done), str(fail), str(left))
+    console.print(table)
+
+
+@study_app.command("report")
+def study_report_cmd(directory: Path = typer.Argument(..., help="study folder")) -> None:
+    """(Re)write report.md and report.html of a study and print its table."""
+    from archlab.study.report import markdown_table
+    from archlab.study.runner import write_study_report
+
+    store = _open_store(directory)
+    md, html = write_study_report(store, directory)
+    console.print(markdown_table(store.rows(), baseline=store.get_meta("baseline")), highlight=False, markup=False)
+    console.print(f"report: {html}  ({md})")
+
+
+EXPORT_COLUMNS = ["dataset", "variant", "seed", "status", "test_accuracy", "test_f1_macro", "test_loss",
+                  "val_accuracy", "params", "flops", "train_seconds", "best_epoch", "epochs_run", "error"]
+
+
+@study_app.command("export")
+def study_export_cmd(
+    directory: Path = typer.Argument(..., help="study folder"),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json"),
+) -> None:
+    """Print one row per run (csv or json)."""
+    import csv
+
+    if fmt not in ("csv", "json"):
+        raise ConfigError(f"--format must be csv or json, got {fmt!r}")
+    rows = []
+    for r in _open_store(directory).rows(with_predictions=False, with_history=False):
+        row = {k: r.get(k) for k in EXPORT_COLUMNS}
+        for split in ("test", "val"):
+            for k, v in (r[split] or {}).items():
+                row[f"{split}_{k}"] = v
+        row["error"] = (r["error"] or "").splitlines()[0] if r["error"] else None
+        rows.append({k: row.get(k) for k in EXPORT_COLUMNS})
+    if fmt == "json":
+        print(json.dumps(rows, indent=1))
+    else:
+        w = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "CheckpointError",
     "TrainingFailed",
     "close_matches",
+    "with_context",
 ]
 
 
@@ -75,3 +76,11 @@ def close_matches(name: str, known: Iterable[str], n: int = 3) -> list[str]:
         low = name.lower()
         hits = [k for k in known if low and (low in k.lower() or k.lower() in low)][:n]
     return hits
+
+
+def with_context(exc: ArchlabError, prefix: str) -> ArchlabError:
+    """A copy of ``exc`` (same class and attributes) whose message starts with ``prefix: ``."""
+    new = exc.__class__.__new__(exc.__class__)
+    new.__dict__.update(exc.__dict__)
+    new.args = (f"{prefix}: {exc}",)
+    return new

@@ -1,0 +1,239 @@
+"""The study database: SQLite in WAL mode, one transaction per change (SPEC §5, §11).
+
+Tables:
+    study(key, value)                      -- name, spec JSON, creation time
+    runs(id, dataset, variant, seed, status, config, provenance, error, attempts, started,
+         finished, params, flops, train_seconds, best_epoch, epochs_run)   UNIQUE(dataset, variant, seed)
+    epoch_metrics(run_id, epoch, key, value)
+    final_metrics(run_id, split, key, value)       -- split: val | test
+    predictions(run_id, preds, targets)            -- int32 arrays as BLOBs (per-sample test results)
+
+Only the study runner's main process writes; workers send results back to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from archlab.errors import DataError
+
+__all__ = ["StudyStore", "DB_NAME", "STATUSES"]
+
+DB_NAME = "results.sqlite"
+STATUSES = ("pending", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS study (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    dataset TEXT NOT NULL, variant TEXT NOT NULL, seed INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    config TEXT NOT NULL, provenance TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    started REAL, finished REAL, params INTEGER, flops INTEGER, train_seconds REAL,
+    best_epoch INTEGER, epochs_run INTEGER,
+    UNIQUE (dataset, variant, seed)
+);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id), epoch INTEGER NOT NULL, key TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run_id, epoch, key)
+);
+CREATE TABLE IF NOT EXISTS final_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id), split TEXT NOT NULL, key TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run_id, split, key)
+);
+CREATE TABLE IF NOT EXISTS predictions (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id), preds BLOB NOT NULL, targets BLOB NOT NULL
+);
+"""
+
+
+class StudyStore:
+    """Access to ``DIR/results.sqlite``.
+
+    Args:
+        path: the database file (created with its schema when missing).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            with self.tx():
+                for statement in _statements():
+                    self.conn.execute(statement)
+            check = self.conn.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise DataError(
+                f"{self.path} is not a readable study database ({exc}); it was left untouched — "
+                "move it away to start the study afresh, or restore it from a backup"
+            ) from None
+        if check != "ok":
+            raise DataError(f"{self.path} failed SQLite's integrity check ({check}); it was left untouched")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: all or nothing."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- study ---------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.tx() as c:
+            c.execute("INSERT OR REPLACE INTO study(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM study WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    # -- runs ----------------------------------------------------------------------------------
+    def ensure_run(self, dataset: str, variant: str, seed: int, config: dict[str, Any]) -> tuple[int, str, dict]:
+        """Insert the run as pending unless present; returns (id, status, stored config)."""
+        cfg = json.dumps(config, sort_keys=True)
+        with self.tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO runs(dataset, variant, seed, status, config) VALUES (?, ?, ?, 'pending', ?)",
+                (dataset, variant, seed, cfg),
+            )
+            row = c.execute(
+                "SELECT id, status, config FROM runs WHERE dataset = ? AND variant = ? AND seed = ?",
+                (dataset, variant, seed),
+            ).fetchone()
+        return int(row[0]), str(row[1]), json.loads(row[2])
+
+    def mark_running(self, run_id: int) -> None:
+        with self.tx() as c:
+            c.execute(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, started = COALESCE(started, ?), "
+                "error = NULL WHERE id = ?",
+                (time.time(), run_id),
+            )
+
+    def mark_failed(self, run_id: int, error: str) -> None:
+        with self.tx() as c:
+            c.execute(
+                "UPDATE runs SET status = 'failed', error = ?, finished = ? WHERE id = ?", (error, time.time(), run_id)
+            )
+
+    def record_result(self, run_id: int, result: dict[str, Any]) -> None:
+        """Store a finished run (a :class:`RunResult` dict) atomically and mark it done."""
+        with self.tx() as c:
+            c.execute("DELETE FROM epoch_metrics WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM final_metrics WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
+            c.executemany(
+                "INSERT INTO epoch_metrics(run_id, epoch, key, value) VALUES (?, ?, ?, ?)",
+                [
+                    (run_id, int(row["epoch"]), k, float(v))
+                    for row in result["history"]
+                    for k, v in row.items()
+                    if k != "epoch" and v is not None
+                ],
+            )
+            c.executemany(
+                "INSERT INTO final_metrics(run_id, split, key, value) VALUES (?, ?, ?, ?)",
+                [(run_id, split, k, float(v)) for split in ("val", "test") for k, v in result[split].items()],
+            )
+            c.execute(
+                "INSERT INTO predictions(run_id, preds, targets) VALUES (?, ?, ?)",
+                (
+                    run_id,
+                    np.asarray(result["test_predictions"], dtype="<i4").tobytes(),
+                    np.asarray(result["test_targets"], dtype="<i4").tobytes(),
+                ),
+            )
+            c.execute(
+                "UPDATE runs SET status = 'done', error = NULL, finished = ?, params = ?, flops = ?, "
+                "train_seconds = ?, best_epoch = ?, epochs_run = ?, provenance = ? WHERE id = ?",
+                (
+                    time.time(),
+                    int(result["params"]),
+                    int(result["flops"]),
+                    float(result["train_seconds"]),
+                    int(result["best_epoch"]),
+                    int(result["epochs_run"]),
+                    json.dumps(result.get("provenance", {}), sort_keys=True),
+                    run_id,
+                ),
+            )
+
+    def status_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for status, n in self.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"):
+            counts[status] = n
+        return counts
+
+    def rows(self, *, with_predictions: bool = True, with_history: bool = True) -> list[dict[str, Any]]:
+        """Every run as the report's row dict (see :mod:`archlab.study.report`)."""
+        out = []
+        runs = self.conn.execute(
+            "SELECT id, dataset, variant, seed, status, error, params, flops, train_seconds, best_epoch, "
+            "epochs_run, config, provenance, attempts, started, finished FROM runs ORDER BY id"
+        ).fetchall()
+        finals: dict[int, dict[str, dict[str, float]]] = {}
+        for run_id, split, key, value in self.conn.execute("SELECT run_id, split, key, value FROM final_metrics"):
+            finals.setdefault(run_id, {}).setdefault(split, {})[key] = value
+        history: dict[int, dict[int, dict[str, float]]] = {}
+        if with_history:
+            for run_id, epoch, key, value in self.conn.execute(
+                "SELECT run_id, epoch, key, value FROM epoch_metrics ORDER BY run_id, epoch"
+            ):
+                history.setdefault(run_id, {}).setdefault(epoch, {"epoch": epoch})[key] = value
+        preds: dict[int, tuple[list[int], list[int]]] = {}
+        if with_predictions:
+            for run_id, p, t in self.conn.execute("SELECT run_id, preds, targets FROM predictions"):
+                preds[run_id] = (np.frombuffer(p, "<i4").tolist(), np.frombuffer(t, "<i4").tolist())
+        for r in runs:
+            run_id = r[0]
+            f = finals.get(run_id, {})
+            p = preds.get(run_id)
+            out.append(
+                {
+                    "id": run_id,
+                    "dataset": r[1],
+                    "variant": r[2],
+                    "seed": r[3],
+                    "status": r[4],
+                    "error": r[5],
+                    "params": r[6],
+                    "flops": r[7],
+                    "train_seconds": r[8],
+                    "best_epoch": r[9],
+                    "epochs_run": r[10],
+                    "config": json.loads(r[11]),
+                    "provenance": json.loads(r[12]) if r[12] else None,
+                    "attempts": r[13],
+                    "started": r[14],
+                    "finished": r[15],
+                    "val": f.get("val"),
+                    "test": f.get("test"),
+                    "history": [history[run_id][e] for e in sorted(history.get(run_id, {}))],
+                    "test_predictions": p[0] if p else None,
+                    "test_targets": p[1] if p else None,
+                }
+            )
+        return out
+
+
+def _statements() -> list[str]:
+    return [s.strip() for s in _SCHEMA.split(";") if s.strip()]
