@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/archlab train --model mnist_cnn --dataset digits --image-size 28 --epochs 12 --out runs/demo
+	$(BIN)/archlab study run studies/quickstart.yaml --out runs/quickstart
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q

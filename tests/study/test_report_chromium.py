@@ -1,0 +1,106 @@
+"""The HTML report rendered by a real headless Chromium: table text present, names inert, plots shown.
+
+Needs Debian's ``chromium`` (``.ci/run`` installs it); skipped with the reason when it is missing.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from archlab.study.report import write_report
+
+EVIL = "<script>alert(1)</script>"
+WINDOW = (1280, 2000)
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+
+
+CHROMIUM = _chromium()
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed (apt-get install -y chromium); .ci/run installs it",
+)
+
+
+def _run(variant, seed, acc, n_test=80, epochs=5):
+    targets = np.random.default_rng(seed).integers(0, 10, n_test)
+    correct = np.random.default_rng([seed, len(variant)]).random(n_test) < acc
+    preds = np.where(correct, targets, (targets + 1) % 10)
+    a = float(correct.mean())
+    history = [{"epoch": e, "train_loss": 1 / e, "train_accuracy": a, "val_accuracy": a * (1 - 0.5**e),
+                "val_f1_macro": a, "val_dice": a, "val_loss": 1 - a, "lr": 0.1, "seconds": 0.5}
+               for e in range(1, epochs + 1)]
+    m = {"accuracy": a, "f1_macro": a, "dice": a, "loss": 1 - a}
+    return {"dataset": "digits", "variant": variant, "seed": seed, "status": "done", "error": None,
+            "params": 12_345, "flops": 1_000_000, "train_seconds": 2.0, "test": m, "val": m,
+            "best_epoch": epochs, "history": history, "test_predictions": preds.tolist(),
+            "test_targets": targets.tolist()}
+
+
+def _chromium_cmd(profile: Path, *extra: str) -> list[str]:
+    return [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Write a report, then dump its DOM and take a screenshot in headless Chromium."""
+    root = tmp_path_factory.mktemp("chromium")
+    runs = [_run(v, s, acc) for v, acc in (("linear", 0.95), ("mlp", 0.95), (EVIL, 0.3))
+            for s in range(5)]
+    _, html_path = write_report(runs, root / "report", study_name="chromium check",
+                                baseline="linear", metrics=("accuracy",))
+    url = html_path.resolve().as_uri()
+    dom = subprocess.run(_chromium_cmd(root / "profile-dom", "--dump-dom", url),
+                         capture_output=True, text=True, timeout=90)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shot = root / "screenshot.png"
+    res = subprocess.run(_chromium_cmd(root / "profile-shot", f"--screenshot={shot}", url),
+                         capture_output=True, text=True, timeout=90)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return dom.stdout, shot
+
+
+def test_table_text_in_rendered_dom(rendered):
+    dom, _ = rendered
+    assert "Study report: chromium check" in dom
+    assert "Dataset: digits" in dom and "15 runs: 15 done." in dom
+    assert "Test accuracy vs baseline" in dom
+    for text in ("linear", "mlp", "p (t, Holm)", "baseline", "significantly worse",
+                 "no significant difference at n=5"):
+        assert text in dom, text
+
+
+def test_config_names_are_text_in_the_browser(rendered):
+    dom, _ = rendered
+    # The serialized DOM escapes text nodes: the name is there as text and never as an element.
+    assert html_lib.escape(EVIL, quote=False) in dom
+    assert "<script" not in dom.lower()
+
+
+def test_screenshot_shows_the_page_and_plots(rendered):
+    _, shot = rendered
+    img = Image.open(shot).convert("RGB")
+    assert img.size == WINDOW
+    px = np.asarray(img, dtype=np.int16)  # (H, W, 3)
+    assert (px.min(axis=2) < 100).mean() > 0.005  # dark text drawn, not a blank page
+    # The embedded PNG plots were decoded: matplotlib's first colour (#1f77b4) is on screen.
+    c0 = np.abs(px - np.array([0x1F, 0x77, 0xB4])).sum(axis=2) < 30
+    assert c0.sum() > 50
