@@ -127,3 +127,12 @@ def test_result_has_provenance_and_sizes(tmp_path):
     assert res.provenance["torch"] == torch.__version__
     assert (tmp_path / "result.json").is_file() and (tmp_path / "config.json").is_file()
     assert len(res.test_predictions) == len(res.test_targets) > 0
+
+
+def test_mnist_cnn_on_digits_reaches_95_percent():
+    # the Foundation acceptance run (make demo's original job): mnist_cnn on digits at 28 px
+    cfg = TrainConfig.model_validate(
+        {"data": {"name": "digits", "options": {"image_size": 28}}, "model": {"name": "mnist_cnn"}, "epochs": 12}
+    )
+    res = engine.train(cfg)
+    assert res.test["accuracy"] >= 0.95
