@@ -4,17 +4,51 @@ Reference: the blog in seed 002 (Keras model): Conv32 3x3 same, Conv32 3x3 valid
 Dropout .25, Conv64 same, Conv64 valid, MaxPool2, Dropout .25, Flatten, Dense 512 ReLU,
 Dropout .5, Dense C. On 3x32x32 inputs with 10 classes it has exactly 1,250,858 parameters.
 The backbone ends with the Dense-512 layer; the default head is Dropout(.5) -> Linear(512, C).
+
+Options reproduce the blog's variants without changing the parameters or their names:
+- ``rot_convs=k, rotations=R``: the last ``k`` convs are :class:`RotationInvariantConv2d` (the blog's
+  ``R_rot_k``: ``4_rot_1`` .. ``8_rot_4``); or a list of 1-based conv indices.
+- ``norm_conv`` / ``norm_dense``: weight-normalized convs / Dense layers (the blog's ``norm_conv``,
+  ``norm_dense``, ``norm_conv_dense``). ``norm_dense`` covers the Dense-512 layer *and* every Linear
+  of the head, as the blog replaced all Dense layers (a head rebuilt by ``reset_classifier`` is an
+  ordinary one).
+- ``conv_bias=False``: the blog's code (``bias=False``), 1,250,666 parameters.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
 from archlab._registry import register_model
+from archlab.errors import ConfigError
+from archlab.layers.normalized import NormalizedConv2d, NormalizedLinear
+from archlab.layers.rotation_conv import RotationInvariantConv2d
 from archlab.models._classifier import Classifier, build_classifier, infer_feature_shape, to_2tuple
 
-__all__ = ["MiniVGG", "mini_vgg"]
+__all__ = ["MiniVGG", "mini_vgg", "rotation_conv_indices"]
+
+_NUM_CONVS = 4
+
+
+def rotation_conv_indices(rot_convs: int | Sequence[int]) -> tuple[int, ...]:
+    """1-based indices of the rotation-invariant convs: ``k`` -> the last ``k`` of the four.
+
+    Raises:
+        ConfigError: ``k`` outside 0..4 or an index outside 1..4.
+    """
+    if isinstance(rot_convs, bool):
+        raise ConfigError(f"rot_convs={rot_convs!r} must be an int 0..4 or a list of conv indices 1..4")
+    if isinstance(rot_convs, int):
+        if not 0 <= rot_convs <= _NUM_CONVS:
+            raise ConfigError(f"rot_convs={rot_convs} must be in 0..{_NUM_CONVS} (the last k of the {_NUM_CONVS} convs)")
+        return tuple(range(_NUM_CONVS - rot_convs + 1, _NUM_CONVS + 1))
+    idx = tuple(sorted({int(i) for i in rot_convs}))
+    if any(not 1 <= i <= _NUM_CONVS for i in idx):
+        raise ConfigError(f"rot_convs={list(rot_convs)!r}: conv indices must be in 1..{_NUM_CONVS}")
+    return idx
 
 
 class MiniVGG(nn.Module):
@@ -26,6 +60,12 @@ class MiniVGG(nn.Module):
         widths: filters of the two conv stages.
         fc_width: width of the Dense layer ending the backbone.
         drop_rate: dropout after each conv stage (.25 in the blog).
+        rot_convs: which convs are rotation-invariant: ``k`` = the last ``k`` (0 = none), or a
+            list of 1-based indices.
+        rotations: 4 or 8 (see :class:`archlab.layers.RotationInvariantConv2d`).
+        norm_conv: weight-normalized convs (:class:`archlab.layers.NormalizedConv2d`).
+        norm_dense: weight-normalized Dense-512 layer.
+        conv_bias: biases on the convs (the SPEC's count; the blog's code had none).
 
     Shape:
         - Input: ``(B, in_chans, H, W)``
@@ -39,24 +79,44 @@ class MiniVGG(nn.Module):
         widths: tuple[int, int] = (32, 64),
         fc_width: int = 512,
         drop_rate: float = 0.25,
+        rot_convs: int | Sequence[int] = 0,
+        rotations: int = 4,
+        norm_conv: bool = False,
+        norm_dense: bool = False,
+        conv_bias: bool = True,
     ):
         super().__init__()
         c1, c2 = widths
+        rot = rotation_conv_indices(rot_convs)
+        if isinstance(rotations, bool) or rotations not in (4, 8):
+            raise ConfigError(f"rotations={rotations!r} is not supported; allowed: 4 (90 degrees) or 8 (45 degree ring shifts)")
+        self.rot_convs, self.rotations = rot, rotations
+
+        def conv(i: int, cin: int, cout: int, padding: int) -> nn.Conv2d:
+            # Every variant is an nn.Conv2d subclass with the same weight/bias: counts and names stay.
+            if i in rot:
+                return RotationInvariantConv2d(
+                    cin, cout, rotations=rotations, padding=padding, bias=conv_bias, normalize=norm_conv
+                )
+            cls = NormalizedConv2d if norm_conv else nn.Conv2d
+            return cls(cin, cout, 3, padding=padding, bias=conv_bias)
+
         self.stage1 = nn.Sequential(
-            nn.Conv2d(in_chans, c1, 3, padding=1), nn.ReLU(inplace=True),  # "same"
-            nn.Conv2d(c1, c1, 3), nn.ReLU(inplace=True),  # "valid"
+            conv(1, in_chans, c1, 1), nn.ReLU(inplace=True),  # "same"
+            conv(2, c1, c1, 0), nn.ReLU(inplace=True),  # "valid"
             nn.MaxPool2d(2), nn.Dropout(drop_rate),
         )
         self.stage2 = nn.Sequential(
-            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c2, c2, 3), nn.ReLU(inplace=True),
+            conv(3, c1, c2, 1), nn.ReLU(inplace=True),
+            conv(4, c2, c2, 0), nn.ReLU(inplace=True),
             nn.MaxPool2d(2), nn.Dropout(drop_rate),
         )
         conv_shape = infer_feature_shape(
             nn.Sequential(self.stage1, self.stage2), in_chans, input_size, model_name="mini_vgg"
         )
         flat = conv_shape[0] * conv_shape[1] * conv_shape[2]
-        self.fc = nn.Sequential(nn.Flatten(1), nn.Linear(flat, fc_width), nn.ReLU(inplace=True))
+        linear = NormalizedLinear if norm_dense else nn.Linear
+        self.fc = nn.Sequential(nn.Flatten(1), linear(flat, fc_width), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stage2(self.stage1(x))  # (B, c2, H', W')
@@ -74,11 +134,24 @@ def mini_vgg(
     widths: tuple[int, int] = (32, 64),
     fc_width: int = 512,
     drop_rate: float = 0.25,
+    rot_convs: int | Sequence[int] = 0,
+    rotations: int = 4,
+    norm_conv: bool = False,
+    norm_dense: bool = False,
+    conv_bias: bool = True,
 ) -> Classifier:
-    """Mini-VGG (seed 002); default head Dropout(.5) -> Linear(512, C)."""
+    """Mini-VGG (seed 002); default head Dropout(.5) -> Linear(512, C).
+
+    ``rot_convs``/``rotations``, ``norm_conv``/``norm_dense`` and ``conv_bias`` select the blog's
+    variants (see :class:`MiniVGG`); ``norm_dense`` also normalizes every Linear of the head.
+    """
     size = to_2tuple(input_size if input_size is not None else 32)
-    return build_classifier(
-        MiniVGG(in_chans, size, tuple(widths), fc_width, drop_rate),
+    backbone = MiniVGG(
+        in_chans, size, tuple(widths), fc_width, drop_rate,
+        rot_convs=rot_convs, rotations=rotations, norm_conv=norm_conv, norm_dense=norm_dense, conv_bias=conv_bias,
+    )  # fmt: skip
+    model = build_classifier(
+        backbone,
         num_classes=num_classes,
         in_chans=in_chans,
         input_size=size,
@@ -88,3 +161,15 @@ def mini_vgg(
         default_head=("linear", {"drop_rate": 0.5}),
         model_name="mini_vgg",
     )
+    if norm_dense:
+        _normalize_linears(model.head)
+    return model
+
+
+def _normalize_linears(module: nn.Module) -> None:
+    """Swap every ``nn.Linear`` inside ``module`` for a :class:`NormalizedLinear` with its weights."""
+    for name, child in module.named_children():
+        if type(child) is nn.Linear:
+            setattr(module, name, NormalizedLinear.from_linear(child))
+        else:
+            _normalize_linears(child)
