@@ -301,6 +301,131 @@ def study_export_cmd(
         w.writerows(rows)
 
 
+analyze_app = typer.Typer(help="Analyses of models and trained runs (PNG + CSV outputs).", no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
+
+
+def _test_images(splits: Any, n: int) -> tuple[Any, Any]:
+    if n < 1:
+        raise ConfigError(f"--images must be at least 1, got {n}")
+    ds = splits.test
+    n = min(n, len(ds))
+    return ds.images[:n].float() / 255.0, ds.labels[:n]
+
+
+@analyze_app.command("profile")
+def analyze_profile_cmd(
+    models: list[str] = typer.Argument(..., help="registered model names"),
+    input_size: Optional[int] = typer.Option(None, "--input-size"),
+    in_chans: int = typer.Option(3, "--in-chans"),
+    num_classes: int = typer.Option(10, "--num-classes"),
+    latency_runs: int = typer.Option(10, "--latency-runs"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also write profile.csv and profile.json here"),
+) -> None:
+    """Parameters, FLOPs, latency and peak memory per model."""
+    import csv
+
+    from archlab import create_model, profile
+
+    rows = []
+    for name in models:
+        m = create_model(name, num_classes=num_classes, in_chans=in_chans, input_size=input_size)
+        p = profile(m, (1, in_chans, *m.input_size), latency_runs=latency_runs)
+        rows.append({"model": name, "input": "x".join(map(str, p.input_size[1:])), "params": p.params_total,
+                     "flops": p.flops, "latency_ms": p.latency_ms, "peak_memory_mb": p.peak_memory_mb})
+    table = Table("model", "input", "parameters", "FLOPs", "latency ms")
+    for r in rows:
+        lat = f"{r['latency_ms']:.2f}" if r["latency_ms"] is not None else "-"
+        table.add_row(r["model"], r["input"], f"{r['params']:,}", f"{r['flops']:,}", lat)
+    console.print(table)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "profile.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        (out / "profile.json").write_text(json.dumps(rows, indent=1))
+        console.print(f"wrote {out / 'profile.csv'}")
+
+
+@analyze_app.command("rotation")
+def analyze_rotation_cmd(
+    runs: list[Path] = typer.Argument(..., help="run folders (archlab train / study runs)"),
+    images: int = typer.Option(100, "--images", help="test images to rotate"),
+    step: float = typer.Option(1.0, "--step", help="angle step in degrees (0..360)"),
+    out: Path = typer.Option(Path("analysis/rotation"), "--out", "-o"),
+) -> None:
+    """Probability of the correct class vs rotation angle, and % of angles classified correctly."""
+    import torch
+
+    from archlab.analysis.rotation import rotation_analysis
+    from archlab.train.engine import load_run
+
+    if not 0 < step <= 360:
+        raise ConfigError(f"--step must be in (0, 360], got {step}")
+    models, x, y, norm = {}, None, None, None
+    for run in runs:
+        model, cfg, splits, norm_r = load_run(run)
+        xi, yi = _test_images(splits, images)
+        if x is not None and (xi.shape != x.shape or not torch.equal(yi, y)):
+            raise ConfigError(f"{run}: its test split differs from {runs[0]}'s; compare runs of one dataset")
+        x, y, norm = xi, yi, norm_r
+        models[_run_label(run)] = model
+    res = rotation_analysis(models, x, y, out, angles=torch.arange(0.0, 360.0, step), transform=norm)
+    for name, summ in res["summary"].items():
+        console.print(
+            f"{name}: {summ['mean']:.1f} % of angles correct on average (median {summ['median']:.1f} %)", highlight=False
+        )
+    console.print(f"wrote {', '.join(str(p) for p in res['paths'].values())}")
+
+
+@analyze_app.command("transplant")
+def analyze_transplant_cmd(
+    run: Path = typer.Argument(..., help="run folder of the baseline (ordinary convolutions)"),
+    images: int = typer.Option(100, "--images"),
+    step: float = typer.Option(1.0, "--step"),
+    out: Path = typer.Option(Path("analysis/transplant"), "--out", "-o"),
+) -> None:
+    """Load a baseline's weights into its rotation-invariant twins and evaluate them."""
+    import torch
+
+    from archlab.analysis.transplant import transplant_analysis
+    from archlab.train.engine import load_run
+
+    model, cfg, splits, norm = load_run(run)
+    x, y = _test_images(splits, images)
+    res = transplant_analysis(model, x, y, out, angles=torch.arange(0.0, 360.0, step), transform=norm)
+    for name, acc in res["accuracy"].items():
+        console.print(f"{name}: test accuracy {acc:.4f}", highlight=False)
+    console.print(f"wrote {', '.join(str(p) for p in res['paths'].values())}")
+
+
+@analyze_app.command("connections")
+def analyze_connections_cmd(
+    run: Path = typer.Argument(..., help="run folder of a connected_net run"),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="also list the connections this gate value keeps"),
+    out: Path = typer.Option(Path("analysis/connections"), "--out", "-o"),
+) -> None:
+    """Gate values of every GatedConnection per epoch (evolution plot + CSV)."""
+    from archlab.analysis.connections import connections_analysis
+    from archlab.train.engine import RESULT_FILE, load_run
+
+    result_path = run / RESULT_FILE
+    if not result_path.is_file():
+        raise ConfigError(f"{run}: no {RESULT_FILE}; the connections analysis needs a finished run")
+    gates = json.loads(result_path.read_text()).get("extras", {}).get("gates")
+    if not gates:
+        raise ConfigError(f"{run}: the run recorded no gate values (is it a connected_net run?)")
+    model = load_run(run)[0] if threshold is not None else None
+    connections_analysis(gates, out, model=model, threshold=threshold)
+    console.print(f"wrote {out} ({len(gates)} epochs)")
+
+
+def _run_label(run: Path) -> str:
+    parts = run.resolve().parts
+    return "/".join(parts[-2:]) if parts[-1].startswith("seed") else parts[-1]
+
+
 def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node = data
     parts = dotted.split(".")

@@ -49,7 +49,16 @@ from archlab.train.losses import build_loss
 from archlab.train.metrics import classification_metrics, metric_spec
 from archlab.train.optim import build_optimizer, build_scheduler
 
-__all__ = ["RunResult", "train", "evaluate", "prepare_data", "build_run_model", "resolve_device", "provenance"]
+__all__ = [
+    "RunResult",
+    "train",
+    "evaluate",
+    "prepare_data",
+    "build_run_model",
+    "load_run",
+    "resolve_device",
+    "provenance",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +98,7 @@ class RunResult:
     train_seconds: float
     epochs_run: int
     provenance: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. per-epoch gate values ("gates")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -274,6 +284,7 @@ def train(
         "correct": 0,
         "seen": 0,
         "stopped_early": False,
+        "gates": [],  # per-epoch GatedConnection values (connected_net), for the connections analysis
     }
     torch.manual_seed(derive_seed(config.seed, "train"))  # dropout and other in-model randomness
     if out is not None:
@@ -371,6 +382,10 @@ def train(
         state["train_seconds"] += time.perf_counter() - t0
         row["seconds"] = state["train_seconds"]
         state["history"].append(row)
+        if _has_gates(model):
+            from archlab.analysis.connections import read_gates
+
+            state["gates"].append(read_gates(model))
         patience = config.early_stopping_patience
         state["stopped_early"] = bool(patience and state["bad_epochs"] >= patience)
         state.update(epoch=epoch + 1, step=0, loss_sum=0.0, correct=0, seen=0)
@@ -396,12 +411,58 @@ def train(
         train_seconds=state["train_seconds"],
         epochs_run=len(state["history"]),
         provenance=provenance(device),
+        extras={"gates": state["gates"]} if state["gates"] else {},
     )
     if out is not None:
         tmp = out / (RESULT_FILE + ".tmp")
         tmp.write_text(json.dumps(result.to_dict(), indent=1))
         os.replace(tmp, out / RESULT_FILE)
     return result
+
+
+def _has_gates(model: nn.Module) -> bool:
+    from archlab.layers.gated_connection import GatedConnection
+
+    return any(isinstance(m, GatedConnection) for m in model.modules())
+
+
+def load_run(run_dir: str | Path, *, weights: str = "best") -> tuple[nn.Module, TrainConfig, Splits, nn.Module | None]:
+    """Rebuild a trained run from its folder for analysis.
+
+    Args:
+        run_dir: a run folder written by :func:`train`.
+        weights: ``"best"`` (the tested weights) or ``"last"`` (the last checkpoint).
+
+    Returns:
+        ``(model in eval mode, config, splits, normalize)`` where ``normalize`` maps float images
+        in [0, 1] to the model's input (None when the run did not normalize).
+    """
+    from archlab.data import Normalize
+    from archlab.errors import CheckpointError
+
+    run = Path(run_dir)
+    cfg_path = run / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{run}: no config.json; is this a run folder written by `archlab train`?")
+    config = TrainConfig.model_validate_json(cfg_path.read_text())
+    splits = prepare_data(config)
+    model = build_run_model(config, splits)
+    path = run / BEST_WEIGHTS if weights == "best" else run / CKPT_DIR / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; the run has not finished an epoch yet")
+    state = load_file(str(path))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit the model of {cfg_path}: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    d = config.data
+    norm = None
+    if d.normalize == "dataset":
+        norm = Normalize(*dataset_stats(splits.train))
+    elif d.normalize != "none":
+        norm = Normalize(*d.normalize)
+    return model, config, splits, norm
 
 
 def provenance(device: torch.device | None = None) -> dict[str, Any]:

@@ -1,0 +1,47 @@
+"""`archlab analyze ...` on real (tiny) trained runs."""
+
+import pytest
+
+from archlab.cli import main
+from archlab.train import engine
+from archlab.train.config import TrainConfig
+
+DATA = {"name": "synthetic", "options": {"num_classes": 3, "num_samples": 90, "image_size": 16, "channels": 3}}
+
+
+@pytest.fixture(scope="module")
+def mini_vgg_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    engine.train(TrainConfig.model_validate({"data": DATA, "model": {"name": "mini_vgg"}, "epochs": 1, "batch_size": 16}), out)
+    return out
+
+
+def test_analyze_rotation_and_transplant(mini_vgg_run, tmp_path, capsys):
+    assert main(["analyze", "rotation", str(mini_vgg_run), "--images", "4", "--step", "30", "--out", str(tmp_path / "r")]) == 0
+    for f in ("rotation_curve.csv", "rotation_curve.png", "rotation_boxplot.png", "rotation_summary.csv"):
+        assert (tmp_path / "r" / f).is_file()
+    assert main(["analyze", "transplant", str(mini_vgg_run), "--images", "4", "--step", "90", "--out", str(tmp_path / "t")]) == 0
+    assert (tmp_path / "t" / "transplant_accuracy.csv").is_file()
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_analyze_connections(tmp_path, capsys):
+    run = tmp_path / "run"
+    res = engine.train(
+        TrainConfig.model_validate({"data": DATA, "model": {"name": "connected_net"}, "epochs": 2, "batch_size": 16}), run
+    )
+    assert len(res.extras["gates"]) == 2
+    assert main(["analyze", "connections", str(run), "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "connection_gates.csv").is_file()
+
+
+def test_analyze_errors(tmp_path, mini_vgg_run, capsys):
+    assert main(["analyze", "rotation", str(tmp_path)]) == 2
+    assert "config.json" in capsys.readouterr().err
+    assert main(["analyze", "connections", str(mini_vgg_run)]) == 2
+    assert "recorded no gate values" in capsys.readouterr().err
+
+
+def test_analyze_profile(tmp_path, capsys):
+    assert main(["analyze", "profile", "mnist_cnn", "crnet", "--input-size", "32", "--latency-runs", "1", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "profile.csv").read_text().count("\n") == 3
