@@ -9,6 +9,7 @@ from archlab._registry import (
     register_model,
 )
 from archlab.analysis.profile import profile
+from archlab.pretrained import load_pretrained
 
 __version__ = "0.1.0"
 
@@ -20,5 +21,6 @@ __all__ = [
     "register_model",
     "register_head",
     "profile",
+    "load_pretrained",
     "__version__",
 ]

@@ -1,0 +1,187 @@
+"""ResNet-18/34/50/101, torchvision layout and names, with a CIFAR stem and optional SE.
+
+References: He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016
+(arXiv 1512.03385); Hu, Shen & Sun, "Squeeze-and-Excitation Networks", CVPR 2018 (SE-ResNet).
+The backbone carries torchvision's names (``conv1``, ``bn1``, ``layer1..4``); torchvision's ``fc``
+is the default ``linear`` head with global average pooling (key ``fc.*``), so
+``resnet18(num_classes=1000)`` has exactly torchvision's 11,689,512 parameters.
+
+Options (departures from the ImageNet definition, off by default):
+
+- ``cifar_stem=True``: conv1 is a 3x3 stride-1 convolution and there is no max-pool, the usual
+  adaptation for 32x32 inputs (e.g. the ResNet-18 of the CIFAR speed runs). conv1's weight then
+  has another shape than torchvision's (load ImageNet weights with ``strict=False``).
+- ``se=True``: a Squeeze-Excitation module (ratio ``se_reduction``, 16 in SENet) on the residual
+  branch of every block, as in SE-ResNet; its ``se.*`` keys are extra to torchvision's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from archlab._registry import register_model
+from archlab.errors import ConfigError
+from archlab.layers.blocks import BasicBlock, Bottleneck, conv1x1
+from archlab.layers.squeeze_excite import SqueezeExcitation
+from archlab.models._classifier import Classifier, build_classifier
+from archlab.layers._init import materialize, meta_construction, reset_norms
+from archlab.pretrained import WeightLayout
+
+__all__ = ["ResNet", "resnet18", "resnet34", "resnet50", "resnet101"]
+
+_ARCHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+}
+
+
+class ResNet(nn.Module):
+    """ResNet feature extractor (torchvision's ``ResNet`` without ``avgpool``/``fc``).
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        layers: blocks per stage.
+        in_chans: input channels.
+        cifar_stem: 3x3 stride-1 stem without max-pool (for 32x32 inputs).
+        se: Squeeze-Excitation in every block.
+        se_reduction: SE reduction ratio.
+        zero_init_residual: zero the last BN of every residual branch (torchvision's option).
+        widths: channels of the four stages.
+
+    Shape:
+        - Input: ``(B, in_chans, H, W)``
+        - Output: ``(B, widths[-1] * expansion, H / 32, W / 32)`` (``H / 8`` with the CIFAR stem);
+          (512, 7, 7) for ResNet-18 at 224x224.
+    """
+
+    weight_layout = WeightLayout(
+        family="resnet",
+        head_map={"fc.": "fc."},
+        drop_prefixes=("fc.", "head."),
+        first_conv="conv1.weight",
+    )
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: Sequence[int],
+        in_chans: int = 3,
+        *,
+        cifar_stem: bool = False,
+        se: bool = False,
+        se_reduction: float = 16,
+        zero_init_residual: bool = False,
+        widths: Sequence[int] = (64, 128, 256, 512),
+    ):
+        super().__init__()
+        if len(layers) != len(widths) or any(n < 1 for n in layers):
+            raise ConfigError(f"layers must give >= 1 block for each of the {len(widths)} stages, "
+                              f"got {list(layers)}")
+        self.inplanes = widths[0]
+        self.zero_init_residual = zero_init_residual
+        with meta_construction() as device:  # skip nn's default init: _init_weights sets everything
+            if cifar_stem:
+                self.conv1 = nn.Conv2d(in_chans, self.inplanes, 3, stride=1, padding=1, bias=False)
+            else:
+                self.conv1 = nn.Conv2d(in_chans, self.inplanes, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(self.inplanes)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.Identity() if cifar_stem else nn.MaxPool2d(3, stride=2, padding=1)
+            se_r = se_reduction if se else None
+            for i, (planes, n) in enumerate(zip(widths, layers)):
+                self.add_module(f"layer{i + 1}", self._make_layer(block, planes, n, 1 if i == 0 else 2, se_r))
+        self.out_channels = self.inplanes
+        materialize(self, device, self._init_weights)
+
+    def _init_weights(self) -> None:
+        """torchvision's ResNet initialisation; SE layers keep PyTorch's default (as timm's SE-ResNets)."""
+        se_convs = set()
+        for m in self.modules():
+            if isinstance(m, SqueezeExcitation):
+                m.fc1.reset_parameters()
+                m.fc2.reset_parameters()
+                se_convs.update((id(m.fc1), id(m.fc2)))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and id(m) not in se_convs:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        reset_norms(self)
+        if self.zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+                elif isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
+                    stride: int, se_reduction: float | None) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample, se_reduction=se_reduction)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes, se_reduction=se_reduction) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
+        x = self.layer1(x)  # (B, 64e, H/4, W/4)
+        x = self.layer2(x)  # (B, 128e, H/8, W/8)
+        x = self.layer3(x)  # (B, 256e, H/16, W/16)
+        return self.layer4(x)  # (B, 512e, H/32, W/32)
+
+
+def _create_resnet(depth: int, *, num_classes: int, in_chans: int, head: str | None,
+                   head_kwargs: dict | None, input_size: int | tuple[int, int] | None,
+                   cifar_stem: bool, se: bool, se_reduction: float, zero_init_residual: bool) -> Classifier:
+    block, layers = _ARCHS[depth]
+    backbone = ResNet(block, layers, in_chans, cifar_stem=cifar_stem, se=se, se_reduction=se_reduction,
+                      zero_init_residual=zero_init_residual)
+    return build_classifier(
+        backbone,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        input_size=input_size,
+        head=head,
+        head_kwargs=head_kwargs,
+        default_input_size=32 if cifar_stem else 224,
+        default_head=("linear", {"global_pool": "avg"}),
+        model_name=f"resnet{depth}",
+    )
+
+
+@register_model
+def resnet18(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+             input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+             se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """ResNet-18 (torchvision ``resnet18``); ``cifar_stem`` for 32x32 inputs, ``se`` for SE-ResNet-18."""
+    return _create_resnet(18, **locals())
+
+
+@register_model
+def resnet34(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+             input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+             se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """ResNet-34 (torchvision ``resnet34``); ``cifar_stem`` for 32x32 inputs, ``se`` for SE-ResNet-34."""
+    return _create_resnet(34, **locals())
+
+
+@register_model
+def resnet50(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+             input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+             se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """ResNet-50 (torchvision ``resnet50``, V1.5); ``cifar_stem`` for 32x32 inputs, ``se`` for SE-ResNet-50."""
+    return _create_resnet(50, **locals())
+
+
+@register_model
+def resnet101(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+              input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+              se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """ResNet-101 (torchvision ``resnet101``, V1.5); ``cifar_stem`` for 32x32 inputs, ``se`` for SE-ResNet-101."""
+    return _create_resnet(101, **locals())
