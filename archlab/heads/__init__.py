@@ -2,5 +2,9 @@
 
 from archlab.heads.linear import LinearHead
 from archlab.heads.mlp import MLPHead
+from archlab.heads.vgg_classifier import VGGClassifierHead
+from archlab.heads.spinal import SpinalHead
+from archlab.heads.ncp import NCPHead
 
-__all__ = ["LinearHead", "MLPHead"]
+__all__ = ["LinearHead", "MLPHead", "VGGClassifierHead", "SpinalHead"]
+__all__ += ["NCPHead"]
