@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/archlab study run studies/quickstart.yaml --out runs/quickstart
+	$(BIN)/archlab study run studies/quickstart.yaml --out runs/quickstart --workers 2
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
