@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import io
 import os
+import shutil
 import random
 import uuid
 from collections import OrderedDict
@@ -47,12 +49,14 @@ __all__ = [
     "capture_rng_state",
     "load_checkpoint",
     "load_state_dict_file",
+    "recover_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
 
+_COMPLETE = "COMPLETE"  # written last into the staging folder
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.pt"
@@ -155,7 +159,6 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-@contextlib.contextmanager
 def _temp_file(final: Path, pending: list[tuple[Path, Path]]) -> Iterator[IO[bytes]]:
     """Open a temporary sibling of ``final``; on success record (tmp, final) in ``pending``."""
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -205,28 +208,66 @@ def save_checkpoint(dir: Path, *, model: nn.Module, config: dict[str, Any],
         raise CheckpointError(f"config is not JSON-serializable: {exc}") from exc
     weights = st_save(tensors, metadata={"format": "pt", _ID_KEY: ckpt_id})
 
-    dir.mkdir(parents=True, exist_ok=True)
-    pending: list[tuple[Path, Path]] = []
+    # The three files are written into a staging folder, then the folders are swapped: a kill at
+    # any moment leaves either the previous or the new checkpoint complete (see recover_checkpoint).
+    recover_checkpoint(dir)
+    staging, previous = _staging(dir), _previous(dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     try:
-        with _temp_file(dir / MODEL_FILE, pending) as fh:
-            fh.write(weights)
-        with _temp_file(dir / CONFIG_FILE, pending) as fh:
-            fh.write((config_text + "\n").encode())
-        with _temp_file(dir / STATE_FILE, pending) as fh:
-            torch.save(state, fh)
+        _write_synced(staging / MODEL_FILE, weights)
+        _write_synced(staging / CONFIG_FILE, (config_text + "\n").encode())
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        _write_synced(staging / STATE_FILE, buf.getvalue())
+        _write_synced(staging / _COMPLETE, ckpt_id.encode())
+        _fsync_dir(staging)
     except BaseException:
-        for tmp, _ in pending:
-            tmp.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
-    # every file is complete on disk; the renames below take microseconds
-    try:
-        for tmp, final in pending:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in pending:
-            tmp.unlink(missing_ok=True)
-    _fsync_dir(dir)
+    if dir.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(dir, previous)
+    os.replace(staging, dir)
+    shutil.rmtree(previous, ignore_errors=True)
+    _fsync_dir(dir.parent)
     return dir
+
+
+def recover_checkpoint(dir: Path) -> bool:
+    """Finish or roll back a checkpoint swap that a kill interrupted; True if ``dir`` holds one.
+
+    :func:`save_checkpoint` writes ``<dir>.new`` completely (ending with a marker file), moves
+    ``dir`` aside to ``<dir>.old`` and renames ``<dir>.new`` to ``dir``. If ``dir`` is missing, a
+    complete ``.new`` is promoted, else the ``.old`` one is restored; leftovers are removed.
+    """
+    dir = Path(dir)
+    staging, previous = _staging(dir), _previous(dir)
+    if not dir.exists():
+        if (staging / _COMPLETE).is_file():
+            os.replace(staging, dir)
+        elif previous.is_dir():
+            os.replace(previous, dir)
+    if dir.exists():
+        for leftover in (staging, previous):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+    return (dir / STATE_FILE).is_file()
+
+
+def _staging(dir: Path) -> Path:
+    return dir.with_name(dir.name + ".new")
+
+
+def _previous(dir: Path) -> Path:
+    return dir.with_name(dir.name + ".old")
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,6 +324,7 @@ def load_checkpoint(dir: Path, *, model: nn.Module, strict: bool = True
             keys and mismatched shapes are listed).
     """
     dir = Path(dir)
+    recover_checkpoint(dir)
     if not dir.is_dir():
         raise CheckpointError(f"checkpoint directory {dir} does not exist")
     config_path, state_path = dir / CONFIG_FILE, dir / STATE_FILE

@@ -43,7 +43,13 @@ from archlab.data import (
     make_splits,
 )
 from archlab.errors import ConfigError, TrainingFailed
-from archlab.train.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from archlab.train.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    recover_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from archlab.train.config import TrainConfig
 from archlab.train.losses import build_loss
 from archlab.train.metrics import classification_metrics, metric_spec
@@ -289,7 +295,7 @@ def train(
     torch.manual_seed(derive_seed(config.seed, "train"))  # dropout and other in-model randomness
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if resume and (out / CKPT_DIR / "train_state.pt").is_file():
+        if resume and recover_checkpoint(out / CKPT_DIR):
             _, saved = load_checkpoint(out / CKPT_DIR, model=model)
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])

@@ -16,6 +16,7 @@ from torch import nn
 from archlab.errors import CheckpointError
 from archlab.train import checkpoint as ckpt
 from archlab.train.checkpoint import (
+    MODEL_FILE,
     capture_rng_state,
     load_checkpoint,
     load_state_dict_file,
@@ -67,7 +68,7 @@ def test_round_trip_gives_identical_outputs_and_optimizer_state(tmp_path: Path) 
     model, opt = _trained(0)
     save_checkpoint(tmp_path / "ck", model=model, config=CONFIG, state=_state(opt))
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
-        "config.json", "model.safetensors", "train_state.pt"]
+        "COMPLETE", "config.json", "model.safetensors", "train_state.pt"]
     text = (tmp_path / "ck" / "config.json").read_text()
     assert list(json.loads(text)) == sorted(CONFIG)  # sorted keys
     torch.load(tmp_path / "ck" / "train_state.pt", weights_only=True)  # plain data only
@@ -181,25 +182,42 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path: Path,
     assert torch.equal(fresh.fc.weight, model.fc.weight)
 
 
-def test_interrupted_renames_are_detected_as_torn(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("killed_after", [0, 1])  # save_checkpoint renames twice
+def test_a_kill_during_the_swap_leaves_a_complete_checkpoint(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            killed_after: int) -> None:
     model, opt = _trained(0)
-    save_checkpoint(tmp_path, model=model, config=CONFIG, state=_state(opt))
+    ckpt_dir = tmp_path / "ckpt"
+    save_checkpoint(ckpt_dir, model=model, config=CONFIG, state=_state(opt))
+    new_model = _trained(1)[0]
     real_replace, calls = os.replace, []
 
-    def replace_once(src: str, dst: str) -> None:
+    def replace_then_die(src: str, dst: str) -> None:
+        if len(calls) >= killed_after:
+            raise KeyboardInterrupt  # the process dies here
         calls.append(dst)
-        if len(calls) > 1:
-            raise KeyboardInterrupt  # killed after the first rename
         real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt.os, "replace", replace_once)
+    monkeypatch.setattr(ckpt.os, "replace", replace_then_die)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(tmp_path, model=_trained(1)[0], config=CONFIG, state=_state(opt))
+        save_checkpoint(ckpt_dir, model=new_model, config=CONFIG, state=_state(opt))
     monkeypatch.undo()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    fresh = Net()
+    load_checkpoint(ckpt_dir, model=fresh)  # never torn: the old or the new checkpoint, complete
+    x = torch.randn(3, 1, 5, 5)
+    expected = new_model if killed_after >= 1 else model
+    fresh.eval(), expected.eval()
+    torch.testing.assert_close(fresh(x), expected(x))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_mixed_files_are_detected_as_torn(tmp_path: Path) -> None:
+    model, opt = _trained(0)
+    save_checkpoint(tmp_path / "a", model=model, config=CONFIG, state=_state(opt))
+    save_checkpoint(tmp_path / "b", model=_trained(1)[0], config=CONFIG, state=_state(opt))
+    os.replace(tmp_path / "b" / MODEL_FILE, tmp_path / "a" / MODEL_FILE)
     with pytest.raises(CheckpointError, match="torn"):
-        load_checkpoint(tmp_path, model=Net())
+        load_checkpoint(tmp_path / "a", model=Net())
 
 
 def test_non_plain_state_is_refused_before_writing(tmp_path: Path) -> None:
