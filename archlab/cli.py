@@ -421,6 +421,16 @@ def analyze_connections_cmd(
     console.print(f"wrote {out} ({len(gates)} epochs)")
 
 
+# Larger command groups live in archlab/_cli/, one file each.
+from archlab._cli.bench import bench_cmd  # noqa: E402
+from archlab._cli.data import data_app  # noqa: E402
+from archlab._cli.export import export_cmd  # noqa: E402
+
+app.add_typer(data_app, name="data")
+app.command("bench")(bench_cmd)
+app.command("export")(export_cmd)
+
+
 def _run_label(run: Path) -> str:
     parts = run.resolve().parts
     return "/".join(parts[-2:]) if parts[-1].startswith("seed") else parts[-1]
