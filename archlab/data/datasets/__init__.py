@@ -112,12 +112,26 @@ def load_dataset(
 
 
 def missing_file_error(path: Path, dataset: str) -> DataError:
-    """The DataError for a missing dataset file, saying how to get it."""
+    """The DataError for a missing dataset file, saying how to get it.
+
+    The data root in the hint is the folder above ``<dataset>/`` in ``path``.
+    """
+    root = next((p.parent for p in path.parents if p.name == dataset), path.parent)
     return DataError(
-        f"{dataset}: file not found: {path}; get it with `archlab data download {dataset}` "
-        f"(or place the official files in {path.parent})"
+        f"{dataset}: file not found: {path}; get it with `archlab data download {dataset} "
+        f"--root {root}` (or place the official files in {path.parent}; their addresses and "
+        "checksums are in archlab.data.download)"
     )
 
 
 # Import the loaders so their decorators fill the registry.
-from archlab.data.datasets import cifar, digits, idx, image_folder, synthetic  # noqa: E402,F401
+from archlab.data.datasets import (  # noqa: E402,F401
+    cifar,
+    digits,
+    idx,
+    image_folder,
+    quickdraw,
+    stl10,
+    svhn,
+    synthetic,
+)

@@ -6,13 +6,16 @@ standard file names under ``root/<dataset>/``:
 
 - ``mnist``, ``fashion_mnist``, ``kmnist``: ``train-images-idx3-ubyte.gz``,
   ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``.
+- ``qmnist``: ``qmnist-{train,test}-images-idx3-ubyte.gz`` and the extended label files
+  ``qmnist-{train,test}-labels-idx2-int.gz`` (int32, 8 columns; column 0 is the digit).
 - ``emnist``: ``emnist-<split>-{train,test}-{images-idx3,labels-idx1}-ubyte.gz`` (from the
   official ``gzip.zip``).
 
 References:
     LeCun et al., "Gradient-based learning applied to document recognition", 1998.
     Xiao et al., "Fashion-MNIST", arXiv:1708.07747. Clanuwat et al., "Deep learning for classical
-    Japanese literature" (KMNIST), arXiv:1812.01718. Cohen et al., "EMNIST", arXiv:1702.05373.
+    Japanese literature" (KMNIST), arXiv:1812.01718. Yadav & Bottou, "Cold Case: The Lost MNIST
+    Digits" (QMNIST), arXiv:1905.10498. Cohen et al., "EMNIST", arXiv:1702.05373.
 """
 
 from __future__ import annotations
@@ -50,6 +53,14 @@ _MNIST_FILES = (
     "t10k-labels-idx1-ubyte.gz",
 )
 
+_QMNIST_BASE = "https://raw.githubusercontent.com/facebookresearch/qmnist/master"
+_QMNIST_FILES = (
+    "qmnist-train-images-idx3-ubyte.gz",
+    "qmnist-train-labels-idx2-int.gz",
+    "qmnist-test-images-idx3-ubyte.gz",
+    "qmnist-test-labels-idx2-int.gz",
+)
+
 #: Official sources: dataset -> {"urls": {file: url}, "md5": {file: md5}} (EMNIST: one zip).
 RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "mnist": {
@@ -80,6 +91,15 @@ RESOURCES: dict[str, dict[str, dict[str, str]]] = {
             "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
             "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
             "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
+        },
+    },
+    "qmnist": {
+        "urls": {f: f"{_QMNIST_BASE}/{f}" for f in _QMNIST_FILES},
+        "md5": {
+            "qmnist-train-images-idx3-ubyte.gz": "ed72d4157d28c017586c42bc6afe6370",
+            "qmnist-train-labels-idx2-int.gz": "0058f8dd561b90ffdd0f734c6a30e5e4",
+            "qmnist-test-images-idx3-ubyte.gz": "1394631089c404de565df7b7aeaf9412",
+            "qmnist-test-labels-idx2-int.gz": "5b5b05890a5e13444e108efe57b788aa",
         },
     },
     "emnist": {
@@ -296,4 +316,55 @@ def load_emnist(*, root: Path, split: str = "balanced") -> dict[str, ImageDatase
                 raise DataError(f"{name}: letters labels must be 1..26, found {int(y.min())}")
             y = y - 1
         parts[part] = _dataset(x, y, classes, name)
+    return parts
+
+
+#: QMNIST test subsets: the first 10000 test images are MNIST's test set, the other 50000 the
+#: digits the original MNIST never released.
+_QMNIST_TEST = {"all": slice(None), "test10k": slice(0, 10000), "test50k": slice(10000, None)}
+
+
+@register_dataset("qmnist")
+def load_qmnist(*, root: Path, test_subset: str = "all") -> dict[str, ImageDataset]:
+    """QMNIST from ``root/qmnist/`` (60000 train, 60000 test, 1x28x28).
+
+    The label files are the extended ``idx2-int`` tables (N, 8); column 0 is the digit class, the
+    other columns (NIST writer id, series, ...) are not used here.
+
+    Args:
+        root: data root.
+        test_subset: ``"all"`` (60000), ``"test10k"`` (the MNIST test set) or ``"test50k"``.
+    """
+    if test_subset not in _QMNIST_TEST:
+        raise ConfigError(
+            f"qmnist: unknown test_subset {test_subset!r}; choose one of {', '.join(_QMNIST_TEST)}"
+        )
+    folder = root / "qmnist"
+    parts = {}
+    for part in ("train", "test"):
+        name = f"qmnist/{part}"
+        paths = [
+            folder / f"qmnist-{part}-images-idx3-ubyte.gz",
+            folder / f"qmnist-{part}-labels-idx2-int.gz",
+        ]
+        for p in paths:
+            if not p.is_file():
+                raise missing_file_error(p, "qmnist")
+        x, table = read_idx(paths[0]), read_idx(paths[1])
+        if x.ndim != 3:
+            raise DataError(f"{paths[0]}: expected images of shape (N, H, W), got {x.shape}")
+        if table.ndim != 2 or table.shape[1] < 1 or table.dtype.kind not in "iu":
+            raise DataError(
+                f"{paths[1]}: expected an integer label table of shape (N, 8), got "
+                f"{table.dtype} {table.shape}"
+            )
+        if len(x) != len(table):
+            raise DataError(
+                f"{name}: {paths[0].name} has {len(x)} images but {paths[1].name} has "
+                f"{len(table)} label rows"
+            )
+        y = table[:, 0]
+        if part == "test":
+            x, y = x[_QMNIST_TEST[test_subset]], y[_QMNIST_TEST[test_subset]]
+        parts[part] = _dataset(x, y, _CLASSES["mnist"], name)
     return parts
