@@ -7,9 +7,12 @@ never touches the test split (SPEC §1.1).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -17,7 +20,18 @@ from archlab._seed import make_generator
 from archlab.data._dataset import ImageDataset
 from archlab.errors import ConfigError, DataError
 
-__all__ = ["Splits", "make_splits", "split_indices", "balance_indices"]
+__all__ = [
+    "Splits",
+    "make_splits",
+    "split_indices",
+    "balance_indices",
+    "apply_clean_split",
+    "split_fingerprint",
+    "CLEAN_SPLIT_FORMAT",
+]
+
+#: format tag of the cleaned-split JSON written by ``archlab data audit``.
+CLEAN_SPLIT_FORMAT = "archlab-clean-split/1"
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,3 +214,68 @@ def make_splits(
         val=train.subset(val_idx, name=f"{base}/val"),
         test=test,
     )
+
+
+def split_fingerprint(ds: ImageDataset) -> str:
+    """SHA-256 (hex, first 16 digits) of a split's images, labels and masks, in order.
+
+    A cleaned split stores positions; the fingerprint makes sure they are applied to the very same
+    images in the very same order.
+    """
+    h = hashlib.sha256()
+    for t in (ds.images, ds.labels, ds.masks):
+        if t is not None:
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def apply_clean_split(splits: Splits, path: str | Path) -> Splits:
+    """Keep only the positions a cleaned-split file lists (written by ``archlab data audit``).
+
+    Args:
+        splits: the splits the audit was run on (same dataset, options and split settings).
+        path: the ``clean_split.json`` file.
+
+    Returns:
+        The splits restricted to the kept positions (order preserved).
+
+    Raises:
+        DataError: the file is missing or malformed, or it was written for other splits (the
+            sizes or the fingerprints of images and labels differ).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"clean split file not found: {p}; write it with `archlab data audit DATASET --out DIR`")
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{p}: not a readable JSON file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != CLEAN_SPLIT_FORMAT or not isinstance(doc.get("keep"), dict):
+        raise DataError(f"{p}: not a cleaned-split file (expected format {CLEAN_SPLIT_FORMAT!r} with a 'keep' mapping)")
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    kept = {}
+    for name, ds in parts.items():
+        keep = doc["keep"].get(name)
+        if keep is None:
+            kept[name] = ds
+            continue
+        size = doc.get("sizes", {}).get(name)
+        if size != len(ds):
+            raise DataError(
+                f"{p} was written for a {name} split of {size} images but this one has {len(ds)}; "
+                "the dataset, its options or the split settings changed — run `archlab data audit` again"
+            )
+        want = doc.get("fingerprints", {}).get(name)
+        if want is not None and want != split_fingerprint(ds):
+            raise DataError(
+                f"{p}: the {name} split holds other images than the audited one (fingerprint "
+                f"{split_fingerprint(ds)} != {want}); run `archlab data audit` again on this data"
+            )
+        idx = torch.as_tensor(keep, dtype=torch.int64)
+        if idx.numel() == 0:
+            raise DataError(f"{p}: the cleaned {name} split is empty; loosen the audit threshold")
+        if int(idx.min()) < 0 or int(idx.max()) >= len(ds):
+            raise DataError(f"{p}: kept position out of range for the {len(ds)} images of the {name} split")
+        kept[name] = ds.subset(idx)
+    return Splits(**kept)

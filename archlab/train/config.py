@@ -30,6 +30,7 @@ class DataConfig(_Strict):
     augment: str = "none"  # batched preset: none | cifar | spinal_mnist | medical
     crop_size: int | None = Field(None, ge=1)  # medical: random crop in training, centre crop in eval
     normalize: Literal["dataset", "none"] | tuple[list[float], list[float]] = "dataset"  # train mean/std
+    clean_split: str | None = None  # clean_split.json of `archlab data audit`: drops duplicates/leaks
 
 
 class ModelConfig(_Strict):

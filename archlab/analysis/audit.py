@@ -1,0 +1,446 @@
+"""Data audit: near-duplicate images inside a split, leaks across splits, contradicting labels.
+
+Seed 002 (the ultrasound-nerve post) found that ~40 % of the training set had a near-identical
+twin with a different label: "Divide image into blocks ... compute histogram over various blocks.
+The concatenated set of histograms represents the image hash. Compute pairwise cosine similarity
+between image hashes and find ones within some reasonable threshold." This module generalises that
+search to any archlab dataset and its train/val/test split:
+
+1. :func:`block_histogram_hash` — every image is cut into a ``grid`` of blocks; each block (and
+   channel) gets an intensity histogram of ``bins`` bins; the concatenation is L2-normalised.
+   Departure from the seed: the histogram is *soft* (each pixel splits its vote linearly between
+   the two nearest bin centres), so a pixel that moves by a few grey levels moves the hash by a
+   little instead of jumping a bin edge. Slightly noisy copies then stay far below the threshold
+   while distinct images stay above it (measured in ``tests/analysis/test_audit.py``).
+2. :func:`near_duplicate_pairs` — cosine distance ``1 - <h_i, h_j>`` of all pairs, as chunked
+   matrix products over the upper triangle (never a Python loop over pairs); pairs with distance
+   ``< threshold`` are kept.
+3. :func:`audit_splits` — classifies the pairs: inside one split, across splits (leakage), and
+   with contradicting labels (class labels, or for segmentation data "has a mask" vs "empty").
+4. :func:`clean_split_indices` / :func:`write_audit` — a cleaned split (kept positions per split)
+   written as JSON; ``DataConfig.clean_split`` points a run or study at it
+   (:func:`archlab.data.splits.apply_clean_split`).
+
+Which copy is dropped (documented policy, the same for every study using the file):
+- contradicting labels: both images are dropped, in every split — their labels cannot both be
+  right, as in the seed, which discarded the inconsistent samples;
+- a leak across splits: the copy in the split that matters less is dropped (test is kept over val,
+  val over train), so the test split changes as little as possible;
+- a duplicate inside a split: the copy with the larger position is dropped, one copy stays.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from archlab.data._dataset import ImageDataset
+from archlab.data.splits import CLEAN_SPLIT_FORMAT, Splits, split_fingerprint
+from archlab.errors import ConfigError
+
+__all__ = [
+    "AuditResult",
+    "block_histogram_hash",
+    "near_duplicate_pairs",
+    "audit_splits",
+    "clean_split_indices",
+    "write_audit",
+    "DEFAULT_THRESHOLD",
+]
+
+log = logging.getLogger(__name__)
+
+#: cosine distance below which two hashes count as near-duplicates. With the default grid (7) and
+#: bins (8), copies with Gaussian pixel noise of std 5/255 stay below ~0.009 and exact copies at 0,
+#: while the closest distinct digits (8x8 digits upsampled to 28x28) are 0.011 apart; 0.005 keeps a
+#: margin on both sides (the seed's 0.008 was for its own, hard-binned hash).
+DEFAULT_THRESHOLD = 0.005
+#: the split order of importance: a leak drops the copy in the earlier one.
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
+    t = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v)  # type: ignore[arg-type]
+    if len(t) != 2 or any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in t):
+        raise ConfigError(f"{what} must be a positive int or a pair of positive ints, got {v!r}")
+    return int(t[0]), int(t[1])
+
+
+@torch.no_grad()
+def block_histogram_hash(
+    images: torch.Tensor, *, grid: int | Sequence[int] = 7, bins: int = 8, chunk: int = 8192
+) -> torch.Tensor:
+    """Soft block-histogram hash of every image, L2-normalised (seed 002's image hash).
+
+    Block ``(r, c)`` holds the pixels with ``y * grid_h // H == r`` and ``x * grid_w // W == c``,
+    so any image size works (blocks differ by at most one pixel row/column). A pixel of
+    intensity ``v`` sits at position ``v * (bins - 1) / 255`` on the bin axis and gives weight
+    ``1 - frac`` to the bin below and ``frac`` to the bin above.
+
+    Args:
+        images: uint8 images (float images in [0, 1] are scaled to 0..255).
+        grid: blocks per side, an int or ``(grid_h, grid_w)``; at most the image size.
+        bins: histogram bins per block and channel (>= 2).
+        chunk: images hashed per step (bounds the memory to ~``chunk * C * H * W * 24`` bytes).
+
+    Returns:
+        The hashes, one unit-norm row per image (float32).
+
+    Shape:
+        - images: :math:`(N, C, H, W)`
+        - output: :math:`(N, grid_h \\cdot grid_w \\cdot C \\cdot bins)`
+    """
+    if images.ndim != 4:
+        raise ConfigError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        raise ConfigError(f"bins must be an int >= 2, got {bins!r}")
+    gh, gw = _pair(grid, "grid")
+    N, C, H, W = images.shape
+    if gh > H or gw > W:
+        raise ConfigError(f"grid {gh}x{gw} is finer than the {H}x{W} images; use grid <= {min(H, W)}")
+    device = images.device
+    block = ((torch.arange(H, device=device) * gh) // H)[:, None] * gw + (
+        (torch.arange(W, device=device) * gw) // W
+    )[None, :]  # (H, W) block id
+    feat = gh * gw * C * bins
+    # (C, H, W) index of the first bin of each pixel's (block, channel) histogram
+    base = (block[None] * C + torch.arange(C, device=device)[:, None, None]) * bins
+    scale = (bins - 1) / 255.0 if not images.is_floating_point() else float(bins - 1)
+    out = torch.empty(N, feat, dtype=torch.float32, device=device)
+    for start in range(0, N, chunk):
+        x = images[start : start + chunk]
+        n = x.shape[0]
+        pos = x.to(torch.float32) * scale  # (n, C, H, W) position on the bin axis
+        lo = pos.floor().clamp_(max=bins - 2)
+        w_hi = pos - lo  # (n, C, H, W) weight of the upper bin
+        idx = (base[None] + lo.to(torch.int64)) + (torch.arange(n, device=device) * feat)[:, None, None, None]
+        hist = torch.zeros(n * feat, dtype=torch.float32, device=device)
+        hist.index_add_(0, idx.reshape(-1), (1.0 - w_hi).reshape(-1))
+        hist.index_add_(0, idx.reshape(-1) + 1, w_hi.reshape(-1))
+        out[start : start + n] = F.normalize(hist.view(n, feat), dim=1)
+    return out
+
+
+@torch.no_grad()
+def near_duplicate_pairs(
+    hashes: torch.Tensor, threshold: float = DEFAULT_THRESHOLD, *, chunk: int = 4096, max_pairs: int = 5_000_000
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All pairs ``i < j`` whose cosine distance ``1 - <h_i, h_j>`` is below ``threshold``.
+
+    The similarity matrix is computed block by block over the upper triangle (``chunk`` rows by
+    ``chunk`` columns per matrix product), so memory stays at ``chunk**2`` floats and the work is
+    half of the full matrix. A block whose row maxima all stay below the cut costs one reduction.
+
+    Args:
+        hashes: unit-norm rows (see :func:`block_histogram_hash`).
+        threshold: cosine-distance cut in (0, 2).
+        chunk: rows and columns per block.
+        max_pairs: stop with a ConfigError beyond this many pairs (a threshold that is too loose
+            would otherwise fill the memory with pairs).
+
+    Returns:
+        ``(i, j, distance)``: int64, int64 and float32 tensors sorted by ``(i, j)``.
+
+    Shape:
+        - hashes: :math:`(N, D)`
+        - outputs: :math:`(P,)` each
+    """
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and 0 < threshold < 2):
+        raise ConfigError(f"threshold must be a cosine distance in (0, 2), got {threshold!r}")
+    N = hashes.shape[0]
+    cut = 1.0 - float(threshold)  # similarity above which a pair is kept
+    found_i, found_j, found_d = [], [], []
+    total = 0
+    for r0 in range(0, N, chunk):
+        a = hashes[r0 : r0 + chunk]  # (r, D)
+        for c0 in range(r0, N, chunk):
+            s = a @ hashes[c0 : c0 + chunk].T  # (r, c) cosine similarities
+            if c0 == r0:  # diagonal block: keep the strict upper triangle only (j > i)
+                r = s.shape[0]
+                s.masked_fill_(torch.ones(r, r, dtype=torch.bool, device=s.device).tril_(), -2.0)
+            rows = (s.amax(dim=1) > cut).nonzero().flatten()  # (k,) rows with any hit
+            if rows.numel() == 0:
+                continue
+            ii, jj = (s[rows] > cut).nonzero(as_tuple=True)
+            ii = rows[ii]
+            found_i.append(ii + r0)
+            found_j.append(jj + c0)
+            found_d.append((1.0 - s[ii, jj]).clamp_(min=0.0))
+            total += ii.numel()
+            if total > max_pairs:
+                raise ConfigError(
+                    f"more than {max_pairs:,} near-duplicate pairs at threshold {threshold}; the "
+                    "threshold is too loose for these images — lower it (e.g. --threshold "
+                    f"{threshold / 4:.4g}) or raise max_pairs"
+                )
+    if not found_i:
+        empty = torch.empty(0, dtype=torch.int64)
+        return empty, empty.clone(), torch.empty(0, dtype=torch.float32)
+    i, j, d = torch.cat(found_i).cpu(), torch.cat(found_j).cpu(), torch.cat(found_d).cpu()
+    order = torch.argsort(i * N + j)
+    return i[order], j[order], d[order]
+
+
+@dataclass
+class AuditResult:
+    """The near-duplicate pairs of a dataset's splits and what they mean.
+
+    Pair ``k`` links image ``index_a[k]`` of split ``splits[split_a[k]]`` to image
+    ``index_b[k]`` of ``splits[split_b[k]]`` (positions inside each split), with
+    ``split_a <= split_b`` in :data:`SPLIT_ORDER`.
+
+    Attributes:
+        splits: the split names, in :data:`SPLIT_ORDER` order.
+        sizes: images per split.
+        split_a, index_a, split_b, index_b: the pairs (split numbers index ``splits``).
+        distance: cosine distance of each pair.
+        label_a, label_b: the compared labels (class, or 1 = has a mask / 0 = empty).
+        label_kind: ``"class"`` or ``"has_mask"``.
+        threshold, grid, bins: the settings used.
+        seconds: wall time of hashing and search.
+        fingerprints: per split, the fingerprint of its images and labels (see
+            :func:`archlab.data.splits.split_fingerprint`).
+
+    Shape:
+        - split_a, index_a, split_b, index_b, label_a, label_b: :math:`(P,)` int64
+        - distance: :math:`(P,)` float32
+    """
+
+    splits: tuple[str, ...]
+    sizes: dict[str, int]
+    split_a: torch.Tensor
+    index_a: torch.Tensor
+    split_b: torch.Tensor
+    index_b: torch.Tensor
+    distance: torch.Tensor
+    label_a: torch.Tensor
+    label_b: torch.Tensor
+    label_kind: str
+    threshold: float
+    grid: tuple[int, int]
+    bins: int
+    seconds: float
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def contradicting(self) -> torch.Tensor:
+        """Bool mask of pairs whose labels differ. Shape: :math:`(P,)`."""
+        return self.label_a != self.label_b
+
+    @property
+    def leak(self) -> torch.Tensor:
+        """Bool mask of pairs across two splits. Shape: :math:`(P,)`."""
+        return self.split_a != self.split_b
+
+    def __len__(self) -> int:
+        return int(self.distance.numel())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per pair (the CSV rows), sorted by distance."""
+        order = torch.argsort(self.distance, stable=True).tolist()
+        sa, ia, sb, ib = (t.tolist() for t in (self.split_a, self.index_a, self.split_b, self.index_b))
+        la, lb, d = self.label_a.tolist(), self.label_b.tolist(), self.distance.tolist()
+        out = []
+        for k in order:
+            a, b = self.splits[sa[k]], self.splits[sb[k]]
+            out.append(
+                {
+                    "kind": "within" if a == b else "leak",
+                    "split_a": a,
+                    "index_a": ia[k],
+                    "split_b": b,
+                    "index_b": ib[k],
+                    "distance": round(d[k], 7),
+                    f"{self.label_kind}_a": la[k],
+                    f"{self.label_kind}_b": lb[k],
+                    "contradicting": la[k] != lb[k],
+                }
+            )
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per kind of pair, images involved and the cleaned split sizes."""
+        counts: dict[str, int] = {}
+        for a in range(len(self.splits)):
+            for b in range(a, len(self.splits)):
+                sel = (self.split_a == a) & (self.split_b == b)
+                key = f"within_{self.splits[a]}" if a == b else f"leak_{self.splits[a]}_{self.splits[b]}"
+                counts[key] = int(sel.sum())
+        keep = clean_split_indices(self)
+        return {
+            "threshold": self.threshold,
+            "grid": list(self.grid),
+            "bins": self.bins,
+            "label_kind": self.label_kind,
+            "sizes": dict(self.sizes),
+            "pairs": len(self),
+            "pair_counts": counts,
+            "contradicting_pairs": int(self.contradicting.sum()),
+            "leak_pairs": int(self.leak.sum()),
+            "images_in_pairs": {s: int(self._involved(k).numel()) for k, s in enumerate(self.splits)},
+            "kept": {s: len(v) for s, v in keep.items()},
+            "dropped": {s: self.sizes[s] - len(v) for s, v in keep.items()},
+            "seconds": round(self.seconds, 3),
+        }
+
+    def _involved(self, split: int) -> torch.Tensor:
+        return torch.unique(torch.cat([self.index_a[self.split_a == split], self.index_b[self.split_b == split]]))
+
+
+def _labels_of(ds: ImageDataset) -> torch.Tensor:
+    if ds.masks is not None:  # segmentation: the seed's contradiction is "mask" vs "no mask"
+        return ds.masks.flatten(1).any(dim=1).to(torch.int64).cpu()
+    return ds.labels.cpu()
+
+
+def audit_splits(
+    splits: Splits | Mapping[str, ImageDataset],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    grid: int | Sequence[int] = 7,
+    bins: int = 8,
+    chunk: int = 4096,
+    max_pairs: int = 5_000_000,
+) -> AuditResult:
+    """Find near-duplicate pairs inside and across the splits of a dataset.
+
+    All splits are hashed together and searched once (the same pair is never counted twice).
+
+    Args:
+        splits: a :class:`Splits` or a mapping of split names (``train``/``val``/``test``) to
+            datasets of equal channels and image size.
+        threshold: cosine-distance cut (:data:`DEFAULT_THRESHOLD`).
+        grid: blocks per side of the hash.
+        bins: histogram bins per block.
+        chunk: rows per matrix product of the search.
+        max_pairs: see :func:`near_duplicate_pairs`.
+
+    Returns:
+        The :class:`AuditResult`.
+
+    Raises:
+        ConfigError: unknown split names, splits of different image shapes, bad settings.
+    """
+    parts = (
+        {"train": splits.train, "val": splits.val, "test": splits.test} if isinstance(splits, Splits) else dict(splits)
+    )
+    unknown = sorted(set(parts) - set(SPLIT_ORDER))
+    if unknown or not parts:
+        raise ConfigError(f"audit_splits takes splits named {SPLIT_ORDER}, got {sorted(parts)}")
+    names = tuple(s for s in SPLIT_ORDER if s in parts)
+    shapes = {s: tuple(parts[s].images.shape[1:]) for s in names}
+    if len(set(shapes.values())) > 1:
+        raise ConfigError(f"the splits hold images of different shapes {shapes}; resize them to one size first")
+    seg = [parts[s].masks is not None for s in names]
+    if any(seg) and not all(seg):
+        raise ConfigError("some splits have masks and others not; audit one kind of dataset")
+    t0 = time.perf_counter()
+    images = torch.cat([parts[s].images for s in names])  # (N, C, H, W) uint8
+    labels = torch.cat([_labels_of(parts[s]) for s in names])  # (N,)
+    owner = torch.cat([torch.full((len(parts[s]),), k, dtype=torch.int64) for k, s in enumerate(names)])
+    offset = torch.cat([torch.arange(len(parts[s])) for s in names])  # position inside its split
+    hashes = block_histogram_hash(images, grid=grid, bins=bins)
+    i, j, d = near_duplicate_pairs(hashes, threshold, chunk=chunk, max_pairs=max_pairs)
+    seconds = time.perf_counter() - t0
+    gh, gw = _pair(grid, "grid")
+    return AuditResult(
+        splits=names,
+        sizes={s: len(parts[s]) for s in names},
+        split_a=owner[i],
+        index_a=offset[i],
+        split_b=owner[j],
+        index_b=offset[j],
+        distance=d,
+        label_a=labels[i],
+        label_b=labels[j],
+        label_kind="has_mask" if all(seg) else "class",
+        threshold=float(threshold),
+        grid=(gh, gw),
+        bins=bins,
+        seconds=seconds,
+        fingerprints={s: split_fingerprint(parts[s]) for s in names},
+    )
+
+
+def clean_split_indices(result: AuditResult) -> dict[str, list[int]]:
+    """Positions kept per split after dropping contradictions, leaks and duplicate copies.
+
+    The policy is in the module docstring: contradicting pairs lose both images; a leak loses the
+    copy in the less important split (test > val > train); a duplicate inside a split loses the
+    copy at the larger position unless the other copy is already dropped.
+
+    Returns:
+        ``{split: sorted kept positions}``.
+    """
+    drop = {k: torch.zeros(result.sizes[s], dtype=torch.bool) for k, s in enumerate(result.splits)}
+    contra = result.contradicting
+    for side in ((result.split_a, result.index_a), (result.split_b, result.index_b)):
+        for k in drop:
+            sel = contra & (side[0] == k)
+            drop[k][side[1][sel]] = True
+    # the rest, in (split, position) order so the outcome does not depend on pair order
+    rest = (~contra).nonzero().flatten().tolist()
+    sa, ia, sb, ib = (t.tolist() for t in (result.split_a, result.index_a, result.split_b, result.index_b))
+    for k in rest:
+        if drop[sa[k]][ia[k]] or drop[sb[k]][ib[k]]:
+            continue  # one copy is gone already: the other has no twin left
+        if sa[k] != sb[k]:
+            drop[sa[k]][ia[k]] = True  # leak: split_b is the more important split, keep its copy
+        else:
+            drop[sb[k]][ib[k]] = True  # inside one split: index_b > index_a, keep the first copy
+    return {s: (~drop[k]).nonzero().flatten().tolist() for k, s in enumerate(result.splits)}
+
+
+def write_audit(
+    result: AuditResult, out_dir: str | Path, *, data: Mapping[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write ``pairs.csv``, ``summary.json`` and ``clean_split.json`` into ``out_dir``.
+
+    Args:
+        result: the audit.
+        out_dir: output folder (created).
+        data: the data config the splits came from (stored in the clean split for provenance;
+            :func:`archlab.data.splits.apply_clean_split` checks the split fingerprints).
+
+    Returns:
+        ``{"pairs": ..., "summary": ..., "clean_split": ...}`` paths.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = result.rows()
+    pairs_path = out / "pairs.csv"
+    fields = [
+        "kind", "split_a", "index_a", "split_b", "index_b", "distance",
+        f"{result.label_kind}_a", f"{result.label_kind}_b", "contradicting",
+    ]
+    with open(pairs_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    summary = {"data": dict(data) if data is not None else None, **result.summary()}
+    summary_path = out / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True))
+    keep = clean_split_indices(result)
+    clean = {
+        "format": CLEAN_SPLIT_FORMAT,
+        "data": dict(data) if data is not None else None,
+        "threshold": result.threshold,
+        "grid": list(result.grid),
+        "bins": result.bins,
+        "sizes": dict(result.sizes),
+        "fingerprints": dict(result.fingerprints),
+        "keep": keep,
+    }
+    clean_path = out / "clean_split.json"
+    clean_path.write_text(json.dumps(clean))
+    return {"pairs": pairs_path, "summary": summary_path, "clean_split": clean_path}

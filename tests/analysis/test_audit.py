@@ -1,0 +1,211 @@
+"""Data audit (SPEC §6, seed 002): planted duplicates, leaks and contradictions are found, nothing else."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from archlab.analysis.audit import (
+    audit_splits,
+    block_histogram_hash,
+    clean_split_indices,
+    near_duplicate_pairs,
+    write_audit,
+)
+from archlab.cli import main
+from archlab.data import ImageDataset
+from archlab.data.splits import Splits, apply_clean_split
+from archlab.errors import ConfigError, DataError
+from archlab.train.config import TrainConfig
+from archlab.train.engine import prepare_data, train
+
+
+def _distinct_images(n, seed, size=28):
+    """Random smooth images (7x7 noise upsampled) plus fine noise: all clearly different."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 1, 7, 7, generator=g)
+    x = F.interpolate(low, size=size, mode="bilinear", align_corners=False)
+    x = x + 0.03 * torch.randn(n, 1, size, size, generator=g)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _noisy(img, seed, std=3.0):
+    g = torch.Generator().manual_seed(seed)
+    return (img.float() + std * torch.randn(img.shape, generator=g)).clamp(0, 255).round().to(torch.uint8)
+
+
+def _ds(images, labels, name, masks=None):
+    return ImageDataset(images, torch.as_tensor(labels, dtype=torch.int64), ("a", "b", "c"), name, masks)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """train 300 / val 60 / test 90 distinct images with planted twins; returns (splits, expected pairs)."""
+    x = _distinct_images(450, seed=1)
+    y = torch.arange(450) % 3
+    tr_x, tr_y = x[:300].clone(), y[:300].clone()
+    va_x, va_y = x[300:360].clone(), y[300:360].clone()
+    te_x, te_y = x[360:].clone(), y[360:].clone()
+    tr_x[10] = tr_x[3]  # exact duplicate inside train, same label
+    tr_y[10] = tr_y[3]
+    tr_x[20] = _noisy(tr_x[5], seed=7)  # slightly noisy duplicate inside train, same label
+    tr_y[20] = tr_y[5]
+    tr_x[30] = tr_x[7]  # exact duplicate with a contradicting label
+    tr_y[30] = (tr_y[7] + 1) % 3
+    te_x[4] = _noisy(tr_x[40], seed=8)  # train -> test leak (noisy), same label
+    te_y[4] = tr_y[40]
+    va_x[2] = tr_x[50]  # train -> val leak, contradicting label
+    va_y[2] = (tr_y[50] + 2) % 3
+    te_x[9] = va_x[11]  # val -> test leak, same label
+    te_y[9] = va_y[11]
+    splits = Splits(_ds(tr_x, tr_y, "p/train"), _ds(va_x, va_y, "p/val"), _ds(te_x, te_y, "p/test"))
+    expected = {
+        ("train", 3, "train", 10, False),
+        ("train", 5, "train", 20, False),
+        ("train", 7, "train", 30, True),
+        ("train", 40, "test", 4, False),
+        ("train", 50, "val", 2, True),
+        ("val", 11, "test", 9, False),
+    }
+    return splits, expected
+
+
+def _found(result):
+    return {(r["split_a"], r["index_a"], r["split_b"], r["index_b"], r["contradicting"]) for r in result.rows()}
+
+
+def test_planted_pairs_found_and_nothing_else(planted):
+    splits, expected = planted
+    result = audit_splits(splits)
+    assert _found(result) == expected  # every planted pair, and no false pair among 450 distinct images
+    s = result.summary()
+    assert s["pair_counts"]["within_train"] == 3
+    assert s["pair_counts"]["leak_train_test"] == 1 and s["pair_counts"]["leak_train_val"] == 1
+    assert s["pair_counts"]["leak_val_test"] == 1
+    assert s["contradicting_pairs"] == 2 and s["leak_pairs"] == 3
+    exact = [r for r in result.rows() if (r["index_a"], r["index_b"]) in ((3, 10), (7, 30))]
+    assert all(r["distance"] < 1e-6 for r in exact)
+
+
+def test_noisy_copies_stay_below_threshold_and_distinct_images_above():
+    x = _distinct_images(400, seed=2)
+    h = block_histogram_hash(x)
+    hn = block_histogram_hash(_noisy(x, seed=3, std=3.0))
+    copy_dist = 1 - (h * hn).sum(1)
+    s = h @ h.T
+    s.fill_diagonal_(-1)
+    nearest_other = 1 - s.amax(1)
+    assert float(copy_dist.max()) < 0.005 <= float(nearest_other.min())
+
+
+def test_cleaned_split_drops_by_policy(planted):
+    splits, _ = planted
+    keep = clean_split_indices(audit_splits(splits))
+    dropped = {s: sorted(set(range(len(getattr(splits, s)))) - set(keep[s])) for s in ("train", "val", "test")}
+    # contradictions: both copies; within-train duplicates: the later copy; leaks: the train/val copy
+    assert dropped["train"] == [7, 10, 20, 30, 40, 50]
+    assert dropped["val"] == [2, 11]
+    assert dropped["test"] == []
+
+
+def test_chunked_search_equals_full_matrix():
+    x = torch.cat([_distinct_images(50, seed=4)] * 2)  # every image twice: 50 exact pairs (i, i+50)
+    x[75] = _noisy(x[75], seed=5)
+    h = block_histogram_hash(x)
+    i, j, d = near_duplicate_pairs(h, 0.005, chunk=7)  # uneven blocks, many diagonal blocks
+    full = 1 - h @ h.T
+    ref = torch.triu(full < 0.005, diagonal=1).nonzero()
+    assert torch.equal(torch.stack([i, j], 1), ref)
+    assert sorted(zip(i.tolist(), j.tolist())) == [(k, k + 50) for k in range(50)]
+    torch.testing.assert_close(d, full[i, j].clamp(min=0), atol=1e-6, rtol=0)
+
+
+def test_segmentation_contradiction_is_mask_vs_empty():
+    x = _distinct_images(40, seed=6)
+    masks = torch.zeros(40, 1, 28, 28, dtype=torch.uint8)
+    masks[:20, :, 5:15, 5:15] = 1
+    x[25] = x[3]  # image 3 has a mask, its twin 25 has none: the seed's contradiction
+    y = (masks.flatten(1).any(1)).long()
+    ds = ImageDataset(x, y, ("empty", "mask"), "seg/train", masks)
+    result = audit_splits({"train": ds})
+    assert result.label_kind == "has_mask"
+    assert [(r["index_a"], r["index_b"], r["contradicting"]) for r in result.rows()] == [(3, 25, True)]
+
+
+def test_bad_settings_raise():
+    x = _distinct_images(4, seed=0)
+    with pytest.raises(ConfigError, match="threshold"):
+        near_duplicate_pairs(block_histogram_hash(x), 0.0)
+    with pytest.raises(ConfigError, match="finer than"):
+        block_histogram_hash(x, grid=29)
+    with pytest.raises(ConfigError, match="bins"):
+        block_histogram_hash(x, bins=1)
+    with pytest.raises(ConfigError, match="too loose"):
+        near_duplicate_pairs(block_histogram_hash(x), 1.9, max_pairs=2)
+
+
+def test_clean_split_file_checks_it_fits(planted, tmp_path):
+    splits, _ = planted
+    paths = write_audit(audit_splits(splits), tmp_path)
+    clean = apply_clean_split(splits, paths["clean_split"])
+    assert clean.sizes() == {"train": 294, "val": 58, "test": 90}
+    assert torch.equal(clean.train.images[7], splits.train.images[8])  # positions shift, order kept
+    other = Splits(splits.train, splits.val, _ds(_distinct_images(90, seed=9), splits.test.labels, "p/test"))
+    with pytest.raises(DataError, match="other images"):
+        apply_clean_split(other, paths["clean_split"])
+    smaller = Splits(splits.train.subset(torch.arange(299)), splits.val, splits.test)
+    with pytest.raises(DataError, match="299"):
+        apply_clean_split(smaller, paths["clean_split"])
+    with pytest.raises(DataError, match="not found"):
+        apply_clean_split(splits, tmp_path / "missing.json")
+    rows = (tmp_path / "pairs.csv").read_text().splitlines()
+    assert rows[0].startswith("kind,split_a,index_a") and len(rows) == 7
+    assert json.loads((tmp_path / "summary.json").read_text())["dropped"] == {"train": 6, "val": 2, "test": 0}
+
+
+def _write_folder(root, images, labels):
+    for k, (img, lab) in enumerate(zip(images, labels)):
+        d = root / f"class{int(lab)}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0].numpy()).save(d / f"{k:03d}.png")
+
+
+def test_cli_audit_then_a_run_trains_on_the_cleaned_split(tmp_path, capsys):
+    x = _distinct_images(90, seed=11)
+    y = torch.arange(90) % 3
+    x[60:70] = x[0:10]  # ten exact copies (same label) and two with another label
+    y[60:70] = y[0:10]
+    x[80], y[80] = x[20], (y[20] + 1) % 3
+    x[81], y[81] = _noisy(x[21], seed=12), (y[21] + 1) % 3
+    _write_folder(tmp_path / "imgs", x, y.numpy())
+    code = main(
+        ["data", "audit", "image_folder", "--root", str(tmp_path / "imgs"), "-O", "mode=L",
+         "--split-seed", "3", "--out", str(tmp_path / "audit")]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "12 near-duplicate pairs" in out
+    summary = json.loads((tmp_path / "audit" / "summary.json").read_text())
+    assert summary["contradicting_pairs"] == 2 and sum(summary["dropped"].values()) == 14
+    data = {"name": "image_folder", "root": str(tmp_path / "imgs"), "options": {"mode": "L"}, "split_seed": 3}
+    raw = prepare_data(TrainConfig.model_validate({"data": data}))
+    cfg = TrainConfig.model_validate(
+        {"data": {**data, "clean_split": str(tmp_path / "audit" / "clean_split.json")},
+         "model": {"name": "mnist_cnn"}, "epochs": 1, "batch_size": 16, "device": "cpu"}
+    )
+    clean = prepare_data(cfg)
+    assert sum(clean.sizes().values()) == sum(raw.sizes().values()) - 14
+    result = train(cfg)
+    assert result.status == "done" and len(result.test_targets) == len(clean.test)
+    # no image of the cleaned train split has a twin in the cleaned val/test splits any more
+    assert len(audit_splits(clean)) == 0
+
+
+def test_cli_audit_bad_input_is_a_usage_error(tmp_path, capsys):
+    assert main(["data", "audit", "digits", "--threshold", "3", "--out", str(tmp_path)]) == 2
+    assert "threshold must be a cosine distance" in capsys.readouterr().err
+    assert main(["data", "audit", "digits", "-O", "image_size", "--out", str(tmp_path)]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
