@@ -42,6 +42,7 @@ from archlab.data import (
     load_dataset,
     make_splits,
 )
+from archlab.data.splits import apply_clean_split
 from archlab.errors import ConfigError, TrainingFailed
 from archlab.train.checkpoint import (
     capture_rng_state,
@@ -131,13 +132,14 @@ def prepare_data(config: TrainConfig) -> Splits:
     """Load the dataset of ``config`` and split it (the split depends on ``split_seed`` only)."""
     d = config.data
     parts = load_dataset(d.name, root=d.root, **d.options)
-    return make_splits(
+    splits = make_splits(
         parts,
         val_fraction=d.val_fraction,
         test_fraction=d.test_fraction,
         seed=d.split_seed,
         balance=d.balance,
     )
+    return apply_clean_split(splits, d.clean_split) if d.clean_split else splits
 
 
 def build_run_model(config: TrainConfig, splits: Splits) -> nn.Module:
