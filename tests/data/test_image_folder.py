@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -115,7 +116,10 @@ def test_empty_folders(tmp_path):
     with pytest.raises(DataError, match="holds no class folders"):
         load_dataset("image_folder", root=tmp_path / "empty")
     (tmp_path / "empty" / "cls").mkdir()
-    with pytest.raises(DataError, match="holds no readable images"):
+    with pytest.raises(DataError, match=r"only one class folder \('cls'\); a classifier needs"):
+        load_dataset("image_folder", root=tmp_path / "empty")
+    _png(tmp_path / "empty" / "other" / "a.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError, match=r"class folder .*cls holds no readable images"):
         load_dataset("image_folder", root=tmp_path / "empty")
     with pytest.raises(DataError, match="is not a folder"):
         load_dataset("image_folder", root=tmp_path / "missing")
@@ -134,3 +138,96 @@ def test_bad_options(tmp_path, opts):
 def test_labels_dtype(tmp_path):
     _folder(tmp_path / "d", n=1)
     assert load_dataset("image_folder", root=tmp_path / "d")["train"].labels.dtype == torch.int64
+
+
+def test_one_class_folder_is_refused(tmp_path):
+    _folder(tmp_path / "d", classes=("covid",))
+    with pytest.raises(DataError, match=r"only one class folder \('covid'\).*add one folder per"):
+        load_dataset("image_folder", root=tmp_path / "d")
+
+
+def test_cache_makes_the_second_load_skip_decoding(tmp_path, monkeypatch):
+    from archlab.data.datasets import image_folder
+
+    _folder(tmp_path / "d", n=4)
+    first = load_dataset("image_folder", root=tmp_path / "d", mode="L")["train"]
+    assert len(list((tmp_path / "d" / ".archlab_cache").glob("train-*.npz"))) == 1
+    calls = []
+    real = image_folder._decode
+    monkeypatch.setattr(image_folder, "_decode", lambda *a: calls.append(a) or real(*a))
+    second = load_dataset("image_folder", root=tmp_path / "d", mode="L")["train"]
+    assert calls == []  # served from the cache
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    assert second.classes == first.classes == ("covid", "normal")
+    # another option or a changed file is another key: decoded again, never a stale cache
+    load_dataset("image_folder", root=tmp_path / "d", mode="RGB")
+    assert len(calls) == 8
+    calls.clear()
+    _png(tmp_path / "d" / "normal" / "img1.png", np.full((10, 12), 7, np.uint8))
+    os.utime(tmp_path / "d" / "normal" / "img1.png", ns=(1, 1))
+    third = load_dataset("image_folder", root=tmp_path / "d", mode="L")["train"]
+    assert len(calls) == 8 and int(third.images[5].max()) == 7
+    # a corrupt cache file is ignored and rewritten
+    for f in (tmp_path / "d" / ".archlab_cache").glob("*.npz"):
+        f.write_bytes(b"garbage")
+    assert torch.equal(load_dataset("image_folder", root=tmp_path / "d", mode="L")["train"].images, third.images)
+
+
+def test_cache_off_and_cache_dir(tmp_path):
+    _folder(tmp_path / "d", n=2)
+    load_dataset("image_folder", root=tmp_path / "d", cache=False)
+    assert not (tmp_path / "d" / ".archlab_cache").exists()
+    load_dataset("image_folder", root=tmp_path / "d", cache_dir=str(tmp_path / "c"))
+    assert len(list((tmp_path / "c").glob("train-*.npz"))) == 1
+    assert not (tmp_path / "d" / ".archlab_cache").exists()
+
+
+def test_per_class_cap_is_seeded(tmp_path):
+    written = _folder(tmp_path / "d", n=10)
+
+    def picked(seed):
+        ds = load_dataset("image_folder", root=tmp_path / "d", mode="L", per_class=3, seed=seed)
+        ds = ds["train"]
+        assert ds.class_counts().tolist() == [3, 3]
+        return [
+            next(i for (c, i), a in written.items() if c == ds.classes[y] and np.array_equal(a, x[0].numpy()))
+            for x, y in zip(ds.images, ds.labels.tolist())
+        ]
+
+    a = picked(0)
+    assert picked(0) == a  # same seed, same files
+    assert any(sorted(picked(s)) != sorted(a) for s in (1, 2, 3))  # another seed, other files
+    with pytest.raises(ConfigError, match="per_class must be a positive int"):
+        load_dataset("image_folder", root=tmp_path / "d", per_class=0)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    _folder(tmp_path / "d", n=1)
+    arr = np.array([[0, 256, 4096], [32768, 65280, 65535]], dtype=np.uint16)
+    arr = np.kron(arr, np.ones((5, 4), np.uint16))  # (10, 12) like the others
+    Image.fromarray(arr).save(tmp_path / "d" / "covid" / "deep.png")
+    ds = load_dataset("image_folder", root=tmp_path / "d", mode="L")["train"]
+    got = ds.images[0, 0].numpy()[::5, ::4]  # deep.png sorts before img0.png
+    assert got.tolist() == [[0, 1, 16], [128, 255, 255]]
+
+
+def test_mixed_modes_and_sizes_resize_to_rgb(tmp_path):
+    _folder(tmp_path / "d", n=2, size=(20, 30))
+    Image.new("P", (7, 5), 3).save(tmp_path / "d" / "covid" / "pal.png")
+    Image.new("RGBA", (50, 40), (10, 20, 30, 128)).save(tmp_path / "d" / "normal" / "alpha.png")
+    ds = load_dataset("image_folder", root=tmp_path / "d", image_size=(16, 24), mode="RGB")["train"]
+    assert ds.images.shape == (6, 3, 16, 24) and ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert ds.images[3, :, 0, 0].tolist() == [10, 20, 30]
+
+
+def test_balance_subsamples_the_larger_class(tmp_path):
+    from archlab.data import make_splits
+
+    rng = np.random.default_rng(0)
+    for c, n in (("covid", 10), ("normal", 30)):
+        for i in range(n):
+            _png(tmp_path / "d" / c / f"{i}.png", rng.integers(0, 256, (6, 6), dtype=np.uint8))
+    parts = load_dataset("image_folder", root=tmp_path / "d", mode="L")
+    splits = make_splits(parts, val_fraction=0.2, test_fraction=0.2, seed=0, balance=True)
+    assert splits.train.class_counts().tolist() == [6, 6]
+    assert splits.test.class_counts().tolist() == [2, 6]  # val/test keep the natural ratio

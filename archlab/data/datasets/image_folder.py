@@ -3,12 +3,21 @@
 ``root/<class>/<image>``; class names are the sorted sub-folder names. When ``root`` holds
 ``train/`` and ``test/`` folders that each contain class folders, both parts are returned with the
 class list of ``train/``. Images are decoded with PIL once at load time, converted to ``mode`` and
-resized (bilinear) to ``image_size``.
+resized (bilinear) to ``image_size``, so folders of mixed sizes, greyscale/RGB/RGBA/palette and
+16-bit greyscale (common for X-rays, scaled to 8 bits) load into one uint8 tensor.
+
+Decoding thousands of X-rays is slow, so the decoded uint8 tensor of each part is cached on disk
+(``<root>/.archlab_cache/<part>-<key>.npz`` unless ``cache_dir`` says otherwise). The key hashes the
+file list with sizes and modification times and every option that changes the pixels, so a changed,
+added or removed file, or another ``image_size``/``mode``, never reads a stale cache.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from archlab._seed import make_generator
 from archlab.data._dataset import ImageDataset
 from archlab.data.datasets import register_dataset
 from archlab.errors import ConfigError, DataError
@@ -38,6 +48,8 @@ IMAGE_EXTENSIONS = (
     ".pbm",
 )
 _JUNK = {"thumbs.db", "desktop.ini"}  # system files silently ignored, like dot-files
+_CACHE_DIR = ".archlab_cache"  # a dot-folder: never mistaken for a class folder
+_CACHE_VERSION = 1  # bump when the decoding changes, so old caches are not read
 
 
 def _class_dirs(folder: Path) -> list[Path]:
@@ -68,6 +80,86 @@ def _size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
     return hw
 
 
+def _decode(f: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+    with Image.open(f) as im:
+        if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            # 16/32-bit greyscale (X-rays): PIL's convert("L") would clip at 255, so scale instead
+            a = np.asarray(im).astype(np.int64)
+            bits = 16 if im.mode.startswith("I;16") or a.max(initial=0) < 65536 else 32
+            im = Image.fromarray((np.clip(a, 0, None) >> (bits - 8)).astype(np.uint8), "L")
+        elif im.mode == "F":
+            a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+            lo, hi = float(a.min(initial=0)), float(a.max(initial=0))
+            scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+            im = Image.fromarray(np.round(scaled).astype(np.uint8), "L")
+        im = im.convert(mode)
+        if size is not None and im.size != (size[1], size[0]):
+            im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _list_files(
+    folder: Path, classes: tuple[str, ...], name: str, per_class: int | None, seed: int
+) -> list[tuple[Path, int]]:
+    """``(file, label)`` pairs of a part, sorted, at most ``per_class`` per class (seeded)."""
+    index = {c: i for i, c in enumerate(classes)}
+    files: list[tuple[Path, int]] = []
+    for cdir in _class_dirs(folder):
+        if cdir.name not in index:
+            raise DataError(
+                f"{name}: class folder {cdir} is not among the training classes {list(classes)}"
+            )
+        entries = sorted(
+            f
+            for f in cdir.iterdir()
+            if not (f.name.startswith(".") or f.name.lower() in _JUNK or f.is_dir())
+        )
+        if not entries:
+            raise DataError(f"{name}: class folder {cdir} holds no readable images")
+        if per_class is not None and len(entries) > per_class:
+            gen = make_generator(seed, "image_folder-per-class", cdir.name)
+            keep = torch.randperm(len(entries), generator=gen)[:per_class].sort().values
+            entries = [entries[i] for i in keep.tolist()]
+        files += [(f, index[cdir.name]) for f in entries]
+    return files
+
+
+def _cache_key(files: list[tuple[Path, int]], folder: Path, options: dict) -> str:
+    listing = []
+    for f, label in files:
+        st = f.stat()
+        listing.append((f.relative_to(folder).as_posix(), label, st.st_size, st.st_mtime_ns))
+    blob = json.dumps({"v": _CACHE_VERSION, "files": listing, **options}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        log.warning("ignoring unreadable image cache %s (%s); decoding the images again", path, e)
+        return None
+    if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != (len(images),):
+        log.warning("ignoring malformed image cache %s; decoding the images again", path)
+        return None
+    return images, labels
+
+
+def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.savez(f, images=images, labels=labels)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        log.warning("could not write the image cache %s (%s); loading without it", path, e)
+
+
 def _read_part(
     folder: Path,
     classes: tuple[str, ...],
@@ -77,57 +169,81 @@ def _read_part(
     extensions: tuple[str, ...],
     on_error: str,
     name: str,
+    per_class: int | None = None,
+    seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> ImageDataset:
+    files = _list_files(folder, classes, name, per_class, seed)
+    cache = None
+    if cache_dir is not None:
+        options = dict(
+            classes=classes, size=size, mode=mode, extensions=extensions, on_error=on_error
+        )
+        part = name.rsplit("/", 1)[-1]
+        cache = cache_dir / f"{part}-{_cache_key(files, folder, options)}.npz"
+        hit = _read_cache(cache)
+        if hit is not None:
+            log.debug("%s: read %d images from the cache %s", name, len(hit[0]), cache)
+            return ImageDataset(
+                torch.from_numpy(hit[0]), torch.from_numpy(hit[1].astype(np.int64)), classes, name
+            )
     arrays: list[np.ndarray] = []
     labels: list[int] = []
-    index = {c: i for i, c in enumerate(classes)}
-    for cdir in _class_dirs(folder):
-        if cdir.name not in index:
-            raise DataError(
-                f"{name}: class folder {cdir} is not among the training classes {list(classes)}"
-            )
-        n_before = len(arrays)
-        for f in sorted(cdir.iterdir()):
-            if f.name.startswith(".") or f.name.lower() in _JUNK or f.is_dir():
-                continue
+    per_label = [0] * len(classes)
+    for f, label in files:
+        try:
+            if f.suffix.lower() not in extensions:
+                raise DataError(
+                    f"{f} is not an image file (extension {f.suffix or '(none)'!r} not in "
+                    f"{', '.join(extensions)}); remove it, pass extensions=..., "
+                    "or on_error='skip'"
+                )
             try:
-                if f.suffix.lower() not in extensions:
-                    raise DataError(
-                        f"{f} is not an image file (extension {f.suffix or '(none)'!r} not in "
-                        f"{', '.join(extensions)}); remove it, pass extensions=..., "
-                        "or on_error='skip'"
-                    )
-                try:
-                    with Image.open(f) as im:
-                        im = im.convert(mode)
-                        if size is not None and im.size != (size[1], size[0]):
-                            im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                        arr = np.asarray(im, dtype=np.uint8)
-                except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-                    raise DataError(
-                        f"{f} could not be read as an image ({type(e).__name__}: {e}); remove or "
-                        "replace it, or pass on_error='skip'"
-                    ) from e
-                if arrays and arr.shape != arrays[0].shape:
-                    raise DataError(
-                        f"{f} has size {arr.shape[1]}x{arr.shape[0]} (w x h) but earlier images "
-                        f"have {arrays[0].shape[1]}x{arrays[0].shape[0]}; "
-                        "pass image_size=... to resize all images"
-                    )
-            except DataError as e:
-                if on_error == "raise":
-                    raise
-                log.warning("skipping %s", e)
-                continue
-            arrays.append(arr)
-            labels.append(index[cdir.name])
-        if len(arrays) == n_before:
-            raise DataError(f"{name}: class folder {cdir} holds no readable images")
+                arr = _decode(f, mode, size)
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+                raise DataError(
+                    f"{f} could not be read as an image ({type(e).__name__}: {e}); remove or "
+                    "replace it, or pass on_error='skip'"
+                ) from e
+            if arrays and arr.shape != arrays[0].shape:
+                raise DataError(
+                    f"{f} has size {arr.shape[1]}x{arr.shape[0]} (w x h) but earlier images "
+                    f"have {arrays[0].shape[1]}x{arrays[0].shape[0]}; "
+                    "pass image_size=... to resize all images"
+                )
+        except DataError as e:
+            if on_error == "raise":
+                raise
+            log.warning("skipping %s", e)
+            continue
+        arrays.append(arr)
+        labels.append(label)
+        per_label[label] += 1
+    empty = [folder / c for c, n in zip(classes, per_label) if n == 0 and (folder / c).is_dir()]
+    if empty:
+        raise DataError(f"{name}: class folder {empty[0]} holds no readable images")
     if not arrays:
         raise DataError(f"{name}: no images found in {folder}")
-    x = torch.from_numpy(np.stack(arrays))  # (N, H, W) or (N, H, W, C)
-    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    return ImageDataset(x.contiguous(), torch.tensor(labels, dtype=torch.int64), classes, name)
+    x = np.stack(arrays)  # (N, H, W) or (N, H, W, C)
+    x = np.ascontiguousarray(x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2))
+    y = np.asarray(labels, dtype=np.int64)
+    if cache is not None:
+        _write_cache(cache, x, y)
+    return ImageDataset(torch.from_numpy(x), torch.from_numpy(y), classes, name)
+
+
+def _check_classes(folder: Path) -> tuple[str, ...]:
+    classes = tuple(p.name for p in _class_dirs(folder))
+    if not classes:
+        raise DataError(
+            f"image_folder: {folder} holds no class folders (expected {folder}/<class>/<image>)"
+        )
+    if len(classes) == 1:
+        raise DataError(
+            f"image_folder: {folder} holds only one class folder ({classes[0]!r}); a classifier "
+            f"needs at least two: add one folder per class under {folder}"
+        )
+    return classes
 
 
 @register_dataset("image_folder")
@@ -138,6 +254,10 @@ def load_image_folder(
     mode: str = "RGB",
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
     on_error: str = "raise",
+    per_class: int | None = None,
+    seed: int = 0,
+    cache: bool = True,
+    cache_dir: str | None = None,
 ) -> dict[str, ImageDataset]:
     """Load a folder of class sub-folders of images.
 
@@ -147,13 +267,19 @@ def load_image_folder(
         mode: ``"L"`` (grey, 1 channel) or ``"RGB"`` (3 channels).
         extensions: file extensions read as images (case-insensitive); other files are errors.
         on_error: ``"raise"`` on an unreadable or foreign file, or ``"skip"`` it with a warning.
+        per_class: read at most this many files per class folder (in every part), chosen with
+            ``make_generator(seed, "image_folder-per-class", class)``; None reads all. Balancing
+            the training split to the smallest class is ``make_splits(balance=True)``.
+        seed: seed of the ``per_class`` choice.
+        cache: keep the decoded uint8 images on disk so the next load skips decoding.
+        cache_dir: folder of the cache (default ``<root>/.archlab_cache``).
 
     Shape:
         - images: :math:`(N, C, h, w)` uint8 with ``C = 1`` for ``"L"``, 3 for ``"RGB"``
 
     Raises:
-        DataError: missing/empty folder, a file that is not an image (under ``on_error="raise"``),
-            images of different sizes without ``image_size``.
+        DataError: missing/empty folder, a single class folder, a file that is not an image
+            (under ``on_error="raise"``), images of different sizes without ``image_size``.
     """
     if mode not in ("L", "RGB"):
         raise ConfigError(f"image_folder: mode must be 'L' or 'RGB', got {mode!r}")
@@ -168,7 +294,23 @@ def load_image_folder(
         raise DataError(
             f"image_folder: {root} is not a folder; pass root=<folder of class folders>"
         )
-    opts = dict(size=size, mode=mode, extensions=exts, on_error=on_error)
+    if per_class is not None and (
+        isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1
+    ):
+        raise ConfigError(
+            f"image_folder: per_class must be a positive int or None, got {per_class!r}"
+        )
+    opts = dict(
+        size=size,
+        mode=mode,
+        extensions=exts,
+        on_error=on_error,
+        per_class=per_class,
+        seed=seed,
+        cache_dir=(Path(cache_dir).expanduser() if cache_dir else root / _CACHE_DIR)
+        if cache
+        else None,
+    )
     train_dir, test_dir = root / "train", root / "test"
     if (
         train_dir.is_dir()
@@ -176,14 +318,10 @@ def load_image_folder(
         and _class_dirs(train_dir)
         and _class_dirs(test_dir)
     ):
-        classes = tuple(p.name for p in _class_dirs(train_dir))
+        classes = _check_classes(train_dir)
         return {
             "train": _read_part(train_dir, classes, name=f"{root.name}/train", **opts),
             "test": _read_part(test_dir, classes, name=f"{root.name}/test", **opts),
         }
-    classes = tuple(p.name for p in _class_dirs(root))
-    if not classes:
-        raise DataError(
-            f"image_folder: {root} holds no class folders (expected root/<class>/<image>)"
-        )
+    classes = _check_classes(root)
     return {"train": _read_part(root, classes, name=f"{root.name}/train", **opts)}
