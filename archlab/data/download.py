@@ -270,9 +270,14 @@ def _to_part(
     retry_wait: float,
     timeout: float,
     progress: Progress | None,
+    continuing: bool = False,
 ) -> bool:
-    """Fill ``part`` from ``url``, resuming after broken connections. Returns whether it resumed."""
-    resumed = part.is_file() and part.stat().st_size > 0
+    """Fill ``part`` from ``url``, resuming after broken connections.
+
+    Returns whether it resumed: a part file left by an earlier run (unless ``continuing``, i.e.
+    this run wrote it), or a connection that broke and was picked up again.
+    """
+    resumed = not continuing and part.is_file() and part.stat().st_size > 0
     attempt = 0
     while True:
         try:
@@ -612,7 +617,7 @@ def _quickdraw_one(ctx: _Ctx, category: str, folder: Path, per_class: int | None
         raise
     n = min(per_class, shape[0])
     need = hl + n * 784
-    resumed |= _to_part(url, part, dest, limit=need, progress=ctx.progress, **kw)
+    resumed |= _to_part(url, part, dest, limit=need, progress=ctx.progress, continuing=True, **kw)
     if part.stat().st_size < need:
         part.unlink()
         raise DataError(f"{url}: the file ends before the {n} drawings its header promises")
