@@ -21,6 +21,10 @@ def test_all_formats_are_registered():
         "cifar10",
         "cifar100",
         "image_folder",
+        "qmnist",
+        "svhn",
+        "stl10",
+        "quickdraw",
     }
     assert expected <= set(list_datasets())
     assert list_datasets() == sorted(list_datasets())

@@ -57,10 +57,12 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         DataError: not a readable MATLAB file, missing ``X``/``y``, wrong shapes, labels not 1..10.
     """
     from scipy.io import loadmat  # scipy is a dependency; imported lazily to keep import fast
+    from scipy.io.matlab import MatReadError
 
     try:
         d = loadmat(path)
-    except (ValueError, OSError, TypeError, NotImplementedError) as e:
+    except (MatReadError, ValueError, OSError, TypeError, IndexError, NotImplementedError) as e:
+        # scipy raises several types for a file that is not MATLAB (e.g. an HTML error page)
         raise DataError(
             f"{path}: not a readable MATLAB v5 .mat file ({type(e).__name__}: {e}); "
             "download the file again"
