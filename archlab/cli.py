@@ -128,7 +128,14 @@ def train_cmd(
         key, raw = item.split("=", 1)
         _set_path(data, key.strip(), yaml.safe_load(raw))
     cfg = validate_config(TrainConfig, data, source)
-    _run_training(cfg, out, resume=resume, quiet=quiet)
+    from archlab.train.distributed import is_main, launch
+
+    with launch(cfg.device):  # started by torchrun: one DDP run over all its processes
+        if is_main():
+            _run_training(cfg, out, resume=resume, quiet=quiet)
+        else:  # the other ranks train silently; rank 0 prints
+            with console.capture():
+                _run_training(cfg, out, resume=resume, quiet=True)
 
 
 def _run_training(cfg: Any, out: Path, *, resume: bool, quiet: bool) -> None:

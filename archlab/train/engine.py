@@ -52,6 +52,8 @@ from archlab.train.checkpoint import (
     save_checkpoint,
 )
 from archlab.train.config import TrainConfig
+from archlab.train.distributed import DistContext
+from archlab.train.distributed import current as current_distributed
 from archlab.train.losses import build_loss
 from archlab.train.metrics import classification_metrics, metric_spec
 from archlab.train.optim import build_optimizer, build_scheduler
@@ -195,9 +197,18 @@ def _loaders(config: TrainConfig, splits: Splits, device: torch.device) -> tuple
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader: DeviceLoader, loss_fn: nn.Module, num_classes: int, *, amp: bool = False
+    model: nn.Module,
+    loader: DeviceLoader,
+    loss_fn: nn.Module,
+    num_classes: int,
+    *,
+    amp: bool = False,
+    dist: DistContext | None = None,
 ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     """Loss and classification metrics of ``model`` over one pass of ``loader``.
+
+    With ``dist`` every rank evaluates its slice of each batch and all ranks return the same
+    metrics and the predictions of the whole pass, in order.
 
     Returns:
         ``(metrics, predictions (N,), targets (N,))`` with predictions and targets on the CPU.
@@ -208,6 +219,12 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=loader.device)
     n = 0
     for x, y in loader.epoch(0):
+        if dist is not None:
+            x, y, _ = dist.shard_batch(x, y)
+            if y.shape[0] == 0:  # a batch smaller than the process count
+                preds.append(y)
+                targets.append(y)
+                continue
         with _autocast(loader.device, amp):
             logits = model(x)
         loss_sum += loss_fn(logits.float(), y).double() * y.shape[0]
@@ -215,7 +232,12 @@ def evaluate(
         preds.append(logits.argmax(1))
         targets.append(y)
     model.train(was_training)
-    p, t = torch.cat(preds).cpu(), torch.cat(targets).cpu()
+    if dist is not None:
+        p, t = dist.gather_batches(preds), dist.gather_batches(targets)
+        loss_sum, n_all = dist.sum(loss_sum, n)
+        n = int(n_all)
+    else:
+        p, t = torch.cat(preds).cpu(), torch.cat(targets).cpu()
     metrics = classification_metrics(p, t, num_classes)
     metrics["loss"] = float(loss_sum) / max(n, 1)
     return metrics, p, t
@@ -254,7 +276,8 @@ def train(
         return RunResult.from_dict(json.loads((out / RESULT_FILE).read_text()))
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
+    ddp = current_distributed(config.device)  # launched by torchrun: see archlab.train.distributed
+    device = ddp.device if ddp is not None else resolve_device(config.device)
     amp = config.amp and device.type == "cuda"
     splits = splits if splits is not None else prepare_data(config)
     num_classes = splits.train.num_classes
@@ -264,6 +287,9 @@ def train(
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     train_loader, val_loader, test_loader = _loaders(config, splits, device)
+    if ddp is not None:
+        ddp.check_batches(len(splits.train), config.batch_size, config.drop_last)
+        model = ddp.convert_batchnorm(model)  # global-batch statistics, as in one process
     loss_fn = build_loss(config.loss, num_classes=num_classes, **config.loss_kwargs)
     o = config.optim
     optimizer = build_optimizer(
@@ -295,8 +321,12 @@ def train(
         "gates": [],  # per-epoch GatedConnection values (connected_net), for the connections analysis
     }
     torch.manual_seed(derive_seed(config.seed, "train"))  # dropout and other in-model randomness
+    if ddp is not None:
+        ddp.seed_dropout(config.seed)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        if ddp is not None:  # rank 0 finishes an interrupted checkpoint swap before anyone reads
+            ddp.main_first(recover_checkpoint, out / CKPT_DIR)
         if resume and recover_checkpoint(out / CKPT_DIR):
             _, saved = load_checkpoint(out / CKPT_DIR, model=model)
             optimizer.load_state_dict(saved["optimizer"])
@@ -304,12 +334,21 @@ def train(
             if scaler is not None and saved.get("scaler"):
                 scaler.load_state_dict(saved["scaler"])
             restore_rng_state(saved["rng"])
+            if ddp is not None:
+                ddp.restore_rank_rng(saved, config.seed, saved["progress"]["global_step"])
             state.update(saved["progress"])
             log.info("resumed %s at epoch %d step %d", out, state["epoch"] + 1, state["step"])
-        (out / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True))
+        if ddp is None or ddp.is_main:
+            (out / "config.json").write_text(json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True))
+    if ddp is not None:
+        step_fn = ddp.wrap(model, compile=config.compile)
 
     def checkpoint() -> None:
         if out is None:
+            return
+        rng_ranks = ddp.gather_rng() if ddp is not None else None
+        if ddp is not None and not ddp.is_main:
+            ddp.barrier()
             return
         save_checkpoint(
             out / CKPT_DIR,
@@ -321,8 +360,11 @@ def train(
                 "scaler": scaler.state_dict() if scaler is not None else {},
                 "rng": capture_rng_state(),
                 "progress": dict(state),
+                **({"rng_ranks": rng_ranks} if rng_ranks is not None else {}),
             },
         )
+        if ddp is not None:
+            ddp.barrier()
 
     best_weights: dict[str, torch.Tensor] | None = None
     if out is not None and (out / BEST_WEIGHTS).is_file():
@@ -336,18 +378,24 @@ def train(
         loss_sum = torch.tensor(state["loss_sum"], dtype=torch.float64, device=device)
         correct = torch.tensor(state["correct"], dtype=torch.int64, device=device)
         seen = state["seen"]
+        if ddp is not None and not ddp.is_main:  # rank 0 carries the resumed partial sums
+            loss_sum.zero_(), correct.zero_()
+            seen = 0
         for step, (x, y) in enumerate(train_loader.epoch(epoch, state["step"]), start=state["step"]):
+            if ddp is not None:
+                x, y, weight = ddp.shard_batch(x, y)
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, amp):
                 logits = step_fn(x)
                 loss = loss_fn(logits.float(), y)
+            grad_loss = loss if ddp is None else loss * weight  # DDP's mean = global-batch mean
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
-                scaler.scale(loss).backward()
+                scaler.scale(grad_loss).backward()
                 scaler.unscale_(optimizer)
             else:
-                loss.backward()
+                grad_loss.backward()
             if config.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             if scaler is not None:
@@ -363,15 +411,17 @@ def train(
             state["global_step"] += 1
             every = config.checkpoint_every_steps
             if every and state["global_step"] % every == 0 and step + 1 < steps_per_epoch:
-                _check_finite(loss_sum, epoch, step)
-                state.update(loss_sum=float(loss_sum), correct=int(correct), seen=seen)
+                g_loss, g_correct, g_seen = _global_sums(ddp, loss_sum, correct, seen)
+                _check_finite(g_loss, epoch, step)
+                state.update(loss_sum=float(g_loss), correct=int(g_correct), seen=int(g_seen))
                 state["train_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 checkpoint()
             if on_step is not None:
                 on_step(state["global_step"])
+        loss_sum, correct, seen = _global_sums(ddp, loss_sum, correct, seen)
         _check_finite(loss_sum, epoch, state["step"] - 1)
-        val, _, _ = evaluate(model, val_loader, loss_fn, num_classes, amp=amp)
+        val, _, _ = evaluate(model, val_loader, loss_fn, num_classes, amp=amp, dist=ddp)
         row = {
             "epoch": epoch + 1,
             "train_loss": float(loss_sum) / max(seen, 1),
@@ -383,7 +433,7 @@ def train(
         if spec.is_better(val[config.monitor], state["best_value"], config.min_delta):
             state.update(best_value=val[config.monitor], best_epoch=epoch + 1, bad_epochs=0)
             best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if out is not None:
+            if out is not None and (ddp is None or ddp.is_main):
                 _atomic_save_safetensors(best_weights, out / BEST_WEIGHTS)
         else:
             state["bad_epochs"] += 1
@@ -404,7 +454,7 @@ def train(
     if best_weights is not None:
         model.load_state_dict(best_weights)
     best_row = state["history"][state["best_epoch"] - 1] if state["best_epoch"] else state["history"][-1]
-    test, preds, targets = evaluate(model, test_loader, loss_fn, num_classes, amp=amp)
+    test, preds, targets = evaluate(model, test_loader, loss_fn, num_classes, amp=amp, dist=ddp)
     result = RunResult(
         config=config.model_dump(mode="json"),
         status="done",
@@ -421,11 +471,23 @@ def train(
         provenance=provenance(device),
         extras={"gates": state["gates"]} if state["gates"] else {},
     )
-    if out is not None:
+    if out is not None and (ddp is None or ddp.is_main):
         tmp = out / (RESULT_FILE + ".tmp")
         tmp.write_text(json.dumps(result.to_dict(), indent=1))
         os.replace(tmp, out / RESULT_FILE)
+    if ddp is not None:
+        ddp.barrier()
     return result
+
+
+def _global_sums(
+    ddp: DistContext | None, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int
+) -> tuple[torch.Tensor, torch.Tensor, int | torch.Tensor]:
+    """The training accumulators summed over all ranks (unchanged in a single process)."""
+    if ddp is None:
+        return loss_sum, correct, seen
+    g_loss, g_correct, g_seen = ddp.sum(loss_sum, correct, seen)
+    return g_loss, g_correct.long(), int(g_seen)
 
 
 def _has_gates(model: nn.Module) -> bool:
