@@ -228,7 +228,9 @@ def _stream(
             cr = _content_range(resp.headers.get("Content-Range"))
             if cr is None or cr[0] != start:  # not the range asked for: start over
                 part.unlink(missing_ok=True)
-                raise _Interrupted(0, None, f"server answered range {cr} for a request from {start}")
+                raise _Interrupted(
+                    0, None, f"server answered range {cr} for a request from {start}"
+                )
             total = cr[1]
             mode = "ab"
         elif status == 200:
@@ -245,7 +247,12 @@ def _stream(
                 want = _CHUNK if limit is None else min(_CHUNK, limit - done)
                 try:
                     buf = resp.read(want)
-                except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as e:
+                except (
+                    http.client.IncompleteRead,
+                    ConnectionError,
+                    socket.timeout,
+                    TimeoutError,
+                ) as e:
                     raise _Interrupted(done, total, f"{type(e).__name__}: {e}") from None
                 if not buf:
                     break
@@ -257,7 +264,9 @@ def _stream(
                     log.info("%s: %d / %d bytes (%.0f%%)", url, done, total, 100 * done / total)
                     last_log = done
         if body is not None and done - start < body and (limit is None or done < limit):
-            raise _Interrupted(done, total, f"connection closed after {done - start} of {body} bytes")
+            raise _Interrupted(
+                done, total, f"connection closed after {done - start} of {body} bytes"
+            )
 
 
 def _to_part(
@@ -375,8 +384,7 @@ def _member_path(archive: Path, name: str) -> PurePosixPath:
 
 def _corrupt(archive: Path, e: BaseException) -> DataError:
     return DataError(
-        f"{archive} is corrupt or truncated ({type(e).__name__}: {e}); delete it and download "
-        "again"
+        f"{archive} is corrupt or truncated ({type(e).__name__}: {e}); delete it and download again"
     )
 
 
@@ -541,7 +549,9 @@ def _stl10(ctx: _Ctx, root: Path, keep_archive: bool) -> Downloaded:
     return _archive(ctx, "stl10", root, needed, want, keep_archive)
 
 
-_EMNIST_MEMBER = re.compile(r"emnist-[a-z]+-(train|test)-(images-idx3|labels-idx1)-ubyte\.gz|emnist-[a-z]+-mapping\.txt")
+_EMNIST_MEMBER = re.compile(
+    r"emnist-[a-z]+-(train|test)-(images-idx3|labels-idx1)-ubyte\.gz|emnist-[a-z]+-mapping\.txt"
+)
 
 
 def _emnist(ctx: _Ctx, root: Path, keep_archive: bool) -> Downloaded:

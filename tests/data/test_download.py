@@ -7,7 +7,6 @@ resuming, checksum refusal and corrupt archives are tested without the network.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import re
@@ -23,8 +22,8 @@ import pytest
 import torch
 
 from archlab.cli import main
-from archlab.data import load_dataset, write_cifar_batch, write_idx
 from archlab.data import download as dl
+from archlab.data import load_dataset, write_cifar_batch, write_idx
 from archlab.data.datasets import cifar, idx, stl10, svhn
 from archlab.errors import ConfigError, DataError, UnknownNameError
 
@@ -83,9 +82,7 @@ class _Server:
         self.files[f"/{dataset}/{filename}"] = data
         if md5:
             table = {**idx.RESOURCES, **cifar.RESOURCES, **svhn.RESOURCES, **stl10.RESOURCES}
-            monkeypatch.setitem(
-                table[dataset]["md5"], filename, hashlib.md5(data).hexdigest()
-            )
+            monkeypatch.setitem(table[dataset]["md5"], filename, hashlib.md5(data).hexdigest())
 
     def close(self):
         self.httpd.shutdown()
@@ -160,8 +157,12 @@ def test_qmnist_uses_label_column_zero(server, monkeypatch, tmp_path):
         x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         table = rng.integers(0, 100000, (n, 8)).astype(np.int32)
         table[:, 0] = np.arange(n) % 10
-        server.publish(monkeypatch, "qmnist", f"qmnist-{part}-images-idx3-ubyte.gz", _gz_idx(x, tmp_path))
-        server.publish(monkeypatch, "qmnist", f"qmnist-{part}-labels-idx2-int.gz", _gz_idx(table, tmp_path))
+        server.publish(
+            monkeypatch, "qmnist", f"qmnist-{part}-images-idx3-ubyte.gz", _gz_idx(x, tmp_path)
+        )
+        server.publish(
+            monkeypatch, "qmnist", f"qmnist-{part}-labels-idx2-int.gz", _gz_idx(table, tmp_path)
+        )
     dl.download("qmnist", tmp_path / "data", mirror=server.url)
     parts = load_dataset("qmnist", root=tmp_path / "data")
     assert parts["train"].images.shape == (8, 1, 28, 28)
@@ -191,7 +192,9 @@ def test_emnist_zip_is_extracted(server, monkeypatch, tmp_path):
     letters = load_dataset("emnist", root=root, split="letters")
     assert letters["train"].labels.tolist() == [0, 1, 2, 3, 4]
     balanced = load_dataset("emnist", root=root, split="balanced")["test"]
-    assert np.array_equal(balanced.images[:, 0].numpy(), expected[("balanced", "test")].transpose(0, 2, 1))
+    assert np.array_equal(
+        balanced.images[:, 0].numpy(), expected[("balanced", "test")].transpose(0, 2, 1)
+    )
     assert dl.download("emnist", root, mirror=server.url).files[0].status == "present"
 
 
@@ -202,15 +205,23 @@ def test_cifar_tar_gz_is_extracted(server, monkeypatch, tmp_path, name):
     src.mkdir()
     members = {}
     if name == "cifar10":
-        top, batches, key = "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], "labels"
+        top, batches, key = (
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"],
+            "labels",
+        )
     else:
         top, batches, key = "cifar-100-python", ["train", "test"], "fine_labels"
     for b in batches:
         x = rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
         kw = {"coarse_labels": [0, 1, 2, 3]} if name == "cifar100" else {}
-        members[f"{top}/{b}"] = write_cifar_batch(src / b, x, [0, 1, 2, 3], label_key=key, **kw).read_bytes()
+        members[f"{top}/{b}"] = write_cifar_batch(
+            src / b, x, [0, 1, 2, 3], label_key=key, **kw
+        ).read_bytes()
     if name == "cifar10":
-        members[f"{top}/batches.meta"] = _pickle_meta(src, b"label_names", list(cifar.CIFAR10_CLASSES))
+        members[f"{top}/batches.meta"] = _pickle_meta(
+            src, b"label_names", list(cifar.CIFAR10_CLASSES)
+        )
     else:
         members[f"{top}/meta"] = _pickle_meta(src, b"fine_label_names", list(cifar.CIFAR100_FINE))
     members[f"{top}/readme.html"] = b"<html></html>"
@@ -221,7 +232,10 @@ def test_cifar_tar_gz_is_extracted(server, monkeypatch, tmp_path, name):
     assert got.files[0].status == "downloaded" and not (root / name / archive).exists()
     parts = load_dataset(name, root=root)
     n_train = 20 if name == "cifar10" else 4
-    assert parts["train"].images.shape == (n_train, 3, 32, 32) and parts["test"].images.dtype == torch.uint8
+    assert (
+        parts["train"].images.shape == (n_train, 3, 32, 32)
+        and parts["test"].images.dtype == torch.uint8
+    )
     assert parts["test"].labels.tolist() == [0, 1, 2, 3]
     assert not list((root / name).glob(".extract-*"))
 
@@ -255,7 +269,9 @@ def test_stl10_binary_skips_unlabeled(server, monkeypatch, tmp_path):
     data = {}
     for part, n in (("train", 4), ("test", 3)):
         x = rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8)
-        members[f"stl10_binary/{part}_X.bin"] = stl10.write_stl10_images(tmp_path / "x.bin", x).read_bytes()
+        members[f"stl10_binary/{part}_X.bin"] = stl10.write_stl10_images(
+            tmp_path / "x.bin", x
+        ).read_bytes()
         members[f"stl10_binary/{part}_y.bin"] = (np.arange(n) + 1).astype(np.uint8).tobytes()
         data[part] = x
     members["stl10_binary/unlabeled_X.bin"] = b"\0" * 27648
@@ -273,11 +289,15 @@ def test_stl10_binary_skips_unlabeled(server, monkeypatch, tmp_path):
 
 def test_quickdraw_categories_and_range_capped_download(server, monkeypatch, tmp_path):
     rng = np.random.default_rng(6)
-    bitmaps = {c: rng.integers(0, 256, (9, 784), dtype=np.uint8) for c in ("cat", "The Eiffel Tower")}
+    bitmaps = {
+        c: rng.integers(0, 256, (9, 784), dtype=np.uint8) for c in ("cat", "The Eiffel Tower")
+    }
     for c, a in bitmaps.items():
         server.publish(monkeypatch, "quickdraw", f"{c}.npy", _npy(a), md5=False)
     root = tmp_path / "data"
-    got = dl.download("quickdraw", root, categories="cat,The Eiffel Tower", per_class=4, mirror=server.url)
+    got = dl.download(
+        "quickdraw", root, categories="cat,The Eiffel Tower", per_class=4, mirror=server.url
+    )
     assert [f.status for f in got.files] == ["downloaded", "downloaded"]
     assert ("/quickdraw/The Eiffel Tower.npy", "bytes=0-4095") in server.requests
     sent = [r for p, r in server.requests if p == "/quickdraw/cat.npy"]
@@ -287,18 +307,28 @@ def test_quickdraw_categories_and_range_capped_download(server, monkeypatch, tmp
     assert np.array_equal(ds.images[4:, 0].reshape(4, 784).numpy(), bitmaps["cat"][:4])
     assert ds.labels.tolist() == [0] * 4 + [1] * 4
     # a smaller cap is already satisfied; the full file replaces the capped copy
-    assert dl.download("quickdraw", root, categories=["cat"], per_class=2, mirror=server.url).files[0].status == "present"
+    assert (
+        dl.download("quickdraw", root, categories=["cat"], per_class=2, mirror=server.url)
+        .files[0]
+        .status
+        == "present"
+    )
     dl.download("quickdraw", root, categories=["cat"], mirror=server.url)
     assert np.array_equal(np.load(root / "quickdraw" / "cat.npy"), bitmaps["cat"])
     assert not (root / "quickdraw" / "cat.npy.json").exists()
-    assert dl.download("quickdraw", root, categories=["cat"], mirror=server.url).files[0].status == "present"
+    assert (
+        dl.download("quickdraw", root, categories=["cat"], mirror=server.url).files[0].status
+        == "present"
+    )
 
 
 def test_quickdraw_cap_fetches_only_a_prefix(server, monkeypatch, tmp_path):
     big = np.random.default_rng(7).integers(0, 256, (40, 784), dtype=np.uint8)  # ~31 kB
     server.publish(monkeypatch, "quickdraw", "dog.npy", _npy(big), md5=False)
     server.cut_once["/quickdraw/dog.npy"] = 1000  # the header request breaks; retried
-    got = dl.download("quickdraw", tmp_path, categories=["dog"], per_class=10, mirror=server.url, retry_wait=0)
+    got = dl.download(
+        "quickdraw", tmp_path, categories=["dog"], per_class=10, mirror=server.url, retry_wait=0
+    )
     hl = len(_npy(big)) - big.nbytes
     ranges = [r for p, r in server.requests if p == "/quickdraw/dog.npy"]
     assert ranges == ["bytes=0-4095", "bytes=1000-4095", f"bytes=4096-{hl + 10 * 784 - 1}"]
@@ -307,7 +337,9 @@ def test_quickdraw_cap_fetches_only_a_prefix(server, monkeypatch, tmp_path):
 
 
 def test_quickdraw_bad_file_is_refused(server, monkeypatch, tmp_path):
-    server.publish(monkeypatch, "quickdraw", "cat.npy", _npy(np.zeros((3, 10), np.uint8)), md5=False)
+    server.publish(
+        monkeypatch, "quickdraw", "cat.npy", _npy(np.zeros((3, 10), np.uint8)), md5=False
+    )
     server.publish(monkeypatch, "quickdraw", "dog.npy", b"<html>not found</html>", md5=False)
     with pytest.raises(DataError, match=r"expected C-order uint8 bitmaps of shape \(N, 784\)"):
         dl.download("quickdraw", tmp_path, categories=["cat"], mirror=server.url)
@@ -317,7 +349,9 @@ def test_quickdraw_bad_file_is_refused(server, monkeypatch, tmp_path):
 
 
 def test_quickdraw_names_are_checked(tmp_path):
-    with pytest.raises(UnknownNameError, match=r"unknown quickdraw category 'catt'; did you mean 'cat'"):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown quickdraw category 'catt'; did you mean 'cat'"
+    ):
         dl.download("quickdraw", tmp_path, categories=["catt"], mirror="http://127.0.0.1:9")
     with pytest.raises(ConfigError, match="choose some with"):
         dl.download("quickdraw", tmp_path)
@@ -356,7 +390,9 @@ def test_cut_connection_then_rerun_resumes(server, monkeypatch, tmp_path):
     dest = tmp_path / "svhn" / "train_32x32.mat"
     url = f"{server.url}/svhn/train_32x32.mat"
     server.cut_once["/svhn/train_32x32.mat"] = 120_000
-    with pytest.raises(DataError, match=r"broke off after 120000 of 300000 bytes.*run the command again to resume"):
+    with pytest.raises(
+        DataError, match=r"broke off after 120000 of 300000 bytes.*run the command again to resume"
+    ):
         dl.fetch(url, dest, md5=hashlib.md5(blob).hexdigest(), retries=0)
     assert not dest.exists() and dest.with_name(dest.name + ".part").stat().st_size == 120_000
     got = dl.fetch(url, dest, md5=hashlib.md5(blob).hexdigest(), retries=0)
@@ -370,7 +406,11 @@ def test_cut_connection_is_resumed_automatically(server, monkeypatch, tmp_path):
     server.cut_once["/mnist/train-images-idx3-ubyte.gz"] = 500
     seen = []
     got = dl.download(
-        "mnist", tmp_path / "data", mirror=server.url, retry_wait=0, progress=lambda u, d, t: seen.append((d, t))
+        "mnist",
+        tmp_path / "data",
+        mirror=server.url,
+        retry_wait=0,
+        progress=lambda u, d, t: seen.append((d, t)),
     )
     assert got.files[0].status == "resumed"
     assert ("/mnist/train-images-idx3-ubyte.gz", "bytes=500-") in server.requests
@@ -417,7 +457,9 @@ def test_truncated_tar_gz_is_a_clear_error(server, monkeypatch, tmp_path):
 
 
 def test_bad_gzip_archive_is_a_clear_error(server, monkeypatch, tmp_path):
-    server.publish(monkeypatch, "cifar100", "cifar-100-python.tar.gz", b"\x1f\x8b\x08" + b"\xff" * 100)
+    server.publish(
+        monkeypatch, "cifar100", "cifar-100-python.tar.gz", b"\x1f\x8b\x08" + b"\xff" * 100
+    )
     with pytest.raises(DataError, match=r"cifar-100-python.tar.gz is corrupt or truncated"):
         dl.download("cifar100", tmp_path, mirror=server.url)
 
@@ -444,7 +486,12 @@ def test_unsafe_tar_members_are_refused(server, monkeypatch, tmp_path, kind):
             info.size = 4
             tf.addfile(info, io.BytesIO(b"evil"))
 
-    server.publish(monkeypatch, "cifar10", "cifar-10-python.tar.gz", _tar_gz({"cifar-10-batches-py/a": b"x"}, extra))
+    server.publish(
+        monkeypatch,
+        "cifar10",
+        "cifar-10-python.tar.gz",
+        _tar_gz({"cifar-10-batches-py/a": b"x"}, extra),
+    )
     with pytest.raises(DataError, match="refusing"):
         dl.download("cifar10", tmp_path / "data", mirror=server.url)
     assert not (tmp_path / "evil.txt").exists()
@@ -452,7 +499,10 @@ def test_unsafe_tar_members_are_refused(server, monkeypatch, tmp_path, kind):
 
 
 def test_bad_names_and_options():
-    with pytest.raises(UnknownNameError, match=r"unknown downloadable dataset 'cifar'; did you mean 'cifar10', 'cifar100'"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown downloadable dataset 'cifar'; did you mean 'cifar10', 'cifar100'",
+    ):
         dl.download("cifar")
     with pytest.raises(ConfigError, match="nothing to download"):
         dl.download("digits")

@@ -170,7 +170,9 @@ def test_cache_makes_the_second_load_skip_decoding(tmp_path, monkeypatch):
     # a corrupt cache file is ignored and rewritten
     for f in (tmp_path / "d" / ".archlab_cache").glob("*.npz"):
         f.write_bytes(b"garbage")
-    assert torch.equal(load_dataset("image_folder", root=tmp_path / "d", mode="L")["train"].images, third.images)
+    assert torch.equal(
+        load_dataset("image_folder", root=tmp_path / "d", mode="L")["train"].images, third.images
+    )
 
 
 def test_cache_off_and_cache_dir(tmp_path):
@@ -190,8 +192,12 @@ def test_per_class_cap_is_seeded(tmp_path):
         ds = ds["train"]
         assert ds.class_counts().tolist() == [3, 3]
         return [
-            next(i for (c, i), a in written.items() if c == ds.classes[y] and np.array_equal(a, x[0].numpy()))
-            for x, y in zip(ds.images, ds.labels.tolist())
+            next(
+                i
+                for (c, i), a in written.items()
+                if c == ds.classes[y] and np.array_equal(a, x[0].numpy())
+            )
+            for x, y in zip(ds.images, ds.labels.tolist(), strict=True)
         ]
 
     a = picked(0)

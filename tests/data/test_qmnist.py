@@ -14,7 +14,10 @@ def _write(tmp_path, n_test=12):
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for part, n in (("train", 6), ("test", n_test)):
-        write_idx(folder / f"qmnist-{part}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(
+            folder / f"qmnist-{part}-images-idx3-ubyte.gz",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        )
         table = rng.integers(0, 70000, (n, 8)).astype(np.int32)
         table[:, 0] = (np.arange(n) * 3) % 10
         write_idx(folder / f"qmnist-{part}-labels-idx2-int.gz", table)
@@ -30,7 +33,12 @@ def test_labels_are_column_zero_and_subsets(tmp_path, monkeypatch):
     assert parts["test"].images.shape == (12, 1, 28, 28)
     monkeypatch.setitem(idx._QMNIST_TEST, "test10k", slice(0, 4))  # 10000 -> 4 for a tiny file
     monkeypatch.setitem(idx._QMNIST_TEST, "test50k", slice(4, None))
-    assert load_dataset("qmnist", root=tmp_path, test_subset="test10k")["test"].labels.tolist() == [0, 3, 6, 9]
+    assert load_dataset("qmnist", root=tmp_path, test_subset="test10k")["test"].labels.tolist() == [
+        0,
+        3,
+        6,
+        9,
+    ]
     assert len(load_dataset("qmnist", root=tmp_path, test_subset="test50k")["test"]) == 8
     with pytest.raises(ConfigError, match="unknown test_subset 'test5k'"):
         load_dataset("qmnist", root=tmp_path, test_subset="test5k")

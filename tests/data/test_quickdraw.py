@@ -22,7 +22,9 @@ def _write(tmp_path, counts):
 
 def test_categories_order_and_cap(tmp_path):
     data = _write(tmp_path, {"cat": 5, "dog": 3, "The Mona Lisa": 4})
-    ds = load_dataset("quickdraw", root=tmp_path, categories="dog, The Mona Lisa", per_class=4)["train"]
+    ds = load_dataset("quickdraw", root=tmp_path, categories="dog, The Mona Lisa", per_class=4)[
+        "train"
+    ]
     assert ds.classes == ("dog", "The Mona Lisa") and ds.images.shape == (7, 1, 28, 28)
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1, 1]
     assert np.array_equal(ds.images[3, 0].numpy(), data["The Mona Lisa"][0].reshape(28, 28))
@@ -33,12 +35,16 @@ def test_categories_order_and_cap(tmp_path):
 
 
 def test_errors(tmp_path):
-    with pytest.raises(DataError, match=r"no <category>.npy files .*archlab data download quickdraw"):
+    with pytest.raises(
+        DataError, match=r"no <category>.npy files .*archlab data download quickdraw"
+    ):
         load_dataset("quickdraw", root=tmp_path)
     _write(tmp_path, {"cat": 2, "dog": 2})
     with pytest.raises(DataError, match=r"only one category \('cat'\)"):
         load_dataset("quickdraw", root=tmp_path, categories=["cat"])
-    with pytest.raises(DataError, match=r"file not found: .*bee.npy; get it with .*--categories 'bee'"):
+    with pytest.raises(
+        DataError, match=r"file not found: .*bee.npy; get it with .*--categories 'bee'"
+    ):
         load_dataset("quickdraw", root=tmp_path, categories=["cat", "bee"])
     with pytest.raises(ConfigError, match=r"'cat' is listed twice"):
         load_dataset("quickdraw", root=tmp_path, categories="cat,cat")

@@ -47,7 +47,10 @@ def test_round_trip_and_folds(tmp_path):
     lines = [" ".join(str(i) for i in (k % 8, (k + 3) % 8)) for k in range(10)]
     (folder / "fold_indices.txt").write_text("\n".join(lines) + "\n")
     fold = load_dataset("stl10", root=tmp_path, fold=4)["train"]
-    assert fold.labels.tolist() == [4, 7] and len(load_dataset("stl10", root=tmp_path, fold=0)["test"]) == 3
+    assert (
+        fold.labels.tolist() == [4, 7]
+        and len(load_dataset("stl10", root=tmp_path, fold=0)["test"]) == 3
+    )
     with pytest.raises(ConfigError, match=r"fold must be None or 0..9"):
         load_dataset("stl10", root=tmp_path, fold=10)
 

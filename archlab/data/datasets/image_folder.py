@@ -219,7 +219,11 @@ def _read_part(
         arrays.append(arr)
         labels.append(label)
         per_label[label] += 1
-    empty = [folder / c for c, n in zip(classes, per_label) if n == 0 and (folder / c).is_dir()]
+    empty = [
+        folder / c
+        for c, n in zip(classes, per_label, strict=True)
+        if n == 0 and (folder / c).is_dir()
+    ]
     if empty:
         raise DataError(f"{name}: class folder {empty[0]} holds no readable images")
     if not arrays:

@@ -198,8 +198,9 @@ def load_quickdraw(
         path = folder / f"{name}.npy"
         if not path.is_file():
             raise DataError(
-                f"quickdraw: file not found: {path}; get it with `archlab data download quickdraw "
-                f"--categories '{name}' --root {root}` (or place the official {name}.npy in {folder})"
+                f"quickdraw: file not found: {path}; get it with `archlab data download "
+                f"quickdraw --categories '{name}' --root {root}` (or place the official "
+                f"{name}.npy in {folder})"
             )
         x = _read_category(path, per_class)
         arrays.append(x)

@@ -26,7 +26,9 @@ __all__ = ["load_stl10", "read_stl10_images", "write_stl10_images", "RESOURCES",
 #: Official source and md5 checksum (as published with the dataset and used by torchvision).
 RESOURCES: dict[str, dict[str, dict[str, str]]] = {
     "stl10": {
-        "urls": {"stl10_binary.tar.gz": "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"},
+        "urls": {
+            "stl10_binary.tar.gz": "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
+        },
         "md5": {"stl10_binary.tar.gz": "91f7769df0f17e558f3565bffb0c7dfb"},
     },
 }

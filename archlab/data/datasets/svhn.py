@@ -75,7 +75,9 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     x, y = np.asarray(d["X"]), np.asarray(d["y"])
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8:
-        raise DataError(f"{path}: 'X' must be uint8 of shape (32, 32, 3, N), got {x.dtype} {x.shape}")
+        raise DataError(
+            f"{path}: 'X' must be uint8 of shape (32, 32, 3, N), got {x.dtype} {x.shape}"
+        )
     n = x.shape[3]
     y = y.reshape(-1)
     if len(y) != n or y.dtype.kind not in "iuf":
@@ -85,7 +87,7 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{path}: labels must be integers 1..10 (10 = digit 0), found range "
             f"[{y.min()}, {y.max()}]"
         )
-    labels = (y.astype(np.int64) % 10)  # 10 -> 0: label k is digit k
+    labels = y.astype(np.int64) % 10  # 10 -> 0: label k is digit k
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))  # (H, W, C, N) -> (N, C, H, W)
     return images, labels
 
