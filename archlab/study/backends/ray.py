@@ -1,0 +1,133 @@
+"""Running a study's runs as Ray tasks (``archlab study run FILE --ray ADDRESS``, SPEC §10).
+
+Each run is one Ray task that trains it with the same code as a local worker
+(:func:`archlab.study.runner._execute`) and returns the result dict; the driver (the process that
+called :func:`archlab.study.runner.run_study`) records it, so only the driver writes SQLite.
+
+Fault handling:
+- A worker or node lost mid-run: Ray runs the task again (``max_retries``); since run folders live
+  on a path every node sees, the retry resumes from the run's last checkpoint. When the retries are
+  used up the run is recorded failed with Ray's reason.
+- An error inside a run (NaN loss, an exception) is not retried: it comes back as the run's failure
+  record, exactly as with local workers.
+- Ctrl-C on the driver cancels the tasks in flight; the runner puts those runs back to ``pending``.
+
+Requirements on a real cluster: archlab installed on every node, and the study folder (and any
+relative data path, which is resolved against the driver's working directory) on a shared file
+system mounted at the same path everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from archlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from archlab.study.runner import _Task
+
+__all__ = ["require_ray", "run_on_ray", "MAX_RETRIES"]
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 3  # reruns of a run whose worker died (each resumes from the last checkpoint)
+
+
+def require_ray() -> None:
+    """Raise a :class:`ConfigError` with the install command when Ray is not importable."""
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("--ray needs the Ray package, which is not installed: pip install archlab[ray]")
+
+
+def _ray_execute(config_json: str, out: str, threads: int, cwd: str) -> dict[str, Any]:
+    """The task body: train one run on a Ray worker (named so in ``ps``: ``ray::_ray_execute``)."""
+    from archlab.study.runner import _execute
+
+    if os.path.isdir(cwd):  # relative data paths mean the driver's folder (on a shared file system)
+        os.chdir(cwd)
+    return _execute(config_json, out, threads, None)
+
+
+def _connect(address: str) -> bool:
+    """Connect to ``address`` (``"local"``: a new local instance); True if this call started Ray."""
+    import ray
+
+    if ray.is_initialized():  # e.g. a test or a notebook that called ray.init itself
+        return False
+    try:
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise ConfigError(
+            f"cannot connect to the Ray cluster at {address!r} ({type(exc).__name__}: {exc}); "
+            "give the head's address (e.g. ray://host:10001 or host:6379, or 'auto' on a cluster node) "
+            "or 'local' to start a local instance"
+        ) from None
+    return True
+
+
+def run_on_ray(
+    tasks: list[_Task],
+    address: str,
+    *,
+    start: Callable[[_Task], None],
+    finish: Callable[[_Task, dict[str, Any]], None],
+    max_retries: int = MAX_RETRIES,
+) -> None:
+    """Execute ``tasks`` as Ray tasks; ``start``/``finish`` are called on the driver, in order.
+
+    Args:
+        tasks: the runs to do (their ``out`` folders must be reachable from every node).
+        address: the cluster address, or ``"local"``.
+        start: called just before a run is submitted (marks it running).
+        finish: called with each run's outcome (``{"ok": True, "result": ...}`` or
+            ``{"ok": False, "error": ...}``) as soon as it arrives.
+        max_retries: Ray reruns of a task whose worker process or node died.
+
+    Each task asks Ray for as many CPUs as its run's ``train.threads`` (1 when unset) and trains
+    with that many torch threads; at most as many runs are in flight as the cluster has CPUs.
+    """
+    require_ray()
+    import ray
+    from ray.exceptions import RayError
+
+    started_here = _connect(address)
+    remote = ray.remote(max_retries=max_retries, retry_exceptions=False)(_ray_execute)
+    cwd = os.getcwd()
+    pending = [(t, int(json.loads(t.config_json).get("threads") or 1)) for t in tasks]
+    running: dict[Any, tuple[_Task, int]] = {}
+    try:
+        capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        used = 0
+        while pending or running:
+            while pending and (not running or used + pending[0][1] <= capacity):
+                t, cpus = pending.pop(0)
+                start(t)
+                ref = remote.options(num_cpus=cpus).remote(t.config_json, str(Path(t.out).resolve()), cpus, cwd)
+                running[ref] = (t, cpus)
+                used += cpus
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                t, cpus = running.pop(ref)
+                used -= cpus
+                try:
+                    outcome = ray.get(ref)
+                except RayError as exc:  # the retries are used up (worker or node lost)
+                    why = (str(exc).strip().splitlines() or [""])[0]
+                    outcome = {"ok": False, "error": f"Ray task lost after {max_retries} retries: {type(exc).__name__}: {why}"}
+                finish(t, outcome)
+    except BaseException:  # Ctrl-C or a database error on the driver: stop what runs
+        for ref in running:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()
