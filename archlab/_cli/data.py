@@ -86,11 +86,22 @@ def download_cmd(
     keep_archive: bool = typer.Option(False, "--keep-archive", help="keep .tar.gz/.zip archives after extracting them"),
 ) -> None:
     """Download a dataset from its official source: resumable, checksum-verified, atomic."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
     from archlab.cli import console
     from archlab.data.download import download
 
-    result = download(name, root, categories=categories, per_class=per_class, mirror=mirror,
-                      keep_archive=keep_archive)
+    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(url: str, done: int, total: int | None) -> None:
+            if url not in tasks:
+                tasks[url] = bar.add_task(url.rsplit("/", 1)[-1], total=total)
+            bar.update(tasks[url], completed=done, total=total)
+
+        result = download(name, root, categories=categories, per_class=per_class, mirror=mirror,
+                          keep_archive=keep_archive, progress=progress)
     for f in result.files:
         console.print(f"{f.status:>10}  {f.path}  ({f.nbytes:,} bytes)  {f.url}", highlight=False, markup=False)
     if result.extracted:

@@ -536,7 +536,7 @@ def _cifar(ctx: _Ctx, name: str, root: Path, keep_archive: bool) -> Downloaded:
         files = ["train", "test", "meta"]
 
     def want(rel: PurePosixPath) -> PurePosixPath | None:
-        return rel if rel.parts[0] == top else None
+        return rel if rel.parts[:1] == (top,) else None
 
     return _archive(ctx, name, root, [f"{top}/{f}" for f in files], want, keep_archive)
 
@@ -594,8 +594,12 @@ def _quickdraw_one(ctx: _Ctx, category: str, folder: Path, per_class: int | None
     dest, meta = folder / filename, folder / f"{filename}.json"
     if dest.is_file():
         rows, _ = _check_npy(dest, str(dest))
-        info = json.loads(meta.read_text()) if meta.is_file() else None
-        total = info["of"] if info else rows  # no sidecar: the complete official file
+        try:
+            info = json.loads(meta.read_text()) if meta.is_file() else None
+            total = int(info["of"]) if info else rows  # no sidecar: the complete official file
+        except (ValueError, KeyError, TypeError):
+            total = rows + 1  # unreadable sidecar: unknown size, fetch again
+
         if rows >= (total if per_class is None else min(per_class, total)):
             return Fetched(dest, url, "present", dest.stat().st_size)
         dest.unlink()  # a smaller capped copy: fetch what is asked for now
