@@ -200,8 +200,16 @@ def study_run_cmd(
     workers: int = typer.Option(1, "--workers", "-w", help="parallel worker processes"),
     smoke: bool = typer.Option(False, "--smoke", help="use the study's smoke section (synthetic, tiny)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run failed runs again"),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="ADDRESS",
+        help="run every run as a Ray task on this cluster ('local': start one here); --out must be on a "
+        "path all nodes share. Needs pip install archlab[ray]",
+    ),
 ) -> None:
-    """Run every (dataset, variant, seed) of FILE that is not done yet, then write the report."""
+    """Run every (dataset, variant, seed) of FILE that is not done yet, then write the report.
+
+    Ctrl-C stops cleanly (exit 130): finished runs are kept and the same command resumes the rest.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from archlab.study.config import load_study
@@ -237,7 +245,17 @@ def study_run_cmd(
                 failed.append(key.label)
                 progress.console.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
 
-        store = run_study(study, out, workers=workers, retry_failed=retry_failed, on_event=on_event)
+        try:
+            store = run_study(study, out, workers=workers, retry_failed=retry_failed, on_event=on_event, ray_address=ray)
+        except KeyboardInterrupt:
+            # (click would turn it into "Aborted!" and exit 1)
+            progress.stop()
+            err_console.print(
+                f"[yellow]interrupted[/]: finished runs are kept and the stopped ones resume from their last "
+                f"checkpoint; run the same command again to continue ({out})",
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
     console.print(markdown_table(store.rows(), baseline=study.baseline), highlight=False, markup=False)
     console.print(f"report: {out / 'report.html'}  ({out / 'report.md'})")
     if failed:

@@ -16,7 +16,8 @@ Fairness by construction (what makes variants comparable):
 Resumption: finished runs are skipped; an interrupted run (status ``running``) restarts from its
 last checkpoint in ``DIR/runs/<dataset>/<variant>/seed<k>``; failed runs (NaN loss, an exception)
 keep their reason and are retried only with ``retry_failed``. Only this process writes the
-database; worker processes send their results back.
+database; worker processes (or Ray tasks, :mod:`archlab.study.backends.ray`) send their results back.
+Ctrl-C stops the workers and puts the runs in flight back to ``pending``: a re-run resumes them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import traceback
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -159,6 +161,7 @@ def run_study(
     retry_failed: bool = False,
     on_event: Event | None = None,
     report: bool = True,
+    ray_address: str | None = None,
 ) -> StudyStore:
     """Run every grid cell of ``study`` that is not done, storing results in ``out/results.sqlite``.
 
@@ -170,13 +173,23 @@ def run_study(
         on_event: progress callback ``(kind, key, info)`` with kind in
             ``skip | start | done | failed``.
         report: write the Markdown/HTML report at the end.
+        ray_address: run every run as a Ray task on this cluster (``"local"``: start a local
+            instance) instead of local worker processes; ``out`` must then be on a path every
+            node sees. Needs ``pip install archlab[ray]``.
 
     Returns:
         The open :class:`StudyStore`.
+
+    Raises:
+        KeyboardInterrupt: after the runs in flight were stopped and put back to ``pending``.
     """
     out = Path(out)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if ray_address is not None:
+        from archlab.study.backends.ray import require_ray
+
+        require_ray()
     preflight(study)
     emit = on_event or (lambda *a: None)
     with StudyLock(out):
@@ -202,30 +215,61 @@ def run_study(
                 continue
             tasks.append(_Task(key, run_id, json.dumps(cfg), str(run_dir(out, key))))
         threads = choose_threads(workers)
-        if workers == 1 or len(tasks) <= 1:
-            for t in tasks:
-                store.mark_running(t.run_id)
-                emit("start", t.key, {})
-                _record(store, t, _execute(t.config_json, t.out, threads, None), emit)
-        else:
-            _run_parallel(store, tasks, workers, threads, emit)
+        in_flight: dict[int, _Task] = {}
+
+        def start(t: _Task) -> None:
+            store.mark_running(t.run_id)
+            in_flight[t.run_id] = t
+            emit("start", t.key, {})
+
+        def finish(t: _Task, outcome: dict[str, Any]) -> None:
+            _record(store, t, outcome, emit)
+            in_flight.pop(t.run_id, None)
+
+        try:
+            if ray_address is not None:
+                from archlab.study.backends.ray import run_on_ray
+
+                run_on_ray(tasks, ray_address, start=start, finish=finish)
+            elif workers == 1 or len(tasks) <= 1:
+                for t in tasks:
+                    start(t)
+                    finish(t, _execute(t.config_json, t.out, threads, None))
+            else:
+                _run_parallel(tasks, workers, threads, start, finish)
+        except KeyboardInterrupt:
+            # Not a failure: the runs in flight keep their checkpoints and resume on the next run.
+            store.mark_interrupted(list(in_flight))
+            log.warning("interrupted; %d run(s) stopped and left resumable", len(in_flight))
+            raise
         if report:
             write_study_report(store, out, study)
     return store
 
 
-def _run_parallel(store: StudyStore, tasks: list[_Task], workers: int, threads: int, emit: Event) -> None:
+def _ignore_sigint() -> None:
+    # Workers leave Ctrl-C to the study process, which stops them (see _run_parallel).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_parallel(
+    tasks: list[_Task],
+    workers: int,
+    threads: int,
+    start: Callable[[_Task], None],
+    finish: Callable[[_Task, dict[str, Any]], None],
+) -> None:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
     pending = list(tasks)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
+    try:
         running: dict[Any, _Task] = {}
         while pending or running:
             while pending and len(running) < workers:
                 t = pending.pop(0)
-                store.mark_running(t.run_id)
-                emit("start", t.key, {})
+                start(t)
                 running[pool.submit(_execute, t.config_json, t.out, threads, os.getpid())] = t
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -234,7 +278,16 @@ def _run_parallel(store: StudyStore, tasks: list[_Task], workers: int, threads: 
                     outcome = fut.result()
                 except Exception as exc:  # a worker process died
                     outcome = {"ok": False, "error": f"worker died: {type(exc).__name__}: {exc}"}
-                _record(store, t, outcome, emit)
+                finish(t, outcome)
+    except BaseException:
+        # Ctrl-C (or a database error): stop the workers now instead of waiting for their runs;
+        # their checkpoints are crash-safe, so the runs resume later. The executor has no public
+        # way to stop busy workers, hence its private process table.
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _record(store: StudyStore, task: _Task, outcome: dict[str, Any], emit: Event) -> None:

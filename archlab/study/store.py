@@ -129,6 +129,11 @@ class StudyStore:
                 (time.time(), run_id),
             )
 
+    def mark_interrupted(self, run_ids: list[int]) -> None:
+        """Put runs that were stopped mid-way (Ctrl-C) back to pending: resumable, not failed."""
+        with self.tx() as c:
+            c.executemany("UPDATE runs SET status = 'pending' WHERE id = ? AND status = 'running'", [(i,) for i in run_ids])
+
     def mark_failed(self, run_id: int, error: str) -> None:
         with self.tx() as c:
             c.execute(
