@@ -129,7 +129,10 @@ def _cache_key(files: list[tuple[Path, int]], folder: Path, options: dict) -> st
     for f, label in files:
         st = f.stat()
         listing.append((f.relative_to(folder).as_posix(), label, st.st_size, st.st_mtime_ns))
-    blob = json.dumps({"v": _CACHE_VERSION, "files": listing, **options}, sort_keys=True)
+    blob = json.dumps(
+        {"v": _CACHE_VERSION, "folder": str(folder.resolve()), "files": listing, **options},
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
