@@ -13,8 +13,9 @@ search to any archlab dataset and its train/val/test split:
    little instead of jumping a bin edge. Slightly noisy copies then stay far below the threshold
    while distinct images stay above it (measured in ``tests/analysis/test_audit.py``).
 2. :func:`near_duplicate_pairs` — cosine distance ``1 - <h_i, h_j>`` of all pairs, as chunked
-   matrix products over the upper triangle (never a Python loop over pairs); pairs with distance
-   ``< threshold`` are kept.
+   matrix products (never a Python loop over pairs); pairs with distance ``< threshold`` are
+   kept. An exact pruning skips blocks that cannot hold a pair: rows are bucketed on their two
+   principal directions and only neighbouring buckets are multiplied.
 3. :func:`audit_splits` — classifies the pairs: inside one split, across splits (leakage), and
    with contradicting labels (class labels, or for segmentation data "has a mask" vs "empty").
 4. :func:`clean_split_indices` / :func:`write_audit` — a cleaned split (kept positions per split)
@@ -78,23 +79,25 @@ def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
 
 @torch.no_grad()
 def block_histogram_hash(
-    images: torch.Tensor, *, grid: int | Sequence[int] = 7, bins: int = 8, chunk: int = 8192
+    images: torch.Tensor, *, grid: int | Sequence[int] = 7, bins: int = 8, chunk: int = 4096
 ) -> torch.Tensor:
     """Soft block-histogram hash of every image, L2-normalised (seed 002's image hash).
 
     Block ``(r, c)`` holds the pixels with ``y * grid_h // H == r`` and ``x * grid_w // W == c``,
     so any image size works (blocks differ by at most one pixel row/column). A pixel of
     intensity ``v`` sits at position ``v * (bins - 1) / 255`` on the bin axis and gives weight
-    ``1 - frac`` to the bin below and ``frac`` to the bin above.
+    ``max(0, 1 - |position - k|)`` to bin ``k`` (linear interpolation between the two nearest
+    bins). The per-block sums are two small matrix products with the block-membership matrices.
 
     Args:
         images: uint8 images (float images in [0, 1] are scaled to 0..255).
         grid: blocks per side, an int or ``(grid_h, grid_w)``; at most the image size.
         bins: histogram bins per block and channel (>= 2).
-        chunk: images hashed per step (bounds the memory to ~``chunk * C * H * W * 24`` bytes).
+        chunk: images hashed per step (memory ~``chunk * C * bins * H * W * 4`` bytes).
 
     Returns:
-        The hashes, one unit-norm row per image (float32).
+        The hashes, one unit-norm row per image (float32), ordered (block row, block column,
+        channel, bin).
 
     Shape:
         - images: :math:`(N, C, H, W)`
@@ -109,44 +112,76 @@ def block_histogram_hash(
     if gh > H or gw > W:
         raise ConfigError(f"grid {gh}x{gw} is finer than the {H}x{W} images; use grid <= {min(H, W)}")
     device = images.device
-    block = ((torch.arange(H, device=device) * gh) // H)[:, None] * gw + (
-        (torch.arange(W, device=device) * gw) // W
-    )[None, :]  # (H, W) block id
-    feat = gh * gw * C * bins
-    # (C, H, W) index of the first bin of each pixel's (block, channel) histogram
-    base = (block[None] * C + torch.arange(C, device=device)[:, None, None]) * bins
+    rows = F.one_hot((torch.arange(H, device=device) * gh) // H, gh).T.float()  # (gh, H) block rows
+    cols = F.one_hot((torch.arange(W, device=device) * gw) // W, gw).float()  # (W, gw) block columns
+    centres = torch.arange(bins, device=device, dtype=torch.float32).view(1, 1, bins, 1, 1)
     scale = (bins - 1) / 255.0 if not images.is_floating_point() else float(bins - 1)
-    out = torch.empty(N, feat, dtype=torch.float32, device=device)
+    out = torch.empty(N, gh * gw * C * bins, dtype=torch.float32, device=device)
     for start in range(0, N, chunk):
         x = images[start : start + chunk]
         n = x.shape[0]
-        pos = x.to(torch.float32) * scale  # (n, C, H, W) position on the bin axis
-        lo = pos.floor().clamp_(max=bins - 2)
-        w_hi = pos - lo  # (n, C, H, W) weight of the upper bin
-        idx = (base[None] + lo.to(torch.int64)) + (torch.arange(n, device=device) * feat)[:, None, None, None]
-        hist = torch.zeros(n * feat, dtype=torch.float32, device=device)
-        hist.index_add_(0, idx.reshape(-1), (1.0 - w_hi).reshape(-1))
-        hist.index_add_(0, idx.reshape(-1) + 1, w_hi.reshape(-1))
-        out[start : start + n] = F.normalize(hist.view(n, feat), dim=1)
+        pos = x.to(torch.float32).mul_(scale).unsqueeze(2)  # (n, C, 1, H, W) position on the bin axis
+        vote = (1.0 - (pos - centres).abs_()).clamp_(min=0.0)  # (n, C, bins, H, W) soft bin votes
+        hist = rows @ vote @ cols  # (n, C, bins, gh, gw) per-block sums
+        hist = hist.permute(0, 3, 4, 1, 2).reshape(n, -1)  # (n, gh*gw*C*bins)
+        out[start : start + n] = F.normalize(hist, dim=1)
     return out
+
+
+def _cells(hashes: torch.Tensor, radius: float, max_cells: int = 48) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+    """Bucket rows into a grid on their two principal directions; list the cell pairs to compare.
+
+    Two rows closer than ``radius`` (Euclidean) are closer than ``radius`` along any unit
+    direction, so they fall into the same cell or two adjacent cells (cells are at least
+    ``radius`` wide). Comparing each cell with itself and its forward neighbours therefore finds
+    every pair exactly once and skips the rest.
+    """
+    sample = hashes[:: max(1, hashes.shape[0] // 4096)]
+    _, _, vh = torch.linalg.svd(sample - sample.mean(0), full_matrices=False)
+    proj = hashes @ vh[:2].T  # (N, 2)
+    lo, hi = proj.amin(0), proj.amax(0)
+    width = torch.clamp((hi - lo) / max_cells, min=radius)  # (2,) cells >= radius wide
+    cell = ((proj - lo) / width).floor().to(torch.int64)  # (N, 2)
+    ny = int(cell[:, 1].max()) + 1
+    key = cell[:, 0] * ny + cell[:, 1]
+    order = torch.argsort(key, stable=True)
+    uniq, counts = torch.unique_consecutive(key[order], return_counts=True)
+    members = list(torch.split(order, counts.tolist()))
+    where = {int(k): g for g, k in enumerate(uniq.tolist())}
+    pairs = []
+    for g, k in enumerate(uniq.tolist()):
+        cx, cy = divmod(k, ny)
+        pairs.append((g, g))
+        for dx, dy in ((0, 1), (1, -1), (1, 0), (1, 1)):
+            if 0 <= cy + dy < ny and (h := where.get((cx + dx) * ny + cy + dy)) is not None:
+                pairs.append((g, h))
+    return [torch.sort(m).values for m in members], pairs
 
 
 @torch.no_grad()
 def near_duplicate_pairs(
-    hashes: torch.Tensor, threshold: float = DEFAULT_THRESHOLD, *, chunk: int = 4096, max_pairs: int = 5_000_000
+    hashes: torch.Tensor,
+    threshold: float = DEFAULT_THRESHOLD,
+    *,
+    chunk: int = 4096,
+    max_pairs: int = 5_000_000,
+    prune: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All pairs ``i < j`` whose cosine distance ``1 - <h_i, h_j>`` is below ``threshold``.
 
-    The similarity matrix is computed block by block over the upper triangle (``chunk`` rows by
-    ``chunk`` columns per matrix product), so memory stays at ``chunk**2`` floats and the work is
-    half of the full matrix. A block whose row maxima all stay below the cut costs one reduction.
+    Cosine similarities are computed as matrix products of ``chunk``-row blocks (never a Python
+    loop over pairs). With ``prune`` the rows are first bucketed on their two principal
+    directions (:func:`_cells`); only a cell with itself and with its neighbours is multiplied,
+    which is exact (unit vectors at cosine distance ``t`` are ``sqrt(2 t)`` apart, and so are
+    their projections at most) and skips most of the matrix.
 
     Args:
         hashes: unit-norm rows (see :func:`block_histogram_hash`).
         threshold: cosine-distance cut in (0, 2).
-        chunk: rows and columns per block.
+        chunk: rows and columns per matrix product.
         max_pairs: stop with a ConfigError beyond this many pairs (a threshold that is too loose
             would otherwise fill the memory with pairs).
+        prune: use the principal-direction cells (False: the whole upper triangle).
 
     Returns:
         ``(i, j, distance)``: int64, int64 and float32 tensors sorted by ``(i, j)``.
@@ -159,30 +194,40 @@ def near_duplicate_pairs(
         raise ConfigError(f"threshold must be a cosine distance in (0, 2), got {threshold!r}")
     N = hashes.shape[0]
     cut = 1.0 - float(threshold)  # similarity above which a pair is kept
+    if prune and N > chunk:
+        radius = math.sqrt(2.0 * threshold) * (1 + 1e-3) + 1e-6  # margin for float rounding
+        groups, group_pairs = _cells(hashes, radius)
+    else:
+        groups, group_pairs = [torch.arange(N, device=hashes.device)], [(0, 0)]
     found_i, found_j, found_d = [], [], []
     total = 0
-    for r0 in range(0, N, chunk):
-        a = hashes[r0 : r0 + chunk]  # (r, D)
-        for c0 in range(r0, N, chunk):
-            s = a @ hashes[c0 : c0 + chunk].T  # (r, c) cosine similarities
-            if c0 == r0:  # diagonal block: keep the strict upper triangle only (j > i)
-                r = s.shape[0]
-                s.masked_fill_(torch.ones(r, r, dtype=torch.bool, device=s.device).tril_(), -2.0)
-            rows = (s.amax(dim=1) > cut).nonzero().flatten()  # (k,) rows with any hit
-            if rows.numel() == 0:
-                continue
-            ii, jj = (s[rows] > cut).nonzero(as_tuple=True)
-            ii = rows[ii]
-            found_i.append(ii + r0)
-            found_j.append(jj + c0)
-            found_d.append((1.0 - s[ii, jj]).clamp_(min=0.0))
-            total += ii.numel()
-            if total > max_pairs:
-                raise ConfigError(
-                    f"more than {max_pairs:,} near-duplicate pairs at threshold {threshold}; the "
-                    "threshold is too loose for these images — lower it (e.g. --threshold "
-                    f"{threshold / 4:.4g}) or raise max_pairs"
-                )
+    for ga, gb in group_pairs:
+        ia, ib = groups[ga], groups[gb]
+        for r0 in range(0, len(ia), chunk):
+            rows_a = ia[r0 : r0 + chunk]
+            a = hashes[rows_a]  # (r, D)
+            for c0 in range(r0 if ga == gb else 0, len(ib), chunk):
+                rows_b = ib[c0 : c0 + chunk]
+                s = a @ hashes[rows_b].T  # (r, c) cosine similarities
+                if ga == gb and c0 == r0:  # diagonal block: strict upper triangle only
+                    r = s.shape[0]
+                    s.masked_fill_(torch.ones(r, r, dtype=torch.bool, device=s.device).tril_(), -2.0)
+                hit_rows = (s.amax(dim=1) > cut).nonzero().flatten()  # rows with any hit
+                if hit_rows.numel() == 0:
+                    continue
+                ii, jj = (s[hit_rows] > cut).nonzero(as_tuple=True)
+                ii = hit_rows[ii]
+                gi, gj = rows_a[ii], rows_b[jj]
+                found_i.append(torch.minimum(gi, gj))
+                found_j.append(torch.maximum(gi, gj))
+                found_d.append((1.0 - s[ii, jj]).clamp_(min=0.0))
+                total += ii.numel()
+                if total > max_pairs:
+                    raise ConfigError(
+                        f"more than {max_pairs:,} near-duplicate pairs at threshold {threshold}; the "
+                        "threshold is too loose for these images — lower it (e.g. --threshold "
+                        f"{threshold / 4:.4g}) or raise max_pairs"
+                    )
     if not found_i:
         empty = torch.empty(0, dtype=torch.int64)
         return empty, empty.clone(), torch.empty(0, dtype=torch.float32)

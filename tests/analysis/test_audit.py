@@ -209,3 +209,15 @@ def test_cli_audit_bad_input_is_a_usage_error(tmp_path, capsys):
     assert "threshold must be a cosine distance" in capsys.readouterr().err
     assert main(["data", "audit", "digits", "-O", "image_size", "--out", str(tmp_path)]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_pruned_search_is_exact_at_a_loose_threshold():
+    """The principal-direction cells skip work but never a pair (300 noisy copies at threshold 0.03)."""
+    x = _distinct_images(600, seed=13)
+    x = torch.cat([x, _noisy(x[:300], seed=14, std=12.0)])
+    h = block_histogram_hash(x, grid=4, bins=4)
+    i, j, _ = near_duplicate_pairs(h, 0.03, chunk=64)
+    i0, j0, _ = near_duplicate_pairs(h, 0.03, chunk=64, prune=False)
+    ref = torch.triu((1 - h @ h.T) < 0.03, diagonal=1).nonzero()
+    assert len(ref) >= 300  # every noisy copy, found through the cells
+    assert torch.equal(torch.stack([i, j], 1), ref) and torch.equal(torch.stack([i0, j0], 1), ref)
