@@ -444,6 +444,18 @@ def analyze_connections_cmd(
     model = load_run(run)[0] if threshold is not None else None
     connections_analysis(gates, out, model=model, threshold=threshold)
     console.print(f"wrote {out} ({len(gates)} epochs)")
+    if model is not None:
+        # The pruned model as a study variant: add it to the same study file and re-run the study;
+        # finished runs are kept and only the pruned variant trains (from scratch, same seeds).
+        pattern = model.pruned_connections(threshold)
+        cfg = json.loads((run / "config.json").read_text())["model"]
+        variant = {f"pruned_{threshold:g}": {"model": {"name": cfg["name"], "kwargs": {**cfg["kwargs"], "connections": pattern}}}}
+        text = yaml.safe_dump(variant, default_flow_style=None, sort_keys=False)
+        (out / "pruned_variant.yaml").write_text(text)
+        before = sum(p.numel() for p in model.parameters())
+        after = sum(p.numel() for p in model.prune(threshold, seed=0).parameters())
+        console.print(f"pruned at {threshold:g}: {before:,} -> {after:,} parameters; add this variant to the study:")
+        console.print(text, highlight=False, markup=False)
 
 
 # Larger command groups live in archlab/_cli/, one file each.

@@ -35,6 +35,32 @@ def test_analyze_connections(tmp_path, capsys):
     assert (tmp_path / "c" / "connection_gates.csv").is_file()
 
 
+def test_pruned_variant_trains_in_the_same_study(tmp_path, capsys):
+    import yaml
+
+    from archlab.study.config import load_study
+    from archlab.study.runner import run_study
+
+    study = {"name": "conn", "data": DATA, "model": {"name": "connected_net"}, "seeds": [0],
+             "train": {"epochs": 2, "batch_size": 16}, "baseline": "full", "variants": {"full": {}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    run_study(load_study(path), tmp_path / "s")
+    run = tmp_path / "s" / "runs" / "synthetic16" / "full" / "seed0"
+    # a threshold above every gate keeps only the strongest input of each connection
+    assert main(["analyze", "connections", str(run), "--threshold", "1.0", "--out", str(tmp_path / "c")]) == 0
+    assert "parameters; add this variant" in capsys.readouterr().out
+    study["variants"].update(yaml.safe_load((tmp_path / "c" / "pruned_variant.yaml").read_text()))
+    path.write_text(yaml.safe_dump(study))
+    store = run_study(load_study(path), tmp_path / "s")  # the full run is kept, the pruned one trains
+    rows = {r["variant"]: r for r in store.rows(with_predictions=False)}
+    assert set(rows) == {"full", "pruned_1"} and all(r["status"] == "done" for r in rows.values())
+    model = engine.load_run(run)[0]
+    pruned = model.prune(1.0)
+    assert rows["pruned_1"]["params"] == sum(p.numel() for p in pruned.parameters()) != rows["full"]["params"]
+    assert sum(len(c) for c in pruned.build_kwargs["connections"]) < sum(len(c) for c in model.backbone.pattern)
+
+
 def test_analyze_errors(tmp_path, mini_vgg_run, capsys):
     assert main(["analyze", "rotation", str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err
