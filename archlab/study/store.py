@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from archlab.errors import DataError
+from archlab.errors import ArchlabError, DataError
 
-__all__ = ["StudyStore", "DB_NAME", "STATUSES"]
+__all__ = ["StudyStore", "StoreWriteError", "DB_NAME", "STATUSES"]
 
 DB_NAME = "results.sqlite"
 STATUSES = ("pending", "running", "done", "failed")
@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS predictions (
     run_id INTEGER PRIMARY KEY REFERENCES runs(id), preds BLOB NOT NULL, targets BLOB NOT NULL
 );
 """
+
+
+class StoreWriteError(ArchlabError):
+    """The study database could not be written (disk full, I/O error); the change was rolled back."""
+
+    exit_code = 1
 
 
 class StudyStore:
@@ -87,15 +93,28 @@ class StudyStore:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: all or nothing."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One IMMEDIATE transaction: all or nothing.
+
+        Raises:
+            StoreWriteError: SQLite could not write (``database or disk is full``, ``disk I/O
+                error``, ...); the transaction was rolled back, earlier ones are intact.
+        """
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:  # also after a failed COMMIT
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise StoreWriteError(
+                f"{self.path}: could not write the study database ({exc}); this change was rolled back "
+                "and nothing recorded before is lost. Free disk space (or stop the other writer) and run "
+                "the study again: finished runs are kept, and a run whose result did not get in is read "
+                "back from its run folder"
+            ) from exc
 
     # -- study ---------------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:

@@ -58,9 +58,9 @@ def study_cli(*args, **kw) -> subprocess.Popen:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(tmp_path_factory):
-    """The uninterrupted study, run once per test module: (study file, metrics, seconds of training)."""
+    """The uninterrupted study, run once per test session: (study file, metrics, seconds of training)."""
     import time
 
     from archlab.study.config import load_study
