@@ -22,13 +22,16 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The common benchmark flags; ``extra`` may add a script's own."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--tiny", action="store_true", help="smallest size, one repeat (CI smoke run)")
     p.add_argument("--repeats", type=int, default=7, help="timed interleaved rounds")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/NAME.json)")
     p.add_argument("--device", default="cpu")
+    if extra is not None:
+        extra(p)
     return p.parse_args()
 
 

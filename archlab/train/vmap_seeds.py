@@ -1,0 +1,222 @@
+"""Several seeds of one small model trained together: ``torch.func`` over stacked parameters.
+
+SPEC §9 (GPU path). A study trains the same small model under K seeds; on a GPU one such model
+leaves the device mostly idle, so the K copies are trained as one: their parameters are stacked
+along a new leading dimension, one forward/backward is ``vmap(grad(functional_call))`` over
+(parameters, batch) pairs, and the optimizer steps the stacked tensors (Adam, AdamW and SGD are
+element-wise, so one optimizer over stacked parameters is K independent optimizers).
+
+Each seed keeps its own streams, exactly as :func:`archlab.train.engine.train` builds them: the
+initial weights (``build_run_model`` under the seed's init stream), the batch order and the
+augmentation draws (one :class:`archlab.data.DeviceLoader` per seed). Without dropout the K runs
+therefore equal K sequential engine runs up to float rounding (batched convolutions sum in another
+order) — ``tests/train/test_vmap_seeds.py`` checks it on the CPU. With dropout every seed draws its
+own masks (``randomness="different"``) from a stream that is not the engine's, so such runs are
+statistically, not numerically, equal to sequential ones.
+
+Limits (a :class:`ConfigError` says so): no batch norm (running statistics are in-place buffer
+updates), no ``plateau`` schedule, early stopping or gradient clipping (each would make one seed's
+schedule depend on its own metrics or norms), no resume.
+
+Speed: on a CPU this is slower than running the seeds one after another (the cores are already
+busy with one model), so the study runner does not use it there. The speed-up on a GPU is **not
+measured** in this repository (no GPU was available when it was written); only correctness is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from torch.func import functional_call, grad, vmap
+
+from archlab._seed import derive_seed
+from archlab.analysis.profile import profile
+from archlab.data import Splits
+from archlab.errors import ConfigError, TrainingFailed
+from archlab.train.config import TrainConfig
+from archlab.train.engine import (
+    RunResult,
+    _autocast,
+    _loaders,
+    build_run_model,
+    model_input_size,
+    prepare_data,
+    provenance,
+    resolve_device,
+)
+from archlab.train.losses import build_loss
+from archlab.train.metrics import classification_metrics, metric_spec
+from archlab.train.optim import build_optimizer, build_scheduler
+
+__all__ = ["train_seeds"]
+
+
+def _check_supported(config: TrainConfig, model: nn.Module) -> None:
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise ConfigError(
+            f"{config.model.name}: vmap seed training needs a model without batch norm (its running "
+            "statistics are in-place updates); train the seeds one after another instead"
+        )
+    if config.scheduler.name == "plateau":
+        raise ConfigError("vmap seed training cannot use scheduler 'plateau' (each seed would need its own LR)")
+    if config.early_stopping_patience is not None:
+        raise ConfigError("vmap seed training cannot stop seeds early; set early_stopping_patience: null")
+    if config.grad_clip is not None:
+        raise ConfigError("vmap seed training does not clip gradients (the norm is per seed); set grad_clip: null")
+
+
+def train_seeds(
+    config: TrainConfig, seeds: Sequence[int], *, splits: Splits | None = None
+) -> tuple[list[RunResult], dict[str, torch.Tensor]]:
+    """Train ``config`` once per seed in ``seeds``, all seeds in one vectorised model.
+
+    Args:
+        config: the run config (its ``seed`` is replaced by each of ``seeds``).
+        seeds: the K seeds.
+        splits: pre-loaded data (default: loaded from ``config``).
+
+    Returns:
+        ``(results, best_weights)``: one :class:`RunResult` per seed (``train_seconds`` is the
+        joint wall time divided by K; ``extras["vmap_seeds"]`` = K) and the tested weights of
+        every seed, stacked: ``best_weights[name][k]`` belongs to ``seeds[k]``.
+
+    Shape:
+        - best_weights[name]: :math:`(K, *param.shape)`
+
+    Raises:
+        ConfigError: an unsupported option (see the module docstring) or no seeds.
+        TrainingFailed: a seed's training loss became NaN/Inf.
+    """
+    seeds = list(seeds)
+    if not seeds:
+        raise ConfigError("train_seeds needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct, got {seeds}")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    amp = config.amp and device.type == "cuda"
+    splits = splits if splits is not None else prepare_data(config)
+    configs = [config.model_copy(update={"seed": s}) for s in seeds]
+    K, num_classes = len(seeds), splits.train.num_classes
+
+    models = [build_run_model(c, splits) for c in configs]
+    base = models[0]
+    _check_supported(config, base)
+    prof = profile(base, (1, splits.train.in_chans, *model_input_size(config, splits)))
+    base.to(device).train()
+    names = [n for n, _ in base.named_parameters()]
+    params = {
+        n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).to(device).requires_grad_()
+        for n in names
+    }  # name -> (K, *shape)
+    buffers = {n: b.to(device) for n, b in base.named_buffers()}
+    loaders = [_loaders(c, splits, device) for c in configs]  # per seed: (train, val, test)
+    loss_fn = build_loss(config.loss, num_classes=num_classes, **config.loss_kwargs)
+    o = config.optim
+    optimizer = build_optimizer(
+        o.name, list(params.values()), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov
+    )
+    scheduler = build_scheduler(
+        config.scheduler.name, optimizer, epochs=config.epochs, steps_per_epoch=len(loaders[0][0]),
+        **config.scheduler.kwargs,
+    )  # fmt: skip
+    spec = metric_spec(config.monitor)
+
+    def loss_and_logits(p, x, y):
+        with _autocast(device, amp):
+            logits = functional_call(base, (p, buffers), (x,))
+        loss = loss_fn(logits.float(), y)
+        return loss, (loss.detach(), logits.detach())  # grad's aux: what the history needs
+
+    grad_step = vmap(grad(loss_and_logits, has_aux=True), randomness="different")
+    forward = vmap(lambda p, x: functional_call(base, (p, buffers), (x,)), in_dims=(0, None))
+
+    @torch.no_grad()
+    def evaluate(split: int) -> list[tuple[dict[str, float], torch.Tensor, torch.Tensor]]:
+        base.eval()
+        logits, ys = [], []
+        for x, y in loaders[0][split].epoch(0):  # unshuffled, no random transform: the same for every seed
+            with _autocast(device, amp):
+                logits.append(forward(params, x).float())  # (K, B, classes)
+            ys.append(y)
+        base.train()
+        out = []
+        all_logits, targets = torch.cat(logits, 1), torch.cat(ys)  # (K, N, classes), (N,)
+        for k in range(K):
+            metrics = classification_metrics(all_logits[k].argmax(1).cpu(), targets.cpu(), num_classes)
+            metrics["loss"] = float(loss_fn(all_logits[k], targets))
+            out.append((metrics, all_logits[k].argmax(1).cpu(), targets.cpu()))
+        return out
+
+    history: list[list[dict[str, float]]] = [[] for _ in seeds]
+    best_value = [spec.worst] * K
+    best_epoch = [0] * K
+    best = {n: p.detach().clone() for n, p in params.items()}
+    torch.manual_seed(derive_seed("vmap-seeds", *seeds))  # the dropout masks of all seeds (not the engine's streams)
+    t0 = time.perf_counter()
+    for epoch in range(config.epochs):
+        loss_sum = torch.zeros(K, dtype=torch.float64, device=device)
+        correct = torch.zeros(K, dtype=torch.int64, device=device)
+        seen = 0
+        for batches in zip(*(ld[0].epoch(epoch) for ld in loaders)):
+            x = torch.stack([b[0] for b in batches])  # (K, B, C, H, W)
+            y = torch.stack([b[1] for b in batches])  # (K, B)
+            grads, (loss, logits) = grad_step(params, x, y)
+            for n, p in params.items():
+                p.grad = grads[n]
+            optimizer.step()
+            scheduler.step_batch()
+            loss_sum += loss.detach().double() * y.shape[1]
+            correct += (logits.detach().argmax(-1) == y).sum(1)
+            seen += y.shape[1]
+        if not bool(torch.isfinite(loss_sum).all()):
+            bad = [seeds[k] for k in range(K) if not torch.isfinite(loss_sum[k])]
+            raise TrainingFailed(f"training loss became NaN/Inf in epoch {epoch + 1} for seed(s) {bad}; lower the lr")
+        val = evaluate(1)
+        lr = scheduler.lr
+        scheduler.step_epoch(None)
+        for k in range(K):
+            metrics = val[k][0]
+            history[k].append({
+                "epoch": epoch + 1,
+                "train_loss": float(loss_sum[k]) / max(seen, 1),
+                "train_accuracy": int(correct[k]) / max(seen, 1),
+                **{f"val_{m}": v for m, v in metrics.items()},
+                "lr": lr,
+                "seconds": time.perf_counter() - t0,
+            })  # fmt: skip
+            if spec.is_better(metrics[config.monitor], best_value[k], config.min_delta):
+                best_value[k], best_epoch[k] = metrics[config.monitor], epoch + 1
+                for n, p in params.items():
+                    best[n][k] = p.detach()[k]
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(best[n])
+    tests = evaluate(2)
+    prov = provenance(device)
+    results = []
+    for k, c in enumerate(configs):
+        row = history[k][best_epoch[k] - 1]
+        test, preds, targets = tests[k]
+        results.append(RunResult(
+            config=c.model_dump(mode="json"),
+            status="done",
+            best_epoch=best_epoch[k],
+            val={m[4:]: v for m, v in row.items() if m.startswith("val_")},
+            test=test,
+            history=history[k],
+            test_predictions=preds.tolist(),
+            test_targets=targets.tolist(),
+            params=prof.params_total,
+            flops=prof.flops,
+            train_seconds=seconds / K,
+            epochs_run=config.epochs,
+            provenance=prov,
+            extras={"vmap_seeds": K, "joint_train_seconds": seconds},
+        ))  # fmt: skip
+    return results, {n: t.detach() for n, t in best.items()}

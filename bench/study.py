@@ -1,0 +1,124 @@
+"""Study wall time: the runner's worker/thread choice vs one process with all threads (SPEC §9).
+
+A small study of small models (``mnist_cnn`` with a linear and an MLP head on the embedded digits at
+28 px, 3 seeds = 6 runs) is run end to end with :func:`archlab.study.runner.run_study` — grid,
+database, worker start-up, data loading, training, testing — two ways, interleaved round by round,
+each round into a fresh folder:
+
+- ``runner``: the runner's own choice for this machine, ``workers="auto"``
+  (:func:`archlab.study.runner.choose_workers` worker processes x
+  :func:`archlab.study.runner.choose_threads` torch threads each).
+- ``one_process``: ``workers=1`` — the study runs in this process with every core as a torch thread.
+
+Reports median wall time, spread and the ratio (one_process / runner; > 1 means the runner's choice
+is faster), plus the mean test accuracy of each way (the two differ only by float reduction order,
+since a different thread count sums in another order). Writes ``bench/results/study.json``.
+
+    python bench/study.py              # full run (5 rounds)
+    python bench/study.py --tiny       # CI smoke run (synthetic data, 2 short runs, one round)
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import parse_args, write_result  # noqa: E402
+
+from archlab.study.config import Study  # noqa: E402
+from archlab.study.runner import choose_threads, choose_workers, run_study  # noqa: E402
+
+STUDY: dict[str, Any] = {
+    "name": "bench_study",
+    "data": {"name": "digits", "options": {"image_size": 28}, "val_fraction": 0.15, "test_fraction": 0.25},
+    "model": {"name": "mnist_cnn"},
+    "train": {"epochs": 4, "batch_size": 64, "optim": {"name": "adam", "lr": 0.002}},
+    "seeds": [0, 1, 2],
+    "baseline": "linear",
+    "variants": {
+        "linear": {"model": {"head": "linear"}},
+        "mlp": {"model": {"head": "mlp", "head_kwargs": {"hidden": [128, 64], "drop_rate": 0.2}}},
+    },
+}
+TINY: dict[str, Any] = {
+    "data": {"name": "synthetic", "options": {"num_samples": 90, "image_size": 28, "channels": 1, "num_classes": 3}},
+    "train": {"epochs": 1, "batch_size": 30},
+    "seeds": [0],
+}
+
+
+def _accuracy(store) -> float:
+    rows = store.rows()
+    return statistics.fmean(r["test"]["accuracy"] for r in rows) if rows else float("nan")
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    spec = {**STUDY, **TINY} if args.tiny else STUDY
+    study = Study.model_validate(spec)
+    runs = len(study.grid())
+    repeats = 1 if args.tiny else args.repeats
+    warmup = 0 if args.tiny else 1
+    cores = os.cpu_count() or 1
+    auto_workers = choose_workers(runs)
+    auto_threads = choose_threads(auto_workers)
+    ways = {"runner": "auto", "one_process": 1}
+    seconds: dict[str, list[float]] = {k: [] for k in ways}
+    accuracy: dict[str, list[float]] = {k: [] for k in ways}
+    with tempfile.TemporaryDirectory(prefix="archlab-bench-study-") as tmp:
+        for r in range(warmup + repeats):
+            for name, workers in ways.items():
+                out = Path(tmp) / f"{name}-{r}"
+                torch.set_num_threads(cores)  # what a fresh `archlab study run` process starts with
+                t0 = time.perf_counter()
+                store = run_study(study, out, workers=workers, report=False)
+                dt = time.perf_counter() - t0
+                if r >= warmup:
+                    seconds[name].append(dt)
+                    accuracy[name].append(_accuracy(store))
+                store.close()
+    timing = {
+        k: {
+            "median_s": statistics.median(v),
+            "min_s": min(v),
+            "max_s": max(v),
+            "stdev_s": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "n": len(v),
+        }
+        for k, v in seconds.items()
+    }
+    ratio = timing["one_process"]["median_s"] / timing["runner"]["median_s"]
+    result = {
+        "device": "cpu",
+        "repeats": repeats,
+        "warmup_rounds": warmup,
+        "study": spec,
+        "runs": runs,
+        "cores": cores,
+        "runner_choice": {"workers": auto_workers, "threads_per_worker": auto_threads},
+        "one_process": {"workers": 1, "threads": choose_threads(1)},
+        "timing": timing,
+        "mean_test_accuracy": {k: statistics.fmean(v) for k, v in accuracy.items()},
+        "ratio": ratio,
+        "target": 1.0,
+        "met": ratio > 1.0,
+    }
+    print(
+        f"study of {runs} runs on {cores} cores: runner ({auto_workers} workers x {auto_threads} threads) "
+        f"{timing['runner']['median_s']:.1f} s   one process x {choose_threads(1)} threads "
+        f"{timing['one_process']['median_s']:.1f} s   ratio {ratio:.2f}x"
+    )
+    path = write_result("study", result, args.out, tiny=args.tiny)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
