@@ -1,0 +1,114 @@
+"""`archlab study run --ray`: runs as Ray tasks on a local instance, results in the driver's database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from archlab.cli import main
+from archlab.study.config import Study, load_study
+from archlab.study.runner import run_study
+from archlab.study.store import StudyStore
+
+from .conftest import study_dict
+
+# one thread per run: bit-identical to the in-process runner (float reductions depend on it)
+TRAIN = {"epochs": 2, "batch_size": 10, "threads": 1, "checkpoint_every_steps": 2}
+
+
+def _metrics(store):
+    return {
+        (r["dataset"], r["variant"], r["seed"]): (
+            r["status"], r["test"], r["val"], r["test_predictions"], r["best_epoch"],
+            [{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]],
+        )
+        for r in store.rows()
+    }
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_runs_equal_the_in_process_runner(tmp_path, ray_instance, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study_dict(train=TRAIN)))
+    ref = _metrics(run_study(load_study(path), tmp_path / "local", report=False))
+    # "local" reuses the instance this test started (the CLI would start one itself otherwise)
+    code = main(["study", "run", str(path), "--out", str(tmp_path / "ray"), "--ray", "local"])
+    assert code == 0, capsys.readouterr().err
+    store = StudyStore(tmp_path / "ray" / "results.sqlite")
+    assert _metrics(store) == ref
+    assert all(r["attempts"] == 1 for r in store.rows())
+    assert (tmp_path / "ray" / "report.html").is_file()
+
+
+def _ray_task_pids() -> list[int]:
+    """Ray worker processes busy with a run (Ray titles them ``ray::<task function>``)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes().startswith(b"ray::_ray_execute"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds Ray workers through /proc")
+def test_a_lost_worker_is_retried_and_resumes_from_its_checkpoint(tmp_path, ray_instance):
+    study = Study.model_validate(study_dict(train={**TRAIN, "epochs": 3}, seeds=[0], variants={"a": {}}))
+    ref = _metrics(run_study(study, tmp_path / "local", report=False))
+    out = tmp_path / "ray"
+    ckpt = out / "runs" / "synthetic28" / "a" / "seed0" / "checkpoint"
+    killed: list[tuple[int, int]] = []
+
+    def kill_mid_run() -> None:  # kill -9 the worker once the run has checkpointed mid-way
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            pids = _ray_task_pids()
+            if pids and ckpt.is_dir() and not (ckpt.parent / "result.json").exists():
+                from archlab.train.checkpoint import STATE_FILE
+
+                import torch
+
+                try:
+                    step = torch.load(ckpt / STATE_FILE, weights_only=True)["progress"]["global_step"]
+                except Exception:  # mid-swap: look again
+                    continue
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append((pids[0], step))
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_mid_run)
+    killer.start()
+    store = run_study(study, out, report=False, ray_address="local")
+    killer.join()
+    assert killed, "the run ended before its worker could be killed"
+    assert killed[0][1] > 0  # it died after a checkpoint, so the retry resumed from there
+    assert _metrics(store) == ref
+
+
+def test_missing_ray_is_a_clear_usage_error(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study_dict()))
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    code = main(["study", "run", str(path), "--out", str(tmp_path / "o"), "--ray", "local"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2
+    assert "pip install archlab[ray]" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing started
