@@ -18,6 +18,7 @@ __all__ = [
     "DataError",
     "CheckpointError",
     "TrainingFailed",
+    "ExportError",
     "close_matches",
     "with_context",
 ]
@@ -64,6 +65,12 @@ class CheckpointError(ArchlabError, ValueError):
 
 class TrainingFailed(ArchlabError, RuntimeError):
     """Training could not go on (NaN/Inf loss, diverged run)."""
+
+    exit_code = 1
+
+
+class ExportError(ArchlabError, RuntimeError):
+    """A model that cannot be exported to the requested format (the exporters' reasons are given)."""
 
     exit_code = 1
 

@@ -1,0 +1,378 @@
+"""Export a trained run's model: ONNX for inference runtimes, safetensors for PyTorch (SPEC §7).
+
+``archlab export RUN_DIR --format onnx|safetensors [--out PATH]`` rebuilds the run's model with
+:func:`archlab.train.engine.load_run` (the tested, best-validation weights by default) and writes:
+
+- ``safetensors``: the ``state_dict`` plus metadata (the resolved run config, class and channel
+  counts, input size, normalisation) from which :func:`load_safetensors_export` rebuilds the model
+  without the run folder or the dataset. No code runs when the file is read.
+- ``onnx``: a graph from float images in ``[0, 1]`` (``images``, ``(N, C, H, W)``, any ``N``) to
+  ``logits`` (``(N, num_classes)``), the run's normalisation included, so a runtime needs no
+  archlab code. The ``torch.export``-based exporter is tried first and the TorchScript-based one
+  second; with onnxruntime installed the written file is run once and compared with PyTorch.
+
+LTC heads are exported with their plain-autograd path (``fused=False``: the same math without the
+custom autograd kernels, which no exporter can trace) and their synapse layout computed beforehand,
+so the graph holds it as constants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from archlab import __version__
+from archlab.errors import CheckpointError, ConfigError, ExportError
+
+__all__ = [
+    "FORMATS",
+    "export_onnx",
+    "export_run",
+    "export_safetensors",
+    "load_safetensors_export",
+]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "safetensors")
+_META = "archlab."  # prefix of archlab's safetensors metadata keys
+#: largest |ONNX - PyTorch| accepted by the check, relative to max(1, max |logit|)
+CHECK_TOLERANCE = 1e-4
+
+
+def export_run(
+    run_dir: str | Path, format: str, out: str | Path | None = None, *, weights: str = "best"
+) -> Path:
+    """Export the model of a finished (or checkpointed) run.
+
+    Args:
+        run_dir: a run folder written by ``archlab train``.
+        format: ``"onnx"`` or ``"safetensors"``.
+        out: file to write; ``None`` = ``RUN_DIR/model.onnx`` or ``RUN_DIR/model.safetensors``.
+        weights: ``"best"`` (the tested weights) or ``"last"`` (the last checkpoint).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: an unknown format or weights choice.
+        CheckpointError: ``run_dir`` is not a run folder or its weights are missing.
+        ExportError: the model cannot be exported to ONNX (both exporters' reasons are given).
+    """
+    from archlab.train.engine import load_run, model_input_size
+
+    if format not in FORMATS:
+        raise ConfigError(f"unknown export format {format!r}; use one of {', '.join(FORMATS)}")
+    if weights not in ("best", "last"):
+        raise ConfigError(f"weights must be 'best' or 'last', got {weights!r}")
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise CheckpointError(f"{run}: no such run folder; pass the --out folder of an `archlab train` run")
+    model, config, splits, norm = load_run(run, weights=weights)
+    size = tuple(int(s) for s in model_input_size(config, splits))
+    target = Path(out) if out is not None else run / f"model.{'onnx' if format == 'onnx' else 'safetensors'}"
+    metadata = {
+        "config": config.model_dump(mode="json"),
+        "num_classes": splits.train.num_classes,
+        "in_chans": splits.train.in_chans,
+        "input_size": list(size),
+        "normalize": _norm_stats(norm),
+        "classes": list(getattr(splits.train, "classes", None) or []),
+        "weights": weights,
+    }
+    if format == "safetensors":
+        return export_safetensors(model, target, metadata)
+    return export_onnx(model, target, (splits.train.in_chans, *size), normalize=norm, metadata=metadata)
+
+
+# ----------------------------------------------------------------------------------------------
+# safetensors
+
+
+def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write ``model``'s weights with archlab metadata (every value JSON-encoded) to ``path``.
+
+    ``metadata`` must hold ``config`` (a ``TrainConfig`` dump), ``num_classes``, ``in_chans`` and
+    ``input_size`` for :func:`load_safetensors_export` to rebuild the model.
+    """
+    from safetensors.torch import save_file
+
+    missing = [k for k in ("config", "num_classes", "in_chans", "input_size") if k not in metadata]
+    if missing:
+        raise ConfigError(f"export metadata lacks {', '.join(missing)}; export_run fills them from the run")
+    tensors = {k: v.detach().to("cpu").clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
+    meta = {"format": "pt", f"{_META}version": __version__}
+    meta.update({_META + k: json.dumps(v, sort_keys=True) for k, v in metadata.items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def load_safetensors_export(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a safetensors export (no run folder and no dataset needed).
+
+    Returns:
+        ``(model in eval mode, metadata)`` with the metadata decoded (``config``, ``num_classes``,
+        ``in_chans``, ``input_size``, ``normalize``, ...).
+
+    Raises:
+        CheckpointError: not a safetensors file, not an archlab export, or weights that do not fit
+            the model the metadata describes.
+    """
+    from safetensors import safe_open
+
+    from archlab._registry import create_model
+    from archlab._seed import derive_seed
+    from archlab.train.config import TrainConfig
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # header errors, OSError: all mean "not a readable safetensors file"
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    if f"{_META}config" not in raw:
+        raise CheckpointError(f"{path}: no archlab metadata; write it with `archlab export RUN_DIR --format safetensors`")
+    meta = {k[len(_META) :]: json.loads(v) for k, v in raw.items() if k.startswith(_META) and k != f"{_META}version"}
+    meta["version"] = raw.get(f"{_META}version")
+    config = TrainConfig.model_validate(meta["config"])
+    m = config.model
+    # same init stream as the run: structure drawn at build time (wirings) comes out identical
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(config.seed, "model-init"))
+        model = create_model(
+            m.name,
+            num_classes=int(meta["num_classes"]),
+            in_chans=int(meta["in_chans"]),
+            head=m.head,
+            head_kwargs=m.head_kwargs,
+            input_size=tuple(meta["input_size"]),
+            **m.kwargs,
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit the model its metadata describes: {str(exc).splitlines()[0]}") from None
+    return model.eval(), meta
+
+
+# ----------------------------------------------------------------------------------------------
+# ONNX
+
+
+class _Inference(nn.Module):
+    """Float images in [0, 1] -> normalisation -> model -> logits (what the ONNX graph computes)."""
+
+    def __init__(self, model: nn.Module, normalize: nn.Module | None):
+        super().__init__()
+        self.normalize = normalize if normalize is not None else nn.Identity()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(images))  # (N, C, H, W) -> (N, num_classes)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    input_shape: tuple[int, int, int],
+    *,
+    normalize: nn.Module | None = None,
+    metadata: dict[str, Any] | None = None,
+    opset: int | None = None,
+    check: bool = True,
+) -> Path:
+    """Export ``model`` (with ``normalize`` in front) to an ONNX file with a dynamic batch axis.
+
+    Args:
+        model: the classifier (left unchanged: a copy is exported).
+        path: file to write.
+        input_shape: ``(C, H, W)`` of one image.
+        normalize: module applied to the [0, 1] images first (the run's normalisation).
+        metadata: stored as JSON strings in the model's ``metadata_props``.
+        opset: ONNX opset (``None``: the exporter's default).
+        check: run the file in onnxruntime (when installed) on a batch of 3 and compare it with
+            PyTorch; a mismatch larger than ``CHECK_TOLERANCE`` raises.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ExportError: the onnx/onnxscript packages are missing, neither exporter can trace the
+            model, or the exported graph computes something else.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise ExportError(
+            "ONNX export needs the onnx and onnxscript packages: pip install onnx onnxscript onnxruntime"
+        ) from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = _Inference(_exportable_copy(model), copy.deepcopy(normalize)).eval()
+    gen = torch.Generator().manual_seed(0)
+    example = torch.rand(2, *input_shape, generator=gen)  # batch 2: a batch of 1 can fold the axis away
+    with torch.no_grad():
+        net(example)  # builds lazily cached index layouts (LTC) outside of tracing
+    failures: list[str] = []
+    exporter = None
+    for name, fn in (("torch.export", _export_dynamo), ("TorchScript", _export_torchscript)):
+        try:
+            with _quiet():
+                fn(net, example, path, opset)
+            exporter = name
+            break
+        except Exception as exc:  # every exporter failure is reported together below
+            failures.append(f"{name} exporter: {_first_line(exc)}")
+            log.debug("%s exporter failed", name, exc_info=True)
+    if exporter is None:
+        raise ExportError(
+            f"{_model_name(model)} cannot be exported to ONNX:\n" + "\n".join(failures)
+            + "\nexport --format safetensors instead (weights + config, loadable with archlab)"
+        )
+    proto = onnx.load(str(path))
+    props = {"archlab.version": __version__, "archlab.exporter": exporter, "archlab.input": "images: float32 (N, C, H, W) in [0, 1]"}
+    props.update({f"archlab.{k}": json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()})
+    for k, v in props.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(proto, str(path))
+    if check:
+        _check_onnx(net, path, input_shape, model)
+    log.info("exported %s to %s with the %s exporter", _model_name(model), path, exporter)
+    return path
+
+
+def _exportable_copy(model: nn.Module) -> nn.Module:
+    """A copy in eval mode whose LTC cells use their plain-autograd path (traceable)."""
+    from archlab.layers.ltc import LTCCell
+
+    twin = copy.deepcopy(model).eval()
+    for m in twin.modules():
+        if isinstance(m, LTCCell):
+            m.fused = False
+    return twin
+
+
+def _export_dynamo(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    kwargs = {"opset_version": opset} if opset is not None else {}
+    program = torch.onnx.export(
+        net,
+        (example,),
+        str(path),
+        dynamo=True,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes={"images": {0: batch}},
+        verbose=False,
+        **kwargs,
+    )
+    if program is None and not path.is_file():  # pragma: no cover - defensive
+        raise RuntimeError("the exporter wrote no file")
+
+
+def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> None:
+    kwargs = {"opset_version": opset} if opset is not None else {}
+    torch.onnx.export(
+        net,
+        (example,),
+        str(path),
+        dynamo=False,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        **kwargs,
+    )
+
+
+def _check_onnx(net: nn.Module, path: Path, input_shape: tuple[int, int, int], model: nn.Module) -> None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        log.info("onnxruntime not installed: %s written without a numerical check", path)
+        return
+    x = torch.rand(3, *input_shape, generator=torch.Generator().manual_seed(1))  # another batch size than traced
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
+    with torch.no_grad():
+        want = net(x)
+    scale = max(1.0, float(want.abs().max()))
+    diff = float((got - want).abs().max()) if got.shape == want.shape else math.inf
+    if not diff <= CHECK_TOLERANCE * scale:
+        raise ExportError(
+            f"{path}: the ONNX graph of {_model_name(model)} differs from PyTorch on a batch of 3 "
+            f"(max |diff| {diff:.3g} > {CHECK_TOLERANCE * scale:.3g}, output shape {tuple(got.shape)} vs "
+            f"{tuple(want.shape)}); export --format safetensors instead"
+        )
+
+
+def _norm_stats(norm: nn.Module | None) -> dict[str, list[float]] | None:
+    if norm is None:
+        return None
+    return {"mean": norm.mean.flatten().tolist(), "std": norm.std.flatten().tolist()}
+
+
+def _model_name(model: nn.Module) -> str:
+    return getattr(model, "model_name", None) or type(model).__name__
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line`` of the innermost cause (the exporters wrap the real reason)."""
+    import re
+
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # ANSI colours of the exporter's messages
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {(lines[0] if lines else '')[:300]}"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep the exporters' progress prints and warnings out of the CLI's output (logged at debug).
+
+    The TorchScript exporter logs graphs from C++ straight to file descriptor 1 (its log switch
+    stays on in torch 2.13), so the descriptors are redirected, not only ``sys.stdout``.
+    """
+    import os
+    import sys
+    import tempfile
+    import warnings
+
+    torch_log = logging.getLogger("torch.onnx")
+    level = torch_log.level
+    torch_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping torchvision::nms"
+    with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(AttributeError, ValueError):
+                stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            torch_log.setLevel(level)
+            sink.seek(0)
+            text = buf.getvalue() + sink.read().decode(errors="replace")
+            if text:
+                log.debug("exporter output:\n%s", text[-20000:])
