@@ -37,10 +37,11 @@ class DeviceLoader:
         augment: batched augmentation on float batches in [0, 1] (see ``build_augment``).
         mean: per-channel normalisation mean (None: no normalisation, pixels in [0, 1]).
         std: per-channel normalisation std (required with ``mean``).
+        targets: ``"labels"`` (class indices) or ``"masks"`` (float segmentation masks in {0, 1}).
 
     Shape:
         - x: :math:`(B, C, H, W)` float32, normalised
-        - y: :math:`(B,)` int64
+        - y: :math:`(B,)` int64, or :math:`(B, 1, H, W)` float32 with ``targets="masks"``
     """
 
     def __init__(
@@ -55,11 +56,17 @@ class DeviceLoader:
         augment: nn.Module | None = None,
         mean: Sequence[float] | float | None = None,
         std: Sequence[float] | float | None = None,
+        targets: str = "labels",
     ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         if (mean is None) != (std is None):
             raise ConfigError("pass both mean and std for normalisation, or neither")
+        if targets not in ("labels", "masks") or (targets == "masks" and dataset.masks is None):
+            raise ConfigError(
+                f"targets must be 'labels' or 'masks' (for a dataset with masks), got {targets!r} for "
+                f"{dataset.name or 'the dataset'}"
+            )
         if drop_last and batch_size > len(dataset):
             raise ConfigError(
                 f"batch_size={batch_size} exceeds the {len(dataset)} samples of "
@@ -77,6 +84,8 @@ class DeviceLoader:
         self.normalize = Normalize(mean, std).to(self.device) if mean is not None else None
         self._images = dataset.images.to(self.device)  # (N, C, H, W) uint8, moved once
         self._labels = dataset.labels.to(self.device)  # (N,) int64
+        self.targets = targets
+        self._masks = dataset.masks.to(self.device) if targets == "masks" else None  # (N, 1, H, W) uint8
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -120,7 +129,7 @@ class DeviceLoader:
         for step in range(start_step, len(self)):
             idx = order[step * B : (step + 1) * B]
             x = self._images[idx].to(torch.float32).div_(255.0)  # (B, C, H, W) in [0, 1]
-            y = self._labels[idx]  # (B,)
+            y = self._labels[idx] if self._masks is None else (self._masks[idx] != 0).to(torch.float32)  # (B,) / (B, 1, H, W)
             if self.augment is not None:
                 with torch.random.fork_rng(devices=devices, device_type=device_type):
                     torch.manual_seed(derive_seed(self.seed, "augment", epoch, step))

@@ -11,5 +11,6 @@ from archlab.models.recurrent_resnet import RecurrentResNet
 from archlab.models.densenet import DenseNet
 from archlab.models.efficientnet import EfficientNet
 from archlab.models.connected_net import ConnectedNet, ConnectedClassifier
+from archlab.models.unet import UNet, SegmentationOutput
 
-__all__ = ["Classifier", "build_classifier", "infer_feature_shape", "CRNet", "MiniVGG", "MnistCNN", "VGG5", "VGG", "ResNet", "RecurrentResNet", "DenseNet", "EfficientNet"]
+__all__ = ["Classifier", "build_classifier", "infer_feature_shape", "CRNet", "MiniVGG", "MnistCNN", "VGG5", "VGG", "ResNet", "RecurrentResNet", "DenseNet", "EfficientNet", "UNet", "SegmentationOutput"]

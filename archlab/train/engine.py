@@ -57,6 +57,13 @@ from archlab.train.distributed import current as current_distributed
 from archlab.train.losses import build_loss
 from archlab.train.metrics import classification_metrics, metric_spec
 from archlab.train.optim import build_optimizer, build_scheduler
+from archlab.train.segmentation import (
+    build_segmentation_loss,
+    check_segmentation_run,
+    evaluate_segmentation,
+    is_segmentation,
+    segmentation_correct,
+)
 
 __all__ = [
     "RunResult",
@@ -165,7 +172,9 @@ def model_input_size(config: TrainConfig, splits: Splits) -> tuple[int, int]:
     return (c, c) if c is not None else tuple(splits.train.image_size)
 
 
-def _loaders(config: TrainConfig, splits: Splits, device: torch.device) -> tuple[DeviceLoader, ...]:
+def _loaders(
+    config: TrainConfig, splits: Splits, device: torch.device, targets: str = "labels"
+) -> tuple[DeviceLoader, ...]:
     d = config.data
     if d.normalize == "dataset":
         mean, std = dataset_stats(splits.train)
@@ -186,7 +195,7 @@ def _loaders(config: TrainConfig, splits: Splits, device: torch.device) -> tuple
             f"data.crop_size {d.crop_size} needs augment: medical (the preset that crops); "
             f"the images are {splits.train.image_size}"
         )
-    common = dict(device=device, mean=mean, std=std)
+    common = dict(device=device, mean=mean, std=std, targets=targets)
     train = DeviceLoader(
         splits.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=config.drop_last, augment=aug, **common
     )
@@ -212,7 +221,10 @@ def evaluate(
 
     Returns:
         ``(metrics, predictions (N,), targets (N,))`` with predictions and targets on the CPU.
+        A segmentation model gets Dice instead (:func:`archlab.train.segmentation.evaluate_segmentation`).
     """
+    if is_segmentation(model):
+        return evaluate_segmentation(model, loader, loss_fn, amp=amp, dist=dist)
     was_training = model.training
     model.eval()
     preds, targets = [], []
@@ -282,15 +294,21 @@ def train(
     splits = splits if splits is not None else prepare_data(config)
     num_classes = splits.train.num_classes
     model = build_run_model(config, splits)
+    seg = is_segmentation(model)  # masks as targets, mask + has_mask loss, Dice
+    if seg:
+        check_segmentation_run(config, splits)
     prof = profile(model, (1, splits.train.in_chans, *model_input_size(config, splits)))
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    train_loader, val_loader, test_loader = _loaders(config, splits, device)
+    train_loader, val_loader, test_loader = _loaders(config, splits, device, targets="masks" if seg else "labels")
     if ddp is not None:
         ddp.check_batches(len(splits.train), config.batch_size, config.drop_last)
         model = ddp.convert_batchnorm(model)  # global-batch statistics, as in one process
-    loss_fn = build_loss(config.loss, num_classes=num_classes, **config.loss_kwargs)
+    if seg:
+        loss_fn = build_segmentation_loss(config.loss, **config.loss_kwargs)
+    else:
+        loss_fn = build_loss(config.loss, num_classes=num_classes, **config.loss_kwargs)
     o = config.optim
     optimizer = build_optimizer(
         o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov
@@ -388,7 +406,7 @@ def train(
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, amp):
                 logits = step_fn(x)
-                loss = loss_fn(logits.float(), y)
+                loss = loss_fn(logits if seg else logits.float(), y)
             grad_loss = loss if ddp is None else loss * weight  # DDP's mean = global-batch mean
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -405,7 +423,7 @@ def train(
                 optimizer.step()
             scheduler.step_batch()
             loss_sum += loss.detach().double() * y.shape[0]
-            correct += (logits.detach().argmax(1) == y).sum()
+            correct += segmentation_correct(logits, y) if seg else (logits.detach().argmax(1) == y).sum()
             seen += y.shape[0]
             state["step"] = step + 1
             state["global_step"] += 1

@@ -10,22 +10,53 @@ import archlab
 from archlab.analysis.profile import count_parameters
 
 # Small inputs per family keep this fast; a family not listed uses its native input size.
-SMALL_INPUT = {"crnet": 64, "mini_vgg": 32, "vgg5": 28, "mnist_cnn": 28, "connected_net": 16,
+SMALL_INPUT = {"crnet": 64, "unet": 32, "mini_vgg": 32, "vgg5": 28, "mnist_cnn": 28, "connected_net": 16,
                **{n: 32 for n in ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
                                   "resnet18", "resnet34", "resnet50", "resnet101", "recurrent_resnet",
                                   "densenet121", "densenet169", "densenet201", "densenet_bc", "efficientnet_scaled",
                                   *(f"efficientnet_b{i}" for i in range(8)))}}
 
 
+# Segmentation models predict one binary mask (image classes empty/mask), not num_classes logits.
+SEGMENTATION = {"unet"}
+
+
 def _build(name, **kw):
     size = SMALL_INPUT.get(name)
-    return archlab.create_model(name, num_classes=5, in_chans=3, input_size=size, **kw)
+    num_classes = 2 if name in SEGMENTATION else 5
+    return archlab.create_model(name, num_classes=num_classes, in_chans=3, input_size=size, **kw)
+
+
+def _check_segmentation_model(model):
+    """Forward/backward, mask and has_mask shapes, and a state-dict round trip of a segmentation model."""
+    x = torch.randn(2, 3, *model.input_size)
+    out = model(x)
+    assert out.masks.shape == (2, 1, *model.input_size) and out.has_mask.shape == (2, 1)
+    (out.masks.mean() + out.has_mask.mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.eval()
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.normal_()
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    twin.load_state_dict(torch.load(buf, weights_only=True), strict=True)
+    twin.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.predict_masks(x), twin.predict_masks(x))
+        assert model.forward_features(x).shape[1] == model.num_features
 
 
 @pytest.mark.parametrize("name", archlab.list_models())
 def test_registered_model(name):
     """Build once; forward, backward, the model surface, head swaps and a state-dict round trip."""
     model = _build(name)
+    if getattr(model, "task", "classification") == "segmentation":
+        assert name in SEGMENTATION
+        return _check_segmentation_model(model)
+    assert name not in SEGMENTATION
     x = torch.randn(2, 3, *model.input_size)
     out = model(x)
     assert out.shape == (2, 5)

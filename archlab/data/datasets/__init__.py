@@ -131,6 +131,7 @@ from archlab.data.datasets import (  # noqa: E402,F401
     idx,
     image_folder,
     quickdraw,
+    segmentation,
     stl10,
     svhn,
     synthetic,
