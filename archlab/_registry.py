@@ -8,9 +8,10 @@ import-time side effect in the package).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch.nn as nn
@@ -97,14 +98,15 @@ def create_model(
     if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
         raise ConfigError(f"in_chans must be a positive int, got {in_chans!r}")
     _check_kwargs(fn, kwargs, f"model {name!r}")
-    model = fn(
-        num_classes=num_classes,
-        in_chans=in_chans,
-        head=head,
-        head_kwargs=dict(head_kwargs or {}),
-        input_size=input_size,
-        **kwargs,
-    )
+    with _wrong_type_is_config_error(f"model {name!r}"):
+        model = fn(
+            num_classes=num_classes,
+            in_chans=in_chans,
+            head=head,
+            head_kwargs=dict(head_kwargs or {}),
+            input_size=input_size,
+            **kwargs,
+        )
     model.model_name = name
     return model
 
@@ -143,7 +145,8 @@ def build_head(name: str, in_shape: tuple[int, ...], num_classes: int, **kwargs:
     """Build head ``name`` for per-sample features of shape ``in_shape``."""
     cls = head_entrypoint(name)
     _check_kwargs(cls, kwargs, f"head {name!r}")
-    head = cls(tuple(int(s) for s in in_shape), num_classes, **kwargs)
+    with _wrong_type_is_config_error(f"head {name!r}"):
+        head = cls(tuple(int(s) for s in in_shape), num_classes, **kwargs)
     head.head_name = name
     return head
 
@@ -153,6 +156,16 @@ def create_head(name: str, *, in_features: int, num_classes: int, **kwargs: Any)
     if not isinstance(in_features, int) or in_features < 1:
         raise ConfigError(f"in_features must be a positive int, got {in_features!r}")
     return build_head(name, (in_features,), num_classes, **kwargs)
+
+
+@contextlib.contextmanager
+def _wrong_type_is_config_error(what: str) -> Iterator[None]:
+    """An option of the wrong type (``drop_rate: null`` in a study file) fails while building with a
+    TypeError deep inside (``0.0 <= None``); report it as the config problem it is, not a traceback."""
+    try:
+        yield
+    except TypeError as exc:
+        raise ConfigError(f"{what}: an option has a value of the wrong type ({exc}); check its options' types") from None
 
 
 def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], what: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -47,6 +48,10 @@ class MLPHead(nn.Module):
         global_pool: str = "flatten",
     ):
         super().__init__()
+        if isinstance(hidden, (str, bytes)) or not all(
+            isinstance(h, numbers.Integral) and not isinstance(h, bool) for h in hidden
+        ):  # int("12") would quietly accept a string and iterate it digit by digit
+            raise ConfigError(f"hidden must be a list of layer widths (ints), e.g. [1000, 100]; got {hidden!r}")
         hidden = [int(h) for h in hidden]
         if any(h < 1 for h in hidden):
             raise ConfigError(f"hidden sizes must be positive, got {hidden}")

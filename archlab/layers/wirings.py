@@ -22,6 +22,7 @@ inter neurons. ``adjacency[src, dst]`` and ``sensory_adjacency[src, dst]`` hold 
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import numpy as np
@@ -179,14 +180,33 @@ class Wiring:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Wiring:
-        """Rebuild a wiring from :meth:`to_config` output."""
+        """Rebuild a wiring from :meth:`to_config` output (or a hand-written config dict).
+
+        Raises:
+            ConfigError: not a dict, an unknown kind, a missing or unknown option, or a bad value
+                (a study file's wiring must never end in a traceback).
+        """
+        if not isinstance(config, dict):
+            raise ConfigError(f"a wiring config must be a dict with a 'kind', got {type(config).__name__}")
         cfg = dict(config)
         kind = cfg.pop("kind", None)
-        if kind not in WIRING_KINDS:
+        if not isinstance(kind, str) or kind not in WIRING_KINDS:
             from archlab.errors import UnknownNameError
 
             raise UnknownNameError("wiring kind", str(kind), WIRING_KINDS)
-        return WIRING_KINDS[kind](**cfg)
+        builder = WIRING_KINDS[kind]
+        options = inspect.signature(builder).parameters
+        unknown = sorted(str(k) for k in cfg if k not in options)
+        missing = [n for n, p in options.items() if p.default is inspect.Parameter.empty and n not in cfg]
+        if unknown or missing:
+            what = f"has no option {unknown[0]!r}" if unknown else f"needs {', '.join(map(repr, missing))}"
+            raise ConfigError(f"wiring kind {kind!r} {what}; its options: {', '.join(options)}")
+        try:
+            return builder(**cfg)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:  # e.g. float('x'), ragged matrices, non-int layer ids
+            raise ConfigError(f"wiring {kind!r}: a bad option value ({exc}); see help(archlab.layers.wirings.{kind})") from None
 
     @classmethod
     def from_ncps(cls, wiring: Any) -> Wiring:
