@@ -306,4 +306,8 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
 
     name = study.name if study else store.get_meta("name", out.name)
     baseline = study.baseline if study else store.get_meta("baseline")
-    return write_report(store.rows(), out, study_name=name, baseline=baseline)
+    # a study that selects on Dice (segmentation) compares Dice first; accuracy/F1 are then the
+    # image-level "mask or empty" decisions, with McNemar on them
+    train_cfg = study.train if study else (store.get_meta("study") or {}).get("train", {})
+    metrics = ("dice", "accuracy", "f1_macro") if train_cfg.get("monitor") == "dice" else ("accuracy", "f1_macro")
+    return write_report(store.rows(), out, study_name=name, baseline=baseline, metrics=metrics)
