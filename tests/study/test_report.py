@@ -116,6 +116,19 @@ def test_html_escapes_names(report):
     assert "quick &lt;b&gt;start&lt;/b&gt;" in html and "<b>start" not in html
 
 
+def test_html_escapes_errors_datasets_and_baseline(tmp_path):
+    """Everything a study or a failing run can put into the page is text, not markup."""
+    img = '<img src=x onerror="alert(1)">'
+    runs = [make_run(EVIL, s, dataset=f"d{img}") for s in range(3)]
+    runs += [make_run("v", 0, dataset=f"d{img}", status="failed", error=f"OSError: {img}"),
+             make_run("v", 1, dataset=f"d{img}", status="failed", error=f"ValueError: {EVIL}\n  {img}")]
+    _, html = write_report(runs, tmp_path, study_name=EVIL, baseline=EVIL)
+    page = html.read_text(encoding="utf-8")
+    assert "<script" not in page.lower() and "<img src=x" not in page and "onerror=\"" not in page
+    assert page.count("&lt;img src=x onerror=&quot;alert(1)&quot;&gt;") >= 3  # dataset, both errors
+    assert "<title>Study report: &lt;script&gt;alert(1)&lt;/script&gt;</title>" in page
+
+
 def test_html_is_self_contained(report):
     out, _, _, _, html = report
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)  # base64 holds '/'
