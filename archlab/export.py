@@ -8,7 +8,8 @@
   without the run folder or the dataset. No code runs when the file is read.
 - ``onnx``: a graph from float images in ``[0, 1]`` (``images``, ``(N, C, H, W)``, any ``N``) to
   ``logits`` (``(N, num_classes)``), the run's normalisation included, so a runtime needs no
-  archlab code. The ``torch.export``-based exporter is tried first and the TorchScript-based one
+  archlab code. A segmentation model (U-Net) has the outputs ``masks`` (``(N, 1, H, W)`` mask
+  logits) and ``has_mask`` (``(N, 1)``), the fields of its ``SegmentationOutput``. The ``torch.export``-based exporter is tried first and the TorchScript-based one
   second; with onnxruntime installed the written file is run once and compared with PyTorch.
 
 LTC heads are exported with their plain-autograd path (``fused=False``: the same math without the
@@ -82,7 +83,7 @@ def export_run(
     target = Path(out) if out is not None else run / f"model.{'onnx' if format == 'onnx' else 'safetensors'}"
     metadata = {
         "config": config.model_dump(mode="json"),
-        "num_classes": splits.train.num_classes,
+        "num_classes": getattr(splits.train, "num_classes", None),
         "in_chans": splits.train.in_chans,
         "input_size": list(size),
         "normalize": _norm_stats(norm),
@@ -140,7 +141,7 @@ def load_safetensors_export(path: str | Path) -> tuple[nn.Module, dict[str, Any]
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
-    except Exception as exc:  # header errors, OSError: all mean "not a readable safetensors file"
+    except Exception as exc:  # noqa: BLE001 - header errors, OSError: all mean "not a readable file"
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     if f"{_META}config" not in raw:
         raise CheckpointError(f"{path}: no archlab metadata; write it with `archlab export RUN_DIR --format safetensors`")
@@ -179,8 +180,20 @@ class _Inference(nn.Module):
         self.normalize = normalize if normalize is not None else nn.Identity()
         self.model = model
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(images))  # (N, C, H, W) -> (N, num_classes)
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        out = self.model(self.normalize(images))  # (N, C, H, W) -> (N, num_classes)
+        return tuple(out) if isinstance(out, tuple) else out  # NamedTuple -> plain tuple for the exporters
+
+
+def _output_names(out: Any) -> list[str]:
+    if isinstance(out, torch.Tensor):
+        return ["logits"]
+    if isinstance(out, tuple) and all(isinstance(t, torch.Tensor) for t in out):
+        fields = getattr(out, "_fields", None)  # SegmentationOutput: masks, has_mask
+        return list(fields) if fields else [f"output{i}" for i in range(len(out))]
+    raise ExportError(
+        f"the model returns a {type(out).__name__}; ONNX export needs a tensor or a tuple of tensors"
+    )
 
 
 def export_onnx(
@@ -224,13 +237,13 @@ def export_onnx(
     gen = torch.Generator().manual_seed(0)
     example = torch.rand(2, *input_shape, generator=gen)  # batch 2: a batch of 1 can fold the axis away
     with torch.no_grad():
-        net(example)  # builds lazily cached index layouts (LTC) outside of tracing
+        names = _output_names(net.model(net.normalize(example)))  # also builds LTC layout caches
     failures: list[str] = []
     exporter = None
     for name, fn in (("torch.export", _export_dynamo), ("TorchScript", _export_torchscript)):
         try:
             with _quiet():
-                fn(net, example, path, opset)
+                fn(net, example, path, opset, names)
             exporter = name
             break
         except Exception as exc:  # every exporter failure is reported together below
@@ -265,7 +278,7 @@ def _exportable_copy(model: nn.Module) -> nn.Module:
     return twin
 
 
-def _export_dynamo(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> None:
+def _export_dynamo(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None, names: list[str]) -> None:
     batch = torch.export.Dim("batch", min=1)
     kwargs = {"opset_version": opset} if opset is not None else {}
     program = torch.onnx.export(
@@ -274,7 +287,7 @@ def _export_dynamo(net: nn.Module, example: torch.Tensor, path: Path, opset: int
         str(path),
         dynamo=True,
         input_names=["images"],
-        output_names=["logits"],
+        output_names=names,
         dynamic_shapes={"images": {0: batch}},
         verbose=False,
         **kwargs,
@@ -283,7 +296,9 @@ def _export_dynamo(net: nn.Module, example: torch.Tensor, path: Path, opset: int
         raise RuntimeError("the exporter wrote no file")
 
 
-def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> None:
+def _export_torchscript(
+    net: nn.Module, example: torch.Tensor, path: Path, opset: int | None, names: list[str]
+) -> None:
     kwargs = {"opset_version": opset} if opset is not None else {}
     torch.onnx.export(
         net,
@@ -291,8 +306,8 @@ def _export_torchscript(net: nn.Module, example: torch.Tensor, path: Path, opset
         str(path),
         dynamo=False,
         input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        output_names=names,
+        dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
         **kwargs,
     )
 
@@ -305,17 +320,21 @@ def _check_onnx(net: nn.Module, path: Path, input_shape: tuple[int, int, int], m
         return
     x = torch.rand(3, *input_shape, generator=torch.Generator().manual_seed(1))  # another batch size than traced
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
+    gots = [torch.from_numpy(a) for a in sess.run(None, {sess.get_inputs()[0].name: x.numpy()})]
     with torch.no_grad():
-        want = net(x)
-    scale = max(1.0, float(want.abs().max()))
-    diff = float((got - want).abs().max()) if got.shape == want.shape else math.inf
-    if not diff <= CHECK_TOLERANCE * scale:
-        raise ExportError(
-            f"{path}: the ONNX graph of {_model_name(model)} differs from PyTorch on a batch of 3 "
-            f"(max |diff| {diff:.3g} > {CHECK_TOLERANCE * scale:.3g}, output shape {tuple(got.shape)} vs "
-            f"{tuple(want.shape)}); export --format safetensors instead"
-        )
+        wants = net(x)
+    wants = list(wants) if isinstance(wants, tuple) else [wants]
+    for i, (got, want) in enumerate(zip(gots, wants)):
+        scale = max(1.0, float(want.abs().max()))
+        diff = float((got - want).abs().max()) if got.shape == want.shape else math.inf
+        if not diff <= CHECK_TOLERANCE * scale:
+            raise ExportError(
+                f"{path}: output {i} of the ONNX graph of {_model_name(model)} differs from PyTorch on a batch "
+                f"of 3 (max |diff| {diff:.3g} > {CHECK_TOLERANCE * scale:.3g}, shape {tuple(got.shape)} vs "
+                f"{tuple(want.shape)}); export --format safetensors instead"
+            )
+    if len(gots) != len(wants):
+        raise ExportError(f"{path}: the ONNX graph has {len(gots)} outputs, the model {len(wants)}")
 
 
 def _norm_stats(norm: nn.Module | None) -> dict[str, list[float]] | None:

@@ -10,7 +10,12 @@ from torch import nn
 import archlab
 from archlab.cli import main
 from archlab.errors import CheckpointError, ConfigError, ExportError
-from archlab.export import export_onnx, export_run, export_safetensors, load_safetensors_export
+from archlab.export import (
+    export_onnx,
+    export_run,
+    export_safetensors,
+    load_safetensors_export,
+)
 from archlab.train import engine
 from archlab.train.config import TrainConfig
 
@@ -71,6 +76,20 @@ def test_onnx_equals_pytorch(case, tmp_path):
     assert not model.training  # the exported copy, not the model, was changed for export
 
 
+def test_segmentation_model_exports_masks_and_has_mask(tmp_path):
+    torch.manual_seed(0)
+    model = _scrambled(archlab.create_model("unet", num_classes=1, in_chans=1, input_size=32, widths=(8, 16)))
+    path = export_onnx(model, tmp_path / "u.onnx", (1, 32, 32), check=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["masks", "has_mask"]
+    x = torch.rand(3, 1, 32, 32)
+    masks, has_mask = sess.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        want = model(x)
+    np.testing.assert_allclose(masks, want.masks.numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(has_mask, want.has_mask.numpy(), rtol=0, atol=1e-4)
+
+
 def _tiny_run(tmp_path, **model):
     cfg = TrainConfig.model_validate({
         "data": {"name": "synthetic", "options": {"num_classes": 3, "num_samples": 90, "image_size": 28,
@@ -90,7 +109,7 @@ def test_export_run_onnx_includes_normalisation(tmp_path):
     run = _tiny_run(tmp_path, head="ncp", head_kwargs={"cell": "ltc"})  # the LTC head needs the fallback
     path = export_run(run, "onnx")
     assert path == run / "model.onnx"
-    model, config, splits, norm = engine.load_run(run)
+    model, config, _, norm = engine.load_run(run)
     x = torch.rand(3, 1, 28, 28)  # images in [0, 1]; the graph normalises them itself
     with torch.no_grad():
         want = model(norm(x)).numpy()
@@ -104,7 +123,7 @@ def test_export_run_onnx_includes_normalisation(tmp_path):
 def test_safetensors_export_round_trips_into_a_fresh_model(tmp_path):
     run = _tiny_run(tmp_path, head="ncp", head_kwargs={"cell": "cfc"})
     path = export_run(run, "safetensors", tmp_path / "out" / "m.safetensors")
-    model, config, splits, _ = engine.load_run(run)
+    model, config, _, _ = engine.load_run(run)
     fresh, meta = load_safetensors_export(path)  # no run folder, no dataset
     assert meta["config"] == config.model_dump(mode="json")
     assert (meta["num_classes"], meta["in_chans"], meta["input_size"]) == (3, 1, [28, 28])

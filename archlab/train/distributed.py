@@ -25,8 +25,8 @@ How a DDP run stays the *same run* as the single-process one (SPEC §1.1):
   of its own shard and the run would differ from the single-process one.
 - *Dropout.* Rank 0 uses the single-process dropout stream, rank ``r`` its own stream
   ``derive_seed(seed, "train", "rank", r)``; dropout masks therefore differ from the single-process
-  run (the one deliberate difference; a model without dropout and BatchNorm-or-not matches to float
-  rounding).
+  run. This is the one deliberate difference: a model without dropout (with or without BatchNorm)
+  trains to the single-process metrics up to float summation order.
 - *Evaluation.* Validation and test batches are sharded the same way and the per-sample predictions
   gathered in order, so every rank computes identical metrics and takes identical decisions (best
   epoch, plateau LR, early stopping).
@@ -218,7 +218,7 @@ class DistContext:
         else:
             dist.barrier()
 
-    def sum(self, *values: torch.Tensor | int | float) -> list[torch.Tensor]:
+    def sum(self, *values: torch.Tensor | float) -> list[torch.Tensor]:
         """All-reduced sums of ``values`` (new float64 tensors; the inputs are left unchanged)."""
         buf = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
         dist.all_reduce(buf)
@@ -309,7 +309,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         if not (self.training and distributed):
             return super().forward(x)
-        from torch.distributed._functional_collectives import all_reduce as fc_all_reduce
+        from torch.distributed._functional_collectives import (
+            all_reduce as fc_all_reduce,
+        )
 
         def all_reduce(t: torch.Tensor) -> torch.Tensor:
             return fc_all_reduce(t, "sum", dist.group.WORLD)

@@ -10,6 +10,8 @@ Guarantees (SPEC §1, §4):
 - *Exact resume.* A checkpoint holds weights, optimizer, scheduler, RNG state, the data position
   (epoch, step) and the partial-epoch accumulators, so a run killed and resumed ends with the same
   metrics as an uninterrupted run on CPU.
+- *Several processes, one run.* Launched by ``torchrun`` the same run trains with DDP: each process
+  takes its slice of the same global batch (:mod:`archlab.train.distributed`).
 """
 
 from __future__ import annotations
