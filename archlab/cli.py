@@ -193,11 +193,24 @@ def _open_store(directory: Path):
     return StudyStore(db)
 
 
+def _parse_workers(value: str) -> int | str:
+    """``--workers``: a positive int or ``auto``."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"--workers must be a positive integer or 'auto', got {value!r}") from None
+
+
 @study_app.command("run")
 def study_run_cmd(
     file: Path = typer.Argument(..., help="study YAML file"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="study folder (default runs/<study name>)"),
-    workers: int = typer.Option(1, "--workers", "-w", help="parallel worker processes"),
+    workers: str = typer.Option(
+        "1", "--workers", "-w",
+        help="parallel worker processes, or 'auto': one single-threaded worker per core (faster for studies of small models)",
+    ),
     smoke: bool = typer.Option(False, "--smoke", help="use the study's smoke section (synthetic, tiny)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run failed runs again"),
     ray: Optional[str] = typer.Option(
@@ -246,7 +259,9 @@ def study_run_cmd(
                 progress.console.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
 
         try:
-            store = run_study(study, out, workers=workers, retry_failed=retry_failed, on_event=on_event, ray_address=ray)
+            store = run_study(
+                study, out, workers=_parse_workers(workers), retry_failed=retry_failed, on_event=on_event, ray_address=ray
+            )
         except KeyboardInterrupt:
             # (click would turn it into "Aborted!" and exit 1)
             progress.stop()

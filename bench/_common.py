@@ -77,6 +77,8 @@ def hardware(device: str = "cpu") -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
+        # other processes on the machine skew timings; this says how busy it was when the result was written
+        "load_average_1_5_15min": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()

@@ -232,6 +232,8 @@ def run_case(name: str, spec: dict[str, Any], *, repeats: int, warmup: int, devi
             if r >= warmup:
                 seconds[k].append(dt)
                 accuracy[k].append(acc)
+            print(f"  {name} round {r + 1 - warmup:>2}{' (warm-up)' if r < warmup else ''} {k:22s} {dt:7.2f} s  "
+                  f"test acc {acc:.3f}", file=sys.stderr, flush=True)
     images = base.epochs * len(splits.train)
     timing = {
         k: {

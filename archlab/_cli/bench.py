@@ -89,6 +89,13 @@ def summary_rows(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, s
     return rows
 
 
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Plain aligned columns (no wrapping, so the numbers stay greppable in logs)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [line(header), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)]
+
+
 def bench_cmd(
     names: Optional[list[str]] = typer.Argument(None, help="benchmarks to run (default: all of bench/*.py)"),
     tiny: bool = typer.Option(False, "--tiny", help="smallest sizes, one round (a smoke run, no timing claims)"),
@@ -99,8 +106,6 @@ def bench_cmd(
     bench_dir: Optional[Path] = typer.Option(None, "--bench-dir", help="the repository's bench/ folder (default: found next to the archlab package)"),
 ) -> None:
     """Run the benchmarks (archlab vs the reference, side by side) and write bench/results/NAME.json."""
-    from rich.table import Table
-
     from archlab.cli import console, err_console
     from archlab.errors import UnknownNameError
 
@@ -112,7 +117,7 @@ def bench_cmd(
             raise UnknownNameError("benchmark", n, available)
     results = Path(out_dir) if out_dir is not None else bench / "results"
     results.mkdir(parents=True, exist_ok=True)
-    table = Table("benchmark", "contestant / ratio", "median", "spread (min..max)")
+    table: list[tuple[str, str, str, str]] = []
     failed: list[str] = []
     for n in selected:
         path = results / (f"{n}.tiny.json" if tiny else f"{n}.json")
@@ -133,9 +138,10 @@ def bench_cmd(
             continue
         console.print(proc.stdout.rstrip(), highlight=False, markup=False)
         console.print(f"  ({time.perf_counter() - t0:.0f} s)", highlight=False)
-        for row in summary_rows(n, json.loads(path.read_text())):
-            table.add_row(*row)
-    console.print(table)
+        table += summary_rows(n, json.loads(path.read_text()))
+    if table:
+        console.print("\n".join(format_table(("benchmark", "contestant / ratio", "median", "spread (min..max)"), table)),
+                      highlight=False, markup=False)
     if failed:
         err_console.print(f"[red]error:[/] benchmark(s) failed: {', '.join(failed)}", highlight=False)
         raise typer.Exit(1)

@@ -5,6 +5,13 @@ batch's device, drawing per-sample parameters for the whole batch at once (no pe
 Draws come from torch's global RNG; :class:`archlab.data.DeviceLoader` seeds it per step inside
 ``torch.random.fork_rng``, so the draws of step ``s`` depend only on ``(seed, epoch, s)``.
 
+The geometric presets (``cifar``, ``spinal_mnist``) are :class:`RandomWarp`: all of a sample's
+transforms composed into one 3x3 matrix and applied with one ``grid_sample`` for the whole batch,
+with the parameter distributions of the kornia modules they replace. kornia's augmentation modules
+spend several milliseconds of Python per batch — more than a whole training step of the
+quickstart's CNN (bench/engine.py) — and resample once per transform; the warp resamples once.
+``medical`` (photometric ops, 224 px images, where that overhead is small) stays on kornia.
+
 Presets (SPEC §3):
 
 - ``none``: no augmentation (``build_augment`` returns None).
@@ -19,10 +26,12 @@ Presets (SPEC §3):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 from torch import nn
 
@@ -31,6 +40,7 @@ from archlab.errors import ConfigError, DataError, UnknownNameError
 
 __all__ = [
     "PRESETS",
+    "RandomWarp",
     "build_augment",
     "build_eval_transform",
     "Normalize",
@@ -45,7 +55,7 @@ class _Clamp01(nn.Module):
     """Keeps augmented pixels in [0, 1] (noise and colour jitter can leave it)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(0.0, 1.0)
+        return x.clamp_(0.0, 1.0)  # every preset hands it a fresh tensor
 
 
 class RandomGaussianBlurSizes(nn.Module):
@@ -91,6 +101,115 @@ class RandomGaussianBlurSizes(nn.Module):
         return out
 
 
+class RandomWarp(nn.Module):
+    """Random geometric augmentation as one projective warp per sample (bilinear, zero padding).
+
+    Per sample, in order (each optional): a perspective distortion whose four corners move inwards
+    by up to ``perspective * size / 2`` (kornia ``RandomPerspective``'s "basic" sampling) with
+    probability ``perspective_p``; a rotation about the centre by an angle uniform in
+    ``[-degrees, degrees]``; a translation uniform in ``[-translate * size, translate * size]``
+    pixels per axis; a horizontal flip with probability ``hflip_p``. The composed transform is
+    inverted once and sampled once. Parameters are drawn on the CPU from the global RNG, so a batch
+    gets the same parameters on every device.
+
+    Args:
+        perspective: distortion scale in [0, 1] (0: none).
+        perspective_p: probability of the perspective distortion.
+        degrees: maximum absolute rotation in degrees (0: none).
+        translate: maximum shift as a fraction of the width / height (0: none).
+        hflip_p: probability of a horizontal flip.
+
+    Shape:
+        - input: :math:`(B, C, H, W)` float
+        - output: :math:`(B, C, H, W)` float
+    """
+
+    def __init__(
+        self,
+        *,
+        perspective: float = 0.0,
+        perspective_p: float = 0.5,
+        degrees: float = 0.0,
+        translate: float = 0.0,
+        hflip_p: float = 0.0,
+    ):
+        super().__init__()
+        for name, v, hi in (("perspective", perspective, 1.0), ("perspective_p", perspective_p, 1.0),
+                            ("degrees", degrees, 180.0), ("translate", translate, 1.0), ("hflip_p", hflip_p, 1.0)):
+            if not 0.0 <= v <= hi:
+                raise ConfigError(f"RandomWarp: {name}={v!r} must lie in [0, {hi}]")
+        self.perspective, self.perspective_p = perspective, perspective_p
+        self.degrees, self.translate, self.hflip_p = degrees, translate, hflip_p
+
+    def matrices(self, B: int, H: int, W: int) -> torch.Tensor:
+        """Draw the forward transforms of ``B`` samples: ``(B, 3, 3)`` float64 in pixel coordinates."""
+        M = torch.eye(3, dtype=torch.float64).repeat(B, 1, 1)  # (B, 3, 3)
+        if self.perspective > 0:
+            apply = torch.rand(B) < self.perspective_p
+            corners = torch.tensor([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1]], dtype=torch.float64)
+            inward = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float64)
+            factor = torch.tensor([self.perspective * W / 2, self.perspective * H / 2], dtype=torch.float64)
+            end = corners + factor * torch.rand(B, 4, 2, dtype=torch.float64) * inward  # (B, 4, 2)
+            M = torch.where(apply[:, None, None], _homographies(corners, end), M)
+        if self.degrees > 0:
+            a = torch.deg2rad((torch.rand(B, dtype=torch.float64) * 2 - 1) * self.degrees)
+            cx, cy = (W - 1) / 2, (H - 1) / 2
+            c, s = torch.cos(a), torch.sin(a)
+            R = torch.zeros(B, 3, 3, dtype=torch.float64)
+            R[:, 0, 0], R[:, 0, 1], R[:, 0, 2] = c, -s, cx - c * cx + s * cy
+            R[:, 1, 0], R[:, 1, 1], R[:, 1, 2] = s, c, cy - s * cx - c * cy
+            R[:, 2, 2] = 1
+            M = R @ M
+        if self.translate > 0:
+            t = (torch.rand(B, 2, dtype=torch.float64) * 2 - 1) * self.translate * torch.tensor([W, H], dtype=torch.float64)
+            T = torch.eye(3, dtype=torch.float64).repeat(B, 1, 1)
+            T[:, :2, 2] = t
+            M = T @ M
+        if self.hflip_p > 0:
+            flip = torch.rand(B) < self.hflip_p
+            F_ = torch.eye(3, dtype=torch.float64).repeat(B, 1, 1)
+            F_[flip, 0, 0], F_[flip, 0, 2] = -1.0, W - 1.0
+            M = F_ @ M
+        return M
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        inv = torch.linalg.inv(self.matrices(B, H, W))  # (B, 3, 3) output pixel -> source pixel
+        # fold the pixel -> [-1, 1] normalisation (align_corners=True) into the matrix: the grid is
+        # then one batched matmul and one division (the small 3x3 work stays on the CPU)
+        sx, sy = 2.0 / max(W - 1, 1), 2.0 / max(H - 1, 1)
+        N = torch.stack((sx * inv[:, 0] - inv[:, 2], sy * inv[:, 1] - inv[:, 2], inv[:, 2]), 1)  # (B, 3, 3)
+        src = _pixel_grid(H, W, x.device) @ N.to(x.device, torch.float32).transpose(1, 2)  # (B, H*W, 3)
+        grid = (src[..., :2] / src[..., 2:]).view(B, H, W, 2)
+        return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+    def extra_repr(self) -> str:
+        return (f"perspective={self.perspective}, perspective_p={self.perspective_p}, degrees={self.degrees}, "
+                f"translate={self.translate}, hflip_p={self.hflip_p}")
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(H: int, W: int, device: torch.device) -> torch.Tensor:
+    """``(1, H*W, 3)`` homogeneous pixel coordinates ``(u, v, 1)`` in row-major order (cached)."""
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    return torch.stack((u, v, torch.ones_like(u)), -1).view(1, H * W, 3).to(device)
+
+
+def _homographies(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, 3)`` matrices mapping the 4 points ``src`` (4, 2) onto each ``dst`` (B, 4, 2)."""
+    B = dst.shape[0]
+    A = torch.zeros(B, 8, 8, dtype=torch.float64)
+    x, y = src[:, 0], src[:, 1]  # (4,)
+    u, v = dst[..., 0], dst[..., 1]  # (B, 4)
+    A[:, 0::2, 0], A[:, 0::2, 1], A[:, 0::2, 2] = x, y, 1.0
+    A[:, 1::2, 3], A[:, 1::2, 4], A[:, 1::2, 5] = x, y, 1.0
+    A[:, 0::2, 6], A[:, 0::2, 7] = -u * x, -u * y
+    A[:, 1::2, 6], A[:, 1::2, 7] = -v * x, -v * y
+    b = torch.stack((u, v), -1).reshape(B, 8)  # (B, 8): u0, v0, u1, v1, ...
+    h = torch.linalg.solve(A, b)  # (B, 8)
+    return torch.cat((h, torch.ones(B, 1, dtype=h.dtype)), 1).view(B, 3, 3)
+
+
 def _check_size(image_size: tuple[int, int] | int) -> tuple[int, int]:
     hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(hw) != 2 or any(not isinstance(v, int) or v < 1 for v in hw):
@@ -121,16 +240,10 @@ def build_augment(preset: str, *, image_size: tuple[int, int], in_chans: int) ->
         raise ConfigError(f"augmentation presets support 1 or 3 channels, got in_chans={in_chans}")
     if preset == "none":
         return None
-    if preset == "cifar":
-        ops: list[nn.Module] = [
-            K.RandomAffine(degrees=0.0, translate=(0.1, 0.1), p=1.0),
-            K.RandomHorizontalFlip(p=0.5),
-        ]
-    elif preset == "spinal_mnist":
-        ops = [
-            K.RandomPerspective(distortion_scale=0.5, p=0.5),
-            K.RandomRotation(degrees=10.0, p=1.0),
-        ]
+    if preset == "cifar":  # = K.RandomAffine(degrees=0, translate=(0.1, 0.1)), K.RandomHorizontalFlip()
+        ops: list[nn.Module] = [RandomWarp(translate=0.1, hflip_p=0.5)]
+    elif preset == "spinal_mnist":  # = K.RandomPerspective(0.5, p=0.5), K.RandomRotation(10.0)
+        ops = [RandomWarp(perspective=0.5, perspective_p=0.5, degrees=10.0)]
     else:  # medical
         ops = [
             K.RandomResizedCrop(hw, scale=(0.8, 1.0)),

@@ -41,7 +41,7 @@ from archlab.study.config import RunKey, Study
 from archlab.study.store import DB_NAME, StudyStore
 from archlab.train.config import DataConfig, TrainConfig
 
-__all__ = ["run_study", "StudyLock", "preflight", "run_dir", "choose_threads"]
+__all__ = ["run_study", "StudyLock", "preflight", "run_dir", "choose_threads", "choose_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,17 @@ def run_dir(out: Path, key: RunKey) -> Path:
 def choose_threads(workers: int) -> int:
     """Torch threads per worker: the cores shared out, at least one each."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def choose_workers(runs: int) -> int:
+    """Worker processes for ``workers="auto"``: one single-threaded worker per core, at most one per run.
+
+    Runs of a study are independent, so running them side by side scales with the cores, while one
+    run's small convolutions and matmuls use a second intra-op thread poorly (bench/study.py
+    measures the two; see the README's benchmark table). With ``"auto"`` every worker gets one
+    thread however many runs are pending, so a resumed study sums in the same order.
+    """
+    return max(1, min(os.cpu_count() or 1, runs))
 
 
 class StudyLock:
@@ -157,7 +168,7 @@ def run_study(
     study: Study,
     out: str | Path,
     *,
-    workers: int = 1,
+    workers: int | str = 1,
     retry_failed: bool = False,
     on_event: Event | None = None,
     report: bool = True,
@@ -168,7 +179,8 @@ def run_study(
     Args:
         study: the validated study.
         out: the study folder.
-        workers: parallel worker processes (each with ``cpu_count // workers`` threads).
+        workers: parallel worker processes (each with ``cpu_count // workers`` threads), or
+            ``"auto"``: :func:`choose_workers` processes with one thread each.
         retry_failed: run failed runs again (by default they keep their recorded failure).
         on_event: progress callback ``(kind, key, info)`` with kind in
             ``skip | start | done | failed``.
@@ -184,8 +196,9 @@ def run_study(
         KeyboardInterrupt: after the runs in flight were stopped and put back to ``pending``.
     """
     out = Path(out)
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    auto = workers == "auto"
+    if not auto and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers must be 'auto' or an int of at least 1, got {workers!r}")
     if ray_address is not None:
         from archlab.study.backends.ray import require_ray
 
@@ -214,7 +227,10 @@ def run_study(
                 emit("skip", key, {"status": status})
                 continue
             tasks.append(_Task(key, run_id, json.dumps(cfg), str(run_dir(out, key))))
-        threads = choose_threads(workers)
+        if auto:  # threads fixed per machine (not per pending count): a resumed study sums alike
+            workers, threads = choose_workers(len(tasks)), choose_threads(os.cpu_count() or 1)
+        else:
+            threads = choose_threads(workers)
         in_flight: dict[int, _Task] = {}
 
         def start(t: _Task) -> None:
