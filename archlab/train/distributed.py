@@ -256,7 +256,11 @@ class DistContext:
         ids = [self.device.index] if self.device.type == "cuda" else None
         # no per-step buffer sync: BatchNorm statistics are already global and every other buffer is
         # fixed (masks, wirings), so broadcasting rank 0's buffers each step would only cost time.
-        ddp = DDP(model, device_ids=ids, forward_sync_buffers=False)
+        import inspect
+
+        newer = "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters  # torch >= 2.13
+        no_sync = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
+        ddp = DDP(model, device_ids=ids, **no_sync)
         return torch.compile(ddp) if compile else ddp
 
     # -- randomness ---------------------------------------------------------------------------
@@ -309,13 +313,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         if not (self.training and distributed):
             return super().forward(x)
-        from torch.distributed._functional_collectives import (
-            all_reduce as fc_all_reduce,
-        )
-
-        def all_reduce(t: torch.Tensor) -> torch.Tensor:
-            return fc_all_reduce(t, "sum", dist.group.WORLD)
-
+        all_reduce = _differentiable_all_reduce()
         self._check_input_dim(x)
         C = x.shape[1]
         dims = [0, *range(2, x.dim())]
@@ -355,3 +353,19 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             if new_child is not child:
                 module.add_module(name, new_child)
         return module
+
+
+def _differentiable_all_reduce() -> Callable[[torch.Tensor], torch.Tensor]:
+    """Sum over all ranks whose backward sums the gradients over all ranks.
+
+    torch's functional collectives have that backward in recent versions (where the older
+    ``torch.distributed.nn.functional.all_reduce`` warns that it is deprecated); older torch
+    versions get the older function.
+    """
+    import torch.distributed._functional_collectives as fc
+
+    if hasattr(fc, "all_reduce_backward"):
+        return lambda t: fc.all_reduce(t, "sum", dist.group.WORLD)
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce
