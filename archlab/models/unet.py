@@ -220,8 +220,9 @@ def unet(
     """U-Net (BatchNorm, ELU, dropout) with a has_mask branch that gates the mask (seed 002)."""
     if num_classes not in (1, 2):
         raise IncompatibleError(
-            f"unet segments one binary mask (image classes 'empty'/'mask'), but num_classes={num_classes}; "
-            "use a segmentation dataset (segmentation, synthetic_masks)"
+            f"unet segments one binary mask (image classes 'empty'/'mask'), so num_classes must be 1 or 2, "
+            f"got {num_classes}; use a segmentation dataset (segmentation, synthetic_masks), or "
+            "`archlab info unet --num-classes 2`"
         )
     if head is not None or head_kwargs:
         raise IncompatibleError(

@@ -221,3 +221,21 @@ def test_pruned_search_is_exact_at_a_loose_threshold():
     ref = torch.triu((1 - h @ h.T) < 0.03, diagonal=1).nonzero()
     assert len(ref) >= 300  # every noisy copy, found through the cells
     assert torch.equal(torch.stack([i, j], 1), ref) and torch.equal(torch.stack([i0, j0], 1), ref)
+
+
+def test_cli_audit_takes_the_split_settings_of_a_study(tmp_path, capsys):
+    """--study: the audited splits are the study's (its dataset options and fractions)."""
+    from pathlib import Path
+
+    from archlab.study.config import load_study
+
+    study_file = Path(__file__).resolve().parents[2] / "studies" / "quickstart.yaml"
+    assert main(["data", "audit", "digits", "--study", str(study_file), "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    study = load_study(study_file)
+    cfg = study.resolve(study.grid()[0])
+    assert summary["sizes"] == prepare_data(cfg).sizes()
+    assert summary["data"]["val_fraction"] == 0.15 and summary["data"]["options"] == {"image_size": 28}
+    assert main(["data", "audit", "mnist", "--study", str(study_file), "--out", str(tmp_path)]) == 2
+    assert "has no dataset 'mnist'" in capsys.readouterr().err
