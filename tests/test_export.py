@@ -76,6 +76,7 @@ def test_onnx_equals_pytorch(case, tmp_path):
     assert not model.training  # the exported copy, not the model, was changed for export
 
 
+@pytest.mark.slow
 def test_segmentation_model_exports_masks_and_has_mask(tmp_path):
     torch.manual_seed(0)
     model = _scrambled(archlab.create_model("unet", num_classes=1, in_chans=1, input_size=32, widths=(8, 16)))
@@ -105,6 +106,7 @@ def _tiny_run(tmp_path, **model):
     return tmp_path / "run"
 
 
+@pytest.mark.slow
 def test_export_run_onnx_includes_normalisation(tmp_path):
     run = _tiny_run(tmp_path, head="ncp", head_kwargs={"cell": "ltc"})  # the LTC head needs the fallback
     path = export_run(run, "onnx")
