@@ -76,30 +76,37 @@ def test_a_lost_worker_is_retried_and_resumes_from_its_checkpoint(tmp_path, ray_
     out = tmp_path / "ray"
     ckpt = out / "runs" / "synthetic28" / "a" / "seed0" / "checkpoint"
     killed: list[tuple[int, int]] = []
+    later_steps: list[int] = []
+
+    def step_on_disk() -> int | None:
+        import torch
+
+        from archlab.train.checkpoint import STATE_FILE
+
+        try:
+            return torch.load(ckpt / STATE_FILE, weights_only=True)["progress"]["global_step"]
+        except Exception:  # not there yet, or mid-swap
+            return None
 
     def kill_mid_run() -> None:  # kill -9 the worker once the run has checkpointed mid-way
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
+        while time.monotonic() < deadline and not (ckpt.parent / "result.json").exists():
             pids = _ray_task_pids()
-            if pids and ckpt.is_dir() and not (ckpt.parent / "result.json").exists():
-                from archlab.train.checkpoint import STATE_FILE
-
-                import torch
-
-                try:
-                    step = torch.load(ckpt / STATE_FILE, weights_only=True)["progress"]["global_step"]
-                except Exception:  # mid-swap: look again
-                    continue
+            step = step_on_disk()
+            if not killed and pids and step is not None:
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append((pids[0], step))
-            time.sleep(0.02)
+            elif killed and step is not None:
+                later_steps.append(step)  # what the retry checkpoints
+            time.sleep(0.005)
 
     killer = threading.Thread(target=kill_mid_run)
     killer.start()
     store = run_study(study, out, report=False, ray_address="local")
     killer.join()
     assert killed, "the run ended before its worker could be killed"
-    assert killed[0][1] > 0  # it died after a checkpoint, so the retry resumed from there
+    assert killed[0][1] > 0  # it died after a checkpoint ...
+    assert all(step >= killed[0][1] for step in later_steps)  # ... and the retry went on from there
     assert _metrics(store) == ref
 
 
@@ -112,3 +119,38 @@ def test_missing_ray_is_a_clear_usage_error(tmp_path, monkeypatch, capsys):
     assert code == 2
     assert "pip install archlab[ray]" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # nothing started
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_ray_study_stops_and_resumes(tmp_path):
+    """`--ray local` in a real subprocess (its own Ray instance): SIGINT cancels the tasks, exit 130."""
+    import subprocess
+
+    pytest.importorskip("ray")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study_dict(train={**TRAIN, "epochs": 3})))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archlab.cli", "study", "run", str(path), "--out", str(out), "--ray", "local"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "runs").exists() and any((out / "runs").rglob("checkpoint")):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    store = StudyStore(out / "results.sqlite")
+    counts = store.status_counts()
+    assert counts["running"] == 0 and counts["failed"] == 0 and counts["done"] < 4
+    store.close()
+    deadline = time.monotonic() + 30  # the Ray instance it started is gone with its workers
+    while _ray_task_pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _ray_task_pids()
+    ref = _metrics(run_study(load_study(path), tmp_path / "ref", report=False))
+    assert _metrics(run_study(load_study(path), out, report=False)) == ref

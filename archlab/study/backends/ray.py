@@ -61,8 +61,8 @@ def _connect(address: str) -> bool:
     if ray.is_initialized():  # e.g. a test or a notebook that called ray.init itself
         return False
     try:
-        if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False)
+        if address == "local":  # always a new instance, never one found on this machine
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as exc:
