@@ -216,7 +216,7 @@ def study_run_cmd(
     ray: Optional[str] = typer.Option(
         None, "--ray", metavar="ADDRESS",
         help="run every run as a Ray task on this cluster ('local': start one here); --out must be on a "
-        "path all nodes share. Needs pip install archlab[ray]",
+        "path all nodes share. Needs pip install archlab\\[ray]",
     ),
 ) -> None:
     """Run every (dataset, variant, seed) of FILE that is not done yet, then write the report.
