@@ -13,6 +13,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from archlab.study.config import load_study
 from archlab.study.runner import run_study
 from archlab.study.store import StudyStore
@@ -161,3 +163,31 @@ def test_second_concurrent_run_is_refused(tmp_path, reference):
     assert first.poll() is None  # the first one goes on undisturbed
     first.kill()
     first.communicate()
+
+
+def test_ctrl_c_in_the_single_process_runner_leaves_the_run_resumable(tmp_path, monkeypatch, reference):
+    """workers=1 trains in the study process itself: KeyboardInterrupt arrives inside train()."""
+    import archlab.train.engine as engine
+
+    path, ref, _ = reference
+    real, saves = engine.save_checkpoint, []
+
+    def save_then_interrupt(*args, **kwargs):  # Ctrl-C right after the 3rd checkpoint of the study
+        out = real(*args, **kwargs)
+        saves.append(out)
+        if len(saves) == 3:
+            raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_interrupt)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_study(load_study(path), out, report=False)
+    monkeypatch.undo()
+    store = StudyStore(out / "results.sqlite")
+    rows = store.rows()
+    assert [r["status"] for r in rows] == ["pending"] * len(ref)  # interrupted, not failed
+    assert rows[0]["error"] is None and rows[0]["attempts"] == 1
+    assert _lock_is_free(out)
+    store.close()
+    assert metrics(run_study(load_study(path), out, report=False)) == ref
