@@ -150,3 +150,40 @@ def test_segmentation_run_errors():
         train(TrainConfig.model_validate({**RUN, "loss": "ce"}))
     with pytest.raises(ConfigError, match="augment"):
         train(TrainConfig.model_validate({**RUN, "data": {**RUN["data"], "augment": "cifar"}}))
+
+
+def test_loader_yields_masks_aligned_with_shuffled_images():
+    from archlab.data import DeviceLoader
+
+    ds = load_dataset("synthetic_masks", num_samples=40, image_size=16)["train"]
+    loader = DeviceLoader(ds, 8, shuffle=True, seed=3, targets="masks")
+    order = loader.order(2)
+    for step, (x, y) in enumerate(loader.epoch(2)):
+        idx = order[step * 8 : (step + 1) * 8]
+        assert y.dtype == torch.float32 and y.shape == (len(idx), 1, 16, 16)
+        assert torch.equal(y, ds.masks[idx].float()) and torch.equal(x, ds.images[idx].float() / 255)
+    with pytest.raises(ConfigError, match="masks"):
+        DeviceLoader(load_dataset("synthetic", num_samples=8)["train"], 4, shuffle=False, seed=0, targets="masks")
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_segmentation_run_resumes_to_the_uninterrupted_result(tmp_path):
+    cfg = TrainConfig.model_validate(
+        {**RUN, "data": {"name": "synthetic_masks", "options": {"num_samples": 96, "image_size": 16}},
+         "model": {"name": "unet", "kwargs": {"widths": [4, 8]}}, "epochs": 2, "checkpoint_every_steps": 2}
+    )
+    full = train(cfg, tmp_path / "full")
+
+    def killer(step):
+        if step == 5:
+            raise _Kill()
+
+    with pytest.raises(_Kill):
+        train(cfg, tmp_path / "killed", on_step=killer)
+    resumed = train(cfg, tmp_path / "killed")
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+    assert resumed.test == full.test and resumed.test_predictions == full.test_predictions
