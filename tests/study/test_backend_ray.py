@@ -154,3 +154,12 @@ def test_ctrl_c_on_a_ray_study_stops_and_resumes(tmp_path):
     assert not _ray_task_pids()
     ref = _metrics(run_study(load_study(path), tmp_path / "ref", report=False))
     assert _metrics(run_study(load_study(path), out, report=False)) == ref
+
+
+@pytest.mark.slow
+def test_more_threads_than_any_node_has_is_a_clear_error(tmp_path, ray_instance):
+    study = Study.model_validate(study_dict(train={**TRAIN, "threads": 3}, seeds=[0]))  # the instance has 2 CPUs
+    with pytest.raises(ValueError, match="largest node"):
+        run_study(study, tmp_path / "out", report=False, ray_address="local")
+    rows = StudyStore(tmp_path / "out" / "results.sqlite").rows()
+    assert {r["status"] for r in rows} == {"pending"}  # nothing was marked running or failed

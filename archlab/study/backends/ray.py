@@ -106,6 +106,13 @@ def run_on_ray(
     running: dict[Any, tuple[_Task, int]] = {}
     try:
         capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        largest = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=0)
+        too_big = sorted({cpus for _, cpus in pending if cpus > largest})
+        if too_big:  # such a task would wait forever for a node that big
+            raise ConfigError(
+                f"train.threads={too_big[-1]} asks every Ray task for {too_big[-1]} CPUs, but the largest node "
+                f"of the cluster at {address!r} has {largest}; lower train.threads or add bigger nodes"
+            )
         used = 0
         while pending or running:
             while pending and (not running or used + pending[0][1] <= capacity):
