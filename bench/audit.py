@@ -84,7 +84,7 @@ def make_data(n: int, seed: int = 0) -> tuple[dict, set[tuple[str, int, str, int
     src = torch.randperm(n_train // 2, generator=g)[: 3 * k]
     dst_train = n_train // 2 + torch.randperm(n_train - n_train // 2, generator=g)[:2 * k]
     dst_test = n_train + torch.randperm(n - n_train, generator=g)[:k]
-    noise = lambda img: (img.float() + 3.0 * torch.randn(img.shape, generator=g)).clamp(0, 255).round().to(torch.uint8)  # noqa: E731
+    noise = lambda img: (img.float() + 3.0 * torch.randn(img.shape, generator=g)).clamp(0, 255).round().to(torch.uint8)
     planted = set()
     for a, b in zip(src[:k].tolist(), dst_train[:k].tolist()):  # exact copies inside train
         x[b], y[b] = x[a], y[a]

@@ -22,6 +22,7 @@ def audit_cmd(
     grid: int = typer.Option(7, "--grid", help="blocks per image side of the histogram hash"),
     bins: int = typer.Option(8, "--bins", help="histogram bins per block"),
     out: Path = typer.Option(Path("audit"), "--out", "-o", help="folder for pairs.csv, summary.json, clean_split.json"),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:1"),
 ) -> None:
     """Find near-duplicates inside each split, leaks across train/val/test, and contradicting labels.
 
@@ -35,7 +36,7 @@ def audit_cmd(
     from archlab.cli import console
     from archlab.errors import ConfigError
     from archlab.train.config import DataConfig, TrainConfig
-    from archlab.train.engine import prepare_data
+    from archlab.train.engine import prepare_data, resolve_device
 
     data: dict = {}
     if study is not None:
@@ -61,7 +62,7 @@ def audit_cmd(
     data["options"] = opts
     cfg = TrainConfig(data=validate_config(DataConfig, data, "archlab data audit"))
     splits = prepare_data(cfg)
-    result = audit_splits(splits, threshold=threshold, grid=grid, bins=bins)
+    result = audit_splits(splits, threshold=threshold, grid=grid, bins=bins, device=resolve_device(device))
     paths = write_audit(result, out, data=cfg.data.model_dump(mode="json"))
     s = result.summary()
     console.print(

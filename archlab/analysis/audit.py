@@ -356,6 +356,7 @@ def audit_splits(
     bins: int = 8,
     chunk: int = 4096,
     max_pairs: int = 5_000_000,
+    device: str | torch.device = "cpu",
 ) -> AuditResult:
     """Find near-duplicate pairs inside and across the splits of a dataset.
 
@@ -369,6 +370,8 @@ def audit_splits(
         bins: histogram bins per block.
         chunk: rows per matrix product of the search.
         max_pairs: see :func:`near_duplicate_pairs`.
+        device: where the hashes and similarity blocks are computed (``"cuda"`` when present
+            speeds up the matrix products; the pairs come back on the CPU).
 
     Returns:
         The :class:`AuditResult`.
@@ -394,7 +397,7 @@ def audit_splits(
     labels = torch.cat([_labels_of(parts[s]) for s in names])  # (N,)
     owner = torch.cat([torch.full((len(parts[s]),), k, dtype=torch.int64) for k, s in enumerate(names)])
     offset = torch.cat([torch.arange(len(parts[s])) for s in names])  # position inside its split
-    hashes = block_histogram_hash(images, grid=grid, bins=bins)
+    hashes = block_histogram_hash(images.to(device), grid=grid, bins=bins)
     i, j, d = near_duplicate_pairs(hashes, threshold, chunk=chunk, max_pairs=max_pairs)
     seconds = time.perf_counter() - t0
     gh, gw = _pair(grid, "grid")

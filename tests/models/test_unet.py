@@ -184,6 +184,6 @@ def test_segmentation_run_resumes_to_the_uninterrupted_result(tmp_path):
     with pytest.raises(_Kill):
         train(cfg, tmp_path / "killed", on_step=killer)
     resumed = train(cfg, tmp_path / "killed")
-    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
     assert strip(resumed.history) == strip(full.history)
     assert resumed.test == full.test and resumed.test_predictions == full.test_predictions

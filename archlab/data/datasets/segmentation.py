@@ -95,7 +95,7 @@ def _pairs(folder: Path, layout: str, extensions: tuple[str, ...]) -> list[tuple
             raise DataError(f"{img} has no mask: expected {mask_dir / img.stem}.<ext> (same file stem)")
         out.append((img, masks.pop(img.stem)))
     if masks:
-        extra = sorted(masks.values())[0]
+        extra = min(masks.values())
         raise DataError(f"{extra} has no image: expected {img_dir / extra.stem}.<ext>; remove the mask or add the image")
     return out
 
