@@ -130,6 +130,7 @@ class UNet(nn.Module):
     """
 
     task = "segmentation"
+    head_name = None  # no classification head: the outputs are the mask and has_mask
 
     def __init__(
         self,

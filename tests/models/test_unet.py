@@ -63,6 +63,16 @@ def test_unet_shapes_and_surface():
     assert archlab.profile(m, (1, 3, 32, 32)).flops > 0
 
 
+def test_archlab_info_unet(capsys):
+    from archlab.cli import main
+
+    assert main(["info", "unet", "--num-classes", "2", "--in-chans", "1", "--latency-runs", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters: 482,578" in out and "has_mask_head" in out
+    assert main(["info", "unet"]) == 2  # 10 classes: a usage error naming the fix
+    assert "--num-classes 2" in capsys.readouterr().err
+
+
 def test_unet_bad_options():
     with pytest.raises(IncompatibleError, match="at least 8x8"):
         archlab.create_model("unet", num_classes=2, in_chans=1, input_size=4, widths=(4, 8, 16, 32))
