@@ -13,11 +13,11 @@ import archlab.train.checkpoint as checkpoint_mod
 from archlab.cli import main
 from archlab.study.config import Study, load_study
 from archlab.study.runner import run_dir, run_study
-from archlab.study.store import StoreWriteError, StudyStore
+from archlab.study.store import StudyStore
 from archlab.train import losses
 from archlab.train.checkpoint import load_checkpoint, recover_checkpoint
 
-from .conftest import fault_study, metrics, write_study
+from .conftest import fault_study, metrics
 
 KEY_B0 = ("synthetic28", "b", 0)
 
@@ -123,7 +123,7 @@ class _NanAfter(nn.Module):
 
 
 def test_nan_loss_mid_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch, reference):
-    path, ref, _ = reference
+    _, ref, _ = reference
     monkeypatch.setitem(losses._LOSSES, "nan_after", (_NanAfter, ("after",)))
     study = fault_study()
     study["variants"]["c"] = {"model": {"head": "linear"}, "train": {"loss": "nan_after", "loss_kwargs": {"after": 25}}}

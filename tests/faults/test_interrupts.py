@@ -87,7 +87,7 @@ def test_kill_9_at_random_points_then_rerun_equals_uninterrupted(tmp_path, refer
         workers = 1 + attempt % 2  # the second kill hits a study with two worker processes
         since = time.time()
         proc = study_cli("run", path, "--out", out, "--workers", workers)
-        _wait_for(lambda: _trains(out, since), proc, what="the first checkpoint")
+        _wait_for(lambda since=since: _trains(out, since), proc, what="the first checkpoint")
         # each delay is at most 25 % of the uninterrupted study's training time
         time.sleep(rng.uniform(0.0, 0.25) * seconds)
         kids = _children(proc.pid)
@@ -167,7 +167,7 @@ def test_second_concurrent_run_is_refused(tmp_path, reference):
 
 def test_ctrl_c_in_the_single_process_runner_leaves_the_run_resumable(tmp_path, monkeypatch, reference):
     """workers=1 trains in the study process itself: KeyboardInterrupt arrives inside train()."""
-    import archlab.train.engine as engine
+    from archlab.train import engine
 
     path, ref, _ = reference
     real, saves = engine.save_checkpoint, []

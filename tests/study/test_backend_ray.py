@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -85,7 +86,7 @@ def test_a_lost_worker_is_retried_and_resumes_from_its_checkpoint(tmp_path, ray_
 
         try:
             return torch.load(ckpt / STATE_FILE, weights_only=True)["progress"]["global_step"]
-        except Exception:  # not there yet, or mid-swap
+        except (OSError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError):  # absent or mid-swap
             return None
 
     def kill_mid_run() -> None:  # kill -9 the worker once the run has checkpointed mid-way

@@ -32,7 +32,7 @@ from archlab.errors import ConfigError
 if TYPE_CHECKING:
     from archlab.study.runner import _Task
 
-__all__ = ["require_ray", "run_on_ray", "MAX_RETRIES"]
+__all__ = ["MAX_RETRIES", "require_ray", "run_on_ray"]
 
 log = logging.getLogger(__name__)
 
