@@ -168,6 +168,7 @@ def _run_training(cfg: Any, out: Path, *, resume: bool, quiet: bool) -> None:
                 progress.console.print(
                     f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  "
                     f"val acc {row['val_accuracy']:.4f}  val loss {row['val_loss']:.4f}"
+                    + (f"  val dice {row['val_dice']:.4f}" if cfg.monitor == "dice" else "")
                 )
 
         result = train(cfg, out, resume=resume, on_step=on_step, on_epoch=on_epoch, splits=splits)
@@ -176,7 +177,8 @@ def _run_training(cfg: Any, out: Path, *, resume: bool, quiet: bool) -> None:
     )
     console.print(
         f"test accuracy {result.test['accuracy']:.4f}  f1_macro {result.test['f1_macro']:.4f}  "
-        f"loss {result.test['loss']:.4f}  ({result.params:,} params, {result.train_seconds:.1f} s training)"
+        + (f"dice {result.test['dice']:.4f}  " if cfg.monitor == "dice" else "")
+        + f"loss {result.test['loss']:.4f}  ({result.params:,} params, {result.train_seconds:.1f} s training)"
     )
 
 

@@ -197,3 +197,15 @@ def test_segmentation_run_resumes_to_the_uninterrupted_result(tmp_path):
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
     assert strip(resumed.history) == strip(full.history)
     assert resumed.test == full.test and resumed.test_predictions == full.test_predictions
+
+
+def test_archlab_train_a_unet_reports_dice(tmp_path, capsys):
+    from archlab.cli import main
+
+    args = ["train", "-m", "unet", "-d", "synthetic_masks", "--loss", "bce_dice", "--epochs", "1",
+            "--batch-size", "16", "--set", "monitor=dice", "--set", "data.options.num_samples=64",
+            "--set", "data.options.image_size=16", "--set", "model.kwargs.widths=[4,8]", "--set", "threads=1",
+            "--out", str(tmp_path / "run"), "--quiet"]
+    assert main(args) == 0
+    assert "dice" in capsys.readouterr().out
+    assert (tmp_path / "run" / "best.safetensors").is_file()
