@@ -232,6 +232,7 @@ def study_run_cmd(
     from archlab.study.runner import run_study
 
     study = load_study(file, smoke=smoke)
+    main_metric = "dice" if study.train.get("monitor") == "dice" else "accuracy"  # segmentation studies
     out = out or Path("runs") / (study.name + ("-smoke" if smoke else ""))
     grid = study.grid()
     console.print(
@@ -253,7 +254,7 @@ def study_run_cmd(
                 progress.update(task, description=key.label)
             elif kind == "done":
                 progress.console.print(
-                    f"{key.label}: test accuracy {info['test']['accuracy']:.4f} ({info['train_seconds']:.1f} s)",
+                    f"{key.label}: test {main_metric} {info['test'][main_metric]:.4f} ({info['train_seconds']:.1f} s)",
                     highlight=False,
                 )
             elif kind == "failed":
@@ -273,7 +274,7 @@ def study_run_cmd(
                 highlight=False,
             )
             raise typer.Exit(130) from None
-    console.print(markdown_table(store.rows(), baseline=study.baseline), highlight=False, markup=False)
+    console.print(markdown_table(store.rows(), baseline=study.baseline, metric=main_metric), highlight=False, markup=False)
     console.print(f"report: {out / 'report.html'}  ({out / 'report.md'})")
     if failed:
         err_console.print(f"[red]{len(failed)} run(s) failed[/]; see `archlab study status {out}`")
