@@ -60,7 +60,7 @@ CASES: dict[str, dict[str, Any]] = {
         "optim": {"name": "adam", "lr": 0.002},
     },
     "mini_vgg_synthetic32_cifar": {
-        "data": {"name": "synthetic", "options": {"num_samples": 1500, "image_size": 32, "channels": 3, "num_classes": 10},
+        "data": {"name": "synthetic", "options": {"num_samples": 1200, "image_size": 32, "channels": 3, "num_classes": 10},
                  "augment": "cifar"},
         "model": {"name": "mini_vgg"},
         "epochs": 2,
@@ -260,6 +260,9 @@ def run_case(name: str, spec: dict[str, Any], *, repeats: int, warmup: int, devi
         "reference": best_ref,
         "speedup": ratio,
         "speedup_channels_last": timing[best_ref]["median_s"] / timing["archlab_channels_last"]["median_s"],
+        # best round of each side: on a shared machine other jobs only ever slow a round down
+        "speedup_best_round": min(timing[k]["min_s"] for k in ("reference_workers0", "reference_workers2"))
+        / timing["archlab"]["min_s"],
         "target": TARGET,
         "met": ratio >= TARGET,
     }
@@ -284,7 +287,8 @@ def main() -> None:
         print(
             f"{name:34s} archlab {t['archlab']['images_per_s']:8.0f} img/s (acc {a['archlab']['mean']:.3f})   "
             f"{ref} {t[ref]['images_per_s']:8.0f} img/s (acc {a[ref]['mean']:.3f})   "
-            f"speedup {c['speedup']:.2f}x (target {TARGET:.0f}x)   channels_last {c['speedup_channels_last']:.2f}x"
+            f"speedup {c['speedup']:.2f}x (target {TARGET:.0f}x; best rounds {c['speedup_best_round']:.2f}x)   "
+            f"channels_last {c['speedup_channels_last']:.2f}x"
         )
     path = write_result(
         "engine",

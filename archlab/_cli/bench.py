@@ -127,9 +127,10 @@ def bench_cmd(
         if repeats is not None:
             cmd += ["--repeats", str(repeats)]
         console.print(f"[bold]bench {n}[/] ...", highlight=False)
+        before = path.stat().st_mtime_ns if path.is_file() else None
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=bench.parent, capture_output=True, text=True)
-        if proc.returncode != 0 or not path.is_file():
+        if proc.returncode != 0 or not path.is_file() or path.stat().st_mtime_ns == before:  # never a stale result
             failed.append(n)
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             err_console.print(f"[red]bench {n} failed[/] (exit {proc.returncode}):", highlight=False)
