@@ -30,6 +30,7 @@ import functools
 from collections.abc import Sequence
 
 import kornia.augmentation as K
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
@@ -142,44 +143,47 @@ class RandomWarp(nn.Module):
         self.degrees, self.translate, self.hflip_p = degrees, translate, hflip_p
 
     def matrices(self, B: int, H: int, W: int) -> torch.Tensor:
-        """Draw the forward transforms of ``B`` samples: ``(B, 3, 3)`` float64 in pixel coordinates."""
-        M = torch.eye(3, dtype=torch.float64).repeat(B, 1, 1)  # (B, 3, 3)
+        """Draw the forward transforms of ``B`` samples: ``(B, 3, 3)`` float64 in pixel coordinates.
+
+        All draws are one ``torch.rand(B, 13)`` from the global RNG (columns: perspective yes/no,
+        8 corner offsets, angle, 2 shifts, flip yes/no); the 3x3 algebra runs in NumPy, where a
+        batch of small matrices costs microseconds instead of one torch dispatch per operation.
+        """
+        u = torch.rand(B, 13, dtype=torch.float64).numpy()
+        M = np.broadcast_to(np.eye(3), (B, 3, 3)).copy()
         if self.perspective > 0:
-            apply = torch.rand(B) < self.perspective_p
-            corners = torch.tensor([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1]], dtype=torch.float64)
-            inward = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float64)
-            factor = torch.tensor([self.perspective * W / 2, self.perspective * H / 2], dtype=torch.float64)
-            end = corners + factor * torch.rand(B, 4, 2, dtype=torch.float64) * inward  # (B, 4, 2)
-            M = torch.where(apply[:, None, None], _homographies(corners, end), M)
+            corners = np.array([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1]], dtype=np.float64)
+            inward = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=np.float64)
+            factor = np.array([self.perspective * W / 2, self.perspective * H / 2])
+            end = corners + factor * u[:, 1:9].reshape(B, 4, 2) * inward  # (B, 4, 2)
+            apply = u[:, 0] < self.perspective_p
+            M[apply] = _homographies(corners, end[apply])
         if self.degrees > 0:
-            a = torch.deg2rad((torch.rand(B, dtype=torch.float64) * 2 - 1) * self.degrees)
+            a = np.deg2rad((u[:, 9] * 2 - 1) * self.degrees)
             cx, cy = (W - 1) / 2, (H - 1) / 2
-            c, s = torch.cos(a), torch.sin(a)
-            R = torch.zeros(B, 3, 3, dtype=torch.float64)
+            c, s = np.cos(a), np.sin(a)
+            R = np.zeros((B, 3, 3))
             R[:, 0, 0], R[:, 0, 1], R[:, 0, 2] = c, -s, cx - c * cx + s * cy
             R[:, 1, 0], R[:, 1, 1], R[:, 1, 2] = s, c, cy - s * cx - c * cy
             R[:, 2, 2] = 1
             M = R @ M
         if self.translate > 0:
-            t = (torch.rand(B, 2, dtype=torch.float64) * 2 - 1) * self.translate * torch.tensor([W, H], dtype=torch.float64)
-            T = torch.eye(3, dtype=torch.float64).repeat(B, 1, 1)
-            T[:, :2, 2] = t
-            M = T @ M
+            M[:, 0] += ((u[:, 10] * 2 - 1) * self.translate * W)[:, None] * M[:, 2]  # x += tx (row op)
+            M[:, 1] += ((u[:, 11] * 2 - 1) * self.translate * H)[:, None] * M[:, 2]
         if self.hflip_p > 0:
-            flip = torch.rand(B) < self.hflip_p
-            F_ = torch.eye(3, dtype=torch.float64).repeat(B, 1, 1)
-            F_[flip, 0, 0], F_[flip, 0, 2] = -1.0, W - 1.0
-            M = F_ @ M
-        return M
+            flip = u[:, 12] < self.hflip_p
+            M[flip, 0] = (W - 1) * M[flip, 2] - M[flip, 0]  # x -> W - 1 - x
+        return torch.from_numpy(M)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        inv = torch.linalg.inv(self.matrices(B, H, W))  # (B, 3, 3) output pixel -> source pixel
+        inv = np.linalg.inv(self.matrices(B, H, W).numpy())  # (B, 3, 3) output pixel -> source pixel
         # fold the pixel -> [-1, 1] normalisation (align_corners=True) into the matrix: the grid is
         # then one batched matmul and one division (the small 3x3 work stays on the CPU)
         sx, sy = 2.0 / max(W - 1, 1), 2.0 / max(H - 1, 1)
-        N = torch.stack((sx * inv[:, 0] - inv[:, 2], sy * inv[:, 1] - inv[:, 2], inv[:, 2]), 1)  # (B, 3, 3)
-        src = _pixel_grid(H, W, x.device) @ N.to(x.device, torch.float32).transpose(1, 2)  # (B, H*W, 3)
+        N = np.stack((sx * inv[:, 0] - inv[:, 2], sy * inv[:, 1] - inv[:, 2], inv[:, 2]), 1)  # (B, 3, 3)
+        N = torch.from_numpy(N.transpose(0, 2, 1).astype(np.float32)).to(x.device)
+        src = _pixel_grid(H, W, x.device) @ N  # (B, H*W, 3)
         grid = (src[..., :2] / src[..., 2:]).view(B, H, W, 2)
         return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
 
@@ -195,19 +199,19 @@ def _pixel_grid(H: int, W: int, device: torch.device) -> torch.Tensor:
     return torch.stack((u, v, torch.ones_like(u)), -1).view(1, H * W, 3).to(device)
 
 
-def _homographies(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+def _homographies(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """``(B, 3, 3)`` matrices mapping the 4 points ``src`` (4, 2) onto each ``dst`` (B, 4, 2)."""
     B = dst.shape[0]
-    A = torch.zeros(B, 8, 8, dtype=torch.float64)
+    A = np.zeros((B, 8, 8))
     x, y = src[:, 0], src[:, 1]  # (4,)
     u, v = dst[..., 0], dst[..., 1]  # (B, 4)
     A[:, 0::2, 0], A[:, 0::2, 1], A[:, 0::2, 2] = x, y, 1.0
     A[:, 1::2, 3], A[:, 1::2, 4], A[:, 1::2, 5] = x, y, 1.0
     A[:, 0::2, 6], A[:, 0::2, 7] = -u * x, -u * y
     A[:, 1::2, 6], A[:, 1::2, 7] = -v * x, -v * y
-    b = torch.stack((u, v), -1).reshape(B, 8)  # (B, 8): u0, v0, u1, v1, ...
-    h = torch.linalg.solve(A, b)  # (B, 8)
-    return torch.cat((h, torch.ones(B, 1, dtype=h.dtype)), 1).view(B, 3, 3)
+    b = np.stack((u, v), -1).reshape(B, 8, 1)  # (B, 8, 1): u0, v0, u1, v1, ...
+    h = np.linalg.solve(A, b)[..., 0]  # (B, 8)
+    return np.concatenate((h, np.ones((B, 1))), 1).reshape(B, 3, 3)
 
 
 def _check_size(image_size: tuple[int, int] | int) -> tuple[int, int]:

@@ -46,7 +46,7 @@ def test_translation_moves_pixels_by_the_drawn_shift():
 def test_homography_maps_the_corners():
     src = torch.tensor([[0, 0], [9, 0], [9, 7], [0, 7]], dtype=torch.float64)
     dst = src + torch.rand(5, 4, 2, dtype=torch.float64) * 2
-    H = _homographies(src, dst)
+    H = torch.from_numpy(_homographies(src.numpy(), dst.numpy()))
     p = torch.cat([src, torch.ones(4, 1, dtype=torch.float64)], 1) @ H.transpose(1, 2)  # (5, 4, 3)
     torch.testing.assert_close(p[..., :2] / p[..., 2:], dst)
 
