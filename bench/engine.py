@@ -21,7 +21,7 @@ seed = round number, interleaved; the report has median wall time, images/s, spr
 accuracy of every round for each side. Target: archlab >= 2x the images/s of the best reference.
 Writes ``bench/results/engine.json``.
 
-    python bench/engine.py               # full run (5 rounds)
+    python bench/engine.py [--threads 1] [--repeats 5]   # full run (default 7 rounds after a warm-up)
     python bench/engine.py --tiny        # CI smoke run (tiny data, one round, no timing claims)
 """
 

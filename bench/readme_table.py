@@ -142,10 +142,11 @@ KNOWN = {"ltc": _ltc, "rotation_conv": _rotation_conv, "engine": _engine, "study
 def rows(results: Path = RESULTS) -> list[str]:
     out = list(HEADER)
     files = sorted(p for p in results.glob("*.json") if not p.name.endswith(".tiny.json"))
-    order = {n: i for i, n in enumerate(["engine", "study", "ltc", "rotation_conv"])}
+    order = {n: i for i, n in enumerate(["engine", "engine_1thread", "study", "ltc", "rotation_conv"])}
     for path in sorted(files, key=lambda p: (order.get(p.stem, len(order)), p.stem)):
         d = json.loads(path.read_text())
-        out += KNOWN.get(path.stem, lambda d, n=path.stem: _generic(n, d))(d)
+        kind = path.stem.split("_1thread")[0]  # engine_1thread.json: the engine run with --threads 1
+        out += KNOWN.get(kind, lambda d, n=path.stem: _generic(n, d))(d)
     return out
 
 
