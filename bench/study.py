@@ -1,7 +1,8 @@
 """Study wall time: the runner's worker/thread choice vs one process with all threads (SPEC §9).
 
-A small study of small models (``mnist_cnn`` with a linear and an MLP head on the embedded digits at
-28 px, 3 seeds = 6 runs) is run end to end with :func:`archlab.study.runner.run_study` — grid,
+A small study of small models — ``studies/quickstart.yaml`` (``mnist_cnn`` on the embedded digits
+at 28 px with 5 heads: linear, MLP, spinal, NCP-LTC, NCP-CfC; 10 epochs) with 3 seeds = 15 runs — is
+run end to end with :func:`archlab.study.runner.run_study` — grid,
 database, worker start-up, data loading, training, testing — two ways, interleaved round by round,
 each round into a fresh folder:
 
@@ -14,7 +15,7 @@ Reports median wall time, spread and the ratio (one_process / runner; > 1 means 
 is faster), plus the mean test accuracy of each way (the two differ only by float reduction order,
 since a different thread count sums in another order). Writes ``bench/results/study.json``.
 
-    python bench/study.py              # full run (5 rounds)
+    python bench/study.py [--repeats 5]   # full run (default 7 rounds after a warm-up round)
     python bench/study.py --tiny       # CI smoke run (synthetic data, 2 short runs, one round)
 """
 
@@ -36,19 +37,18 @@ from _common import parse_args, write_result  # noqa: E402
 from archlab.study.config import Study  # noqa: E402
 from archlab.study.runner import choose_threads, choose_workers, run_study  # noqa: E402
 
-STUDY: dict[str, Any] = {
-    "name": "bench_study",
-    "data": {"name": "digits", "options": {"image_size": 28}, "val_fraction": 0.15, "test_fraction": 0.25},
-    "model": {"name": "mnist_cnn"},
-    "train": {"epochs": 4, "batch_size": 64, "optim": {"name": "adam", "lr": 0.002}},
-    "seeds": [0, 1, 2],
-    "baseline": "linear",
-    "variants": {
-        "linear": {"model": {"head": "linear"}},
-        "mlp": {"model": {"head": "mlp", "head_kwargs": {"hidden": [128, 64], "drop_rate": 0.2}}},
-    },
-}
+def _quickstart(seeds: list[int]) -> dict[str, Any]:
+    """studies/quickstart.yaml (5 heads on mnist_cnn, digits 28 px, 10 epochs) with ``seeds``."""
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "studies" / "quickstart.yaml").read_text())
+    spec.pop("smoke", None)
+    return {**spec, "name": "bench_study", "seeds": seeds}
+
+
+STUDY: dict[str, Any] = _quickstart([0, 1, 2])
 TINY: dict[str, Any] = {
+    "variants": {"linear": {"model": {"head": "linear"}}, "mlp": {"model": {"head": "mlp"}}},
     "data": {"name": "synthetic", "options": {"num_samples": 90, "image_size": 28, "channels": 1, "num_classes": 3}},
     "train": {"epochs": 1, "batch_size": 30},
     "seeds": [0],
