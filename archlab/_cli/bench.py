@@ -65,8 +65,8 @@ def summary_rows(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, s
                         unit = "ms" if "median_ms" in s else "s"
                         med, lo, hi = s[f"median_{unit}"], s.get(f"min_{unit}", float("nan")), s.get(f"max_{unit}", float("nan"))
                         extra = f"  {s['images_per_s']:.0f} img/s" if "images_per_s" in s else ""
-                        rows.append((name, f"{where + ': ' if where else ''}{who}", f"{med:.4g} {unit}{extra}",
-                                     f"{lo:.4g}..{hi:.4g} {unit} (n={s.get('n', '?')})"))
+                        spread = f"{lo:.4g}..{hi:.4g} {unit} (n={s.get('n', '?')})" if lo == lo and hi == hi else "-"
+                        rows.append((name, f"{where + ': ' if where else ''}{who}", f"{med:.4g} {unit}{extra}", spread))
         for key in ("speedup", "ratio"):
             v = node.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
