@@ -1,7 +1,7 @@
 """Study wall time: the runner's worker/thread choice vs one process with all threads (SPEC §9).
 
 A small study of small models — ``studies/quickstart.yaml`` (``mnist_cnn`` on the embedded digits
-at 28 px with 5 heads: linear, MLP, spinal, NCP-LTC, NCP-CfC; 10 epochs) with 3 seeds = 15 runs — is
+at 28 px with 5 heads: linear, MLP, spinal, NCP-LTC, NCP-CfC; its epochs and optimizer) with 3 seeds = 15 runs — is
 run end to end with :func:`archlab.study.runner.run_study` — grid,
 database, worker start-up, data loading, training, testing — two ways, interleaved round by round,
 each round into a fresh folder:
@@ -38,7 +38,7 @@ from archlab.study.config import Study  # noqa: E402
 from archlab.study.runner import choose_threads, choose_workers, run_study  # noqa: E402
 
 def _quickstart(seeds: list[int]) -> dict[str, Any]:
-    """studies/quickstart.yaml (5 heads on mnist_cnn, digits 28 px, 10 epochs) with ``seeds``."""
+    """studies/quickstart.yaml (5 heads on mnist_cnn, digits 28 px) with ``seeds``."""
     import yaml
 
     spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "studies" / "quickstart.yaml").read_text())

@@ -65,8 +65,8 @@ def choose_workers(runs: int) -> int:
     run's small convolutions and matmuls use a second intra-op thread poorly. bench/study.py, 2
     cores: the quickstart's 15 runs (5 heads x 3 seeds) took 36.6 s this way vs 53.8 s in one
     process with 2 threads. Each worker's start-up (spawn, import, data) costs a few seconds, so a
-    study of a few one-second runs is faster in one process on an idle machine (9.9 s vs 6.7 s for
-    6 such runs). With ``"auto"`` every worker gets one thread however many runs are pending, so a
+    study of a few one-second runs is faster in one process on an idle machine (6 such runs: 9.9 s
+    vs 6.7 s), and slower on a busy one (6 runs at load average 4-6: 13.8 s vs 50.6 s). With ``"auto"`` every worker gets one thread however many runs are pending, so a
     resumed study sums in the same order.
     """
     return max(1, min(os.cpu_count() or 1, runs))
