@@ -45,7 +45,6 @@ from archlab.data import dataset_stats  # noqa: E402
 from archlab.train.config import TrainConfig  # noqa: E402
 from archlab.train.engine import build_run_model, prepare_data, train  # noqa: E402
 from archlab.train.losses import build_loss  # noqa: E402
-from archlab.train.metrics import classification_metrics  # noqa: E402
 from archlab.train.optim import build_optimizer  # noqa: E402
 
 TARGET = 2.0
@@ -81,7 +80,7 @@ TINY = {  # CI smoke sizes: seconds, not minutes
 
 def _warp(x: torch.Tensor, inv: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     """Sample image ``x`` (C, H, W) at ``inv @ (u, v, 1)`` for every output pixel (bilinear, zeros)."""
-    C, H, W = x.shape
+    _, H, W = x.shape
     p = base @ inv.T  # (H*W, 3) source pixel coordinates (homogeneous)
     p = p[:, :2] / p[:, 2:]
     grid = torch.stack((2 * p[:, 0] / (W - 1) - 1, 2 * p[:, 1] / (H - 1) - 1), -1).view(1, H, W, 2)

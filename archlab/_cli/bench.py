@@ -11,6 +11,7 @@ of every timed contestant's median and spread and every ratio against its target
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -65,7 +66,7 @@ def summary_rows(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, s
                         unit = "ms" if "median_ms" in s else "s"
                         med, lo, hi = s[f"median_{unit}"], s.get(f"min_{unit}", float("nan")), s.get(f"max_{unit}", float("nan"))
                         extra = f"  {s['images_per_s']:.0f} img/s" if "images_per_s" in s else ""
-                        spread = f"{lo:.4g}..{hi:.4g} {unit} (n={s.get('n', '?')})" if lo == lo and hi == hi else "-"
+                        spread = f"{lo:.4g}..{hi:.4g} {unit} (n={s.get('n', '?')})" if not (math.isnan(lo) or math.isnan(hi)) else "-"
                         rows.append((name, f"{where + ': ' if where else ''}{who}", f"{med:.4g} {unit}{extra}", spread))
         for key in ("speedup", "ratio"):
             v = node.get(key)

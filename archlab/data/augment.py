@@ -176,7 +176,7 @@ class RandomWarp(nn.Module):
         return torch.from_numpy(M)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
+        B, _, H, W = x.shape
         inv = np.linalg.inv(self.matrices(B, H, W).numpy())  # (B, 3, 3) output pixel -> source pixel
         # fold the pixel -> [-1, 1] normalisation (align_corners=True) into the matrix: the grid is
         # then one batched matmul and one division (the small 3x3 work stays on the CPU)
