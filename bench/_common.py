@@ -56,15 +56,17 @@ def time_interleaved(
             fn()
             sync(device)
             samples[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: spread(v, "ms") for k, v in samples.items()}
+
+
+def spread(values: list[float], unit: str) -> dict[str, float]:
+    """Median, min, max and standard deviation of timed samples, keys suffixed with ``unit``."""
     return {
-        k: {
-            "median_ms": statistics.median(v),
-            "min_ms": min(v),
-            "max_ms": max(v),
-            "stdev_ms": statistics.stdev(v) if len(v) > 1 else 0.0,
-            "n": len(v),
-        }
-        for k, v in samples.items()
+        f"median_{unit}": statistics.median(values),
+        f"min_{unit}": min(values),
+        f"max_{unit}": max(values),
+        f"stdev_{unit}": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
     }
 
 

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import parse_args, write_result  # noqa: E402
+from _common import parse_args, spread, write_result  # noqa: E402
 
 from archlab.data import dataset_stats  # noqa: E402
 from archlab.train.config import TrainConfig  # noqa: E402
@@ -235,14 +235,7 @@ def run_case(name: str, spec: dict[str, Any], *, repeats: int, warmup: int, devi
                   f"test acc {acc:.3f}", file=sys.stderr, flush=True)
     images = base.epochs * len(splits.train)
     timing = {
-        k: {
-            "median_s": statistics.median(v),
-            "min_s": min(v),
-            "max_s": max(v),
-            "stdev_s": statistics.stdev(v) if len(v) > 1 else 0.0,
-            "images_per_s": images / statistics.median(v),
-            "n": len(v),
-        }
+        k: {**spread(v, "s"), "images_per_s": images / statistics.median(v)}
         for k, v in seconds.items()
     }
     acc = {

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import parse_args, write_result  # noqa: E402
+from _common import parse_args, spread, write_result  # noqa: E402
 
 from archlab.study.config import Study  # noqa: E402
 from archlab.study.runner import choose_threads, choose_workers, run_study  # noqa: E402
@@ -85,16 +85,7 @@ def main() -> None:
                     seconds[name].append(dt)
                     accuracy[name].append(_accuracy(store))
                 store.close()
-    timing = {
-        k: {
-            "median_s": statistics.median(v),
-            "min_s": min(v),
-            "max_s": max(v),
-            "stdev_s": statistics.stdev(v) if len(v) > 1 else 0.0,
-            "n": len(v),
-        }
-        for k, v in seconds.items()
-    }
+    timing = {k: spread(v, "s") for k, v in seconds.items()}
     ratio = timing["one_process"]["median_s"] / timing["runner"]["median_s"]
     result = {
         "device": "cpu",

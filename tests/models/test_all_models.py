@@ -27,14 +27,8 @@ def _build(name, **kw):
     return archlab.create_model(name, num_classes=num_classes, in_chans=3, input_size=size, **kw)
 
 
-def _check_segmentation_model(model):
-    """Forward/backward, mask and has_mask shapes, and a state-dict round trip of a segmentation model."""
-    x = torch.randn(2, 3, *model.input_size)
-    out = model(x)
-    assert out.masks.shape == (2, 1, *model.input_size) and out.has_mask.shape == (2, 1)
-    (out.masks.mean() + out.has_mask.mean()).backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
-    model.eval()
+def _round_tripped_twin(model):
+    """A copy of ``model`` with scrambled weights, then loaded from ``model``'s saved state dict (eval mode)."""
     twin = copy.deepcopy(model)
     with torch.no_grad():
         for p in twin.parameters():
@@ -43,7 +37,18 @@ def _check_segmentation_model(model):
     torch.save(model.state_dict(), buf)
     buf.seek(0)
     twin.load_state_dict(torch.load(buf, weights_only=True), strict=True)
-    twin.eval()
+    return twin.eval()
+
+
+def _check_segmentation_model(model):
+    """Forward/backward, mask and has_mask shapes, and a state-dict round trip of a segmentation model."""
+    x = torch.randn(2, 3, *model.input_size)
+    out = model(x)
+    assert out.masks.shape == (2, 1, *model.input_size) and out.has_mask.shape == (2, 1)
+    (out.masks.mean() + out.has_mask.mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    model.eval()
+    twin = _round_tripped_twin(model)
     with torch.no_grad():
         torch.testing.assert_close(model.predict_masks(x), twin.predict_masks(x))
         assert model.forward_features(x).shape[1] == model.num_features
@@ -74,15 +79,7 @@ def test_registered_model(name):
         assert model.forward_head(feats).shape == (2, 5)
 
     # state-dict round trip into a copy whose weights were scrambled
-    twin = copy.deepcopy(model)
-    with torch.no_grad():
-        for p in twin.parameters():
-            p.normal_()
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    buf.seek(0)
-    twin.load_state_dict(torch.load(buf, weights_only=True), strict=True)
-    twin.eval()
+    twin = _round_tripped_twin(model)
     with torch.no_grad():
         torch.testing.assert_close(model.forward_head(feats), twin(x))
 
