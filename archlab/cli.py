@@ -476,6 +476,47 @@ def analyze_connections_cmd(
         console.print(text, highlight=False, markup=False)
 
 
+@analyze_app.command("feature-reuse")
+def analyze_feature_reuse_cmd(
+    run: Path = typer.Argument(..., help="run folder of a DenseNet run"),
+    normalize: str = typer.Option("block", "--normalize", help="colour scale: block, target or none"),
+    out: Path = typer.Option(Path("analysis/feature_reuse"), "--out", "-o"),
+) -> None:
+    """DenseNet feature reuse: mean |weight| of each layer on each earlier layer's maps (heatmap + CSV)."""
+    from archlab.analysis.feature_reuse import write_feature_reuse
+    from archlab.train.engine import load_run
+
+    if normalize not in ("block", "target", "none"):
+        raise ConfigError(f"--normalize must be block, target or none, got {normalize!r}")
+    paths = write_feature_reuse(load_run(run)[0], out, normalize=normalize)
+    console.print(f"wrote {paths['png']} and {paths['csv']}")
+
+
+@analyze_app.command("excitation")
+def analyze_excitation_cmd(
+    run: Path = typer.Argument(..., help="run folder of a model with SE blocks"),
+    classes: Optional[str] = typer.Option(None, "--classes", help="class ids, e.g. 0,3 (default: all)"),
+    blocks: Optional[str] = typer.Option(None, "--blocks", help="SE module names or patterns, comma-separated"),
+    images: int = typer.Option(1000, "--images", help="test images to pass through"),
+    out: Path = typer.Option(Path("analysis/excitation"), "--out", "-o"),
+) -> None:
+    """SE excitation distributions per block for chosen classes, on the run's test images (PNG + CSV)."""
+    from archlab.analysis.excitation import write_excitation_report
+    from archlab.train.engine import load_run
+
+    model, _, splits, norm = load_run(run)
+    x, y = _test_images(splits, images)
+    try:
+        chosen = [int(c) for c in classes.split(",")] if classes else None
+    except ValueError:
+        raise ConfigError(f"--classes expects comma-separated class ids, got {classes!r}") from None
+    paths = write_excitation_report(
+        model, x, y, out, classes=chosen, class_names=splits.test.classes,
+        blocks=blocks.split(",") if blocks else None, preprocess=norm,
+    )  # fmt: skip
+    console.print(f"wrote {paths['png']} and {paths['csv']}")
+
+
 # Larger command groups live in archlab/_cli/, one file each.
 from archlab._cli.bench import bench_cmd  # noqa: E402
 from archlab._cli.data import data_app  # noqa: E402

@@ -71,3 +71,23 @@ def test_analyze_errors(tmp_path, mini_vgg_run, capsys):
 def test_analyze_profile(tmp_path, capsys):
     assert main(["analyze", "profile", "mnist_cnn", "crnet", "--input-size", "32", "--latency-runs", "1", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "profile.csv").read_text().count("\n") == 3
+
+
+def test_analyze_feature_reuse_and_excitation(tmp_path, capsys):
+    densenet = tmp_path / "dense"
+    engine.train(TrainConfig.model_validate({
+        "data": DATA, "model": {"name": "densenet_bc", "kwargs": {"depth": 10, "growth_rate": 4}},
+        "epochs": 1, "batch_size": 30}), densenet)
+    assert main(["analyze", "feature-reuse", str(densenet), "--out", str(tmp_path / "fr")]) == 0
+    assert (tmp_path / "fr" / "feature_reuse.png").is_file()
+    assert "mean_abs_weight" in (tmp_path / "fr" / "feature_reuse.csv").read_text()
+    se = tmp_path / "se"
+    engine.train(TrainConfig.model_validate({
+        "data": DATA, "model": {"name": "resnet18", "kwargs": {"cifar_stem": True, "se": True}},
+        "epochs": 1, "batch_size": 30}), se)
+    assert main(["analyze", "excitation", str(se), "--classes", "0,2", "--images", "20",
+                 "--out", str(tmp_path / "ex")]) == 0
+    rows = (tmp_path / "ex" / "excitation.csv").read_text().splitlines()
+    assert {r.split(",")[1] for r in rows[1:]} == {"0", "2"}
+    assert main(["analyze", "excitation", str(se), "--classes", "a,b"]) == 2
+    assert main(["analyze", "feature-reuse", str(se)]) == 2  # no dense block: a clear error
