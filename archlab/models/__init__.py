@@ -12,5 +12,6 @@ from archlab.models.densenet import DenseNet
 from archlab.models.efficientnet import EfficientNet
 from archlab.models.connected_net import ConnectedNet, ConnectedClassifier
 from archlab.models.unet import UNet, SegmentationOutput
+from archlab.models.ncp_conv import NCPConv
 
-__all__ = ["Classifier", "build_classifier", "infer_feature_shape", "CRNet", "MiniVGG", "MnistCNN", "VGG5", "VGG", "ResNet", "RecurrentResNet", "DenseNet", "EfficientNet", "UNet", "SegmentationOutput"]
+__all__ = ["Classifier", "build_classifier", "infer_feature_shape", "CRNet", "MiniVGG", "MnistCNN", "VGG5", "VGG", "ResNet", "RecurrentResNet", "DenseNet", "EfficientNet", "UNet", "SegmentationOutput", "NCPConv"]
