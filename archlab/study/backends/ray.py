@@ -132,8 +132,15 @@ def run_on_ray(
                     outcome = {"ok": False, "error": f"Ray task lost after {max_retries} retries: {type(exc).__name__}: {why}"}
                 finish(t, outcome)
     except BaseException:  # Ctrl-C or a database error on the driver: stop what runs
-        for ref in running:
-            ray.cancel(ref, force=True)
+        # A local instance is stopped whole by ray.shutdown() below (its workers die with it).
+        # Force-cancelling a task that is finishing at that moment can abort the driver inside
+        # Ray's core (seen with ray 2.60: "Tried to complete task that was not pending"), so on a
+        # cluster only the tasks not yet done are cancelled, cooperatively (KeyboardInterrupt in
+        # the task; the run's last checkpoint stays resumable).
+        if not started_here and running:
+            _, not_done = ray.wait(list(running), num_returns=len(running), timeout=0)
+            for ref in not_done:
+                ray.cancel(ref, force=False)
         raise
     finally:
         if started_here:
