@@ -266,9 +266,25 @@ def run_study(
     return store
 
 
-def _ignore_sigint() -> None:
-    # Workers leave Ctrl-C to the study process, which stops them (see _run_parallel).
+def _init_worker(parent_pid: int) -> None:
+    """Worker set-up: leave Ctrl-C to the study process, and die with it.
+
+    Workers leave Ctrl-C to the study process, which stops them (see _run_parallel). If the study
+    process is killed (kill -9), a worker notices within a fraction of a second, whether it is
+    training (the per-step watchdog in ``_execute`` also checks) or idle, waiting for its next
+    task: an idle worker blocks on the task queue, which a dead parent never closes for it.
+    """
+    import threading
+    import time
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="archlab-parent-watch", daemon=True).start()
 
 
 def _run_parallel(
@@ -282,7 +298,7 @@ def _run_parallel(
 
     ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
     pending = list(tasks)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         running: dict[Any, _Task] = {}
         while pending or running:
