@@ -14,6 +14,7 @@ __all__ = [
     "ArchlabError",
     "ConfigError",
     "UnknownNameError",
+    "ConfigMismatch",
     "IncompatibleError",
     "DataError",
     "CheckpointError",
@@ -49,6 +50,10 @@ class UnknownNameError(ConfigError):
             shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
             msg += f"; known {kind}s: {shown}"
         super().__init__(msg)
+
+
+class ConfigMismatch(ConfigError):
+    """Stored state (a checkpoint, a result, a run folder) computed under another config than requested."""
 
 
 class IncompatibleError(ConfigError):

@@ -24,17 +24,28 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from archlab._seed import derive_seed
 from archlab._validation import load_yaml, validate_config
 from archlab.errors import ConfigError, close_matches
 from archlab.train.config import DataConfig, ModelConfig, TrainConfig
 
-__all__ = ["Study", "Variant", "SmokeConfig", "load_study", "RunKey"]
+__all__ = ["Study", "Variant", "SmokeConfig", "SeedPlan", "load_study", "RunKey", "DEFAULT_MARGINS"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+# Equivalence margins per metric (absolute, in the metric's own unit): the difference within which
+# two variants count as equivalent (two one-sided tests). 1 pp of accuracy/F1/Dice is the smallest
+# difference the seed documents treat as meaningful (they report results to 0.1-1 pp); a loss has
+# no natural unit, so it has no default margin and is never called "equivalent" unless one is set.
+DEFAULT_MARGINS: dict[str, float] = {"accuracy": 0.01, "f1_macro": 0.01, "dice": 0.01}
+
+# Names become folder names (runs/<dataset>/<variant>/seed<k>): a first character that is a letter,
+# digit or underscore rules out "." and ".." (and hidden folders), and the length is bounded.
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}$")
+_NAME_RULE = "letters, digits and _ . + - (at most 100, not starting with . + -)"
+_MAX_SEED = 2**63 - 1  # SQLite's INTEGER and torch's manual_seed range
 # TrainConfig keys a study sets in `train:` (data, model and seed come from the study itself).
 _TRAIN_KEYS = set(TrainConfig.model_fields) - {"data", "model", "seed"}
 
@@ -51,13 +62,39 @@ class Variant(_Strict):
     description: str = ""
 
 
+class SeedPlan(_Strict):
+    """``seeds: {min: 3, max: 30, until: conclusive}``: seeds added in rounds until decided.
+
+    The runner trains ``min`` seeds, then ``step`` more at a time, and stops adding seeds to a
+    comparison once its sequential test decides it (better / worse / equivalent) or ``max`` is
+    reached (:mod:`archlab.study.sequential`). The seeds are ``0 .. max-1`` in order, so every
+    variant that still runs gets the same seeds as the baseline.
+    """
+
+    min: int = Field(3, ge=2)  # a paired test needs at least two pairs; three is the least useful
+    max: int = Field(20, ge=2, le=1000)
+    step: int = Field(1, ge=1)  # seeds added per round (one look at the data per round)
+    until: Literal["conclusive"] = "conclusive"
+
+    @model_validator(mode="after")
+    def _order(self) -> SeedPlan:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is smaller than min ({self.min})")
+        return self
+
+
 class SmokeConfig(_Strict):
     """What ``--smoke`` replaces: tiny synthetic data, few epochs and seeds (used by the tests)."""
 
     data: DataConfig | None = None
     train: dict[str, Any] = Field(default_factory=dict)
-    seeds: list[int] | None = None
+    seeds: list[int] | SeedPlan | None = None
     model: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _plan(cls, v: Any) -> Any:
+        return _seed_plan(v, "smoke.seeds") if isinstance(v, dict) else v
 
 
 class RunKey(BaseModel):
@@ -84,26 +121,61 @@ class Study(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig keys except data/model/seed
     variants: dict[str, Variant]
-    seeds: list[int]
+    seeds: list[int]  # a count (seeds: 5 = [0..4]), a list, or {min, max, until: conclusive}
+    seeds_plan: SeedPlan | None = None  # set from `seeds: {min, max, ...}` (adaptive seeds)
     baseline: str
+    split: Literal["fixed", "per_seed"] = "fixed"  # per_seed: the train/val split is redrawn per seed
+    margins: dict[str, float] = Field(default_factory=dict)  # equivalence margin per metric (DEFAULT_MARGINS)
+    alpha: float = Field(0.05, gt=0, lt=0.5)  # family-wise error rate of the study's verdicts
+    primary_metric: str | None = None  # the decisive metric (None: the monitor, else accuracy)
+    analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-run analyses (§6)
     smoke: SmokeConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_plan(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("seeds"), dict):
+            raw = dict(raw)
+            plan = _seed_plan(raw.pop("seeds"), "seeds")
+            raw["seeds_plan"] = plan
+            raw["seeds"] = list(range(plan.max))
+        return raw
+
+    @field_validator("analyses", mode="before")
+    @classmethod
+    def _analyses(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):  # analyses: [rotation, convergence] = default options
+            if not all(isinstance(a, str) for a in v):
+                raise ValueError("analyses must be a list of names or a mapping name -> options")
+            return {a: {} for a in v}
+        if isinstance(v, dict):
+            return {k: ({} if o is None else o) for k, o in v.items()}
+        return v
 
     @field_validator("seeds", mode="before")
     @classmethod
     def _seeds(cls, v: Any) -> Any:
         if isinstance(v, bool):
-            raise ValueError("seeds must be a count or a list of integers")
+            raise ValueError("seeds must be a count, a list of integers or {min, max, until: conclusive}")
         if isinstance(v, int):
             if v < 1:
                 raise ValueError("seeds must be at least 1 (a count) or a non-empty list")
+            if v > 10_000:
+                raise ValueError(f"seeds: {v} runs per variant is more than the limit of 10000")
             return list(range(v))
+        if isinstance(v, list):
+            for s in v:
+                if isinstance(s, bool) or not isinstance(s, int):
+                    raise ValueError(f"seeds must be integers, got {s!r}")
+                if not 0 <= s <= _MAX_SEED:
+                    raise ValueError(f"seed {s} is outside 0..2**63-1")
         return v
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError("name may only use letters, digits and _ . + -")
+            raise ValueError(f"name {v!r} may only use {_NAME_RULE}")
         return v
 
     @model_validator(mode="after")
@@ -116,7 +188,7 @@ class Study(_Strict):
             raise ValueError("variants is empty: name at least the baseline variant")
         for name in self.variants:
             if not _NAME.match(name):
-                raise ValueError(f"variant name {name!r} may only use letters, digits and _ . + -")
+                raise ValueError(f"variant name {name!r} may only use {_NAME_RULE}")
         if self.baseline not in self.variants:
             raise ValueError(f"baseline {self.baseline!r} is not among the variants {sorted(self.variants)}")
         if (self.data is None) == (self.datasets is None):
@@ -124,13 +196,33 @@ class Study(_Strict):
         if self.datasets is not None:
             labels = [dataset_label(d) for d in self.datasets]
             if len(set(labels)) != len(labels):
-                raise ValueError(f"datasets repeat: {labels}")
+                raise ValueError(
+                    f"datasets repeat: {labels}; give each entry a distinct `label:` (e.g. label: xray_a)"
+                )
+        for d in self.dataset_configs().values():
+            label = dataset_label(d)
+            if not _NAME.match(label):
+                raise ValueError(f"dataset label {label!r} may only use {_NAME_RULE}; set `label:` on the entry")
+        for metric, m in self.margins.items():
+            if not (isinstance(m, (int, float)) and m > 0 and m == m and m != float("inf")):
+                raise ValueError(f"margins.{metric} must be a positive number, got {m!r}")
         _check_train_keys(self.train, "train")
         for name, v in self.variants.items():
             _check_train_keys(v.train, f"variants.{name}.train")
         return self
 
     # ------------------------------------------------------------------------------------------
+    def margin(self, metric: str) -> float | None:
+        """The equivalence margin of ``metric`` (the study's, else :data:`DEFAULT_MARGINS`)."""
+        return self.margins.get(metric, DEFAULT_MARGINS.get(metric))
+
+    def decisive_metric(self) -> str:
+        """The primary metric: declared, else the monitor when it is a test metric, else accuracy."""
+        if self.primary_metric:
+            return self.primary_metric
+        monitor = self.train.get("monitor")
+        return monitor if monitor in ("accuracy", "f1_macro", "dice") else "accuracy"
+
     def with_smoke(self) -> Study:
         """The study with its ``smoke`` section applied (synthetic data, tiny budget)."""
         if self.smoke is None:
@@ -139,8 +231,10 @@ class Study(_Strict):
         upd: dict[str, Any] = {"train": _merge(self.train, s.train)}
         if s.data is not None:
             upd.update(data=s.data, datasets=None)
-        if s.seeds is not None:
-            upd["seeds"] = s.seeds
+        if isinstance(s.seeds, SeedPlan):
+            upd.update(seeds=list(range(s.seeds.max)), seeds_plan=s.seeds)
+        elif s.seeds is not None:
+            upd.update(seeds=s.seeds, seeds_plan=None)
         if s.model:
             upd["model"] = ModelConfig.model_validate(_merge(self.model.model_dump(), s.model))
         return self.model_copy(update=upd)
@@ -160,10 +254,27 @@ class Study(_Strict):
         data = self.dataset_configs()[key.dataset]
         variant = self.variants[key.variant]
         raw = _merge(self.train, variant.train)
+        # The thread count is part of every run's config (float reductions depend on it), fixed by
+        # the study, never by --workers or the machine: one thread per run unless the study says.
+        raw.setdefault("threads", 1)
         raw["model"] = _merge(self.model.model_dump(), variant.model)
         raw["data"] = data.model_dump()
+        if self.split == "per_seed":  # the split is redrawn per seed, identical across variants
+            raw["data"]["split_seed"] = derive_seed(data.split_seed, "split", key.seed) & 0x7FFFFFFF
         raw["seed"] = key.seed
         return validate_config(TrainConfig, raw, f"study {self.name!r} variant {key.variant!r}")
+
+
+def _seed_plan(raw: Any, where: str) -> SeedPlan:
+    from pydantic import ValidationError
+
+    try:
+        return SeedPlan.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{where}{'.' + loc if loc else ''}: {msg} (expected {{min: 3, max: 20, until: conclusive}})") from None
 
 
 def _check_train_keys(train: dict[str, Any], where: str) -> None:
@@ -175,7 +286,9 @@ def _check_train_keys(train: dict[str, Any], where: str) -> None:
 
 
 def dataset_label(d: DataConfig) -> str:
-    """Short label of a dataset entry: its name plus an image size when one is set."""
+    """Short label of a dataset entry: its ``label`` when given, else its name plus an image size."""
+    if d.label:
+        return d.label
     size = d.options.get("image_size")
     label = d.name if size is None else f"{d.name}{size}"
     return label

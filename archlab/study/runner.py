@@ -2,7 +2,8 @@
 
 Fairness by construction (what makes variants comparable):
 - The split depends on the dataset entry's ``split_seed`` only, so every variant and seed of a
-  dataset sees the same train/val/test split.
+  dataset sees the same train/val/test split (with ``split: per_seed`` it is redrawn per seed,
+  still identical across the variants of a seed).
 - For a given seed every variant gets the same batch order and the same augmentation draws: both
   are counter-based streams derived from ``(seed, epoch, step)`` (:mod:`archlab._seed`),
   independent of the model.
@@ -18,6 +19,18 @@ last checkpoint in ``DIR/runs/<dataset>/<variant>/seed<k>``; failed runs (NaN lo
 keep their reason and are retried only with ``retry_failed``. Only this process writes the
 database; worker processes (or Ray tasks, :mod:`archlab.study.backends.ray`) send their results back.
 Ctrl-C stops the workers and puts the runs in flight back to ``pending``: a re-run resumes them.
+
+One study, one answer (SPEC §5, §11):
+- A run's numbers depend only on its recorded config, whose ``threads`` the study fixes (default
+  1): ``--workers``, the core count and the backend change the schedule, never a result.
+- A recorded run whose config the study file now changes is never resumed or re-labelled: the
+  study stops with the differing keys named (a run that never trained just takes the new config;
+  a failed one restarts afresh under ``--retry-failed``, its old folder kept under ``replaced/``).
+- Every run folder is ``runs/<dataset>/<variant>/seed<k>`` with validated names, and carries
+  ``owner.json`` (study id, cell, config digest): a copied or foreign folder is refused.
+- A folder holding another study (name or baseline) is refused.
+- A worker killed from outside costs only a retry of the runs it took down
+  (:func:`_run_parallel`).
 """
 
 from __future__ import annotations
@@ -26,50 +39,61 @@ import json
 import logging
 import os
 import signal
-import traceback
+import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from archlab.errors import ArchlabError, ConfigError, with_context
 from archlab.study.config import RunKey, Study
+from archlab.study.execute import RunTask, config_digest, execute_run, load_splits
 from archlab.study.store import DB_NAME, StudyStore
-from archlab.train.config import DataConfig, TrainConfig
 
 __all__ = ["run_study", "StudyLock", "preflight", "run_dir", "choose_threads", "choose_workers"]
 
 log = logging.getLogger(__name__)
 
-Event = Callable[[str, RunKey, dict[str, Any]], None]
+MAX_WORKER_DEATHS = 2  # a run whose worker is killed this often while running alone is failed
+
+Event = Callable[[str, "RunKey | None", dict[str, Any]], None]  # key None for "round"
 
 
 def run_dir(out: Path, key: RunKey) -> Path:
-    """The folder of one run's checkpoints and result."""
-    return out / "runs" / key.dataset / key.variant / f"seed{key.seed}"
+    """The folder of one run's checkpoints and result: ``out/runs/<dataset>/<variant>/seed<k>``.
+
+    Dataset labels and variant names are validated folder names (:mod:`archlab.study.config`), so
+    every grid cell has its own folder inside ``out``; the check below keeps that true by
+    construction even for a hand-made :class:`RunKey`.
+    """
+    runs = (out / "runs").resolve()
+    path = (runs / key.dataset / key.variant / f"seed{int(key.seed)}").resolve()
+    if path.parent.parent.parent != runs:
+        raise ConfigError(f"run {key.label!r} would not get its own folder under {runs}; rename the dataset/variant")
+    return out / "runs" / key.dataset / key.variant / f"seed{int(key.seed)}"
 
 
 def choose_threads(workers: int) -> int:
-    """Torch threads per worker: the cores shared out, at least one each."""
+    """Torch threads that ``workers`` parallel runs can each use on this machine (at least one).
+
+    Not used to set a run's thread count (that is ``train.threads``, part of the run's config);
+    kept for benchmarks that compare schedules.
+    """
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def choose_workers(runs: int) -> int:
-    """Worker processes for ``workers="auto"``: one single-threaded worker per core, at most one per run.
+def choose_workers(runs: int, threads: int = 1) -> int:
+    """Worker processes for ``workers="auto"``: as many ``threads``-thread runs as there are cores.
 
     Runs of a study are independent, so running them side by side scales with the cores, while one
     run's small convolutions and matmuls use a second intra-op thread poorly. bench/study.py, 2
     cores: the quickstart's 15 runs (5 heads x 3 seeds) took 36.6 s this way vs 53.8 s in one
     process with 2 threads. Each worker's start-up (spawn, import, data) costs a few seconds, so a
     study of a few one-second runs is faster in one process on an idle machine (6 such runs: 9.9 s
-    vs 6.7 s), and slower on a busy one (6 runs at load average 4-6: 13.8 s vs 50.6 s). With ``"auto"`` every worker gets one thread however many runs are pending, so a
-    resumed study sums in the same order.
+    vs 6.7 s), and slower on a busy one (6 runs at load average 4-6: 13.8 s vs 50.6 s). The
+    choice changes only the schedule, never a result: every run uses its config's thread count.
     """
-    return max(1, min(os.cpu_count() or 1, runs))
+    return max(1, min((os.cpu_count() or 1) // max(1, threads), runs))
 
 
 class StudyLock:
@@ -107,71 +131,121 @@ class StudyLock:
             self.fd = None
 
 
-@lru_cache(maxsize=4)
-def _splits_for(data_json: str):
-    from archlab.train.engine import prepare_data
-
-    data = DataConfig.model_validate_json(data_json)
-    return prepare_data(TrainConfig(data=data))
-
-
 def preflight(study: Study) -> None:
-    """Check, before anything runs, that every dataset loads and every variant's model builds.
+    """Check, before anything runs, everything a run builds: data, model, loaders, loss, optimizer, schedule.
+
+    Every dataset is loaded and every variant's config is built once (:func:`archlab.train.preflight.check_run`),
+    so a typo in a loss, scheduler or augmentation option stops the study here with exit 2.
 
     Raises:
         ArchlabError: with the dataset / variant named; nothing has been run.
     """
-    from archlab.train.engine import build_run_model
+    from archlab.train.preflight import check_run
 
     for label, data in study.dataset_configs().items():
         try:
-            splits = _splits_for(data.model_dump_json())
+            splits = load_splits(data.model_dump_json())
         except ArchlabError as exc:
             raise with_context(exc, f"study {study.name!r} dataset {label!r}") from None
         for variant in study.variants:
             cfg = study.resolve(RunKey(dataset=label, variant=variant, seed=study.seeds[0]))
+            if cfg.data != data:  # split: per_seed (or a variant's data override): its own split
+                splits_v = load_splits(cfg.data.model_dump_json())
+            else:
+                splits_v = splits
             try:
-                build_run_model(cfg, splits)
+                check_run(cfg, splits_v)
             except ArchlabError as exc:
                 raise with_context(exc, f"study {study.name!r} variant {variant!r} on {label!r}") from None
 
 
-def _execute(config_json: str, out: str, threads: int, parent_pid: int | None) -> dict[str, Any]:
-    """Train one run (in this process or a worker); returns the result dict or an error record."""
-    from archlab.train.engine import train
+def _claim_study(store: StudyStore, study: Study, out: Path) -> str:
+    """Record this study in its database, or refuse a folder that holds another study; returns its id."""
+    name, baseline = store.get_meta("name"), store.get_meta("baseline")
+    if name is not None and name != study.name:
+        raise ConfigError(
+            f"{out} holds study {name!r}, not {study.name!r}; results of two studies are never mixed — "
+            "use another --out (or the original study file)"
+        )
+    if baseline is not None and baseline != study.baseline:
+        raise ConfigError(
+            f"{out}: study {study.name!r} was run with baseline {baseline!r}, the file now says {study.baseline!r}; "
+            "restore `baseline:` or use another --out"
+        )
+    study_id = store.get_meta("study_id")
+    if study_id is None:
+        study_id = uuid.uuid4().hex
+        store.set_meta("study_id", study_id)
+    store.set_meta("study", study.model_dump(mode="json"))
+    store.set_meta("name", study.name)
+    store.set_meta("baseline", study.baseline)
+    return study_id
 
-    torch.set_num_threads(threads)
-    config = TrainConfig.model_validate_json(config_json)
 
-    def watchdog(_step: int) -> None:
-        # A worker whose study process died (kill -9) stops instead of racing the next run.
-        if parent_pid is not None and os.getppid() != parent_pid:
-            os._exit(3)
+def _has_progress(folder: Path) -> bool:
+    """True when a run folder holds training progress (a checkpoint, best weights or a result)."""
+    from archlab.train.engine import BEST_WEIGHTS, CKPT_DIR, RESULT_FILE
 
-    try:
-        splits = _splits_for(config.data.model_dump_json())
-        result = train(config, out, resume=True, splits=splits, on_step=watchdog if parent_pid else None)
-        return {"ok": True, "result": result.to_dict()}
-    except ArchlabError as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    except Exception as exc:  # a failed run is recorded with its reason; the study goes on
-        tb = traceback.format_exc(limit=3)
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}\n{tb}"}
+    return any((folder / n).exists() for n in (CKPT_DIR, CKPT_DIR + ".staging", BEST_WEIGHTS, RESULT_FILE))
 
 
-@dataclass
-class _Task:
-    key: RunKey
-    run_id: int
-    config_json: str
-    out: str
+def _set_aside(out: Path, folder: Path) -> Path:
+    """Move a run folder whose config was replaced under ``out/replaced/`` (nothing is deleted)."""
+    rel = folder.relative_to(out / "runs")
+    for i in range(1, 10_000):
+        dest = out / "replaced" / rel.parent / f"{rel.name}.{i}"
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(folder, dest)
+            return dest
+    raise ConfigError(f"{out / 'replaced'} is full; clean it up")
+
+
+def _task_for(store: StudyStore, study: Study, out: Path, key: RunKey, study_id: str,
+              retry_failed: bool) -> tuple[RunTask | None, str]:
+    """The task of one grid cell, or None when it is done/failed; refuses a changed recorded config."""
+    from archlab.train.engine import config_diff
+
+    cfg = study.resolve(key).model_dump(mode="json")
+    canon = json.loads(json.dumps(cfg, sort_keys=True))
+    run_id, status, stored = store.ensure_run(key.dataset, key.variant, key.seed, cfg)
+    folder = run_dir(out, key)
+    if stored != canon:
+        diff = "; ".join(config_diff(stored, canon)[:6])
+        if status == "failed" and retry_failed:
+            # A failed run retried under a corrected config starts afresh; its old folder is kept aside.
+            if folder.exists():
+                moved = _set_aside(out, folder)
+                log.warning("run %s: config changed (%s); old folder kept at %s", key.label, diff, moved)
+            store.replace_config(run_id, cfg)
+        elif status in ("pending", "running") and not (folder.exists() and _has_progress(folder)):
+            store.replace_config(run_id, cfg)  # never trained: nothing was computed under the old config
+        else:
+            what = {"done": "finished", "failed": "failed", "pending": "started", "running": "started"}[status]
+            if status == "failed":
+                fix = "run again with --retry-failed to redo it under the new config"
+            elif status == "done":
+                fix = "restore the study file, or use a new --out for the new config"
+            else:
+                fix = f"restore the study file, or use a new --out (to discard that progress, move {folder} away)"
+            raise ConfigError(
+                f"{out}: run {key.label} was {what} with another config than the study file now gives "
+                f"({diff}); a result is only ever stored for the config that computed it — {fix}"
+            )
+    if status == "done" or (status == "failed" and not retry_failed):
+        return None, status
+    owner = {
+        "study_id": study_id, "dataset": key.dataset, "variant": key.variant, "seed": key.seed,
+        "config_sha256": config_digest(cfg),
+    }
+    return RunTask(key, run_id, json.dumps(cfg), str(folder), owner), status
 
 
 def run_study(
     study: Study,
     out: str | Path,
     *,
-    workers: int | str = 1,
+    workers: int | str = "auto",
     retry_failed: bool = False,
     on_event: Event | None = None,
     report: bool = True,
@@ -182,15 +256,22 @@ def run_study(
     Args:
         study: the validated study.
         out: the study folder.
-        workers: parallel worker processes (each with ``cpu_count // workers`` threads), or
-            ``"auto"``: :func:`choose_workers` processes with one thread each.
-        retry_failed: run failed runs again (by default they keep their recorded failure).
+        workers: parallel worker processes, or ``"auto"`` (:func:`choose_workers`: one per core
+            for one-thread runs). Changes only the schedule: each run uses its config's
+            ``threads``, so results are identical for any ``workers`` (and on Ray).
+        retry_failed: run failed runs again (by default they keep their recorded failure); a failed
+            run whose variant's config was corrected restarts afresh.
         on_event: progress callback ``(kind, key, info)`` with kind in
-            ``skip | start | done | failed``.
+            ``skip | start | done | failed | round``.
         report: write the Markdown/HTML report at the end.
         ray_address: run every run as a Ray task on this cluster (``"local"``: start a local
             instance) instead of local worker processes; ``out`` must then be on a path every
             node sees. Needs ``pip install archlab[ray]``.
+
+    With ``seeds: {min, max, until: conclusive}`` the seeds run in rounds (``min`` first, then
+    ``step`` more): after each round the sequential test (:mod:`archlab.study.sequential`) decides
+    each comparison on the primary metric, and a decided variant gets no more seeds. The rounds are
+    recomputed from the stored results, so resume, kill -9 and any ``workers`` give the same runs.
 
     Returns:
         The open :class:`StudyStore`.
@@ -202,6 +283,8 @@ def run_study(
     auto = workers == "auto"
     if not auto and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers must be 'auto' or an int of at least 1, got {workers!r}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder; give a folder for the study")
     if ray_address is not None:
         from archlab.study.backends.ray import require_ray
 
@@ -210,60 +293,96 @@ def run_study(
     emit = on_event or (lambda *a: None)
     with StudyLock(out):
         store = StudyStore(out / DB_NAME)
-        store.set_meta("study", study.model_dump(mode="json"))
-        store.set_meta("name", study.name)
-        store.set_meta("baseline", study.baseline)
-        tasks: list[_Task] = []
-        for key in study.grid():
-            cfg = study.resolve(key).model_dump(mode="json")
-            run_id, status, stored = store.ensure_run(key.dataset, key.variant, key.seed, cfg)
-            if stored != json.loads(json.dumps(cfg, sort_keys=True)):
-                if status == "pending":
-                    with store.tx() as c:
-                        c.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(cfg, sort_keys=True), run_id))
-                else:
-                    raise ConfigError(
-                        f"{out}: run {key.label} was recorded with a different config than the study file now "
-                        "gives; the study file changed — use a new --out (results of another study are never mixed)"
-                    )
-            if status == "done" or (status == "failed" and not retry_failed):
-                emit("skip", key, {"status": status})
-                continue
-            tasks.append(_Task(key, run_id, json.dumps(cfg), str(run_dir(out, key))))
-        if auto:  # threads fixed per machine (not per pending count): a resumed study sums alike
-            workers, threads = choose_workers(len(tasks)), choose_threads(os.cpu_count() or 1)
-        else:
-            threads = choose_threads(workers)
-        in_flight: dict[int, _Task] = {}
+        study_id = _claim_study(store, study, out)
+        in_flight: dict[int, RunTask] = {}
 
-        def start(t: _Task) -> None:
+        def start(t: RunTask) -> None:
             store.mark_running(t.run_id)
             in_flight[t.run_id] = t
-            emit("start", t.key, {})
+            emit("start", t.key, {"out": t.out})
 
-        def finish(t: _Task, outcome: dict[str, Any]) -> None:
+        def finish(t: RunTask, outcome: dict[str, Any]) -> None:
             _record(store, t, outcome, emit)
             in_flight.pop(t.run_id, None)
 
-        try:
+        def execute(tasks: list[RunTask]) -> None:
+            if not tasks:
+                return
+            threads = max(int(json.loads(t.config_json).get("threads") or 1) for t in tasks)
+            n = choose_workers(len(tasks), threads) if auto else workers
             if ray_address is not None:
                 from archlab.study.backends.ray import run_on_ray
 
                 run_on_ray(tasks, ray_address, start=start, finish=finish)
-            elif workers == 1 or len(tasks) <= 1:
+            elif n == 1 or len(tasks) <= 1:
                 for t in tasks:
                     start(t)
-                    finish(t, _execute(t.config_json, t.out, threads, None))
+                    finish(t, execute_run(t.config_json, t.out, t.owner))
             else:
-                _run_parallel(tasks, workers, threads, start, finish)
+                _run_parallel(tasks, n, start, finish)
+
+        try:
+            for keys in _rounds(study, store, emit):
+                tasks = []
+                for key in keys:
+                    task, status = _task_for(store, study, out, key, study_id, retry_failed)
+                    if task is None:
+                        emit("skip", key, {"status": status})
+                    else:
+                        tasks.append(task)
+                execute(tasks)
         except KeyboardInterrupt:
             # Not a failure: the runs in flight keep their checkpoints and resume on the next run.
-            store.mark_interrupted(list(in_flight))
+            # A second Ctrl-C while this is recorded must not leave runs marked running.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                store.mark_interrupted(list(in_flight))
+            finally:
+                signal.signal(signal.SIGINT, previous)
             log.warning("interrupted; %d run(s) stopped and left resumable", len(in_flight))
             raise
+        if study.analyses:
+            from archlab.study.analyses import run_analysis_phase
+
+            run_analysis_phase(store, study, out, emit)
         if report:
             write_study_report(store, out, study)
     return store
+
+
+def _rounds(study: Study, store: StudyStore, emit: Event):
+    """The grid cells to run, round by round (one round for a fixed seed list).
+
+    Adaptive seeds: round ``r`` holds seeds ``0 .. looks[r]-1`` of every (dataset, variant) still
+    undecided (the baseline runs while any variant of its dataset does). Decisions are recomputed
+    from the stored results after each round, so a resumed study takes the same rounds.
+    """
+    grid = study.grid()
+    plan = study.seeds_plan
+    if plan is None:
+        yield grid
+        return
+    from archlab.study.sequential import plan_looks, sequential_decisions
+
+    looks = plan_looks(plan.min, plan.max, plan.step)
+    metric = study.decisive_metric()
+    undecided = {(k.dataset, k.variant) for k in grid if k.variant != study.baseline}
+    for r, n in enumerate(looks):
+        active_sets = {d for d, _ in undecided}
+        keys = [
+            k for k in grid
+            if k.seed < n
+            and ((k.dataset, k.variant) in undecided or (k.variant == study.baseline and k.dataset in active_sets))
+        ]
+        emit("round", None, {"round": r + 1, "seeds": n, "comparisons": len(undecided)})
+        yield keys
+        decisions = sequential_decisions(
+            store.rows(with_history=False), baseline=study.baseline, metric=metric,
+            margin=study.margin(metric), alpha=study.alpha, looks=looks,
+        )
+        undecided = {c for c in undecided if not (c in decisions and decisions[c].decided)}
+        if not undecided:
+            return
 
 
 def _init_worker(parent_pid: int) -> None:
@@ -288,44 +407,87 @@ def _init_worker(parent_pid: int) -> None:
 
 
 def _run_parallel(
-    tasks: list[_Task],
+    tasks: list[RunTask],
     workers: int,
-    threads: int,
-    start: Callable[[_Task], None],
-    finish: Callable[[_Task, dict[str, Any]], None],
+    start: Callable[[RunTask], None],
+    finish: Callable[[RunTask, dict[str, Any]], None],
 ) -> None:
+    """Run ``tasks`` on ``workers`` spawned processes; a worker killed from outside is survived.
+
+    A worker killed from outside (the OOM killer, kill -9) breaks the whole process pool, and every
+    run in flight comes back with ``BrokenProcessPool`` although only one of them was killed. Those
+    runs become suspects: the pool is rebuilt and each suspect runs again *alone*, resuming from its
+    last checkpoint. A suspect whose worker dies while it runs alone is the cause: after
+    :data:`MAX_WORKER_DEATHS` such deaths it is recorded failed ("worker killed"); the others go on.
+    """
     import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
     pending = list(tasks)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+    suspects: list[RunTask] = []
+    deaths: dict[int, int] = {}
+    pool: ProcessPoolExecutor | None = None
+    running: dict[Any, RunTask] = {}
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+
+    def submit(t: RunTask) -> None:
+        start(t)
+        running[pool.submit(execute_run, t.config_json, t.out, t.owner, os.getpid())] = t
+
     try:
-        running: dict[Any, _Task] = {}
-        while pending or running:
-            while pending and len(running) < workers:
-                t = pending.pop(0)
-                start(t)
-                running[pool.submit(_execute, t.config_json, t.out, threads, os.getpid())] = t
+        pool = new_pool()
+        while pending or suspects or running:
+            if suspects:  # isolate: one suspect at a time, nothing beside it
+                if not running:
+                    submit(suspects.pop(0))
+            else:
+                while pending and len(running) < workers:
+                    submit(pending.pop(0))
             done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = False
             for fut in done:
                 t = running.pop(fut)
                 try:
                     outcome = fut.result()
-                except Exception as exc:  # a worker process died
-                    outcome = {"ok": False, "error": f"worker died: {type(exc).__name__}: {exc}"}
+                except BrokenProcessPool:
+                    broken = True
+                    alone = not running and len(done) == 1
+                    if alone:
+                        deaths[t.run_id] = deaths.get(t.run_id, 0) + 1
+                    if deaths.get(t.run_id, 0) >= MAX_WORKER_DEATHS:
+                        finish(t, {"ok": False, "error": (
+                            f"worker killed: the process training this run died {deaths[t.run_id]} times while it "
+                            "ran alone (killed from outside, e.g. by the out-of-memory killer); lower batch_size or "
+                            "run fewer workers, then --retry-failed")})
+                    else:
+                        log.warning("a worker process died; run %s will be resumed", t.key.label)
+                        suspects.append(t)
+                    continue
+                except Exception as exc:  # the result could not come back (pickling, ...)
+                    outcome = {"ok": False, "error": f"worker error: {type(exc).__name__}: {exc}"}
                 finish(t, outcome)
+            if broken:
+                for fut, t in list(running.items()):  # the rest of the broken pool's runs
+                    running.pop(fut)
+                    suspects.append(t)
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = new_pool()
     except BaseException:
         # Ctrl-C (or a database error): stop the workers now instead of waiting for their runs;
         # their checkpoints are crash-safe, so the runs resume later. The executor has no public
         # way to stop busy workers, hence its private process table.
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
 
 
-def _record(store: StudyStore, task: _Task, outcome: dict[str, Any], emit: Event) -> None:
+def _record(store: StudyStore, task: RunTask, outcome: dict[str, Any], emit: Event) -> None:
     if outcome["ok"]:
         store.record_result(task.run_id, outcome["result"])
         emit("done", task.key, outcome["result"])

@@ -140,6 +140,15 @@ class StudyStore:
             ).fetchone()
         return int(row[0]), str(row[1]), json.loads(row[2])
 
+    def replace_config(self, run_id: int, config: dict[str, Any]) -> None:
+        """Give a run that has no result a new config (the runner checks that nothing was computed)."""
+        with self.tx() as c:
+            c.execute(
+                "UPDATE runs SET config = ?, status = CASE status WHEN 'failed' THEN 'pending' ELSE status END, "
+                "error = NULL WHERE id = ? AND status != 'done'",
+                (json.dumps(config, sort_keys=True), run_id),
+            )
+
     def mark_running(self, run_id: int) -> None:
         with self.tx() as c:
             c.execute(

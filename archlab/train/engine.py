@@ -17,6 +17,7 @@ Guarantees (SPEC §1, §4):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -66,6 +67,7 @@ from archlab.train.segmentation import (
     is_segmentation,
     segmentation_correct,
 )
+from archlab.train.speed import needs_resolving, resolve_speed_options, speed_provenance
 
 __all__ = [
     "RunResult",
@@ -285,14 +287,19 @@ def train(
     Raises:
         TrainingFailed: the loss became NaN/Inf.
     """
+    if needs_resolving(config):  # "auto" speed options -> the measured rule's choice, recorded in config.json
+        splits = splits if splits is not None else prepare_data(config)
+        config = resolve_speed_options(config, splits)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / RESULT_FILE).is_file():
-        return RunResult.from_dict(json.loads((out / RESULT_FILE).read_text()))
+        return read_result(out / RESULT_FILE, config)
     if config.threads:
         torch.set_num_threads(config.threads)
     ddp = current_distributed(config.device)  # launched by torchrun: see archlab.train.distributed
     device = ddp.device if ddp is not None else resolve_device(config.device)
     amp = config.amp and device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fastest conv algorithms for the fixed shapes (CUDA is not bit-exact anyway)
     splits = splits if splits is not None else prepare_data(config)
     num_classes = splits.train.num_classes
     model = build_run_model(config, splits)
@@ -348,6 +355,8 @@ def train(
         if ddp is not None:  # rank 0 finishes an interrupted checkpoint swap before anyone reads
             ddp.main_first(recover_checkpoint, out / CKPT_DIR)
         if resume and recover_checkpoint(out / CKPT_DIR):
+            ckpt_config = read_checkpoint_config(out / CKPT_DIR)
+            check_same_config(ckpt_config, config, out / CKPT_DIR)
             _, saved = load_checkpoint(out / CKPT_DIR, model=model)
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -387,7 +396,9 @@ def train(
             ddp.barrier()
 
     best_weights: dict[str, torch.Tensor] | None = None
-    if out is not None and (out / BEST_WEIGHTS).is_file():
+    if out is not None and not resume and (out / RESULT_FILE).is_file():
+        (out / RESULT_FILE).unlink()  # a fresh start: the old result no longer describes this folder
+    if out is not None and resume and state["global_step"] > 0 and (out / BEST_WEIGHTS).is_file():
         best_weights = load_file(str(out / BEST_WEIGHTS), device=str(device))
 
     model.train()
@@ -488,16 +499,110 @@ def train(
         flops=prof.flops,
         train_seconds=state["train_seconds"],
         epochs_run=len(state["history"]),
-        provenance=provenance(device),
+        provenance={
+            **provenance(device),
+            "speed": speed_provenance(config, device),
+            "split_sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        },
         extras={"gates": state["gates"]} if state["gates"] else {},
     )
     if out is not None and (ddp is None or ddp.is_main):
-        tmp = out / (RESULT_FILE + ".tmp")
-        tmp.write_text(json.dumps(result.to_dict(), indent=1))
-        os.replace(tmp, out / RESULT_FILE)
+        write_result(out / RESULT_FILE, result)
     if ddp is not None:
         ddp.barrier()
     return result
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def write_result(path: Path, result: RunResult) -> None:
+    """Write ``result.json`` atomically, sealed with the SHA-256 of its content.
+
+    The seal makes an edited file detectable; the config inside makes a file copied from another
+    run detectable (:func:`read_result`).
+    """
+    payload = result.to_dict()
+    payload = {**payload, "sha256": _digest(payload)}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def read_result(path: Path, config: TrainConfig) -> RunResult:
+    """Read a finished run's ``result.json``; refuse one that is edited, unsealed or of another config.
+
+    Raises:
+        CheckpointError: the file is unreadable, its seal does not match its content (edited or
+            truncated), or it was computed under another config (copied from another run).
+    """
+    from archlab.errors import CheckpointError
+
+    try:
+        payload = json.loads(path.read_text())
+        if not isinstance(payload, dict):
+            raise ValueError(f"holds a {type(payload).__name__}, expected an object")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is unreadable ({exc}); delete it to train the run again") from None
+    seal = payload.pop("sha256", None)
+    if seal is None or seal != _digest(payload):
+        raise CheckpointError(
+            f"{path} does not match its seal ({'missing' if seal is None else 'content changed'}): it was edited or "
+            "truncated, so its metrics cannot be trusted; delete it (the run's checkpoint, if any, resumes)"
+        )
+    check_same_config(payload.get("config") or {}, config, path)
+    try:
+        return RunResult.from_dict(payload)
+    except TypeError as exc:
+        raise CheckpointError(f"{path} is not a result of this archlab version ({exc}); delete it") from None
+
+
+def read_checkpoint_config(dir: Path) -> dict[str, Any]:
+    """The config a checkpoint was saved with (its ``config.json``)."""
+    from archlab.errors import CheckpointError
+
+    path = dir / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint file {path} is missing or corrupt ({exc}); delete {dir} to start afresh") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"checkpoint file {path} holds a {type(cfg).__name__}, expected a JSON object")
+    return cfg
+
+
+def check_same_config(found: dict[str, Any], config: TrainConfig, where: Path) -> None:
+    """Refuse to resume (or reuse) state computed under another config than ``config``.
+
+    Raises:
+        ConfigMismatch: (exit 2) naming the differing keys and the ways out.
+    """
+    from archlab.errors import ConfigMismatch
+
+    want = json.loads(json.dumps(config.model_dump(mode="json"), sort_keys=True))
+    if found == want:
+        return
+    diff = config_diff(found, want)
+    shown = "; ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+    raise ConfigMismatch(
+        f"{where} was computed with another config ({shown}, recorded -> requested); it is never resumed or "
+        "reused under a different config. Use the recorded config to continue it, another --out for the new "
+        "config, or --no-resume to start this folder afresh"
+    )
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts, as ``key: old -> new``."""
+    out: list[str] = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
 
 
 def _global_sums(

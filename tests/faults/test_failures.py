@@ -67,13 +67,13 @@ def test_full_disk_fails_the_run_keeps_everything_and_a_rerun_finishes(tmp_path,
 
 
 def _model_for(path, variant):
-    from archlab.study.runner import _splits_for
+    from archlab.study.execute import load_splits
     from archlab.train.engine import build_run_model
 
     study = load_study(path)
     key = next(k for k in study.grid() if k.variant == variant)
     cfg = study.resolve(key)
-    return build_run_model(cfg, _splits_for(cfg.data.model_dump_json()))
+    return build_run_model(cfg, load_splits(cfg.data.model_dump_json()))
 
 
 def test_full_disk_in_the_database_stops_clearly_and_a_rerun_finishes(tmp_path, monkeypatch, capsys, reference):

@@ -113,12 +113,12 @@ def test_checkpoint_payload_is_refused_directly_and_when_a_study_resumes(tmp_pat
     state["optimizer"] = payload(marker)
     torch.save(state, run / "checkpoint" / STATE_FILE)
     (run / "result.json").unlink()
-    from archlab.study.runner import _splits_for
+    from archlab.study.execute import load_splits
     from archlab.train.engine import build_run_model
 
     cfg = s.resolve(key)
     with pytest.raises(CheckpointError, match="weights_only"):
-        load_checkpoint(run / "checkpoint", model=build_run_model(cfg, _splits_for(cfg.data.model_dump_json())))
+        load_checkpoint(run / "checkpoint", model=build_run_model(cfg, load_splits(cfg.data.model_dump_json())))
     assert not marker.exists()
 
     from archlab.study.store import StudyStore

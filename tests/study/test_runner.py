@@ -53,7 +53,7 @@ def test_failed_run_is_recorded_and_others_go_on(tmp_path):
 def test_changed_study_file_is_refused(tmp_path):
     run_study(Study.model_validate(study_dict(seeds=[0])), tmp_path, report=False)
     changed = Study.model_validate(study_dict(seeds=[0], train={"epochs": 3, "batch_size": 30}))
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match="another config"):
         run_study(changed, tmp_path, report=False)
 
 

@@ -1,7 +1,7 @@
 """Running a study's runs as Ray tasks (``archlab study run FILE --ray ADDRESS``, SPEC §10).
 
 Each run is one Ray task that trains it with the same code as a local worker
-(:func:`archlab.study.runner._execute`) and returns the result dict; the driver (the process that
+(:func:`archlab.study.execute.execute_run`) and returns the result dict; the driver (the process that
 called :func:`archlab.study.runner.run_study`) records it, so only the driver writes SQLite.
 
 Fault handling:
@@ -25,12 +25,10 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from archlab.errors import ConfigError
-
-if TYPE_CHECKING:
-    from archlab.study.runner import _Task
+from archlab.study.execute import RunTask, execute_run
 
 __all__ = ["MAX_RETRIES", "require_ray", "run_on_ray"]
 
@@ -45,13 +43,11 @@ def require_ray() -> None:
         raise ConfigError("--ray needs the Ray package, which is not installed: pip install archlab[ray]")
 
 
-def _ray_execute(config_json: str, out: str, threads: int, cwd: str) -> dict[str, Any]:
+def _ray_execute(config_json: str, out: str, owner: dict[str, Any], cwd: str) -> dict[str, Any]:
     """The task body: train one run on a Ray worker (named so in ``ps``: ``ray::_ray_execute``)."""
-    from archlab.study.runner import _execute
-
     if os.path.isdir(cwd):  # relative data paths mean the driver's folder (on a shared file system)
         os.chdir(cwd)
-    return _execute(config_json, out, threads, None)
+    return execute_run(config_json, out, owner)
 
 
 def _connect(address: str) -> bool:
@@ -75,11 +71,11 @@ def _connect(address: str) -> bool:
 
 
 def run_on_ray(
-    tasks: list[_Task],
+    tasks: list[RunTask],
     address: str,
     *,
-    start: Callable[[_Task], None],
-    finish: Callable[[_Task, dict[str, Any]], None],
+    start: Callable[[RunTask], None],
+    finish: Callable[[RunTask, dict[str, Any]], None],
     max_retries: int = MAX_RETRIES,
 ) -> None:
     """Execute ``tasks`` as Ray tasks; ``start``/``finish`` are called on the driver, in order.
@@ -103,7 +99,7 @@ def run_on_ray(
     remote = ray.remote(max_retries=max_retries, retry_exceptions=False)(_ray_execute)
     cwd = os.getcwd()
     pending = [(t, int(json.loads(t.config_json).get("threads") or 1)) for t in tasks]
-    running: dict[Any, tuple[_Task, int]] = {}
+    running: dict[Any, tuple[RunTask, int]] = {}
     try:
         capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
         largest = max((int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")), default=0)
@@ -118,7 +114,7 @@ def run_on_ray(
             while pending and (not running or used + pending[0][1] <= capacity):
                 t, cpus = pending.pop(0)
                 start(t)
-                ref = remote.options(num_cpus=cpus).remote(t.config_json, str(Path(t.out).resolve()), cpus, cwd)
+                ref = remote.options(num_cpus=cpus).remote(t.config_json, str(Path(t.out).resolve()), t.owner, cwd)
                 running[ref] = (t, cpus)
                 used += cpus
             done, _ = ray.wait(list(running), num_returns=1)

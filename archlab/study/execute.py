@@ -1,0 +1,129 @@
+"""Executing one study run, wherever it runs: the study process, a worker process or a Ray task.
+
+Every backend (:mod:`archlab.study.runner`'s in-process loop and worker pool,
+:mod:`archlab.study.backends.ray`) calls :func:`execute_run` with the same arguments and sends
+its outcome dict back to the study process, the only writer of the study database.
+
+Invariance (SPEC §5): everything that decides a run's numbers is in its resolved config, the
+torch thread count included (``train.threads``, fixed by the study, never derived from
+``--workers`` or the machine's core count). So a study gives identical runs on 1 or N workers, here
+or on a Ray cluster.
+
+Ownership (SPEC §11): a run folder carries ``owner.json`` (study id, dataset, variant, seed and
+the config's digest), written before the first checkpoint. A folder that belongs to another run
+is refused, so no run can resume another's checkpoint or store another's result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import traceback
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from archlab.errors import ArchlabError, ConfigError
+from archlab.train.config import DataConfig, TrainConfig
+
+__all__ = ["RunTask", "execute_run", "load_splits", "config_digest", "OWNER_FILE", "check_owner"]
+
+OWNER_FILE = "owner.json"
+
+
+@dataclass
+class RunTask:
+    """One run to execute: its grid cell, database id, resolved config and folder."""
+
+    key: Any  # archlab.study.config.RunKey
+    run_id: int
+    config_json: str
+    out: str
+    owner: dict[str, Any]
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """SHA-256 of a config dict's canonical JSON (sorted keys, no whitespace)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+@lru_cache(maxsize=4)
+def load_splits(data_json: str):
+    """The splits of a data config, loaded once per process (a study's runs share them)."""
+    from archlab.train.engine import prepare_data
+
+    data = DataConfig.model_validate_json(data_json)
+    return prepare_data(TrainConfig(data=data))
+
+
+def check_owner(run_dir: Path, owner: dict[str, Any], *, claim: bool) -> None:
+    """Refuse a run folder that belongs to another run; with ``claim`` write ``owner.json`` first.
+
+    Raises:
+        ConfigError: the folder's ``owner.json`` names another study, cell or config, or is
+            unreadable (a copied or edited folder).
+    """
+    path = run_dir / OWNER_FILE
+    if path.is_file():
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path} is unreadable ({exc}); this run folder cannot be trusted: delete it") from None
+        if found != owner:
+            diff = sorted(k for k in set(found) | set(owner) if (found.get(k) if isinstance(found, dict) else None) != owner.get(k))
+            raise ConfigError(
+                f"{run_dir} belongs to another run ({', '.join(diff)} differ: "
+                f"{ {k: found.get(k) for k in diff} if isinstance(found, dict) else found!r} vs "
+                f"{ {k: owner.get(k) for k in diff} }); it was copied or left by another study — "
+                "delete the folder or use another --out"
+            )
+        return
+    if any(run_dir.iterdir()) if run_dir.is_dir() else False:
+        raise ConfigError(
+            f"{run_dir} holds files but no {OWNER_FILE}; it was not written by this study "
+            "(a copied or foreign folder) — delete it or use another --out"
+        )
+    if claim:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(owner, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+
+
+def execute_run(config_json: str, out: str, owner: dict[str, Any] | None = None,
+                parent_pid: int | None = None) -> dict[str, Any]:
+    """Train one run; returns ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``.
+
+    Args:
+        config_json: the resolved run config (its ``threads`` sets torch's intra-op threads).
+        out: the run folder.
+        owner: the identity this folder must carry (written on first use, checked after).
+        parent_pid: in a worker process, the study process; the worker exits when it dies.
+    """
+    from archlab.train.engine import train
+
+    config = TrainConfig.model_validate_json(config_json)
+    # The thread count is part of the config: float reductions depend on it (never on --workers).
+    torch.set_num_threads(config.threads or 1)
+
+    def watchdog(_step: int) -> None:
+        # A worker whose study process died (kill -9) stops instead of racing the next run.
+        if parent_pid is not None and os.getppid() != parent_pid:
+            os._exit(3)
+
+    try:
+        if owner is not None:
+            check_owner(Path(out), owner, claim=True)
+        splits = load_splits(config.data.model_dump_json())
+        result = train(config, out, resume=True, splits=splits, on_step=watchdog if parent_pid else None)
+        return {"ok": True, "result": result.to_dict()}
+    except ArchlabError as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # a failed run is recorded with its reason; the study goes on
+        tb = traceback.format_exc(limit=3)
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}\n{tb}"}
