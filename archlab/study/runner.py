@@ -49,6 +49,7 @@ from archlab.errors import ArchlabError, ConfigError, with_context
 from archlab.study.config import RunKey, Study
 from archlab.study.execute import RunTask, config_digest, execute_run, load_splits
 from archlab.study.store import DB_NAME, StudyStore
+from archlab.train.config import TrainConfig
 
 __all__ = ["run_study", "StudyLock", "preflight", "run_dir", "choose_threads", "choose_workers"]
 
@@ -148,15 +149,23 @@ def preflight(study: Study) -> None:
         except ArchlabError as exc:
             raise with_context(exc, f"study {study.name!r} dataset {label!r}") from None
         for variant in study.variants:
-            cfg = study.resolve(RunKey(dataset=label, variant=variant, seed=study.seeds[0]))
-            if cfg.data != data:  # split: per_seed (or a variant's data override): its own split
-                splits_v = load_splits(cfg.data.model_dump_json())
-            else:
-                splits_v = splits
             try:
-                check_run(cfg, splits_v)
+                cfg = resolved_config(study, RunKey(dataset=label, variant=variant, seed=study.seeds[0]))
+                check_run(cfg, load_splits(cfg.data.model_dump_json()) if cfg.data != data else splits)
             except ArchlabError as exc:
                 raise with_context(exc, f"study {study.name!r} variant {variant!r} on {label!r}") from None
+
+
+def resolved_config(study: Study, key: RunKey) -> TrainConfig:
+    """The config a run of ``key`` records and trains with: the study's, speed options made concrete.
+
+    ``"auto"`` speed options become ``true``/``false`` by a fixed rule of the model and device type
+    (:func:`archlab.train.speed.resolve_speed_options`), so the stored config says what ran.
+    """
+    from archlab.train.speed import resolve_speed_options
+
+    cfg = study.resolve(key)
+    return resolve_speed_options(cfg, load_splits(cfg.data.model_dump_json()))
 
 
 def _claim_study(store: StudyStore, study: Study, out: Path) -> str:
@@ -206,7 +215,7 @@ def _task_for(store: StudyStore, study: Study, out: Path, key: RunKey, study_id:
     """The task of one grid cell, or None when it is done/failed; refuses a changed recorded config."""
     from archlab.train.engine import config_diff
 
-    cfg = study.resolve(key).model_dump(mode="json")
+    cfg = resolved_config(study, key).model_dump(mode="json")
     canon = json.loads(json.dumps(cfg, sort_keys=True))
     run_id, status, stored = store.ensure_run(key.dataset, key.variant, key.seed, cfg)
     folder = run_dir(out, key)

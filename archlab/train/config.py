@@ -31,6 +31,7 @@ class DataConfig(_Strict):
     crop_size: int | None = Field(None, ge=1)  # medical: random crop in training, centre crop in eval
     normalize: Literal["dataset", "none"] | tuple[list[float], list[float]] = "dataset"  # train mean/std
     clean_split: str | None = None  # clean_split.json of `archlab data audit`: drops duplicates/leaks
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # a study's name for it (default: name + image_size)
 
 
 class ModelConfig(_Strict):
@@ -71,7 +72,7 @@ class TrainConfig(_Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)  # the thesis' and SpinalNet's MNIST batch size
     eval_batch_size: int = Field(512, ge=1)  # evaluation only: does not change results
-    seed: int = 0  # model init, batch order, augmentation draws and dropout all derive from it
+    seed: int = Field(0, ge=0, le=2**63 - 1)  # model init, batch order, augmentation draws and dropout all derive from it
     monitor: str = "accuracy"  # validation metric for best-epoch selection (accuracy|f1_macro|dice|loss)
     early_stopping_patience: int | None = Field(None, ge=1)  # epochs without val improvement
     min_delta: float = Field(0.0, ge=0)  # improvement smaller than this does not count
@@ -79,10 +80,13 @@ class TrainConfig(_Strict):
     drop_last: bool = False  # keep every training sample each epoch
     checkpoint_every_steps: int | None = Field(None, ge=1)  # extra mid-epoch checkpoints
     device: str = "auto"  # auto = cuda when present, else cpu
-    amp: bool = False  # mixed precision (CUDA only; ignored on CPU)
-    compile: bool = False  # torch.compile the model (first compile costs ~20 s on CPU)
-    channels_last: bool = False  # memory format; helps convolutions on some hardware
-    threads: int | None = Field(None, ge=1)  # torch intra-op threads (None: leave as is)
+    # Speed options: "auto" is replaced by a fixed, measured rule before a run starts
+    # (archlab.train.speed.resolve_speed_options), so stored configs always say true/false.
+    amp: Literal["auto"] | bool = "auto"  # mixed precision; auto: bf16 (else fp16) on CUDA, off on CPU
+    compile: Literal["auto"] | bool = "auto"  # torch.compile; auto: off (never paid back within a measured run)
+    channels_last: Literal["auto"] | bool = "auto"  # memory format; auto: on for conv nets (1.1-1.4x on CPU)
+    threads: int | None = Field(None, ge=1, le=1024)  # torch intra-op threads (None: leave as is; a study sets 1)
+    tensorboard: bool = False  # also write RUN_DIR/tensorboard/ event files (per-epoch curves); results unchanged
 
     @field_validator("monitor")
     @classmethod
