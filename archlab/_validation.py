@@ -13,22 +13,114 @@ from pydantic import BaseModel, ValidationError
 
 from archlab.errors import ConfigError, close_matches
 
-__all__ = ["load_yaml", "validate_config", "format_validation_error"]
+__all__ = ["load_yaml", "parse_yaml", "parse_yaml_value", "validate_config", "format_validation_error", "MAX_YAML_NODES"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """``yaml.safe_load`` a mapping from ``path``; ConfigError for a missing file or bad YAML."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+#: Most YAML nodes a config may expand to, aliases counted at their full size each time they are
+#: used. A study file has a few hundred; the limit stops "billion laughs" alias bombs (a few lines
+#: that expand to 10^9 nodes) before anything expands them in memory.
+MAX_YAML_NODES = 100_000
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no python tags, so no code runs)."""
+
+
+def _expanded_size(node: yaml.Node, source: str) -> int:
+    """Nodes of ``node`` with every alias expanded; ConfigError above :data:`MAX_YAML_NODES`.
+
+    Aliases share one composed node, so the count is memoised per node: linear in the document.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"{source}: a YAML alias refers to itself (a recursive structure); configs are trees")
+        active.add(key)
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total += sum(size(v) for v in n.value)
+        active.discard(key)
+        if total > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{source}: the YAML expands to more than {MAX_YAML_NODES:,} values (through its aliases "
+                "*name); a config this large is an alias bomb or a mistake: write it out without nested aliases"
+            )
+        sizes[key] = total
+        return total
+
+    return size(node)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load(text)`` refusing alias bombs; ConfigError naming ``source`` for bad YAML.
+
+    Args:
+        text: the YAML document.
+        source: what to name in errors (a file, ``--set key``).
+
+    Raises:
+        ConfigError: invalid YAML, a python tag (``!!python/...``: refused, no code runs), more
+            than one document, or a document that expands to more than :data:`MAX_YAML_NODES` nodes.
+    """
+    loader = _Loader(text)
     try:
-        data = yaml.safe_load(path.read_text())
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, source)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(f"{source}:{where} invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def parse_yaml_value(raw: str, what: str) -> Any:
+    """A flag's ``KEY=VALUE`` value read as YAML (``--set epochs=3`` gives the int 3).
+
+    Raises:
+        ConfigError: naming ``what`` (e.g. ``--set x``) when the value is not plain YAML (a python
+            tag, an unclosed bracket, an alias bomb).
+    """
+    return parse_yaml(raw, f"{what}: {raw!r}")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a mapping from the YAML file ``path`` (safe: no python tags, no alias bombs).
+
+    Raises:
+        ConfigError: a missing or non-regular file, a file that is not UTF-8 text, bad YAML, a
+            top level that is not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}, offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+    data = parse_yaml(text, str(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):

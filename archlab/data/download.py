@@ -220,6 +220,8 @@ def _stream(
         raise _offline(url, dest, e.reason) from None
     except (ConnectionError, socket.timeout, TimeoutError, http.client.HTTPException) as e:
         raise _Interrupted(start, None, f"{type(e).__name__}: {e}") from None
+    except ValueError as e:  # "unknown url type" and other malformed URLs
+        raise DataError(f"{url}: not a URL that can be fetched ({e}); check the mirror") from None
     with resp:
         status = getattr(resp, "status", None) or 200
         length = resp.headers.get("Content-Length")
@@ -665,6 +667,22 @@ def _quickdraw(
     return Downloaded("quickdraw", folder, files)
 
 
+def _check_mirror(mirror: str, source: str) -> None:
+    """ConfigError unless ``mirror`` is an ``http(s)://host[/path]`` or ``file:///path`` URL."""
+    try:
+        parts = urllib.parse.urlsplit(mirror.strip())
+    except ValueError as e:
+        raise ConfigError(f"{source}: {mirror!r} is not a URL ({e}); expected http(s)://host/path") from None
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return
+    if parts.scheme == "file" and parts.path:
+        return
+    raise ConfigError(
+        f"{source}: {mirror!r} is not a URL; expected http(s)://host[/path] or file:///folder "
+        "(files are fetched from <mirror>/<dataset>/<file name>)"
+    )
+
+
 def download(
     name: str,
     root: str | os.PathLike | None = None,
@@ -725,7 +743,14 @@ def download(
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"retries must be an int >= 0, got {retries!r}")
     root = Path(root).expanduser() if root is not None else default_root()
-    ctx = _Ctx(mirror or os.environ.get(MIRROR_ENV) or None, retries, retry_wait, timeout, progress)
+    if mirror:
+        _check_mirror(mirror, "--mirror / mirror=")
+        base = mirror
+    else:
+        base = os.environ.get(MIRROR_ENV) or None
+        if base:
+            _check_mirror(base, f"${MIRROR_ENV}")
+    ctx = _Ctx(base, retries, retry_wait, timeout, progress)
     if name in ("cifar10", "cifar100"):
         return _cifar(ctx, name, root, keep_archive)
     if name == "stl10":

@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import string
 import zlib
@@ -137,13 +138,19 @@ EMNIST_SPLITS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != b"\x1f\x8b":  # plain file (whatever its name)
-        return raw
+def _open_stream(path: Path):
+    """A binary reader of the file's IDX bytes: the file itself, or its gzip stream."""
+    f = open(path, "rb")
+    magic = f.read(2)
+    f.seek(0)
+    if magic != b"\x1f\x8b":  # plain file (whatever its name)
+        return f
+    return gzip.GzipFile(fileobj=f, mode="rb")
+
+
+def _read_exact(stream, n: int, path: Path) -> bytes:
     try:
-        return gzip.decompress(raw)
+        return stream.read(n)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(
             f"{path}: corrupt or truncated gzip stream ({e}); download the file again"
@@ -153,6 +160,11 @@ def _read_bytes(path: Path) -> bytes:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file, plain or gzipped (detected from the content, not the name).
 
+    The header is read first and the size it declares is checked before any data is allocated:
+    a file whose header promises more bytes than it holds (e.g. dimensions 65536^4), or more than
+    the memory available, is refused without reading on; a gzip stream is decompressed only up
+    to the declared size (a gzip bomb cannot fill the memory).
+
     Args:
         path: the file.
 
@@ -161,28 +173,52 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         int32, float32 or float64).
 
     Raises:
-        DataError: wrong magic bytes, a truncated file, or trailing bytes after the data.
+        DataError: wrong magic bytes, a truncated file, trailing bytes after the data, or a
+            declared size larger than the available memory.
     """
+    from archlab.data._memory import check_fits, human_bytes
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"IDX file not found: {path}")
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _CODES or raw[3] == 0:
-        got = raw[:4].hex(" ") if raw else "(empty file)"
-        raise DataError(
-            f"{path} is not an IDX file: magic bytes {got}, expected 00 00 08..0E xx "
-            "(two zero bytes, a dtype code 08/09/0B/0C/0D/0E and ndim >= 1)"
+    with _open_stream(path) as stream:
+        magic = _read_exact(stream, 4, path)
+        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _CODES or magic[3] == 0:
+            got = magic.hex(" ") if magic else "(empty file)"
+            raise DataError(
+                f"{path} is not an IDX file: magic bytes {got}, expected 00 00 08..0E xx "
+                "(two zero bytes, a dtype code 08/09/0B/0C/0D/0E and ndim >= 1)"
+            )
+        dtype, ndim = _CODES[magic[2]], magic[3]
+        header = 4 + 4 * ndim
+        dim_bytes = _read_exact(stream, 4 * ndim, path)
+        if len(dim_bytes) < 4 * ndim:
+            raise DataError(
+                f"{path} is truncated: header of {ndim} dimensions needs {header} bytes, "
+                f"found {4 + len(dim_bytes)}"
+            )
+        dims = tuple(int(d) for d in np.frombuffer(dim_bytes, dtype=">u4", count=ndim))
+        expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow (65536^4 = 2^64)
+        if not isinstance(stream, gzip.GzipFile):
+            found = path.stat().st_size - header
+            if found < expected:
+                raise DataError(
+                    f"{path} is truncated: shape {dims} of {dtype.name} needs {expected} bytes "
+                    f"of data, found {found}; download the file again"
+                )
+            if found > expected:
+                raise DataError(
+                    f"{path} has {found - expected} trailing bytes after the {expected} bytes of "
+                    f"data for shape {dims}; the file is corrupt"
+                )
+        # the data is read once and then converted (a copy): about twice its size at the peak
+        check_fits(
+            2 * expected,
+            f"{path}: its header declares shape {dims} of {dtype.name} ({human_bytes(expected)})",
+            "If the header is wrong the file is corrupt: download it again.",
         )
-    dtype, ndim = _CODES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(
-            f"{path} is truncated: header of {ndim} dimensions needs {header} bytes, "
-            f"found {len(raw)}"
-        )
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    found = len(raw) - header
+        data = _read_exact(stream, expected + 1, path)  # one byte more reveals trailing data
+    found = len(data)
     if found < expected:
         raise DataError(
             f"{path} is truncated: shape {dims} of {dtype.name} needs {expected} bytes of data, "
@@ -190,10 +226,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         )
     if found > expected:
         raise DataError(
-            f"{path} has {found - expected} trailing bytes after the {expected} bytes of data for "
-            f"shape {dims}; the file is corrupt"
+            f"{path} has trailing bytes after the {expected} bytes of data for shape {dims}; "
+            "the file is corrupt"
         )
-    arr = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+    arr = np.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize)
     return arr.reshape(dims).astype(dtype.newbyteorder("="))
 
 

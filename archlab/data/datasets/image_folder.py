@@ -18,6 +18,9 @@ import hashlib
 import json
 import logging
 import os
+import re
+import stat
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -80,8 +83,31 @@ def _size(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
     return hw
 
 
+def _bomb_error(f: Path, pixels: str, size: tuple[int, int] | None) -> DataError:
+    target = f"{size[0]}x{size[1]}" if size is not None else "None (the images' own size)"
+    return DataError(
+        f"{f} is {pixels} pixels, more than the {Image.MAX_IMAGE_PIXELS:,} PIL decodes safely "
+        f"(a decompression bomb, or an image far larger than image_size={target} needs); "
+        "shrink or remove it, or pass on_error='skip'"
+    )
+
+
 def _decode(f: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
-    with Image.open(f) as im:
+    """Decode one image file to a uint8 ``(h, w)`` / ``(h, w, 3)`` array.
+
+    Images above ``PIL.Image.MAX_IMAGE_PIXELS`` are refused from their header, before decoding.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im_ctx = Image.open(f)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        dims = re.search(r"\((\d+) pixels\)", str(e))
+        raise _bomb_error(f, f"{int(dims.group(1)):,}" if dims else "too many", size) from None
+    with im_ctx as im:
+        w, h = im.size
+        if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
+            raise _bomb_error(f, f"{w}x{h} = {w * h:,}", size)
         if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
             # 16/32-bit greyscale (X-rays): PIL's convert("L") would clip at 255, so scale instead
             a = np.asarray(im).astype(np.int64)
@@ -98,8 +124,38 @@ def _decode(f: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
+def _is_regular(f: Path, on_error: str) -> bool:
+    """True for a regular file (or a link to one); a FIFO, socket, device or broken link is refused.
+
+    Opening a FIFO blocks until something writes to it, so such entries are never opened.
+    """
+    try:
+        mode = f.stat().st_mode
+    except OSError as e:
+        kind = f"cannot be read ({e.strerror or e})"
+    else:
+        if stat.S_ISREG(mode):
+            return True
+        kind = (
+            "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+        )
+    err = DataError(
+        f"{f} is {kind}, not an image file; remove it, or pass on_error='skip'"
+    )
+    if on_error == "raise":
+        raise err
+    log.warning("skipping %s", err)
+    return False
+
+
 def _list_files(
-    folder: Path, classes: tuple[str, ...], name: str, per_class: int | None, seed: int
+    folder: Path,
+    classes: tuple[str, ...],
+    name: str,
+    per_class: int | None,
+    seed: int,
+    on_error: str = "raise",
 ) -> list[tuple[Path, int]]:
     """``(file, label)`` pairs of a part, sorted, at most ``per_class`` per class (seeded)."""
     index = {c: i for i, c in enumerate(classes)}
@@ -113,6 +169,7 @@ def _list_files(
             f
             for f in cdir.iterdir()
             if not (f.name.startswith(".") or f.name.lower() in _JUNK or f.is_dir())
+            and _is_regular(f, on_error)
         )
         if not entries:
             raise DataError(f"{name}: class folder {cdir} holds no readable images")
@@ -176,7 +233,7 @@ def _read_part(
     seed: int = 0,
     cache_dir: Path | None = None,
 ) -> ImageDataset:
-    files = _list_files(folder, classes, name, per_class, seed)
+    files = _list_files(folder, classes, name, per_class, seed, on_error)
     cache = None
     if cache_dir is not None:
         options = dict(
@@ -190,6 +247,7 @@ def _read_part(
             return ImageDataset(
                 torch.from_numpy(hit[0]), torch.from_numpy(hit[1].astype(np.int64)), classes, name
             )
+    _check_memory(files, size, mode, name)
     arrays: list[np.ndarray] = []
     labels: list[int] = []
     per_label = [0] * len(classes)
@@ -203,6 +261,8 @@ def _read_part(
                 )
             try:
                 arr = _decode(f, mode, size)
+            except DataError:
+                raise
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
                 raise DataError(
                     f"{f} could not be read as an image ({type(e).__name__}: {e}); remove or "
@@ -237,6 +297,38 @@ def _read_part(
     if cache is not None:
         _write_cache(cache, x, y)
     return ImageDataset(torch.from_numpy(x), torch.from_numpy(y), classes, name)
+
+
+def _check_memory(
+    files: list[tuple[Path, int]], size: tuple[int, int] | None, mode: str, name: str
+) -> None:
+    """Refuse a part whose decoded images would not fit in the available memory (before decoding).
+
+    The decoded size is ``n_images x h x w x channels`` bytes (``image_size``, or the first
+    image's size read from its header when ``image_size`` is None); loading holds the decoded
+    images and their stacked copy, so the peak is about twice that.
+    """
+    from archlab.data._memory import check_fits, human_bytes
+
+    if not files:
+        return
+    channels = 1 if mode == "L" else 3
+    if size is None:
+        try:
+            with Image.open(files[0][0]) as im:  # the header only: nothing is decoded
+                size = (im.size[1], im.size[0])
+        except Exception:  # an unreadable first file is reported when it is decoded
+            return
+        how = f"their size {size[0]}x{size[1]} (image_size=None: the first image's)"
+    else:
+        how = f"image_size={size[0]}x{size[1]}"
+    decoded = len(files) * size[0] * size[1] * channels
+    check_fits(
+        2 * decoded,
+        f"{name}: {len(files):,} images decoded at {how} x {channels} channel(s) are "
+        f"{human_bytes(decoded)}, twice that while loading",
+        "Pass a smaller image_size, per_class=N to read fewer images per class, or mode='L'.",
+    )
 
 
 def _check_classes(folder: Path) -> tuple[str, ...]:
