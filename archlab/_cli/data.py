@@ -29,11 +29,10 @@ def audit_cmd(
     The splits are the ones a run or study uses (same dataset options and split settings); the
     written clean_split.json is what a config's `data.clean_split` points at.
     """
-    import yaml
 
-    from archlab._validation import validate_config
+    from archlab._validation import parse_yaml_value, validate_config
     from archlab.analysis.audit import audit_splits, write_audit
-    from archlab.cli import console
+    from archlab._cli.console import console
     from archlab.errors import ConfigError
     from archlab.train.config import DataConfig, TrainConfig
     from archlab.train.engine import prepare_data, resolve_device
@@ -58,7 +57,7 @@ def audit_cmd(
         if "=" not in item:
             raise ConfigError(f"--option expects KEY=VALUE (e.g. image_size=28), got {item!r}")
         key, raw = item.split("=", 1)
-        opts[key.strip()] = yaml.safe_load(raw)
+        opts[key.strip()] = parse_yaml_value(raw, f"--option {key.strip()}")
     data["options"] = opts
     cfg = TrainConfig(data=validate_config(DataConfig, data, "archlab data audit"))
     splits = prepare_data(cfg)
@@ -89,7 +88,7 @@ def download_cmd(
     """Download a dataset from its official source: resumable, checksum-verified, atomic."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    from archlab.cli import console
+    from archlab._cli.console import console
     from archlab.data.download import download
 
     with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),

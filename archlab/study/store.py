@@ -71,8 +71,17 @@ class StudyStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_file():
+            raise DataError(f"{self.path} is not a regular file; a study database is a file: move it away")
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise DataError(
+                f"{self.path} is empty (0 bytes): the study's results are gone (a failed copy or a full "
+                "disk?); it was left untouched — restore it from a backup, or delete it to start afresh "
+                "(finished runs are then read back from their run folders)"
+            )
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            self._check_schema()  # before anything writes: another application's database stays as it is
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
@@ -87,6 +96,50 @@ class StudyStore:
             ) from None
         if check != "ok":
             raise DataError(f"{self.path} failed SQLite's integrity check ({check}); it was left untouched")
+
+    def _check_schema(self) -> None:
+        """Refuse a database that is not a study database (another application's SQLite file).
+
+        An empty database (a new study) passes; otherwise the ``study`` and ``runs`` tables must
+        exist and every archlab table present must have archlab's columns.
+        """
+        tables = {
+            name: {row[1] for row in self.conn.execute(f"PRAGMA table_info({_quote(name)})")}
+            for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not str(name).startswith("sqlite_")
+        }
+        if not tables:
+            return
+        foreign = (
+            f"{self.path} is not an archlab study database (its tables: {', '.join(sorted(tables))}); it was "
+            "left untouched — give the study another --out folder"
+        )
+        if not {"study", "runs"} <= set(tables):
+            raise DataError(foreign)
+        for name, columns in _COLUMNS.items():
+            if name in tables and not columns <= tables[name]:
+                missing = ", ".join(sorted(columns - tables[name]))
+                raise DataError(
+                    f"{self.path}: table {name!r} lacks the column(s) {missing}; it is not a study database of "
+                    "this archlab version (or was edited); it was left untouched — give the study another "
+                    "--out folder, or restore the file from a backup"
+                )
+
+    def _damaged(self, where: str, problem: str) -> DataError:
+        """The error for a stored value that cannot be what archlab wrote (an edited or damaged db)."""
+        return DataError(
+            f"{self.path}: {where}: {problem}; the database was edited or damaged and was left untouched — "
+            "restore it from a backup, or move it away and run the study again (finished runs are read back "
+            "from their run folders' result.json)"
+        )
+
+    def _json(self, text: Any, where: str) -> Any:
+        if not isinstance(text, str):
+            raise self._damaged(where, f"expected JSON text, found {type(text).__name__} {text!r:.40}")
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise self._damaged(where, f"not valid JSON ({exc})") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -122,8 +175,11 @@ class StudyStore:
             c.execute("INSERT OR REPLACE INTO study(key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self.conn.execute("SELECT value FROM study WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        try:
+            row = self.conn.execute("SELECT value FROM study WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged("table study", f"cannot be read ({exc})") from None
+        return self._json(row[0], f"table study, key {key!r}, column value") if row else default
 
     # -- runs ----------------------------------------------------------------------------------
     def ensure_run(self, dataset: str, variant: str, seed: int, config: dict[str, Any]) -> tuple[int, str, dict]:
@@ -138,7 +194,7 @@ class StudyStore:
                 "SELECT id, status, config FROM runs WHERE dataset = ? AND variant = ? AND seed = ?",
                 (dataset, variant, seed),
             ).fetchone()
-        return int(row[0]), str(row[1]), json.loads(row[2])
+        return int(row[0]), str(row[1]), self._json(row[2], f"table runs, id {row[0]}, column config")
 
     def replace_config(self, run_id: int, config: dict[str, Any]) -> None:
         """Give a run that has no result a new config (the runner checks that nothing was computed)."""
@@ -218,6 +274,12 @@ class StudyStore:
 
     def rows(self, *, with_predictions: bool = True, with_history: bool = True) -> list[dict[str, Any]]:
         """Every run as the report's row dict (see :mod:`archlab.study.report`)."""
+        try:
+            return self._rows(with_predictions, with_history)
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged("the runs tables", f"cannot be read ({exc})") from None
+
+    def _rows(self, with_predictions: bool, with_history: bool) -> list[dict[str, Any]]:
         out = []
         runs = self.conn.execute(
             "SELECT id, dataset, variant, seed, status, error, params, flops, train_seconds, best_epoch, "
@@ -225,19 +287,22 @@ class StudyStore:
         ).fetchall()
         finals: dict[int, dict[str, dict[str, float]]] = {}
         for run_id, split, key, value in self.conn.execute("SELECT run_id, split, key, value FROM final_metrics"):
+            _check_number(self, value, f"table final_metrics, run id {run_id}, {split} {key!r}, column value")
             finals.setdefault(run_id, {}).setdefault(split, {})[key] = value
         history: dict[int, dict[int, dict[str, float]]] = {}
         if with_history:
             for run_id, epoch, key, value in self.conn.execute(
                 "SELECT run_id, epoch, key, value FROM epoch_metrics ORDER BY run_id, epoch"
             ):
+                _check_number(self, value, f"table epoch_metrics, run id {run_id}, epoch {epoch}, {key!r}, column value")
                 history.setdefault(run_id, {}).setdefault(epoch, {"epoch": epoch})[key] = value
         preds: dict[int, tuple[list[int], list[int]]] = {}
         if with_predictions:
             for run_id, p, t in self.conn.execute("SELECT run_id, preds, targets FROM predictions"):
-                preds[run_id] = (np.frombuffer(p, "<i4").tolist(), np.frombuffer(t, "<i4").tolist())
+                preds[run_id] = self._predictions(run_id, p, t)
         for r in runs:
             run_id = r[0]
+            self._check_run_row(r)
             f = finals.get(run_id, {})
             p = preds.get(run_id)
             out.append(
@@ -253,8 +318,8 @@ class StudyStore:
                     "train_seconds": r[8],
                     "best_epoch": r[9],
                     "epochs_run": r[10],
-                    "config": json.loads(r[11]),
-                    "provenance": json.loads(r[12]) if r[12] else None,
+                    "config": self._json(r[11], f"table runs, id {run_id}, column config"),
+                    "provenance": self._json(r[12], f"table runs, id {run_id}, column provenance") if r[12] else None,
                     "attempts": r[13],
                     "started": r[14],
                     "finished": r[15],
@@ -266,6 +331,67 @@ class StudyStore:
                 }
             )
         return out
+
+
+    def _predictions(self, run_id: int, preds: Any, targets: Any) -> tuple[list[int], list[int]]:
+        """Decode a predictions row: two int32 BLOBs of the same length."""
+        where = f"table predictions, run id {run_id}"
+        arrays = []
+        for column, blob in (("preds", preds), ("targets", targets)):
+            if not isinstance(blob, bytes):
+                raise self._damaged(f"{where}, column {column}", f"expected int32 bytes, found {type(blob).__name__}")
+            if len(blob) % 4:
+                raise self._damaged(
+                    f"{where}, column {column}", f"{len(blob)} bytes is not a whole number of int32 values (truncated)"
+                )
+            arrays.append(np.frombuffer(blob, "<i4"))
+        if len(arrays[0]) != len(arrays[1]):
+            raise self._damaged(
+                where, f"{len(arrays[0])} predictions but {len(arrays[1])} targets (truncated)"
+            )
+        return arrays[0].tolist(), arrays[1].tolist()
+
+    def _check_run_row(self, r: tuple) -> None:
+        """Every column of a ``runs`` row has the type archlab writes (SQLite itself does not enforce it)."""
+        where = f"table runs, id {r[0]}"
+        expected = (
+            ("dataset", 1, str, False), ("variant", 2, str, False), ("seed", 3, int, False),
+            ("status", 4, str, False), ("error", 5, str, True), ("params", 6, int, True), ("flops", 7, int, True),
+            ("train_seconds", 8, (int, float), True), ("best_epoch", 9, int, True), ("epochs_run", 10, int, True),
+            ("attempts", 13, int, False), ("started", 14, (int, float), True), ("finished", 15, (int, float), True),
+        )
+        for column, i, kind, nullable in expected:
+            value = r[i]
+            if (value is None and nullable) or (isinstance(value, kind) and not isinstance(value, bool)):
+                continue
+            want = {str: "text", int: "an integer"}.get(kind, "a number")  # type: ignore[call-overload]
+            raise self._damaged(
+                f"{where}, column {column}", f"expected {want}{' or NULL' if nullable else ''}, found {value!r:.40}"
+            )
+        if r[4] not in STATUSES:
+            raise self._damaged(f"{where}, column status", f"{r[4]!r} is not one of {', '.join(STATUSES)}")
+
+
+def _check_number(store: StudyStore, value: Any, where: str) -> None:
+    if value is not None and not isinstance(value, (int, float)):
+        raise store._damaged(where, f"expected a number, found {value!r:.40}")
+
+
+def _quote(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+#: The columns of each archlab table (a database lacking one is not a study database of this version).
+_COLUMNS: dict[str, set[str]] = {
+    "study": {"key", "value"},
+    "runs": {
+        "id", "dataset", "variant", "seed", "status", "config", "provenance", "error", "attempts", "started",
+        "finished", "params", "flops", "train_seconds", "best_epoch", "epochs_run",
+    },
+    "epoch_metrics": {"run_id", "epoch", "key", "value"},
+    "final_metrics": {"run_id", "split", "key", "value"},
+    "predictions": {"run_id", "preds", "targets"},
+}
 
 
 def _statements() -> list[str]:

@@ -639,13 +639,33 @@ def load_run(run_dir: str | Path, *, weights: str = "best") -> tuple[nn.Module, 
     cfg_path = run / "config.json"
     if not cfg_path.is_file():
         raise CheckpointError(f"{run}: no config.json; is this a run folder written by `archlab train`?")
-    config = TrainConfig.model_validate_json(cfg_path.read_text())
-    splits = prepare_data(config)
-    model = build_run_model(config, splits)
+    from pydantic import ValidationError
+
+    from archlab._validation import format_validation_error
+    from archlab.train.checkpoint import load_state_dict_file
+
+    try:
+        config = TrainConfig.model_validate_json(cfg_path.read_bytes())
+    except ValidationError as exc:
+        first = format_validation_error(exc, TrainConfig, str(cfg_path)).splitlines()[0]
+        raise CheckpointError(
+            f"{first} — the run's config.json is damaged or from another archlab version; restore it from "
+            "the run's checkpoint/config.json"
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(f"{cfg_path}: cannot be read ({exc.strerror or exc})") from None
     path = run / BEST_WEIGHTS if weights == "best" else run / CKPT_DIR / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; the run has not finished an epoch yet")
-    state = load_file(str(path))
+    try:
+        state = load_state_dict_file(path)  # safetensors: no code runs; a corrupt file is one CheckpointError
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"{exc}; the run's weights are damaged: restore the file from a backup, or train the run again "
+            "into a fresh --out folder"
+        ) from None
+    splits = prepare_data(config)
+    model = build_run_model(config, splits)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
