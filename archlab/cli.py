@@ -13,9 +13,14 @@ from typing import Any, Optional
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
+from archlab._cli.bench import bench_cmd
+from archlab._cli.console import console, err_console
+from archlab._cli.data import data_app
+from archlab._cli.export import export_cmd
+from archlab._cli.study import study_app
+from archlab._cli.train import train_cmd
 from archlab.errors import ArchlabError, ConfigError
 
 app = typer.Typer(
@@ -25,8 +30,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 @app.command("models")
@@ -75,274 +78,9 @@ def info_cmd(
     console.print(table)
 
 
-@app.command("train")
-def train_cmd(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML file with a TrainConfig"),
-    model: Optional[str] = typer.Option(None, "--model", "-m"),
-    head: Optional[str] = typer.Option(None, "--head"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d"),
-    data_root: Optional[str] = typer.Option(None, "--data-root"),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="dataset option image_size (e.g. 28)"),
-    augment: Optional[str] = typer.Option(None, "--augment"),
-    epochs: Optional[int] = typer.Option(None, "--epochs"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr"),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer"),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler"),
-    loss: Optional[str] = typer.Option(None, "--loss"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device"),
-    overrides: list[str] = typer.Option([], "--set", help="override any config key: --set optim.weight_decay=1e-4"),
-    out: Path = typer.Option(Path("runs/train"), "--out", "-o", help="run folder (checkpoints, result.json)"),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="continue from the run folder's checkpoint"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-) -> None:
-    """Train one model (flags or a YAML file), then print its validation and test metrics."""
-    from archlab._validation import load_yaml, validate_config
-    from archlab.train.config import TrainConfig
-
-    data: dict[str, Any] = load_yaml(config) if config is not None else {}
-    source = str(config) if config is not None else "flags"
-    flags = {
-        "model.name": model,
-        "model.head": head,
-        "data.name": dataset,
-        "data.root": data_root,
-        "data.options.image_size": image_size,
-        "data.augment": augment,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "optim.lr": lr,
-        "optim.name": optimizer,
-        "scheduler.name": scheduler,
-        "loss": loss,
-        "seed": seed,
-        "device": device,
-    }
-    for key, value in flags.items():
-        if value is not None:
-            _set_path(data, key, value)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. optim.lr=0.01), got {item!r}")
-        key, raw = item.split("=", 1)
-        _set_path(data, key.strip(), yaml.safe_load(raw))
-    cfg = validate_config(TrainConfig, data, source)
-    from archlab.train.distributed import is_main, launch
-
-    with launch(cfg.device):  # started by torchrun: one DDP run over all its processes
-        if is_main():
-            _run_training(cfg, out, resume=resume, quiet=quiet)
-        else:  # the other ranks train silently; rank 0 prints
-            with console.capture():
-                _run_training(cfg, out, resume=resume, quiet=True)
-
-
-def _run_training(cfg: Any, out: Path, *, resume: bool, quiet: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from archlab.train.engine import prepare_data, train
-
-    splits = prepare_data(cfg)
-    steps_per_epoch = -(-len(splits.train) // cfg.batch_size)
-    if cfg.drop_last:
-        steps_per_epoch = len(splits.train) // cfg.batch_size
-    total = steps_per_epoch * cfg.epochs
-    console.print(
-        f"[bold]{cfg.model.name}[/] (head {cfg.model.head or 'default'}) on {cfg.data.name}: "
-        f"train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)}, "
-        f"{cfg.epochs} epochs, seed {cfg.seed} -> {out}"
-    )
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, disable=quiet, transient=True,
-    )
-    with progress:
-        task = progress.add_task("training", total=total)
-
-        def on_step(step: int) -> None:
-            progress.update(task, completed=step)
-
-        def on_epoch(row: dict[str, float]) -> None:
-            if not quiet:
-                progress.console.print(
-                    f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  "
-                    f"val acc {row['val_accuracy']:.4f}  val loss {row['val_loss']:.4f}"
-                    + (f"  val dice {row['val_dice']:.4f}" if cfg.monitor == "dice" else "")
-                )
-
-        result = train(cfg, out, resume=resume, on_step=on_step, on_epoch=on_epoch, splits=splits)
-    console.print(
-        f"best epoch {result.best_epoch}: val accuracy {result.val['accuracy']:.4f}, f1 {result.val['f1_macro']:.4f}"
-    )
-    console.print(
-        f"test accuracy {result.test['accuracy']:.4f}  f1_macro {result.test['f1_macro']:.4f}  "
-        + (f"dice {result.test['dice']:.4f}  " if cfg.monitor == "dice" else "")
-        + f"loss {result.test['loss']:.4f}  ({result.params:,} params, {result.train_seconds:.1f} s training)"
-    )
-
-
-study_app = typer.Typer(help="Run, inspect and report studies (variant x seed x dataset grids).", no_args_is_help=True)
+# The larger commands live in archlab/_cli/, one file each.
+app.command("train")(train_cmd)
 app.add_typer(study_app, name="study")
-
-
-def _open_store(directory: Path):
-    from archlab.study.store import DB_NAME, StudyStore
-
-    db = directory / DB_NAME
-    if not db.is_file():
-        raise ConfigError(f"{directory}: no {DB_NAME} here; run `archlab study run FILE --out {directory}` first")
-    return StudyStore(db)
-
-
-def _parse_workers(value: str) -> int | str:
-    """``--workers``: a positive int or ``auto``."""
-    if value.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"--workers must be a positive integer or 'auto', got {value!r}") from None
-
-
-@study_app.command("run")
-def study_run_cmd(
-    file: Path = typer.Argument(..., help="study YAML file"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="study folder (default runs/<study name>)"),
-    workers: str = typer.Option(
-        "1", "--workers", "-w",
-        help="parallel worker processes, or 'auto': one single-threaded worker per core (faster for studies of small models)",
-    ),
-    smoke: bool = typer.Option(False, "--smoke", help="use the study's smoke section (synthetic, tiny)"),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="run failed runs again"),
-    ray: Optional[str] = typer.Option(
-        None, "--ray", metavar="ADDRESS",
-        help="run every run as a Ray task on this cluster ('local': start one here); --out must be on a "
-        "path all nodes share. Needs pip install archlab\\[ray]",
-    ),
-) -> None:
-    """Run every (dataset, variant, seed) of FILE that is not done yet, then write the report.
-
-    Ctrl-C stops cleanly (exit 130): finished runs are kept and the same command resumes the rest.
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from archlab.study.config import load_study
-    from archlab.study.report import markdown_table
-    from archlab.study.runner import run_study
-
-    study = load_study(file, smoke=smoke)
-    main_metric = "dice" if study.train.get("monitor") == "dice" else "accuracy"  # segmentation studies
-    out = out or Path("runs") / (study.name + ("-smoke" if smoke else ""))
-    grid = study.grid()
-    console.print(
-        f"[bold]study {study.name}[/]: {len(study.variants)} variants x {len(study.seeds)} seeds x "
-        f"{len(study.dataset_configs())} dataset(s) = {len(grid)} runs -> {out}"
-    )
-    failed: list[str] = []
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    )
-    with progress:
-        task = progress.add_task("runs", total=len(grid))
-
-        def on_event(kind: str, key: Any, info: dict[str, Any]) -> None:
-            if kind in ("skip", "done", "failed"):
-                progress.advance(task)
-            if kind == "start":
-                progress.update(task, description=key.label)
-            elif kind == "done":
-                progress.console.print(
-                    f"{key.label}: test {main_metric} {info['test'][main_metric]:.4f} ({info['train_seconds']:.1f} s)",
-                    highlight=False,
-                )
-            elif kind == "failed":
-                failed.append(key.label)
-                progress.console.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
-
-        try:
-            store = run_study(
-                study, out, workers=_parse_workers(workers), retry_failed=retry_failed, on_event=on_event, ray_address=ray
-            )
-        except KeyboardInterrupt:
-            # (click would turn it into "Aborted!" and exit 1)
-            progress.stop()
-            err_console.print(
-                f"[yellow]interrupted[/]: finished runs are kept and the stopped ones resume from their last "
-                f"checkpoint; run the same command again to continue ({out})",
-                highlight=False,
-            )
-            raise typer.Exit(130) from None
-    console.print(markdown_table(store.rows(), baseline=study.baseline, metric=main_metric), highlight=False, markup=False)
-    console.print(f"report: {out / 'report.html'}  ({out / 'report.md'})")
-    if failed:
-        err_console.print(f"[red]{len(failed)} run(s) failed[/]; see `archlab study status {out}`")
-        raise typer.Exit(1)
-
-
-@study_app.command("status")
-def study_status_cmd(directory: Path = typer.Argument(..., help="study folder")) -> None:
-    """Progress of a study: runs per status, failures with their reasons."""
-    store = _open_store(directory)
-    counts = store.status_counts()
-    total = sum(counts.values())
-    console.print(f"[bold]{store.get_meta('name', directory.name)}[/]: {counts['done']}/{total} done, "
-                  f"{counts['running']} interrupted/running, {counts['pending']} pending, {counts['failed']} failed")
-    table = Table("dataset", "variant", "done", "failed", "left")
-    agg: dict[tuple[str, str], list[int]] = {}
-    for r in store.rows(with_predictions=False, with_history=False):
-        a = agg.setdefault((r["dataset"], r["variant"]), [0, 0, 0])
-        a[0 if r["status"] == "done" else 1 if r["status"] == "failed" else 2] += 1
-        if r["status"] == "failed":
-            console.print(f"[red]failed[/] {r['dataset']}/{r['variant']}/seed{r['seed']}: "
-                          f"{(r['error'] or '').splitlines()[0]}", highlight=False)
-    for (d, v), (done, fail, left) in agg.items():
-        table.add_row(d, v, str(done), str(fail), str(left))
-    console.print(table)
-
-
-@study_app.command("report")
-def study_report_cmd(directory: Path = typer.Argument(..., help="study folder")) -> None:
-    """(Re)write report.md and report.html of a study and print its table."""
-    from archlab.study.report import markdown_table
-    from archlab.study.runner import write_study_report
-
-    store = _open_store(directory)
-    md, html = write_study_report(store, directory)
-    console.print(markdown_table(store.rows(), baseline=store.get_meta("baseline")), highlight=False, markup=False)
-    console.print(f"report: {html}  ({md})")
-
-
-EXPORT_COLUMNS = ["dataset", "variant", "seed", "status", "test_accuracy", "test_f1_macro", "test_loss",
-                  "val_accuracy", "params", "flops", "train_seconds", "best_epoch", "epochs_run", "error"]
-
-
-@study_app.command("export")
-def study_export_cmd(
-    directory: Path = typer.Argument(..., help="study folder"),
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json"),
-) -> None:
-    """Print one row per run (csv or json)."""
-    import csv
-
-    if fmt not in ("csv", "json"):
-        raise ConfigError(f"--format must be csv or json, got {fmt!r}")
-    rows = []
-    for r in _open_store(directory).rows(with_predictions=False, with_history=False):
-        row = {k: r.get(k) for k in EXPORT_COLUMNS}
-        for split in ("test", "val"):
-            for k, v in (r[split] or {}).items():
-                row[f"{split}_{k}"] = v
-        row["error"] = (r["error"] or "").splitlines()[0] if r["error"] else None
-        rows.append({k: row.get(k) for k in EXPORT_COLUMNS})
-    if fmt == "json":
-        print(json.dumps(rows, indent=1))
-    else:
-        w = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-
 
 analyze_app = typer.Typer(help="Analyses of models and trained runs (PNG + CSV outputs).", no_args_is_help=True)
 app.add_typer(analyze_app, name="analyze")
@@ -517,10 +255,7 @@ def analyze_excitation_cmd(
     console.print(f"wrote {paths['png']} and {paths['csv']}")
 
 
-# Larger command groups live in archlab/_cli/, one file each.
-from archlab._cli.bench import bench_cmd  # noqa: E402
-from archlab._cli.data import data_app  # noqa: E402
-from archlab._cli.export import export_cmd  # noqa: E402
+
 
 app.add_typer(data_app, name="data")
 app.command("bench")(bench_cmd)
@@ -532,15 +267,22 @@ def _run_label(run: Path) -> str:
     return "/".join(parts[-2:]) if parts[-1].startswith("seed") else parts[-1]
 
 
-def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    node = data
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        nxt = node.setdefault(p, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"cannot set {dotted!r}: {p!r} is not a mapping")
-        node = nxt
-    node[parts[-1]] = value
+def _hide_flag_types(command: Any) -> None:
+    """Show no ``<bool>`` type next to on/off flags (``--quiet``, ``--resume/--no-resume``, ``--help``).
+
+    typer prints every option's type in the help; for a flag that takes no value it is noise.
+    """
+    import click
+
+    params = list(command.params)
+    help_option = command.get_help_option(click.Context(command, info_name=command.name))
+    if help_option is not None:
+        params.append(help_option)
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_types(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         # standalone mode: typer/click print usage errors themselves and exit 2 via SystemExit
-        app(args=argv, prog_name="archlab")
+        command = typer.main.get_command(app)
+        _hide_flag_types(command)
+        command(args=argv, prog_name="archlab")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except ArchlabError as exc:

@@ -107,7 +107,7 @@ def bench_cmd(
     bench_dir: Optional[Path] = typer.Option(None, "--bench-dir", help="the repository's bench/ folder (default: found next to the archlab package)"),
 ) -> None:
     """Run the benchmarks (archlab vs the reference, side by side) and write bench/results/NAME.json."""
-    from archlab.cli import console, err_console
+    from archlab._cli.console import console, err_console
     from archlab.errors import UnknownNameError
 
     bench = find_bench_dir(bench_dir)

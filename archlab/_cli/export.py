@@ -20,7 +20,7 @@ def export_cmd(
     inside the graph; it is checked against PyTorch with onnxruntime when that is installed.
     safetensors holds the weights and the run config (archlab.export.load_safetensors_export).
     """
-    from archlab.cli import console
+    from archlab._cli.console import console
     from archlab.export import export_run
 
     path = export_run(run_dir, format, out, weights=weights)

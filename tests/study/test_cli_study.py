@@ -23,7 +23,8 @@ def test_study_commands(tmp_path, capsys):
     out = tmp_path / "out"
     code, text, err = run(capsys, "study", "run", path, "--out", out)
     assert code == 0, err
-    assert "| a" in text or "a |" in text or "baseline" in text
+    # the summary is a table (not raw Markdown): one row per variant, the baseline marked
+    assert "Variant" in text and "baseline" in text and "|---" not in text and "**Dataset" not in text
     assert (out / "report.html").is_file()
 
     code, text, _ = run(capsys, "study", "status", out)

@@ -1,0 +1,309 @@
+"""``archlab study new|run|status|report|export``: studies from a YAML file to a report."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from archlab._cli.console import console, err_console
+from archlab.errors import ConfigError
+
+study_app = typer.Typer(help="Run, inspect and report studies (variant x seed x dataset grids).", no_args_is_help=True)
+
+# TrainConfig keys a user may write at a study's top level by mistake (they belong under `train:`)
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def _open_store(directory: Path):
+    from archlab.study.store import DB_NAME, StudyStore
+
+    db = directory / DB_NAME
+    if not db.is_file():
+        raise ConfigError(f"{directory}: no {DB_NAME} here; run `archlab study run FILE --out {directory}` first")
+    return StudyStore(db)
+
+
+def _parse_workers(value: str) -> int | str:
+    """``--workers``: a positive int or ``auto``."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"--workers must be a positive integer or 'auto', got {value!r}") from None
+
+
+def load_study_with_hint(file: Path, *, smoke: bool):
+    """:func:`archlab.study.config.load_study`, with a hint when run-file keys sit at the top level."""
+    from archlab._validation import load_yaml
+    from archlab.study.config import load_study
+    from archlab.train.config import TrainConfig
+
+    try:
+        return load_study(file, smoke=smoke)
+    except ConfigError as exc:
+        raw = load_yaml(file) if file.is_file() else {}
+        flat = [k for k in raw if k in TrainConfig.model_fields and k not in ("data", "model")]
+        if not flat:
+            raise
+        keys = ", ".join(flat)
+        raise ConfigError(
+            f"{exc}\n{file}: {keys} belong under `train:` in a study file (run files for `archlab train` are "
+            f"flat, study files are not); `archlab study new NAME` writes a commented template"
+        ) from None
+
+
+@study_app.command("new")
+def study_new_cmd(
+    name: str = typer.Argument(..., help="study name (letters, digits, _ . + -); writes NAME.yaml"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="file to write (default ./NAME.yaml)"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+) -> None:
+    """Write a commented study template that runs as written (digits, two heads, three seeds)."""
+    from archlab._cli.schema import study_template
+
+    if not _NAME.match(name):
+        raise ConfigError(f"study name {name!r} may only use letters, digits and _ . + -")
+    path = out if out is not None else Path(f"{name}.yaml")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; pass --force to overwrite it or --out another file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(study_template(name))
+    console.print(f"wrote {path}; run it with  archlab study run {path}  (or --smoke for a 10-second check)",
+                  highlight=False)
+
+
+@study_app.command("run")
+def study_run_cmd(
+    file: Path = typer.Argument(..., help="study YAML file (template: archlab study new NAME)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="study folder (default runs/<study name>)"),
+    workers: str = typer.Option(
+        "1", "--workers", "-w",
+        help="parallel worker processes, or 'auto': one single-threaded worker per core (faster for studies of small models)",
+    ),
+    smoke: bool = typer.Option(False, "--smoke", help="use the study's smoke section (synthetic, tiny)"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="run failed runs again"),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="ADDRESS",
+        help="run every run as a Ray task on this cluster ('local': start one here); --out must be on a "
+        "path all nodes share. Needs .venv/bin/pip install -e '.\\[ray]'",
+    ),
+) -> None:
+    """Run every (dataset, variant, seed) of FILE that is not done yet, then write the report.
+
+    Shows every run in flight (epoch, step) and an ETA. Ctrl-C stops cleanly (exit 130): finished
+    runs are kept and the same command resumes the rest.
+    """
+    from archlab._cli.progress import StudyProgress
+    from archlab.study.report import markdown_table
+    from archlab.study.runner import choose_workers, run_dir, run_study
+
+    study = load_study_with_hint(file, smoke=smoke)
+    main_metric = "dice" if study.train.get("monitor") == "dice" else "accuracy"  # segmentation studies
+    out = out or Path("runs") / (study.name + ("-smoke" if smoke else ""))
+    grid = study.grid()
+    n_workers = _parse_workers(workers)
+    console.print(
+        f"[bold]study {study.name}[/]: {len(study.variants)} variants x {len(study.seeds)} seeds x "
+        f"{len(study.dataset_configs())} dataset(s) = {len(grid)} runs -> {out}"
+    )
+    failed: list[str] = []
+    side_by_side = None if ray else (choose_workers(len(grid)) if n_workers == "auto" else n_workers)
+    with StudyProgress(console, len(grid), lambda key: run_dir(out, key), workers=side_by_side) as display:
+
+        def on_event(kind: str, key: Any, info: dict[str, Any]) -> None:
+            display.on_event(kind, key, info)
+            if kind == "done":
+                display.print(
+                    f"{key.label}: test {main_metric} {info['test'][main_metric]:.4f} ({info['train_seconds']:.1f} s)",
+                    highlight=False,
+                )
+            elif kind == "failed":
+                failed.append(key.label)
+                display.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
+
+        try:
+            store = run_study(
+                study, out, workers=n_workers, retry_failed=retry_failed, on_event=on_event, ray_address=ray
+            )
+        except KeyboardInterrupt:
+            # (click would turn it into "Aborted!" and exit 1)
+            display.stop()
+            err_console.print(
+                f"[yellow]interrupted[/]: finished runs are kept and the stopped ones resume from their last "
+                f"checkpoint; run the same command again to continue ({out})",
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
+    print_markdown(markdown_table(store.rows(), baseline=study.baseline, metric=main_metric))
+    console.print(f"report: {out / 'report.html'}  ({out / 'report.md'})", highlight=False)
+    if failed:
+        err_console.print(f"[red]{len(failed)} run(s) failed[/]; see `archlab study status {out}`")
+        raise typer.Exit(1)
+
+
+def lock_holder(directory: Path) -> int | None:
+    """The pid of the live ``study run`` holding ``directory``'s lock, or None when none does.
+
+    A holder is found by trying a shared ``flock`` on the lock file without blocking (the running
+    study holds it exclusively; the kernel drops the lock when that process dies, even by kill -9).
+    """
+    import fcntl
+
+    from archlab.study.runner import StudyLock
+
+    path = StudyLock(directory).path
+    if not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 64).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+@study_app.command("status")
+def study_status_cmd(directory: Path = typer.Argument(..., help="study folder")) -> None:
+    """Progress of a study: runs per status (running vs interrupted), failures with their reasons."""
+    from archlab.study.config import RunKey
+    from archlab.study.progress import read_progress
+    from archlab.study.runner import run_dir
+
+    store = _open_store(directory)
+    counts = store.status_counts()
+    total = sum(counts.values())
+    holder = lock_holder(directory)
+    if counts["running"] and holder is None:
+        in_flight = f"[yellow]{counts['running']} interrupted[/] (no study process; the same `study run` resumes them)"
+    elif holder is not None:
+        in_flight = f"{counts['running']} running (study process pid {holder if holder > 0 else '?'})"
+    else:
+        in_flight = "0 running"
+    console.print(f"[bold]{store.get_meta('name', directory.name)}[/]: {counts['done']}/{total} done, "
+                  f"{in_flight}, {counts['pending']} pending, {counts['failed']} failed", highlight=False)
+    table = Table("dataset", "variant", "done", "failed", "left")
+    agg: dict[tuple[str, str], list[int]] = {}
+    for r in store.rows(with_predictions=False, with_history=False):
+        a = agg.setdefault((r["dataset"], r["variant"]), [0, 0, 0])
+        a[0 if r["status"] == "done" else 1 if r["status"] == "failed" else 2] += 1
+        if r["status"] == "failed":
+            console.print(f"[red]failed[/] {r['dataset']}/{r['variant']}/seed{r['seed']}: "
+                          f"{(r['error'] or '').splitlines()[0]}", highlight=False)
+        elif r["status"] == "running":
+            label = f"{r['dataset']}/{r['variant']}/seed{r['seed']}"
+            rec = read_progress(run_dir(directory, RunKey(dataset=r["dataset"], variant=r["variant"], seed=r["seed"])))
+            where = (f"epoch {rec['epoch']}/{rec['epochs']}, step {rec['step']}/{rec['steps_per_epoch']}"
+                     if rec else "no progress recorded yet")
+            state = "running" if holder is not None else "[yellow]interrupted[/]"
+            console.print(f"{state} {label}: {where}", highlight=False)
+    for (d, v), (done, fail, left) in agg.items():
+        table.add_row(d, v, str(done), str(fail), str(left))
+    console.print(table)
+
+
+@study_app.command("report")
+def study_report_cmd(directory: Path = typer.Argument(..., help="study folder")) -> None:
+    """(Re)write report.md and report.html of a study and print its table."""
+    from archlab.study.report import markdown_table
+    from archlab.study.runner import write_study_report
+
+    store = _open_store(directory)
+    md, html = write_study_report(store, directory)
+    study = store.get_meta("study") or {}
+    metric = "dice" if (study.get("train") or {}).get("monitor") == "dice" else "accuracy"
+    print_markdown(markdown_table(store.rows(), baseline=store.get_meta("baseline"), metric=metric))
+    console.print(f"report: {html}  ({md})", highlight=False)
+
+
+EXPORT_COLUMNS = ["dataset", "variant", "seed", "status", "test_accuracy", "test_f1_macro", "test_loss",
+                  "val_accuracy", "params", "flops", "train_seconds", "best_epoch", "epochs_run", "error"]
+
+
+@study_app.command("export")
+def study_export_cmd(
+    directory: Path = typer.Argument(..., help="study folder"),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json"),
+) -> None:
+    """Print one row per run (csv or json)."""
+    import csv
+
+    if fmt not in ("csv", "json"):
+        raise ConfigError(f"--format must be csv or json, got {fmt!r}")
+    rows = []
+    for r in _open_store(directory).rows(with_predictions=False, with_history=False):
+        row = {k: r.get(k) for k in EXPORT_COLUMNS}
+        for split in ("test", "val"):
+            for k, v in (r[split] or {}).items():
+                row[f"{split}_{k}"] = v
+        row["error"] = (r["error"] or "").splitlines()[0] if r["error"] else None
+        rows.append({k: row.get(k) for k in EXPORT_COLUMNS})
+    if fmt == "json":
+        print(json.dumps(rows, indent=1))
+    else:
+        w = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown -> terminal
+
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+_SEPARATOR = re.compile(r"^:?-{3,}:?$")
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>~])", r"\1", text)
+
+
+def markdown_renderables(md: str) -> list[Any]:
+    """The report's Markdown summary as rich renderables: pipe tables become tables, ``**x**`` bold."""
+    out: list[Any] = []
+    for block in re.split(r"\n\s*\n", md.strip()):
+        lines = [ln for ln in block.splitlines() if ln.strip()]
+        if lines and all(ln.lstrip().startswith("|") for ln in lines):
+            rows = [[_unescape(c).strip() for c in _CELL_SPLIT.split(ln.strip().strip("|"))] for ln in lines]
+            header, body = rows[0], rows[1:]
+            justify = ["left"] * len(header)
+            if body and all(_SEPARATOR.match(c.replace(" ", "")) for c in body[0]):
+                justify = ["right" if c.strip().endswith(":") else "left" for c in body[0]]
+                body = body[1:]
+            table = Table(show_lines=False)
+            for name, j in zip(header, justify):
+                table.add_column(name, justify=j)
+            for row in body:
+                table.add_row(*(row + [""] * (len(header) - len(row)))[: len(header)])
+            out.append(table)
+        else:
+            text = Text()
+            for part in re.split(r"(\*\*[^*]+\*\*)", "\n".join(lines)):
+                if part.startswith("**") and part.endswith("**") and len(part) > 4:
+                    text.append(_unescape(part[2:-2]), style="bold")
+                else:
+                    text.append(_unescape(part))
+            out.append(text)
+    return out
+
+
+def print_markdown(md: str) -> None:
+    """Print the Markdown summary as tables on the console."""
+    # off a terminal (a log, a pipe) rich assumes 80 columns and would squeeze the table's cells
+    from rich.console import Console
+
+    target = console if console.is_terminal else Console(file=console.file, width=max(console.width, 200))
+    for r in markdown_renderables(md):
+        target.print(r, highlight=False)
