@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from archlab.errors import ArchlabError, ConfigError
+from archlab.study.progress import ProgressWriter, steps_per_epoch
 from archlab.train.config import DataConfig, TrainConfig
 
 __all__ = ["RunTask", "execute_run", "load_splits", "config_digest", "OWNER_FILE", "check_owner"]
@@ -120,7 +121,15 @@ def execute_run(config_json: str, out: str, owner: dict[str, Any] | None = None,
         if owner is not None:
             check_owner(Path(out), owner, claim=True)
         splits = load_splits(config.data.model_dump_json())
-        result = train(config, out, resume=True, splits=splits, on_step=watchdog if parent_pid else None)
+        # RUN_DIR/progress.json (epoch, step; at most ~1 write/s) for `study run`'s live display
+        progress = ProgressWriter(out, steps_per_epoch(len(splits.train), config.batch_size, config.drop_last),
+                                  config.epochs)
+
+        def on_step(step: int) -> None:
+            watchdog(step)
+            progress(step)
+
+        result = train(config, out, resume=True, splits=splits, on_step=on_step)
         return {"ok": True, "result": result.to_dict()}
     except ArchlabError as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
