@@ -138,6 +138,7 @@ def make_splits(
     stratify: bool = True,
     balance: bool = False,
     max_per_class: int | None = None,
+    resample_seed: int | None = None,
 ) -> Splits:
     """Build train / val / test from a loader's parts.
 
@@ -156,6 +157,9 @@ def make_splits(
         stratify: keep class proportions in every split.
         balance: sub-sample every class of train to the smallest class count.
         max_per_class: cap on training samples per class.
+        resample_seed: redraw train/val from their union with this seed, keeping the test split
+            and the split sizes (a study's ``split: per_seed``: data-split variance enters the
+            comparison while every seed is tested on the same images).
 
     Raises:
         ConfigError: fractions out of range, unexpected part names, a bad ``max_per_class``.
@@ -203,6 +207,13 @@ def make_splits(
                 f"val_fraction={val_fraction}, test_fraction={tf}); use larger fractions or "
                 "more data"
             )
+    if resample_seed is not None:
+        pool = torch.sort(torch.cat([tr_idx, val_idx])).values
+        share = len(val_idx) / len(pool)
+        new_tr, new_val = split_indices(
+            train.labels[pool], [1.0 - share, share], seed=resample_seed, stratify=stratify, stream="resample"
+        )
+        tr_idx, val_idx = pool[new_tr], pool[new_val]
     if balance or max_per_class is not None:
         keep = balance_indices(
             train.labels[tr_idx], seed=seed, max_per_class=max_per_class, balance=balance

@@ -259,8 +259,8 @@ class Study(_Strict):
         raw.setdefault("threads", 1)
         raw["model"] = _merge(self.model.model_dump(), variant.model)
         raw["data"] = data.model_dump()
-        if self.split == "per_seed":  # the split is redrawn per seed, identical across variants
-            raw["data"]["split_seed"] = derive_seed(data.split_seed, "split", key.seed) & 0x7FFFFFFF
+        if self.split == "per_seed":  # train/val redrawn per seed (test kept), identical across variants
+            raw["data"]["resample_seed"] = derive_seed(data.split_seed, "split", key.seed) & 0x7FFFFFFF
         raw["seed"] = key.seed
         return validate_config(TrainConfig, raw, f"study {self.name!r} variant {key.variant!r}")
 

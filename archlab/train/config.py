@@ -26,6 +26,7 @@ class DataConfig(_Strict):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # carved from train; selection reads val only
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)  # used only when the dataset has no test part
     split_seed: int = 0  # the split is part of the study: fixed, independent of the run seed
+    resample_seed: int | None = None  # redraw train/val (test kept) with this seed: a study's split: per_seed
     balance: bool = False  # sub-sample train classes to the smallest one (seed 000)
     augment: str = "none"  # batched preset: none | cifar | spinal_mnist | medical
     crop_size: int | None = Field(None, ge=1)  # medical: random crop in training, centre crop in eval

@@ -151,6 +151,7 @@ def prepare_data(config: TrainConfig) -> Splits:
         test_fraction=d.test_fraction,
         seed=d.split_seed,
         balance=d.balance,
+        resample_seed=d.resample_seed,
     )
     return apply_clean_split(splits, d.clean_split) if d.clean_split else splits
 
