@@ -236,7 +236,7 @@ class Study(_Strict):
         elif s.seeds is not None:
             upd.update(seeds=s.seeds, seeds_plan=None)
         if s.model:
-            upd["model"] = ModelConfig.model_validate(_merge(self.model.model_dump(), s.model))
+            upd["model"] = ModelConfig.model_validate(_merge(self.model.model_dump(exclude={"pretrained_sha256"}), s.model))
         return self.model_copy(update=upd)
 
     def dataset_configs(self) -> dict[str, DataConfig]:
@@ -257,7 +257,8 @@ class Study(_Strict):
         # The thread count is part of every run's config (float reductions depend on it), fixed by
         # the study, never by --workers or the machine: one thread per run unless the study says.
         raw.setdefault("threads", 1)
-        raw["model"] = _merge(self.model.model_dump(), variant.model)
+        # the weights file's hash is recomputed from the path the variant ends up with
+        raw["model"] = _merge(self.model.model_dump(exclude={"pretrained_sha256"}), variant.model)
         raw["data"] = data.model_dump()
         if self.split == "per_seed":  # train/val redrawn per seed (test kept), identical across variants
             raw["data"]["resample_seed"] = derive_seed(data.split_seed, "split", key.seed) & 0x7FFFFFFF

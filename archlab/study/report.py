@@ -22,10 +22,12 @@ cannot read them as HTML or table syntax. Matplotlib runs on the Agg canvas thro
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import html
 import io
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from archlab import __version__
-from archlab.errors import ConfigError
+from archlab.errors import ConfigError, OutputWriteError
 from archlab.study.stats import VariantStats, compare_variants, format_diff, format_p
 from archlab.train.metrics import metric_mode
 
@@ -647,6 +649,7 @@ def write_report(
     metrics: Sequence[str] = ("accuracy", "f1_macro"),
     alpha: float = 0.05,
     min_pairs: int = 3,
+    sections: Sequence[Any] = (),
 ) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and the figures (PNG) into ``out_dir``.
 
@@ -675,13 +678,47 @@ def write_report(
     metrics = _validate(metrics, alpha)
     out_dir = Path(out_dir)
     datasets = _analyse(runs, baseline, metrics, alpha, min_pairs, with_figures=True) if runs else []
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"{out_dir}: cannot create the report folder ({exc.strerror or exc})") from None
     for d in datasets:
         for f in d.figures:
-            (out_dir / f.file).write_bytes(f.png)
+            write_atomic(out_dir / f.file, f.png)
     md_path, html_path = out_dir / REPORT_MD, out_dir / REPORT_HTML
-    md_path.write_text(_render_md(study_name, baseline, metrics, alpha, min_pairs, datasets),
-                       encoding="utf-8")
-    html_path.write_text(_render_html(study_name, baseline, metrics, alpha, min_pairs, datasets),
-                         encoding="utf-8")
+    md = _render_md(study_name, baseline, metrics, alpha, min_pairs, datasets)
+    page = _render_html(study_name, baseline, metrics, alpha, min_pairs, datasets)
+    # `sections`: (title, markdown, html, figures) appended at the end, figures (file, png, ...)
+    # already embedded in their html (archlab.study.analyses.analysis_sections)
+    for title, sec_md, sec_html, figs in sections:
+        for file, png, *_ in figs:
+            write_atomic(out_dir / file, png)
+        md += f"\n## {_md(title)}\n\n{sec_md.rstrip()}\n"
+        page = page.replace("</body></html>", f"<section><h2>{_h(title)}</h2>\n{sec_html}</section>\n</body></html>")
+    write_atomic(md_path, md.encode("utf-8"))
+    write_atomic(html_path, page.encode("utf-8"))
     return md_path, html_path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: all of it or the old file.
+
+    Raises:
+        OutputWriteError: the disk is full (ENOSPC), no permission, ...; the temporary file is
+            removed and an existing ``path`` keeps its previous content.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputWriteError(
+            f"{path}: could not be written ({exc.strerror or exc}); the study database is unchanged and "
+            f"{'the previous file is intact' if path.exists() else 'no partial file was left'}. Free disk space "
+            f"and run `archlab study report {path.parent}`"
+        ) from None

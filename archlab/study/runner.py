@@ -47,7 +47,7 @@ from typing import Any
 
 from archlab.errors import ArchlabError, ConfigError, with_context
 from archlab.study.config import RunKey, Study
-from archlab.study.execute import RunTask, config_digest, execute_run, load_splits
+from archlab.study.execute import RunTask, execute_run, load_splits
 from archlab.study.store import DB_NAME, StudyStore
 from archlab.train.config import TrainConfig
 
@@ -143,6 +143,10 @@ def preflight(study: Study) -> None:
     """
     from archlab.train.preflight import check_run
 
+    if study.analyses:  # a typo in an analysis option stops the study before any training
+        from archlab.study.analyses import check_analyses
+
+        check_analyses(study.analyses)
     for label, data in study.dataset_configs().items():
         try:
             splits = load_splits(data.model_dump_json())
@@ -213,12 +217,15 @@ def _set_aside(out: Path, folder: Path) -> Path:
 def _task_for(store: StudyStore, study: Study, out: Path, key: RunKey, study_id: str,
               retry_failed: bool) -> tuple[RunTask | None, str]:
     """The task of one grid cell, or None when it is done/failed; refuses a changed recorded config."""
-    from archlab.train.engine import config_diff
+    from archlab.train.engine import config_diff, normalize_config
 
     cfg = resolved_config(study, key).model_dump(mode="json")
     canon = json.loads(json.dumps(cfg, sort_keys=True))
     run_id, status, stored = store.ensure_run(key.dataset, key.variant, key.seed, cfg)
     folder = run_dir(out, key)
+    if stored != canon and normalize_config(stored) == canon:
+        store.migrate_config(run_id, cfg)  # recorded before options were added: the same computation
+        stored = canon
     if stored != canon:
         diff = "; ".join(config_diff(stored, canon)[:6])
         if status == "failed" and retry_failed:
@@ -243,10 +250,8 @@ def _task_for(store: StudyStore, study: Study, out: Path, key: RunKey, study_id:
             )
     if status == "done" or (status == "failed" and not retry_failed):
         return None, status
-    owner = {
-        "study_id": study_id, "dataset": key.dataset, "variant": key.variant, "seed": key.seed,
-        "config_sha256": config_digest(cfg),
-    }
+    # Whose folder this is; the config itself is checked against the checkpoint and result inside.
+    owner = {"study_id": study_id, "dataset": key.dataset, "variant": key.variant, "seed": key.seed}
     return RunTask(key, run_id, json.dumps(cfg), str(folder), owner), status
 
 
@@ -516,4 +521,8 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
     # image-level "mask or empty" decisions, with McNemar on them
     train_cfg = study.train if study else (store.get_meta("study") or {}).get("train", {})
     metrics = ("dice", "accuracy", "f1_macro") if train_cfg.get("monitor") == "dice" else ("accuracy", "f1_macro")
-    return write_report(store.rows(), out, study_name=name, baseline=baseline, metrics=metrics)
+    rows = store.rows()
+    from archlab.study.analyses import analysis_sections
+
+    sections = analysis_sections(rows, store, baseline=baseline, alpha=study.alpha if study else 0.05)
+    return write_report(rows, out, study_name=name, baseline=baseline, metrics=metrics, sections=sections)

@@ -638,7 +638,8 @@ def verdict(
 
 
 def _metric_value(run: Mapping[str, Any], metric: str) -> float | None:
-    test = run.get("test")
+    # "rotation.pct_angles_correct": a per-run analysis number (archlab.study.analyses)
+    test = run.get("analysis") if "." in metric else run.get("test")
     if not isinstance(test, Mapping) or test.get(metric) is None:
         return None
     v = float(test[metric])
@@ -737,8 +738,13 @@ def compare_variants(
     _check_confidence(confidence)
     if min_pairs < 2:
         raise ConfigError(f"min_pairs must be >= 2 (a paired t-test needs two pairs), got {min_pairs!r}")
-    higher_is_better = metric_mode(metric) == "max"
-    percent = metric != "loss"
+    if "." in metric:  # a per-run analysis number, e.g. rotation.pct_angles_correct
+        from archlab.study.analyses import metric_direction
+
+        higher_is_better, percent = metric_direction(metric)
+    else:
+        higher_is_better = metric_mode(metric) == "max"
+        percent = metric != "loss"
     if not runs:
         return []
     variants_seen = list(dict.fromkeys(str(r["variant"]) for r in runs))

@@ -7,6 +7,9 @@ Tables:
     epoch_metrics(run_id, epoch, key, value)
     final_metrics(run_id, split, key, value)       -- split: val | test
     predictions(run_id, preds, targets)            -- int32 arrays as BLOBs (per-sample test results)
+    analysis_data(run_id, analysis, data)          -- per-run analysis curves (JSON); its numbers are
+                                                      final_metrics rows with split 'analysis'
+                                                      (archlab.study.analyses)
 
 Only the study runner's main process writes; workers send results back to it.
 """
@@ -51,6 +54,10 @@ CREATE TABLE IF NOT EXISTS final_metrics (
 );
 CREATE TABLE IF NOT EXISTS predictions (
     run_id INTEGER PRIMARY KEY REFERENCES runs(id), preds BLOB NOT NULL, targets BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS analysis_data (
+    run_id INTEGER NOT NULL REFERENCES runs(id), analysis TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (run_id, analysis)
 );
 """
 
@@ -205,6 +212,11 @@ class StudyStore:
                 (json.dumps(config, sort_keys=True), run_id),
             )
 
+    def migrate_config(self, run_id: int, config: dict[str, Any]) -> None:
+        """Rewrite a run's recorded config in today's schema (the same computation, new defaults spelt out)."""
+        with self.tx() as c:
+            c.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config, sort_keys=True), run_id))
+
     def mark_running(self, run_id: int) -> None:
         with self.tx() as c:
             c.execute(
@@ -230,6 +242,7 @@ class StudyStore:
             c.execute("DELETE FROM epoch_metrics WHERE run_id = ?", (run_id,))
             c.execute("DELETE FROM final_metrics WHERE run_id = ?", (run_id,))
             c.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
+            c.execute("DELETE FROM analysis_data WHERE run_id = ?", (run_id,))  # analyses of the old result
             c.executemany(
                 "INSERT INTO epoch_metrics(run_id, epoch, key, value) VALUES (?, ?, ?, ?)",
                 [
@@ -325,6 +338,7 @@ class StudyStore:
                     "finished": r[15],
                     "val": f.get("val"),
                     "test": f.get("test"),
+                    "analysis": f.get("analysis"),  # {"rotation.mean_prob": ...} (archlab.study.analyses)
                     "history": [history[run_id][e] for e in sorted(history.get(run_id, {}))],
                     "test_predictions": p[0] if p else None,
                     "test_targets": p[1] if p else None,

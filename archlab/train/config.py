@@ -6,9 +6,10 @@ Every default carries its reason. A config round-trips through ``model_dump()`` 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "SchedulerConfig", "TrainConfig"]
 
@@ -42,6 +43,21 @@ class ModelConfig(_Strict):
     head: str | None = None  # None: the family's default head
     head_kwargs: dict[str, Any] = Field(default_factory=dict)
     kwargs: dict[str, Any] = Field(default_factory=dict)  # model-family options
+    # Transfer learning (archlab.train.transfer): backbone weights loaded strictly, head new.
+    pretrained: str | None = None  # weights file (torchvision/timm/archlab layout)
+    pretrained_sha256: str | None = None  # filled from the file when validated: a changed file = a changed config
+    freeze_backbone: bool = False  # no gradients, eval mode: the backbone stays equal to the file
+    backbone_lr_scale: float = Field(1.0, gt=0)  # backbone lr = optim.lr x this (two parameter groups)
+
+    @model_validator(mode="after")
+    def _hash_pretrained(self) -> ModelConfig:
+        # a missing file is reported when the model is built (a study's preflight, before any run)
+        if self.pretrained is not None and self.pretrained_sha256 is None and os.path.isfile(
+                os.path.expanduser(self.pretrained)):
+            from archlab.train.transfer import file_sha256
+
+            object.__setattr__(self, "pretrained_sha256", file_sha256(self.pretrained))
+        return self
 
 
 class OptimConfig(_Strict):

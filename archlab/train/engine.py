@@ -68,6 +68,7 @@ from archlab.train.segmentation import (
     segmentation_correct,
 )
 from archlab.train.speed import needs_resolving, resolve_speed_options, speed_provenance
+from archlab.train.transfer import param_groups, transfer_provenance
 
 __all__ = [
     "RunResult",
@@ -156,11 +157,16 @@ def prepare_data(config: TrainConfig) -> Splits:
     return apply_clean_split(splits, d.clean_split) if d.clean_split else splits
 
 
-def build_run_model(config: TrainConfig, splits: Splits) -> nn.Module:
-    """Build the model of ``config`` for the data in ``splits`` with the run's init stream."""
+def build_run_model(config: TrainConfig, splits: Splits, *, pretrained: bool = True) -> nn.Module:
+    """Build the model of ``config`` for the data in ``splits`` with the run's init stream.
+
+    With ``model.pretrained`` the backbone is loaded from the file (strict, head new) and with
+    ``model.freeze_backbone`` frozen (:mod:`archlab.train.transfer`); ``pretrained=False`` skips
+    the file (for a caller that loads trained weights over the model anyway).
+    """
     m = config.model
     with _seeded(derive_seed(config.seed, "model-init")):
-        return create_model(
+        model = create_model(
             m.name,
             num_classes=splits.train.num_classes,
             in_chans=splits.train.in_chans,
@@ -169,6 +175,11 @@ def build_run_model(config: TrainConfig, splits: Splits) -> nn.Module:
             input_size=model_input_size(config, splits),
             **m.kwargs,
         )
+    if m.pretrained or m.freeze_backbone:
+        from archlab.train.transfer import apply_transfer
+
+        apply_transfer(model, config, load=pretrained)
+    return model
 
 
 def model_input_size(config: TrainConfig, splits: Splits) -> tuple[int, int]:
@@ -321,7 +332,7 @@ def train(
         loss_fn = build_loss(config.loss, num_classes=num_classes, **config.loss_kwargs)
     o = config.optim
     optimizer = build_optimizer(
-        o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov
+        o.name, param_groups(model, config), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov
     )
     sched_kwargs = dict(config.scheduler.kwargs)
     if config.scheduler.name == "plateau":
@@ -503,6 +514,7 @@ def train(
         provenance={
             **provenance(device),
             "speed": speed_provenance(config, device),
+            **transfer_provenance(config),
             "split_sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         },
         extras={"gates": state["gates"]} if state["gates"] else {},
@@ -583,6 +595,7 @@ def check_same_config(found: dict[str, Any], config: TrainConfig, where: Path) -
     from archlab.errors import ConfigMismatch
 
     want = json.loads(json.dumps(config.model_dump(mode="json"), sort_keys=True))
+    found = normalize_config(found)
     if found == want:
         return
     diff = config_diff(found, want)
@@ -592,6 +605,20 @@ def check_same_config(found: dict[str, Any], config: TrainConfig, where: Path) -
         "reused under a different config. Use the recorded config to continue it, another --out for the new "
         "config, or --no-resume to start this folder afresh"
     )
+
+
+def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config in today's schema: options added since it was recorded take their defaults.
+
+    New options always default to the old behaviour, so a config recorded before they existed
+    means the same computation; one that no longer validates is returned unchanged (and then
+    differs from any valid config).
+    """
+    try:
+        canon = TrainConfig.model_validate(config).model_dump(mode="json")
+    except ValueError:
+        return config
+    return json.loads(json.dumps(canon, sort_keys=True))
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -666,7 +693,7 @@ def load_run(run_dir: str | Path, *, weights: str = "best") -> tuple[nn.Module, 
             "into a fresh --out folder"
         ) from None
     splits = prepare_data(config)
-    model = build_run_model(config, splits)
+    model = build_run_model(config, splits, pretrained=False)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

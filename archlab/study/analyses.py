@@ -1,0 +1,842 @@
+"""The analysis phase of a study: the seeds' own claims as per-run numbers with paired statistics.
+
+A study file turns analyses on with ``analyses:`` (a list of names, or a mapping name -> options)::
+
+    analyses:
+      rotation: {images: 200, step: 5}     # % of angles classified correctly, P(correct class)
+      transplant: {}                       # the baseline's weights inside each rotation twin
+      convergence: {target: 0.9}           # epochs / seconds to a validation target, area under it
+      generalization_gap: {}               # train minus test metric of the tested weights
+      efficiency: {}                       # metric per parameter / FLOP, Pareto front (a figure)
+      gates: {}                            # learned connectivity: trajectories, cross-seed agreement
+      excitation: {images: 300}            # SE excitations per class (a figure)
+      feature_reuse: {}                    # DenseNet feature reuse (a figure)
+
+After all training, :func:`run_analysis_phase` computes every analysis on every finished run that
+lacks it, from the run folder (the tested weights, ``best.safetensors``) and the stored history.
+Each (run, analysis) result is written in one transaction: its scalar numbers as ``final_metrics``
+rows with ``split = 'analysis'`` and key ``<analysis>.<metric>``, and its curves as JSON in
+``analysis_data(run_id, analysis, data)``. The ``analysis_data`` row marks the result as done, so a
+phase killed at any point (kill -9 included) resumes with the missing results only and stores
+each result exactly once. A run an analysis does not apply to (rotation of a segmentation model,
+gates of a model without gated connections) gets a ``{"skipped": reason}`` row and no numbers.
+
+Every per-run number is compared across variants like accuracy: :func:`archlab.study.stats.compare_variants`
+accepts ``metric="rotation.pct_angles_correct"`` (read from ``row["analysis"]``) with the
+direction and unit of :data:`ANALYSIS_METRICS`, so the same paired t-test, Wilcoxon, Holm
+correction and verdict rules apply. :func:`analysis_sections` renders those tables and the figures
+for the study report.
+
+Fairness: every run of a dataset is analysed on the same test images (the first ``images`` of the
+test split, which is identical across variants of a seed) and the same angles.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from archlab.errors import ArchlabError, ConfigError, UnknownNameError
+
+__all__ = [
+    "ANALYSES",
+    "ANALYSIS_METRICS",
+    "metric_direction",
+    "check_analyses",
+    "run_analysis_phase",
+    "analysis_sections",
+    "ensure_analysis_table",
+]
+
+log = logging.getLogger(__name__)
+
+# name -> {option: (type(s), default)}; validated by check_analyses (a typo is an exit-2 error
+# before any training).
+_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "rotation": {"images": ((int,), 200), "step": ((int, float), 5), "batch_size": ((int,), 512)},
+    "transplant": {"images": ((int,), 200), "step": ((int, float), 5), "batch_size": ((int,), 512)},
+    "convergence": {"target": ((int, float, type(None)), None), "fraction_of_best": ((int, float), 0.95),
+                    "metric": ((str, type(None)), None)},
+    "generalization_gap": {"metric": ((str, type(None)), None)},
+    "efficiency": {"metric": ((str, type(None)), None)},
+    "gates": {},
+    "excitation": {"images": ((int,), 500), "classes": ((list, type(None)), None)},
+    "feature_reuse": {},
+}
+ANALYSES: tuple[str, ...] = tuple(_OPTIONS)
+
+#: per-run metric key -> (higher is better, a fraction shown in % / percentage points).
+ANALYSIS_METRICS: dict[str, tuple[bool, bool]] = {
+    "rotation.pct_angles_correct": (True, False),  # already in % (0..100), as the seed's box plot
+    "rotation.mean_prob": (True, True),
+    "transplant.accuracy": (True, True),
+    "transplant.pct_angles_correct": (True, False),
+    "convergence.epochs_to_target": (False, False),
+    "convergence.seconds_to_target": (False, False),
+    "convergence.val_auc": (True, True),
+    "generalization_gap.gap": (False, True),  # train - test: smaller = less overfitting
+    "generalization_gap.train": (True, True),
+    "efficiency.metric_per_mparam": (True, False),
+    "efficiency.metric_per_gflop": (True, False),
+    "gates.mean_final": (True, True),
+    "gates.fraction_open": (True, True),
+}
+
+_CLASS_METRICS = ("accuracy", "f1_macro", "dice")
+
+
+def metric_direction(metric: str) -> tuple[bool, bool]:
+    """``(higher_is_better, percent)`` of an analysis metric key such as ``rotation.mean_prob``.
+
+    Raises:
+        UnknownNameError: not a metric any analysis stores.
+    """
+    if metric not in ANALYSIS_METRICS:
+        raise UnknownNameError("analysis metric", metric, ANALYSIS_METRICS)
+    return ANALYSIS_METRICS[metric]
+
+
+def check_analyses(analyses: Mapping[str, Mapping[str, Any]], where: str = "analyses") -> dict[str, dict[str, Any]]:
+    """Validate ``analyses`` (names and options) and return them with defaults filled in.
+
+    Raises:
+        ConfigError: an unknown analysis or option, or an option of the wrong type or range.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, opts in analyses.items():
+        if name not in _OPTIONS:
+            raise UnknownNameError("analysis", name, ANALYSES)
+        if not isinstance(opts, Mapping):
+            raise ConfigError(f"{where}.{name} must be a mapping of options, got {opts!r}")
+        spec = _OPTIONS[name]
+        full = {k: d for k, (_, d) in spec.items()}
+        for k, v in opts.items():
+            if k not in spec:
+                allowed = ", ".join(spec) or "none"
+                raise ConfigError(f"unknown option {where}.{name}.{k}; allowed: {allowed}")
+            types = spec[k][0]
+            if isinstance(v, bool) or not isinstance(v, types):
+                raise ConfigError(f"{where}.{name}.{k} = {v!r} must be {' or '.join(t.__name__ for t in types)}")
+            full[k] = v
+        for k in ("images", "batch_size"):
+            if k in full and full[k] < 1:
+                raise ConfigError(f"{where}.{name}.{k} = {full[k]} must be at least 1")
+        if "step" in full and not 0 < full["step"] <= 180:
+            raise ConfigError(f"{where}.{name}.step = {full['step']} must be in (0, 180] degrees")
+        if name == "convergence" and not 0 < full["fraction_of_best"] <= 1:
+            raise ConfigError(f"{where}.convergence.fraction_of_best = {full['fraction_of_best']} must be in (0, 1]")
+        if full.get("metric") is not None and full["metric"] not in _CLASS_METRICS:
+            raise ConfigError(f"{where}.{name}.metric = {full['metric']!r}; allowed: {', '.join(_CLASS_METRICS)}")
+        out[name] = full
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Storage
+
+
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS analysis_data (run_id INTEGER NOT NULL REFERENCES runs(id), "
+    "analysis TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, analysis))"
+)
+
+
+def ensure_analysis_table(store: Any) -> None:
+    """Create ``analysis_data`` in an older study database (no-op when present)."""
+    with store.tx() as c:
+        c.execute(_TABLE)
+
+
+def _done(store: Any) -> set[tuple[int, str]]:
+    return {(int(r), str(a)) for r, a in store.conn.execute("SELECT run_id, analysis FROM analysis_data")}
+
+
+def _record(store: Any, run_id: int, analysis: str, metrics: Mapping[str, float], data: Mapping[str, Any]) -> None:
+    """One transaction: the numbers, the curves and the done mark of one (run, analysis)."""
+    blob = json.dumps(data, sort_keys=True, allow_nan=False)
+    with store.tx() as c:
+        c.execute("DELETE FROM final_metrics WHERE run_id = ? AND split = 'analysis' AND key LIKE ?",
+                  (run_id, f"{analysis}.%"))
+        c.executemany(
+            "INSERT INTO final_metrics(run_id, split, key, value) VALUES (?, 'analysis', ?, ?)",
+            [(run_id, f"{analysis}.{k}", float(v)) for k, v in metrics.items()],
+        )
+        c.execute("INSERT INTO analysis_data(run_id, analysis, data) VALUES (?, ?, ?)", (run_id, analysis, blob))
+
+
+def load_analysis_data(store: Any) -> dict[tuple[int, str], dict[str, Any]]:
+    """``{(run_id, analysis): data}`` of every stored analysis result (empty for an old database)."""
+    try:
+        rows = store.conn.execute("SELECT run_id, analysis, data FROM analysis_data").fetchall()
+    except Exception:  # sqlite3.OperationalError: a database from before analyses
+        return {}
+    return {(int(r), str(a)): json.loads(d) for r, a, d in rows}
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-run computation
+
+
+class _Skip(Exception):
+    """The analysis does not apply to this run (recorded with the reason, no numbers)."""
+
+
+class _NotYet(Exception):
+    """The analysis needs another run that is not finished yet (retried by the next phase)."""
+
+
+@dataclass
+class _Run:
+    """One finished run as the analyses see it (the model is loaded on first use)."""
+
+    row: dict[str, Any]
+    folder: Path
+    metric: str
+    _loaded: tuple | None = field(default=None, repr=False)
+
+    @property
+    def config(self):
+        from archlab.train.config import TrainConfig
+
+        return TrainConfig.model_validate(self.row["config"])
+
+    def load(self) -> tuple[nn.Module, Any, Any, Callable | None]:
+        """``(model in eval mode, config, splits, normalize)`` with the tested weights."""
+        if self._loaded is None:
+            self._loaded = _load_model(self.config, self.folder)
+        return self._loaded
+
+
+def _load_model(config: Any, folder: Path, weights_from: Path | None = None):
+    from safetensors.torch import load_file
+
+    from archlab.data import Normalize, dataset_stats
+    from archlab.errors import CheckpointError
+    from archlab.study.execute import load_splits
+    from archlab.train.engine import BEST_WEIGHTS, build_run_model
+
+    splits = load_splits(config.data.model_dump_json())
+    model = build_run_model(config, splits, pretrained=False)
+    path = (weights_from or folder) / BEST_WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; the run's tested weights are needed for the analysis")
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit the model of {folder}: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    d = config.data
+    norm = None
+    if d.normalize == "dataset":
+        norm = Normalize(*dataset_stats(splits.train))
+    elif d.normalize != "none":
+        norm = Normalize(*d.normalize)
+    return model, config, splits, norm
+
+
+def _is_seg(model: nn.Module) -> bool:
+    from archlab.train.segmentation import is_segmentation
+
+    return is_segmentation(model)
+
+
+def _test_images(splits: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    test = splits.test
+    k = min(n, len(test))
+    return test.images[:k], test.labels[:k]
+
+
+def _angles(step: float) -> list[float]:
+    return [float(a) for a in np.arange(0.0, 360.0, float(step))]
+
+
+def _rotation_numbers(model: nn.Module, norm, images, labels, angles, batch_size: int) -> tuple[dict, dict]:
+    from archlab.analysis.rotation import rotation_probabilities
+
+    prob, hit = rotation_probabilities(model, images, labels, angles, batch_size=batch_size, transform=norm)
+    per_image = 100.0 * hit.double().mean(1)  # (N,) % of angles correct
+    metrics = {"pct_angles_correct": float(per_image.mean()), "mean_prob": float(prob.double().mean())}
+    data = {
+        "angles": angles,
+        "curve": [round(float(v), 6) for v in prob.double().mean(0)],  # mean P(correct) per angle
+        "acc_curve": [round(float(v), 6) for v in hit.double().mean(0)],
+        "per_image_pct": [round(float(v), 4) for v in per_image],
+        "images": int(images.shape[0]),
+    }
+    return metrics, data
+
+
+def _check_rotatable(run: _Run) -> tuple[nn.Module, Any, Any, Callable | None]:
+    model, config, splits, norm = run.load()
+    if _is_seg(model):
+        raise _Skip("a segmentation model: rotation robustness is measured on classifiers")
+    if config.data.crop_size is not None:
+        raise _Skip("the run crops its inputs (data.crop_size); rotate uncropped images only")
+    return model, config, splits, norm
+
+
+def _a_rotation(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+    model, _, splits, norm = _check_rotatable(run)
+    images, labels = _test_images(splits, opts["images"])
+    return _rotation_numbers(model, norm, images, labels, _angles(opts["step"]), opts["batch_size"])
+
+
+def _has_rotation_convs(model: nn.Module) -> bool:
+    from archlab.layers.rotation_conv import RotationInvariantConv2d
+
+    return any(isinstance(m, RotationInvariantConv2d) for m in model.modules())
+
+
+def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+    from archlab.analysis.transplant import _accuracy
+
+    model, config, splits, norm = _check_rotatable(run)
+    is_base = run.row["variant"] == ctx.baseline
+    if not is_base and not _has_rotation_convs(model):
+        raise _Skip("no rotation-invariant convolution: a transplant needs a rotation twin of the baseline")
+    if is_base:
+        twin, source = model, "itself (the reference every twin is compared with)"
+    else:
+        base = ctx.runs.get((run.row["dataset"], ctx.baseline, run.row["seed"]))
+        if base is None:
+            raise _NotYet(f"baseline {ctx.baseline!r} seed {run.row['seed']} has not finished")
+        from archlab.errors import CheckpointError
+
+        try:
+            twin, *_ = _load_model(config, run.folder, weights_from=base.folder)
+        except CheckpointError as exc:
+            raise _Skip(f"the baseline's weights do not fit this variant's parameters ({exc})") from None
+        source = f"{ctx.baseline} seed {run.row['seed']}"
+    images, labels = _test_images(splits, opts["images"])
+    rot, data = _rotation_numbers(twin, norm, images, labels, _angles(opts["step"]), opts["batch_size"])
+    test = splits.test
+    imgs = test.images.float() / 255.0 if test.images.dtype == torch.uint8 else test.images.float()
+    acc = _accuracy(twin, imgs, test.labels.long(), norm, opts["batch_size"], None)
+    return {"accuracy": acc, "pct_angles_correct": rot["pct_angles_correct"]}, {**data, "source": source}
+
+
+def _history_metric(run: _Run, metric: str) -> tuple[list[float], list[float]]:
+    hist = run.row.get("history") or []
+    key = f"val_{metric}"
+    vals = [float(h[key]) for h in hist if h.get(key) is not None]
+    secs = [float(h.get("seconds") or math.nan) for h in hist if h.get(key) is not None]
+    return vals, secs
+
+
+def _a_convergence(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+    metric = opts["metric"] or ctx.metric
+    vals, secs = _history_metric(run, metric)
+    if not vals:
+        raise _Skip(f"no validation {metric} in the run's history")
+    target = opts["target"]
+    if target is None:
+        target = opts["fraction_of_best"] * max(vals)
+        how = f"{opts['fraction_of_best']:g} x the run's best val {metric}"
+    else:
+        how = f"val {metric} >= {target:g}"
+    reached = next((i for i, v in enumerate(vals) if v >= target), None)
+    # area under the validation curve, normalised by its length: the mean over epochs (trapezoid)
+    auc = float(np.trapezoid(vals) / (len(vals) - 1)) if len(vals) > 1 else vals[0]
+    metrics: dict[str, float] = {"val_auc": auc}
+    if reached is not None:
+        metrics["epochs_to_target"] = float(reached + 1)
+        if math.isfinite(secs[reached]):
+            metrics["seconds_to_target"] = secs[reached]
+    data = {"metric": metric, "target": float(target), "rule": how, "curve": vals, "seconds": secs,
+            "reached": reached is not None}
+    return metrics, data
+
+
+def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+    from archlab.data import Splits
+    from archlab.train.engine import _loaders, evaluate, resolve_device
+    from archlab.train.losses import build_loss
+    from archlab.train.segmentation import build_segmentation_loss
+
+    model, config, splits, _ = run.load()
+    seg = _is_seg(model)
+    metric = opts["metric"] or ("dice" if seg else ctx.metric)
+    test_value = (run.row.get("test") or {}).get(metric)
+    if test_value is None:
+        raise _Skip(f"the run has no test {metric}")
+    device = resolve_device(config.device)
+    model.to(device)
+    # The training split evaluated like the test split: eval mode, eval transform, the same
+    # normalisation (the train split stands in the validation slot of the loaders).
+    as_eval = Splits(train=splits.train, val=splits.train, test=splits.test)
+    _, train_eval, _ = _loaders(config, as_eval, device, targets="masks" if seg else "labels")
+    loss_fn = (build_segmentation_loss(config.loss, **config.loss_kwargs) if seg
+               else build_loss(config.loss, num_classes=splits.train.num_classes, **config.loss_kwargs))
+    train_metrics, _, _ = evaluate(model, train_eval, loss_fn, splits.train.num_classes)
+    model.cpu()
+    tr = float(train_metrics[metric])
+    return {"gap": tr - float(test_value), "train": tr}, {"metric": metric, "train": train_metrics,
+                                                          "test": run.row.get("test")}
+
+
+def _a_efficiency(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+    metric = opts["metric"] or ctx.metric
+    value = (run.row.get("test") or {}).get(metric)
+    params, flops = run.row.get("params"), run.row.get("flops")
+    if value is None or not params:
+        raise _Skip(f"the run has no test {metric} or parameter count")
+    metrics = {"metric_per_mparam": float(value) / (params / 1e6)}
+    if flops:
+        metrics["metric_per_gflop"] = float(value) / (flops / 1e9)
+    return metrics, {"metric": metric, "value": float(value), "params": int(params), "flops": int(flops or 0)}
+
+
+def _a_gates(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+    from archlab.train.engine import RESULT_FILE, read_result
+
+    path = run.folder / RESULT_FILE
+    if not path.is_file():
+        raise ArchlabError(f"{path}: missing; the gate history is read from the run's result")
+    gates = read_result(path, run.config).extras.get("gates") or []
+    if not gates:
+        raise _Skip("the model has no gated connection")
+    # trajectory: per connection, per epoch, the mean gate of each input (over its feature maps)
+    traj = {c: [[float(np.mean(g)) for g in snap[c]["gates"]] for snap in gates] for c in gates[-1]}
+    inputs = {c: list(gates[-1][c]["inputs"]) for c in gates[-1]}
+    final = [float(v) for c in sorted(gates[-1]) for g in gates[-1][c]["gates"] for v in g]
+    metrics = {"mean_final": float(np.mean(final)), "fraction_open": float(np.mean(np.asarray(final) >= 0.5))}
+    return metrics, {"trajectory": traj, "inputs": inputs, "final": final}
+
+
+def _a_excitation(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+    from archlab.analysis.excitation import collect_excitations
+    from archlab.layers.squeeze_excite import SqueezeExcitation
+
+    model, _, splits, norm = run.load()
+    if not any(isinstance(m, SqueezeExcitation) for m in model.modules()):
+        raise _Skip("no squeeze-excitation module")
+    images, labels = _test_images(splits, opts["images"])
+    present = sorted(int(c) for c in torch.unique(labels))
+    classes = opts["classes"] or present[:3]
+    missing = [c for c in classes if c not in present]
+    if missing:
+        raise ConfigError(f"analyses.excitation.classes {missing} have no image among the first {len(labels)} test images")
+    imgs = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    exc = collect_excitations(model, imgs, labels.long(), classes=classes, preprocess=norm)
+    blocks = {b: {str(c): [round(float(v), 5) for v in t.double().mean(0)] for c, t in per.items()}
+              for b, per in exc.items()}
+    return {}, {"classes": classes, "blocks": blocks}
+
+
+def _a_feature_reuse(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+    from archlab.analysis.feature_reuse import feature_reuse
+
+    model, *_ = run.load()
+    try:
+        blocks = feature_reuse(model)
+    except ArchlabError as exc:
+        raise _Skip(str(exc)) from None
+    return {}, {"blocks": [{"block": b.block, "sources": b.sources, "targets": b.targets,
+                            "matrix": [[None if not math.isfinite(v) else round(float(v), 6) for v in r]
+                                       for r in np.asarray(b.matrix)]} for b in blocks]}
+
+
+_FUNCS: dict[str, Callable[..., tuple[dict, dict]]] = {
+    "rotation": _a_rotation,
+    "transplant": _a_transplant,
+    "convergence": _a_convergence,
+    "generalization_gap": _a_generalization_gap,
+    "efficiency": _a_efficiency,
+    "gates": _a_gates,
+    "excitation": _a_excitation,
+    "feature_reuse": _a_feature_reuse,
+}
+
+
+@dataclass
+class _Context:
+    baseline: str
+    metric: str
+    runs: dict[tuple[str, str, int], _Run]
+
+
+def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable | None = None) -> dict[str, int]:
+    """Compute every analysis of ``study`` on every finished run that lacks it; store each result once.
+
+    Args:
+        store: the open :class:`archlab.study.store.StudyStore`.
+        study: the :class:`archlab.study.config.Study` (its ``analyses``, ``baseline``, metric).
+        out: the study folder (run folders under ``out/runs``).
+        emit: progress callback ``(kind, key, info)``: kind ``analysis`` (stored) or
+            ``analysis_failed`` (an error; retried by the next run of the study).
+
+    Returns:
+        Counts: ``{"stored": ..., "skipped": ..., "failed": ..., "waiting": ...}``.
+    """
+    from archlab.study.config import RunKey
+    from archlab.study.runner import run_dir
+
+    emit = emit or (lambda *a: None)
+    analyses = check_analyses(study.analyses)
+    counts = {"stored": 0, "skipped": 0, "failed": 0, "waiting": 0}
+    if not analyses:
+        return counts
+    ensure_analysis_table(store)
+    out = Path(out)
+    done = _done(store)
+    rows = [r for r in store.rows(with_predictions=False) if r["status"] == "done"]
+    runs: dict[tuple[str, str, int], _Run] = {}
+    for r in rows:
+        key = RunKey(dataset=r["dataset"], variant=r["variant"], seed=r["seed"])
+        runs[(r["dataset"], r["variant"], r["seed"])] = _Run(r, run_dir(out, key), study.decisive_metric())
+    ctx = _Context(baseline=study.baseline, metric=study.decisive_metric(), runs=runs)
+    for (ds, var, seed), run in runs.items():
+        key = RunKey(dataset=ds, variant=var, seed=seed)
+        for name, opts in analyses.items():
+            if (run.row["id"], name) in done:
+                continue
+            try:
+                metrics, data = _FUNCS[name](run, opts, ctx)
+            except _Skip as why:
+                metrics, data = {}, {"skipped": str(why)}
+                counts["skipped"] += 1
+            except _NotYet as why:
+                counts["waiting"] += 1
+                log.info("analysis %s of %s waits: %s", name, key.label, why)
+                continue
+            except ArchlabError as exc:
+                counts["failed"] += 1
+                log.warning("analysis %s of %s failed: %s", name, key.label, exc)
+                emit("analysis_failed", key, {"analysis": name, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+            if bad:
+                counts["failed"] += 1
+                emit("analysis_failed", key, {"analysis": name, "error": f"non-finite {bad}"})
+                continue
+            _record(store, run.row["id"], name, metrics, data)
+            if "skipped" not in data:
+                counts["stored"] += 1
+            emit("analysis", key, {"analysis": name, "metrics": metrics})
+        run._loaded = None  # free the model before the next run
+    return counts
+
+
+# ------------------------------------------------------------------------------------------------
+# Report sections
+
+
+@dataclass
+class Section:
+    """One report section: its title, Markdown, HTML and figures ``(file, png, title, caption)``."""
+
+    title: str
+    markdown: str
+    html: str
+    figures: list[tuple[str, bytes, str, str]]
+
+    def __iter__(self):  # unpacks as (title, markdown, html, figures)
+        return iter((self.title, self.markdown, self.html, self.figures))
+
+
+def _fmt(v: float | None, percent: bool) -> str:
+    if v is None or not math.isfinite(v):
+        return "–"
+    return f"{v * 100:.2f}" if percent else f"{v:.4g}"
+
+
+def _stats_table(rows: Sequence[Mapping[str, Any]], baseline: str, metric: str, alpha: float,
+                 min_pairs: int) -> tuple[list[str], list[list[str]]]:
+    from archlab.study.stats import compare_variants, format_p
+
+    _, percent = metric_direction(metric)
+    unit = " (%)" if percent else ""
+    head = ["Dataset", "Variant", "n", f"Mean ± std{unit}", "Δ vs baseline [95 % CI]", "p (t, Holm)", "Verdict"]
+    body = []
+    for vs in compare_variants(rows, baseline=baseline, metric=metric, alpha=alpha, min_pairs=min_pairs, aso=False):
+        s, p = vs.summary, vs.paired
+        mean = "–" if s is None else f"{_fmt(s.mean, percent)} ± {_fmt(s.std, percent)}"
+        delta = "–"
+        if p is not None and p.mean_diff is not None:
+            ci = p.ci_diff
+            ci_txt = f" [{_fmt(ci[0], percent)}, {_fmt(ci[1], percent)}]" if ci and None not in ci else ""
+            delta = f"{'+' if p.mean_diff >= 0 else ''}{_fmt(p.mean_diff, percent)}{ci_txt}"
+        body.append([vs.dataset, vs.variant, str(s.n if s else 0), mean, delta, format_p(vs.t_p_holm), vs.verdict])
+    return head, body
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(head: list[str], rows: list[list[str]]) -> str:
+    from html import escape
+
+    out = ['<div class="scroll"><table><thead><tr>'] + [f'<th scope="col">{escape(h)}</th>' for h in head]
+    out.append("</tr></thead><tbody>")
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in r) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def _png(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _by_variant(rows, data, name: str) -> dict[tuple[str, str], list[tuple[int, dict]]]:
+    """``{(dataset, variant): [(seed, data), ...]}`` of the stored (not skipped) results of ``name``."""
+    out: dict[tuple[str, str], list[tuple[int, dict]]] = {}
+    for r in rows:
+        d = data.get((r["id"], name))
+        if d is not None and "skipped" not in d:
+            out.setdefault((r["dataset"], r["variant"]), []).append((int(r["seed"]), d))
+    return out
+
+
+def _rotation_figures(name: str, groups) -> list[tuple[str, bytes, str, str]]:
+    from matplotlib.figure import Figure
+
+    figs = []
+    for ds in dict.fromkeys(d for d, _ in groups):
+        variants = [(v, items) for (d, v), items in groups.items() if d == ds]
+        fig = Figure(figsize=(8, 4.2))
+        ax = fig.add_subplot()
+        for v, items in variants:
+            curves = np.asarray([d["curve"] for _, d in items if len(d["curve"]) == len(items[0][1]["curve"])])
+            mean, std = curves.mean(0), curves.std(0)
+            ang = items[0][1]["angles"]
+            ax.plot(ang, mean, label=f"{v} (n={len(curves)})", linewidth=1.2)
+            ax.fill_between(ang, mean - std, mean + std, alpha=0.15)
+        ax.set_xlabel("rotation (degrees)")
+        ax.set_ylabel("mean P(correct class)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize="small", ncol=2)
+        fig.tight_layout()
+        figs.append((f"{name}_{ds}_curve.png", _png(fig), f"{name}: probability vs angle ({ds})",
+                     "Mean over test images of the correct class's probability at each angle; line = mean "
+                     "over seeds, band = ± one std over seeds."))
+        fig = Figure(figsize=(max(5, 1.1 * len(variants) + 2), 4.4))
+        ax = fig.add_subplot()
+        order = sorted(variants, key=lambda t: np.mean([x for _, d in t[1] for x in d["per_image_pct"]]))
+        ax.boxplot([[x for _, d in items for x in d["per_image_pct"]] for _, items in order], showmeans=True)
+        ax.set_xticks(range(1, len(order) + 1), [v for v, _ in order], rotation=30, ha="right")
+        ax.set_ylabel("% of angles classified correctly")
+        ax.set_ylim(-2, 102)
+        fig.tight_layout()
+        figs.append((f"{name}_{ds}_box.png", _png(fig), f"{name}: % of angles correct per image ({ds})",
+                     "Per test image, the % of rotation angles classified correctly, pooled over seeds; "
+                     "variants ordered by mean (triangle)."))
+    return figs
+
+
+def _efficiency_figures(rows) -> list[tuple[str, bytes, str, str]]:
+    from matplotlib.figure import Figure
+
+    figs = []
+    done = [r for r in rows if r["status"] == "done"]
+    for ds in dict.fromkeys(r["dataset"] for r in done):
+        pts = {}
+        for r in (r for r in done if r["dataset"] == ds):
+            a = (r.get("analysis") or {})
+            if "efficiency.metric_per_mparam" not in a:
+                continue
+            value = a["efficiency.metric_per_mparam"] * r["params"] / 1e6
+            pts.setdefault(r["variant"], []).append((r["params"], r.get("flops") or 0, value))
+        if not pts:
+            continue
+        fig = Figure(figsize=(10, 4.2))
+        for k, (col, label) in enumerate(((0, "parameters"), (1, "FLOPs per sample"))):
+            ax = fig.add_subplot(1, 2, k + 1)
+            means = {v: (float(np.mean([p[col] for p in ps])), float(np.mean([p[2] for p in ps])),
+                         float(np.std([p[2] for p in ps]))) for v, ps in pts.items()}
+            for v, (x, y, s) in means.items():
+                ax.errorbar([x], [y], yerr=[s], fmt="o", capsize=3)
+                ax.annotate(v, (x, y), fontsize="x-small", xytext=(3, 3), textcoords="offset points")
+            front = _pareto(means)
+            if len(front) > 1:
+                ax.plot([means[v][0] for v in front], [means[v][1] for v in front], "k--", linewidth=0.8,
+                        label="Pareto front")
+                ax.legend(fontsize="x-small")
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel("test metric (mean ± std over seeds)")
+        fig.tight_layout()
+        front_txt = ", ".join(_pareto({v: (float(np.mean([p[0] for p in ps])), float(np.mean([p[2] for p in ps])))
+                                       for v, ps in pts.items()}))
+        figs.append((f"efficiency_{ds}.png", _png(fig), f"efficiency: metric vs size ({ds})",
+                     f"Test metric against parameters and FLOPs; dashed: the Pareto front (no variant is both "
+                     f"smaller and better). Front by parameters: {front_txt}."))
+    return figs
+
+
+def _pareto(points: Mapping[str, tuple]) -> list[str]:
+    """Variants not dominated (another one with cost <= and value >=, one of them strictly), by cost."""
+    front = [v for v, (x, y, *_) in points.items()
+             if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for w, (x2, y2, *_) in points.items() if w != v)]
+    return sorted(front, key=lambda v: points[v][0])
+
+
+def gate_consistency(finals: Sequence[Sequence[float]]) -> float | None:
+    """Mean pairwise Pearson correlation of the final gate vectors of several seeds.
+
+    1 = every seed ends with the same relative connectivity; 0 = unrelated. ``None`` with fewer
+    than two seeds or constant vectors.
+    """
+    vecs = [np.asarray(f, dtype=np.float64) for f in finals]
+    if len(vecs) < 2 or len({v.size for v in vecs}) != 1:
+        return None
+    cors = []
+    for i in range(len(vecs)):
+        for j in range(i + 1, len(vecs)):
+            if vecs[i].std() == 0 or vecs[j].std() == 0:
+                continue
+            cors.append(float(np.corrcoef(vecs[i], vecs[j])[0, 1]))
+    return float(np.mean(cors)) if cors else None
+
+
+def _gates_extra(groups) -> tuple[list[str], list[list[str]], list[tuple[str, bytes, str, str]]]:
+    from matplotlib.figure import Figure
+
+    head = ["Dataset", "Variant", "Seeds", "Cross-seed consistency (mean pairwise r of final gates)"]
+    body, figs = [], []
+    for (ds, v), items in groups.items():
+        c = gate_consistency([d["final"] for _, d in items])
+        body.append([ds, v, str(len(items)), "–" if c is None else f"{c:.3f}"])
+        conns = sorted(items[0][1]["trajectory"])
+        cols = min(4, len(conns))
+        nrows = math.ceil(len(conns) / cols)
+        fig = Figure(figsize=(4 * cols, 3 * nrows))
+        for k, conn in enumerate(conns):
+            ax = fig.add_subplot(nrows, cols, k + 1)
+            for seed, d in items:
+                t = np.asarray(d["trajectory"][conn])  # (epochs, inputs)
+                for i in range(t.shape[1]):
+                    ax.plot(range(1, t.shape[0] + 1), t[:, i], color=f"C{i}", alpha=0.6, linewidth=0.9,
+                            label=f"in {i}" if seed == items[0][0] else None)
+            ax.set_title(conn, fontsize="small")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel("epoch")
+            ax.legend(fontsize="xx-small")
+        fig.tight_layout()
+        figs.append((f"gates_{ds}_{v}.png", _png(fig), f"gates: {v} ({ds})",
+                     "Mean gate sigmoid(w) of each input per epoch; one line per seed and input (colour = input)."))
+    return head, body, figs
+
+
+def _excitation_figures(groups) -> list[tuple[str, bytes, str, str]]:
+    from matplotlib.figure import Figure
+
+    figs = []
+    for (ds, v), items in groups.items():
+        seed, d = items[0]
+        blocks = list(d["blocks"])
+        pick = [blocks[round(i * (len(blocks) - 1) / 3)] for i in range(min(4, len(blocks)))] if len(blocks) > 1 else blocks
+        pick = list(dict.fromkeys(pick))
+        fig = Figure(figsize=(4 * len(pick), 3))
+        for k, b in enumerate(pick):
+            ax = fig.add_subplot(1, len(pick), k + 1)
+            for c, vec in d["blocks"][b].items():
+                ax.plot(vec, label=f"class {c}", linewidth=0.9)
+            ax.set_title(b, fontsize="small")
+            ax.set_xlabel("channel")
+            ax.set_ylim(-0.02, 1.02)
+            ax.legend(fontsize="xx-small")
+        fig.tight_layout()
+        figs.append((f"excitation_{ds}_{v}.png", _png(fig), f"excitation: {v} seed {seed} ({ds})",
+                     "Mean excitation per channel for images of each class, at blocks spread over depth."))
+    return figs
+
+
+def _feature_reuse_figures(groups) -> list[tuple[str, bytes, str, str]]:
+    from matplotlib.figure import Figure
+
+    figs = []
+    for (ds, v), items in groups.items():
+        seed, d = items[0]
+        blocks = d["blocks"]
+        fig = Figure(figsize=(3.6 * len(blocks), 3.4))
+        for k, b in enumerate(blocks):
+            ax = fig.add_subplot(1, len(blocks), k + 1)
+            m = np.asarray([[np.nan if x is None else x for x in r] for r in b["matrix"]], dtype=float)
+            im = ax.imshow(m / np.nanmax(m) if np.isfinite(m).any() and np.nanmax(m) > 0 else m, cmap="viridis",
+                           vmin=0, vmax=1)
+            ax.set_title(b["block"], fontsize="small")
+            ax.set_xlabel("target layer")
+            ax.set_ylabel("source")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.tight_layout()
+        figs.append((f"feature_reuse_{ds}_{v}.png", _png(fig), f"feature reuse: {v} seed {seed} ({ds})",
+                     "Mean |weight| a layer gives each earlier source, normalised per block (Huang et al. fig. 5)."))
+    return figs
+
+
+def analysis_sections(rows: Sequence[Mapping[str, Any]], store: Any, *, baseline: str, alpha: float = 0.05,
+                      min_pairs: int = 3) -> list[Section]:
+    """The report sections of the stored analyses: paired-statistics tables and figures.
+
+    Args:
+        rows: ``store.rows()`` (each with ``row["analysis"]``).
+        store: the study store (for the curves in ``analysis_data``).
+        baseline, alpha, min_pairs: as the report's accuracy tables.
+
+    Returns:
+        One :class:`Section` per analysis with results, in :data:`ANALYSES` order (empty when none).
+    """
+    data = load_analysis_data(store)
+    if not data:
+        return []
+    names = [a for a in ANALYSES if any(k[1] == a for k in data)]
+    keys = sorted({k for r in rows for k in (r.get("analysis") or {})})
+    sections = []
+    for name in names:
+        md, html, figs = [], [], []
+        skipped = sorted({d["skipped"] for (_, a), d in data.items() if a == name and "skipped" in d})
+        for metric in (k for k in keys if k.startswith(name + ".") and k in ANALYSIS_METRICS):
+            head, body = _stats_table(rows, baseline, metric, alpha, min_pairs)
+            md += [f"#### {metric}", "", _md_table(head, body), ""]
+            html += [f"<h4>{escape(metric)}</h4>", _html_table(head, body)]
+        groups = _by_variant(rows, data, name)
+        if name in ("rotation", "transplant") and groups:
+            figs += _rotation_figures(name, groups)
+        elif name == "efficiency":
+            figs += _efficiency_figures(rows)
+        elif name == "gates" and groups:
+            head, body, g = _gates_extra(groups)
+            md += ["#### Consistency of the final connectivity across seeds", "", _md_table(head, body), ""]
+            html += ["<h4>Consistency of the final connectivity across seeds</h4>", _html_table(head, body)]
+            figs += g
+        elif name == "excitation" and groups:
+            figs += _excitation_figures(groups)
+        elif name == "feature_reuse" and groups:
+            figs += _feature_reuse_figures(groups)
+        if name == "convergence":
+            rules = sorted({d["rule"] for (_, a), d in data.items() if a == name and "rule" in d})
+            missed = sum(1 for (_, a), d in data.items() if a == name and d.get("reached") is False)
+            note = f"Target: {'; '.join(rules)}." + (f" {missed} run(s) never reached it (left out of "
+                                                     "epochs/seconds to target)." if missed else "")
+            md += [note, ""]
+            html += [f"<p>{escape(note)}</p>"]
+        if skipped:
+            md += ["Not applicable to some runs: " + "; ".join(skipped), ""]
+            html += ["<p>Not applicable to some runs: " + escape("; ".join(skipped)) + "</p>"]
+        for file, png, title, caption in figs:
+            md += [f"![{title}]({file})", "", caption, ""]
+            b64 = base64.b64encode(png).decode("ascii")
+            html += [f'<figure><img alt="{escape(title)}" src="data:image/png;base64,{b64}">'
+                     f"<figcaption>{escape(caption)}</figcaption></figure>"]
+        sections.append(Section(f"Analysis: {name}", "\n".join(md), "\n".join(html), figs))
+    return sections
