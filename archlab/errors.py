@@ -20,6 +20,7 @@ __all__ = [
     "CheckpointError",
     "TrainingFailed",
     "ExportError",
+    "OutputWriteError",
     "close_matches",
     "with_context",
 ]
@@ -76,6 +77,15 @@ class TrainingFailed(ArchlabError, RuntimeError):
 
 class ExportError(ArchlabError, RuntimeError):
     """A model that cannot be exported to the requested format (the exporters' reasons are given)."""
+
+    exit_code = 1
+
+
+class OutputWriteError(ArchlabError, RuntimeError):
+    """An output file (a report, an export) could not be written: disk full, no permission.
+
+    The file is written to a temporary name and renamed, so the previous version (if any) is intact.
+    """
 
     exit_code = 1
 
