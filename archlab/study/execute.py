@@ -9,14 +9,14 @@ torch thread count included (``train.threads``, fixed by the study, never derive
 ``--workers`` or the machine's core count). So a study gives identical runs on 1 or N workers, here
 or on a Ray cluster.
 
-Ownership (SPEC §11): a run folder carries ``owner.json`` (study id, dataset, variant, seed and
-the config's digest), written before the first checkpoint. A folder that belongs to another run
-is refused, so no run can resume another's checkpoint or store another's result.
+Ownership (SPEC §11): a run folder carries ``owner.json`` (study id, dataset, variant, seed),
+written before the first checkpoint. A folder that belongs to another run is refused, so no run
+can resume another's checkpoint or store another's result; the engine checks the config of every
+checkpoint and result it reuses against the run's config.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import traceback
@@ -31,7 +31,7 @@ from archlab.errors import ArchlabError, ConfigError
 from archlab.study.progress import ProgressWriter, steps_per_epoch
 from archlab.train.config import DataConfig, TrainConfig
 
-__all__ = ["RunTask", "execute_run", "load_splits", "config_digest", "OWNER_FILE", "check_owner"]
+__all__ = ["RunTask", "execute_run", "load_splits", "OWNER_FILE", "check_owner"]
 
 OWNER_FILE = "owner.json"
 
@@ -45,12 +45,6 @@ class RunTask:
     config_json: str
     out: str
     owner: dict[str, Any]
-
-
-def config_digest(config: dict[str, Any]) -> str:
-    """SHA-256 of a config dict's canonical JSON (sorted keys, no whitespace)."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()
 
 
 @lru_cache(maxsize=4)

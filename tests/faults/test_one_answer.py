@@ -158,6 +158,23 @@ def test_pending_run_that_never_trained_takes_the_new_config(tmp_path):
     assert {r["config"]["epochs"] for r in store.rows()} == {2}
 
 
+def test_config_recorded_before_an_option_existed_is_the_same_config(tmp_path):
+    # an old study folder: its configs lack options added since (they default to the old behaviour)
+    path = _run_once(tmp_path, seeds=[0])
+    store = StudyStore(tmp_path / "out" / "results.sqlite")
+    with store.tx() as c:
+        for run_id, cfg in c.execute("SELECT id, config FROM runs").fetchall():
+            old = json.loads(cfg)
+            old.pop("drop_last")
+            old["data"].pop("resample_seed")
+            c.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(old), run_id))
+    store.close()
+    before = metrics(StudyStore(tmp_path / "out" / "results.sqlite"))
+    store = run_study(load_study(path), tmp_path / "out", workers=1, report=False)
+    assert metrics(store) == before
+    assert all("drop_last" in r["config"] for r in store.rows())
+
+
 # --- 3. two runs never share a folder ------------------------------------------------------------
 @pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "-x", "+x"])
 def test_unsafe_variant_names_are_refused(tmp_path, name):
