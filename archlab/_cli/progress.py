@@ -160,6 +160,8 @@ class StudyProgress:
             return
         running = f", {len(self.in_flight)} running" if self.in_flight else ""
         detail = f"{self.completed}/{self.total} runs{running}  ETA {format_eta(self.eta())}"
+        if self.completed >= self.total:
+            detail = f"{self.completed}/{self.total} runs  writing the report"
         self.progress.update(self.overall, completed=self.completed, detail=detail)
 
     def refresh_runs(self) -> None:
