@@ -197,3 +197,47 @@ def _unwrap(tp: Any) -> Any:
                 return a
         return members[0] if members else tp
     return tp
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Check that ``path`` is, or can become, a folder this process writes into; creates nothing.
+
+    Args:
+        path: the output folder a command will create and fill.
+        flag: the option that named it (for the message).
+
+    Returns:
+        ``Path(path)``.
+
+    Raises:
+        ConfigError: ``path`` exists but is not a folder (a file, ``/dev/null``), or its nearest
+            existing parent is not a folder or cannot hold new folders (``/proc/x``, a read-only or
+            foreign file system, no permission).
+    """
+    import errno
+    import os
+    import tempfile
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        kind = "a file" if path.is_file() else "not a folder (a device, pipe or socket)"
+        raise ConfigError(f"{flag} {path} exists and is {kind}; give a folder (it is created when missing)")
+    probe = path if path.is_dir() else path.parent
+    while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():  # a dangling link
+            raise ConfigError(f"{flag} {path}: {probe} is a broken symbolic link; give another folder")
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{flag} {path}: {probe} is not a folder, so no folder can be created under it")
+    try:
+        made = tempfile.mkdtemp(prefix=".archlab-probe-", dir=probe)
+    except OSError as exc:
+        why = {errno.EACCES: "no permission", errno.EROFS: "a read-only file system",
+               errno.ENOSPC: "the disk is full"}.get(exc.errno, exc.strerror or str(exc))
+        raise ConfigError(f"{flag} {path}: cannot create folders in {probe} ({why}); give another folder") from None
+    try:
+        os.rmdir(made)
+    except OSError:
+        pass
+    return path
+

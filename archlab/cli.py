@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    restore = _one_interrupt()
     try:
         # standalone mode: typer/click print usage errors themselves and exit 2 via SystemExit
         command = typer.main.get_command(app)
@@ -297,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         command(args=argv, prog_name="archlab")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except OSError as exc:  # the machine refused (disk full, permission, a path that cannot exist)
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        err_console.print(f"[red]error:[/] {where}{exc.strerror or exc}", highlight=False, markup=True)
+        return 1
     except ArchlabError as exc:
         from rich.markup import escape
 
@@ -304,7 +309,51 @@ def main(argv: list[str] | None = None) -> int:
             text = escape(line)
             err_console.print(f"[red]error:[/] {text}" if i == 0 else f"       {text}", highlight=False)
         return exc.exit_code
+    finally:
+        if argv is not None:  # called from Python (tests, scripts): leave Ctrl-C as it was
+            restore()
+        else:  # the process exits now; a late Ctrl-C must not kill it during shutdown (exit -2, not 130)
+            _ignore_interrupts()
     return 0
+
+
+def _ignore_interrupts() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _one_interrupt():
+    """Make Ctrl-C stop the command once: the first raises KeyboardInterrupt, a second one pressed
+    while that is handled (two within milliseconds) is ignored instead of interrupting the clean-up
+    with a traceback; a third exits at once (exit 130; runs resume from their crash-safe checkpoints).
+
+    Returns:
+        A function restoring the previous handler.
+    """
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:  # someone else handles Ctrl-C: leave it
+        return lambda: None
+    presses = [0]
+
+    def handler(signum: int, frame: Any) -> None:
+        presses[0] += 1
+        if presses[0] == 1:
+            raise KeyboardInterrupt
+        if presses[0] >= 3:
+            os.write(2, b"interrupted again: exiting now; the stopped runs resume from their last checkpoint\n")
+            os._exit(130)
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

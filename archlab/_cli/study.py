@@ -109,6 +109,9 @@ def study_run_cmd(
     study = load_study_with_hint(file, smoke=smoke)
     main_metric = "dice" if study.train.get("monitor") == "dice" else "accuracy"  # segmentation studies
     out = out or Path("runs") / (study.name + ("-smoke" if smoke else ""))
+    from archlab._validation import check_out_dir
+
+    check_out_dir(out)  # a file, /dev/null, /proc/x: one line now, not an OSError later
     grid = study.grid()
     n_workers = _parse_workers(workers)
     console.print(

@@ -108,6 +108,9 @@ def train_cmd(
             "image_folder reads the folder you point it at: pass --data-root FOLDER (one sub-folder per class), "
             "or set data.root in the run file"
         )
+    from archlab._validation import check_out_dir
+
+    check_out_dir(out)  # a file, /dev/null, /proc/x: one line now, not an OSError later
     if resume:
         _check_same_run(cfg, out)
     from archlab.train.distributed import is_main, launch
