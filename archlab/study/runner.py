@@ -309,6 +309,7 @@ def run_study(
         store = StudyStore(out / DB_NAME)
         study_id = _claim_study(store, study, out)
         in_flight: dict[int, RunTask] = {}
+        pools = _Pool()  # worker processes, kept across rounds
 
         def start(t: RunTask) -> None:
             store.mark_running(t.run_id)
@@ -333,7 +334,7 @@ def run_study(
                     start(t)
                     finish(t, execute_run(t.config_json, t.out, t.owner))
             else:
-                _run_parallel(tasks, n, start, finish)
+                _run_parallel(tasks, n, start, finish, pools)
 
         try:
             for keys in _rounds(study, store, emit):
@@ -345,6 +346,7 @@ def run_study(
                     else:
                         tasks.append(task)
                 execute(tasks)
+            pools.close()
         except KeyboardInterrupt:
             # Not a failure: the runs in flight keep their checkpoints and resume on the next run.
             # A second Ctrl-C while this is recorded must not leave runs marked running.
@@ -355,6 +357,8 @@ def run_study(
                 signal.signal(signal.SIGINT, previous)
             log.warning("interrupted; %d run(s) stopped and left resumable", len(in_flight))
             raise
+        finally:
+            pools.kill()  # no-op after close(); stops workers on any error
         if study.analyses:
             from archlab.study.analyses import run_analysis_phase
 
@@ -381,6 +385,7 @@ def _rounds(study: Study, store: StudyStore, emit: Event):
     looks = plan_looks(plan.min, plan.max, plan.step)
     metric = study.decisive_metric()
     undecided = {(k.dataset, k.variant) for k in grid if k.variant != study.baseline}
+    undecided_all = set(undecided)  # the comparisons that share the study's alpha
     for r, n in enumerate(looks):
         active_sets = {d for d, _ in undecided}
         keys = [
@@ -391,8 +396,8 @@ def _rounds(study: Study, store: StudyStore, emit: Event):
         emit("round", None, {"round": r + 1, "seeds": n, "comparisons": len(undecided)})
         yield keys
         decisions = sequential_decisions(
-            store.rows(with_history=False), baseline=study.baseline, metric=metric,
-            margin=study.margin(metric), alpha=study.alpha, looks=looks,
+            store.rows(with_history=False, with_predictions=False), baseline=study.baseline, metric=metric,
+            margin=study.margin(metric), alpha=study.alpha, looks=looks, family=len(undecided_all),
         )
         undecided = {c for c in undecided if not (c in decisions and decisions[c].decided)}
         if not undecided:
@@ -420,11 +425,54 @@ def _init_worker(parent_pid: int) -> None:
     threading.Thread(target=watch, name="archlab-parent-watch", daemon=True).start()
 
 
+class _Pool:
+    """The study's worker processes, spawned once and kept across rounds of adaptive seeds."""
+
+    def __init__(self) -> None:
+        self.executor: ProcessPoolExecutor | None = None
+        self.workers = 0
+
+    def get(self, workers: int) -> ProcessPoolExecutor:
+        import multiprocessing as mp
+
+        if self.executor is None or self.workers < workers:  # a larger pool serves fewer runs too
+            self.close()
+            ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
+            self.executor = ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+            )
+            self.workers = workers
+        return self.executor
+
+    def renew(self) -> ProcessPoolExecutor:
+        """A fresh pool after the old one broke (a worker was killed)."""
+        workers = self.workers
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+        return self.get(workers)
+
+    def kill(self) -> None:
+        """Stop busy workers now (Ctrl-C); their runs resume from their last checkpoints."""
+        if self.executor is not None:
+            # the executor has no public way to stop busy workers, hence its private process table
+            for proc in list((getattr(self.executor, "_processes", None) or {}).values()):
+                proc.terminate()
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.executor = None
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+            self.executor = None
+
+
 def _run_parallel(
     tasks: list[RunTask],
     workers: int,
     start: Callable[[RunTask], None],
     finish: Callable[[RunTask, dict[str, Any]], None],
+    pools: _Pool | None = None,
 ) -> None:
     """Run ``tasks`` on ``workers`` spawned processes; a worker killed from outside is survived.
 
@@ -434,25 +482,21 @@ def _run_parallel(
     last checkpoint. A suspect whose worker dies while it runs alone is the cause: after
     :data:`MAX_WORKER_DEATHS` such deaths it is recorded failed ("worker killed"); the others go on.
     """
-    import multiprocessing as mp
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
+    own = pools is None
+    pools = pools or _Pool()
     pending = list(tasks)
     suspects: list[RunTask] = []
     deaths: dict[int, int] = {}
-    pool: ProcessPoolExecutor | None = None
     running: dict[Any, RunTask] = {}
-
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
 
     def submit(t: RunTask) -> None:
         start(t)
         running[pool.submit(execute_run, t.config_json, t.out, t.owner, os.getpid())] = t
 
     try:
-        pool = new_pool()
+        pool = pools.get(workers)
         while pending or suspects or running:
             if suspects:  # isolate: one suspect at a time, nothing beside it
                 if not running:
@@ -487,18 +531,14 @@ def _run_parallel(
                 for fut, t in list(running.items()):  # the rest of the broken pool's runs
                     running.pop(fut)
                     suspects.append(t)
-                pool.shutdown(wait=True, cancel_futures=True)
-                pool = new_pool()
+                pool = pools.renew()
     except BaseException:
         # Ctrl-C (or a database error): stop the workers now instead of waiting for their runs;
-        # their checkpoints are crash-safe, so the runs resume later. The executor has no public
-        # way to stop busy workers, hence its private process table.
-        if pool is not None:
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+        # their checkpoints are crash-safe, so the runs resume later.
+        pools.kill()
         raise
-    pool.shutdown(wait=True)
+    if own:
+        pools.close()
 
 
 def _record(store: StudyStore, task: RunTask, outcome: dict[str, Any], emit: Event) -> None:

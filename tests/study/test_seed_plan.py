@@ -10,7 +10,7 @@ from archlab.errors import ConfigError
 from archlab.study.config import DEFAULT_MARGINS, Study, load_study
 from archlab.study.execute import load_splits
 
-from .conftest import study_dict
+from .conftest import SMALL_DATA, study_dict
 
 
 def _digest(ds) -> str:
@@ -60,3 +60,54 @@ def test_margins_and_primary_metric(write_study):
     assert study.decisive_metric() == "accuracy"
     with pytest.raises(ConfigError, match="margins.accuracy"):
         load_study(write_study(margins={"accuracy": -1}))
+
+
+def _adaptive(**over):
+    data = {**SMALL_DATA, "options": {**SMALL_DATA["options"], "num_samples": 90, "image_size": 16}}
+    d = study_dict(
+        data=data,
+        train={"epochs": 2, "batch_size": 15, "optim": {"lr": 0.005}},
+        seeds={"min": 3, "max": 5, "until": "conclusive"},
+        margins={"accuracy": 0.05},
+        variants={
+            "a": {"model": {"head": "linear"}},
+            "same": {"model": {"head": "linear"}},  # builds the identical model under another name
+            "broken": {"model": {"head": "linear"}, "train": {"optim": {"lr": 1.0e-7}}},
+            "other": {"model": {"head": "mlp", "head_kwargs": {"hidden": [16]}}},
+        },
+    )
+    d.update(over)
+    return d
+
+
+def _cells(store):
+    return sorted((r["variant"], r["seed"], r["status"]) for r in store.rows())
+
+
+def test_seeds_until_conclusive_stops_decided_comparisons(tmp_path):
+    from archlab.study.runner import run_study
+    from archlab.study.sequential import plan_looks, sequential_decisions
+
+    events = []
+    study = Study.model_validate(_adaptive())
+    store = run_study(study, tmp_path / "one", workers=1, report=False,
+                      on_event=lambda kind, key, info: events.append((kind, info)) if kind == "round" else None)
+    rows = store.rows()
+    seeds = {v: sorted(r["seed"] for r in rows if r["variant"] == v) for v in study.variants}
+    # the identical twin is equivalent at the first look (every paired difference is 0)
+    assert seeds["same"] == [0, 1, 2]
+    # every variant that still runs gets the same seeds as the baseline, which runs the longest
+    assert all(s == seeds["a"][: len(s)] for s in seeds.values())
+    assert len(seeds["a"]) == max(len(s) for s in seeds.values())
+    decisions = sequential_decisions(rows, baseline="a", metric="accuracy", margin=0.05, alpha=0.05,
+                                     looks=plan_looks(3, 5, 1), family=3)
+    assert decisions[("synthetic16", "same")].verdict == "equivalent"
+    assert decisions[("synthetic16", "broken")].verdict == "worse"
+    for (_, v), d in decisions.items():
+        assert d.n_pairs == len(seeds[v]) and (d.decided or len(seeds[v]) == 5)
+    assert events[0][1] == {"round": 1, "seeds": 3, "comparisons": 3}
+    # a re-run adds nothing; another schedule gives the same cells
+    again = run_study(study, tmp_path / "one", workers=1, report=False)
+    assert _cells(again) == _cells(store)
+    two = run_study(study, tmp_path / "two", workers=2, report=False)
+    assert _cells(two) == _cells(store)
