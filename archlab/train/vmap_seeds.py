@@ -53,6 +53,7 @@ from archlab.train.engine import (
 from archlab.train.losses import build_loss
 from archlab.train.metrics import classification_metrics, metric_spec
 from archlab.train.optim import build_optimizer, build_scheduler
+from archlab.train.speed import resolve_speed_options
 
 __all__ = ["train_seeds"]
 
@@ -101,8 +102,10 @@ def train_seeds(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    amp = config.amp and device.type == "cuda"
     splits = splits if splits is not None else prepare_data(config)
+    # Stacked parameters are trained in the contiguous format; amp/compile resolve as in the engine.
+    config = resolve_speed_options(config.model_copy(update={"channels_last": False}), splits)
+    amp = config.amp and device.type == "cuda"
     configs = [config.model_copy(update={"seed": s}) for s in seeds]
     K, num_classes = len(seeds), splits.train.num_classes
 
