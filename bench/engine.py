@@ -4,15 +4,17 @@ Both sides train the same model (same registry builder, same init stream), on th
 same data, with the same optimizer, loss, batch size and number of epochs, evaluate the validation
 split after every epoch, keep the best-validation weights and test them once:
 
-- ``archlab``: :func:`archlab.train.train` — uint8 data resident on the device, batches drawn by
-  index, one batched (kornia) augmentation per batch.
-- ``reference``: the usual loop — a ``torch.utils.data.Dataset`` whose ``__getitem__`` converts
-  one image to float and augments it on its own (plain torch, the way torchvision's tensor
-  transforms do it: one sampling grid and one ``grid_sample`` per warp and per image) with the
-  same distributions as the archlab preset, ``DataLoader`` collation, ``for x, y in loader``.
-  It runs with ``num_workers=0`` and with 2 persistent workers; the ratio is taken against the
-  faster of the two, so the reference is the best a straightforward loop gets on this machine.
-- ``archlab_channels_last``: the engine with ``channels_last=True`` (is the option worth a default?).
+- ``archlab``: :func:`archlab.train.train` with its defaults — uint8 data resident on the device,
+  batches drawn by index, one batched augmentation per batch, the memory format of the
+  ``channels_last: auto`` rule (:mod:`archlab.train.speed`).
+- ``archlab_contiguous``: the same with ``channels_last: false`` (the data path's share of the gain).
+- ``reference``: what a competent user writes — a ``torch.utils.data.Dataset`` whose
+  ``__getitem__`` makes a PIL image of one uint8 array, augments it with PIL transforms (perspective,
+  rotate, affine translate, mirror; NumPy draws with the preset's distributions), converts it with
+  NumPy and normalizes; ``DataLoader`` collation, ``for x, y in loader``, PyTorch's default
+  (contiguous) memory format. It runs with ``num_workers=0`` and with 2 persistent workers; the
+  ratio is taken against the faster of the two, so the reference is the best a straightforward
+  loop gets on this machine.
 
 Cases: ``mnist_cnn`` on the embedded digits at 28 px with the ``spinal_mnist`` preset (the
 quickstart's model with seed 001's augmentation) and ``mini_vgg`` on synthetic 32x32 RGB images with
@@ -27,15 +29,15 @@ Writes ``bench/results/engine.json``.
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +48,7 @@ from archlab.train.config import TrainConfig  # noqa: E402
 from archlab.train.engine import build_run_model, prepare_data, train  # noqa: E402
 from archlab.train.losses import build_loss  # noqa: E402
 from archlab.train.optim import build_optimizer  # noqa: E402
+from archlab.train.speed import resolve_speed_options  # noqa: E402
 
 TARGET = 2.0
 
@@ -75,85 +78,82 @@ TINY = {  # CI smoke sizes: seconds, not minutes
 }
 
 
-# --- the reference's per-sample augmentation (plain torch, one image at a time) --------------------
+# --- the reference's per-sample augmentation (PIL + NumPy, one image at a time) ----------------------
 
 
-def _warp(x: torch.Tensor, inv: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """Sample image ``x`` (C, H, W) at ``inv @ (u, v, 1)`` for every output pixel (bilinear, zeros)."""
-    _, H, W = x.shape
-    p = base @ inv.T  # (H*W, 3) source pixel coordinates (homogeneous)
-    p = p[:, :2] / p[:, 2:]
-    grid = torch.stack((2 * p[:, 0] / (W - 1) - 1, 2 * p[:, 1] / (H - 1) - 1), -1).view(1, H, W, 2)
-    return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-
-
-def _homography(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """3x3 matrix mapping the 4 points ``src`` (4, 2) onto ``dst`` (4, 2)."""
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(src.tolist(), dst.tolist()):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-        rhs += [u, v]
-    h = torch.linalg.solve(torch.tensor(rows, dtype=torch.float64), torch.tensor(rhs, dtype=torch.float64))
-    return torch.cat([h, h.new_ones(1)]).view(3, 3).float()
+def _perspective_coeffs(src: np.ndarray, dst: np.ndarray) -> tuple[float, ...]:
+    """PIL's 8 PERSPECTIVE coefficients: output pixel ``dst[i]`` samples input pixel ``src[i]``."""
+    a = np.zeros((8, 8))
+    for i, ((x, y), (u, v)) in enumerate(zip(dst, src)):
+        a[2 * i] = [x, y, 1, 0, 0, 0, -u * x, -u * y]
+        a[2 * i + 1] = [0, 0, 0, x, y, 1, -v * x, -v * y]
+    return tuple(np.linalg.solve(a, src.reshape(8)).tolist())
 
 
 class SampleAugment:
-    """One image at a time, the distributions of archlab's batched presets.
+    """What a competent user writes: PIL transforms per image, NumPy random draws.
 
-    ``spinal_mnist``: with p = 0.5 a perspective warp whose corners move inwards by up to
-    ``0.5 * size / 2`` (kornia ``RandomPerspective(0.5)``), then a rotation within +-10 degrees about
-    the centre. ``cifar``: a translation of up to 10% of each side, then a horizontal flip with
-    p = 0.5.
+    The distributions of archlab's batched presets. ``spinal_mnist``: with p = 0.5 a perspective warp
+    whose corners move inwards by up to ``0.5 * size / 2`` (torchvision/kornia ``RandomPerspective(0.5)``,
+    PIL ``Image.PERSPECTIVE``), then ``Image.rotate`` within +-10 degrees about the centre.
+    ``cifar``: ``Image.AFFINE`` translation by up to 10 % of each side, then ``ImageOps.mirror`` with
+    p = 0.5. Bilinear resampling, zero fill, like the presets.
+
+    Args:
+        preset: ``cifar`` or ``spinal_mnist``.
+        height / width: image size.
+        rng: NumPy generator (each DataLoader worker seeds its own, see :func:`_seed_worker`).
     """
 
-    def __init__(self, preset: str, height: int, width: int):
+    def __init__(self, preset: str, height: int, width: int, rng: np.random.Generator | None = None):
         if preset not in ("spinal_mnist", "cifar"):
             raise ValueError(f"the reference implements spinal_mnist and cifar, got {preset!r}")
         self.preset, self.H, self.W = preset, height, width
-        v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
-                              indexing="ij")
-        self.base = torch.stack((u.flatten(), v.flatten(), torch.ones(height * width)), -1)  # (H*W, 3)
-        self.corners = torch.tensor([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], dtype=torch.float32)
-        self.inward = torch.tensor([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=torch.float32)
-        cx, cy = (width - 1) / 2, (height - 1) / 2
-        self.to_centre = torch.tensor([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]], dtype=torch.float32)
-        self.from_centre = torch.tensor([[1, 0, cx], [0, 1, cy], [0, 0, 1]], dtype=torch.float32)
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.corners = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], dtype=np.float64)
+        self.inward = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=np.float64)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, img: Image.Image) -> Image.Image:
+        r = self.rng
+        size = (self.W, self.H)
         if self.preset == "spinal_mnist":
-            if torch.rand(()) < 0.5:
-                factor = torch.tensor([0.5 * self.W / 2, 0.5 * self.H / 2])
-                end = self.corners + factor * torch.rand(4, 2) * self.inward
-                x = _warp(x, torch.linalg.inv(_homography(self.corners, end)), self.base)
-            a = math.radians(float(torch.empty(()).uniform_(-10.0, 10.0)))
-            rot = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
-            x = _warp(x, self.from_centre @ rot @ self.to_centre, self.base)
-        else:
-            tx = float(torch.empty(()).uniform_(-0.1, 0.1)) * self.W
-            ty = float(torch.empty(()).uniform_(-0.1, 0.1)) * self.H
-            x = _warp(x, torch.tensor([[1, 0, -tx], [0, 1, -ty], [0, 0, 1]]), self.base)
-            if torch.rand(()) < 0.5:
-                x = x.flip(-1)
-        return x.clamp_(0.0, 1.0)
+            if r.random() < 0.5:
+                factor = np.array([0.5 * self.W / 2, 0.5 * self.H / 2])
+                end = self.corners + factor * r.random((4, 2)) * self.inward
+                img = img.transform(size, Image.Transform.PERSPECTIVE, _perspective_coeffs(self.corners, end),
+                                    Image.Resampling.BILINEAR)
+            return img.rotate(float(r.uniform(-10.0, 10.0)), Image.Resampling.BILINEAR)
+        tx, ty = r.uniform(-0.1, 0.1) * self.W, r.uniform(-0.1, 0.1) * self.H
+        img = img.transform(size, Image.Transform.AFFINE, (1, 0, -tx, 0, 1, -ty), Image.Resampling.BILINEAR)
+        return ImageOps.mirror(img) if r.random() < 0.5 else img
 
 
 class AugmentedImages(Dataset):
-    """The usual Dataset: index one uint8 image, convert, augment it alone, normalize."""
+    """The usual Dataset: one uint8 HWC array per image -> PIL -> augment -> float tensor -> normalize."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, augment: SampleAugment | None):
-        self.images, self.labels, self.augment = images, labels, augment
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
+        x = images.permute(0, 2, 3, 1).numpy()  # (N, H, W, C) uint8, as images are stored on disk
+        self.images = x[..., 0] if x.shape[-1] == 1 else x  # PIL: (H, W) for "L", (H, W, 3) for "RGB"
+        self.labels, self.augment = labels.tolist(), augment
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1, 1, 1)
+        self.inv_std = 1.0 / np.asarray(std, dtype=np.float32).reshape(-1, 1, 1)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self.images[i].float() / 255.0  # (C, H, W)
+        img = Image.fromarray(self.images[i])
         if self.augment is not None:
-            x = self.augment(x)
-        return (x - self.mean) / self.std, int(self.labels[i])
+            img = self.augment(img)
+        a = np.asarray(img, dtype=np.float32) * (1 / 255.0)
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)  # (C, H, W)
+        return torch.from_numpy((a - self.mean) * self.inv_std), self.labels[i]
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Each worker's NumPy stream from torch's per-worker seed (the DataLoader recipe)."""
+    info = torch.utils.data.get_worker_info()
+    info.dataset.augment.rng = np.random.default_rng(torch.initial_seed() % 2**32)
 
 
 def reference_run(config: TrainConfig, splits, workers: int) -> float:
@@ -162,10 +162,10 @@ def reference_run(config: TrainConfig, splits, workers: int) -> float:
     model = build_run_model(config, splits)
     mean, std = dataset_stats(splits.train)
     H, W = splits.train.image_size
-    aug = SampleAugment(config.data.augment, H, W)
+    aug = SampleAugment(config.data.augment, H, W, np.random.default_rng(config.seed))
     train_ds = AugmentedImages(splits.train.images, splits.train.labels, mean, std, aug)
     loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0)
+                        persistent_workers=workers > 0, worker_init_fn=_seed_worker if workers else None)
 
     def eval_loader(part):
         return DataLoader(AugmentedImages(part.images, part.labels, mean, std, None), batch_size=config.eval_batch_size)
@@ -216,7 +216,7 @@ def run_case(name: str, spec: dict[str, Any], *, repeats: int, warmup: int, devi
     splits = prepare_data(base)
     contestants = {
         "archlab": lambda c: archlab_run(c, splits),
-        "archlab_channels_last": lambda c: archlab_run(c.model_copy(update={"channels_last": True}), splits),
+        "archlab_contiguous": lambda c: archlab_run(c.model_copy(update={"channels_last": False}), splits),
         "reference_workers0": lambda c: reference_run(c, splits, 0),
         "reference_workers2": lambda c: reference_run(c, splits, 2),
     }
@@ -251,7 +251,8 @@ def run_case(name: str, spec: dict[str, Any], *, repeats: int, warmup: int, devi
         "test_accuracy": acc,
         "reference": best_ref,
         "speedup": ratio,
-        "speedup_channels_last": timing[best_ref]["median_s"] / timing["archlab_channels_last"]["median_s"],
+        "speedup_contiguous": timing[best_ref]["median_s"] / timing["archlab_contiguous"]["median_s"],
+        "archlab_choice": resolve_speed_options(base, splits).model_dump(include={"channels_last", "compile", "amp"}),
         # best round of each side: on a shared machine other jobs only ever slow a round down
         "speedup_best_round": min(timing[k]["min_s"] for k in ("reference_workers0", "reference_workers2"))
         / timing["archlab"]["min_s"],
@@ -280,7 +281,7 @@ def main() -> None:
             f"{name:34s} archlab {t['archlab']['images_per_s']:8.0f} img/s (acc {a['archlab']['mean']:.3f})   "
             f"{ref} {t[ref]['images_per_s']:8.0f} img/s (acc {a[ref]['mean']:.3f})   "
             f"speedup {c['speedup']:.2f}x (target {TARGET:.0f}x; best rounds {c['speedup_best_round']:.2f}x)   "
-            f"channels_last {c['speedup_channels_last']:.2f}x"
+            f"contiguous {c['speedup_contiguous']:.2f}x"
         )
     path = write_result(
         "engine",

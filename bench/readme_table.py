@@ -1,7 +1,7 @@
 """The README's benchmark table from bench/results/*.json (never from hand-typed numbers).
 
     python bench/readme_table.py            # print the table
-    python bench/readme_table.py --write    # replace it in README.md (between the bench markers)
+    python bench/readme_table.py --write    # replace it and the notes in README.md (between the markers)
 
 Every result file gets rows: the known layouts (ltc, rotation_conv, engine, study) a row per case,
 any other one (e.g. audit) a row per ``speedup``/``ratio`` it reports. Smoke results
@@ -19,6 +19,7 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+NOTES_START, NOTES_END = "<!-- bench-notes:start -->", "<!-- bench-notes:end -->"
 PLACEHOLDER = "BENCH_TABLE"
 HEADER = [
     "| benchmark | archlab (median) | reference (median) | ratio | target | met | hardware |",
@@ -68,9 +69,85 @@ def _rotation_conv(d: dict[str, Any]) -> list[str]:
         f"{t['seed_loop']['median_ms']:.1f} ms | {r['archlab_over_seed_loop']:.2f}x the time | <= 1.0x | "
         f"{_yes(d['targets_met']['archlab_over_seed_loop'])} | {hw} |",
         f"| Rotation-invariant conv vs one plain conv with 8x the outputs | {t['archlab']['median_ms']:.1f} ms | "
-        f"{t['plain_wide']['median_ms']:.1f} ms | {r['archlab_over_plain_wide']:.2f}x the time | <= 1.2x | "
+        f"{t['plain_wide']['median_ms']:.1f} ms | {r['archlab_over_plain_wide']:.2f}x the time{_round_range(d)} | <= 1.2x | "
         f"{_yes(d['targets_met']['archlab_over_plain_wide'])} | {hw} |",
     ]
+
+
+def _round_range(d: dict[str, Any]) -> str:
+    """The per-round spread of the rotation-conv ratio (paired rounds), when the result has it."""
+    pr = d.get("per_round_ratio_archlab_over_plain_wide")
+    if not pr:
+        return ""
+    return f" (rounds {pr['min']:.2f}..{pr['max']:.2f}x, n={pr['n']})"
+
+
+def _efficiency(d: dict[str, Any]) -> list[str]:
+    out = []
+    hw = _hw(d)
+    for name, c in d["cases"].items():
+        cfg = c["config"]
+        fmt = "channels_last" if cfg["channels_last"] else "contiguous"
+        out.append(
+            f"| Engine efficiency, {name} (batch {cfg['batch_size']}, {fmt}): engine vs fwd+bwd+optimizer on one "
+            f"resident batch | {c['engine_images_per_s']:.0f} img/s | limit {c['limit_images_per_s']:.0f} img/s | "
+            f"{c['efficiency']:.3f} of the limit (rounds {c['efficiency_min']:.3f}..{c['efficiency_max']:.3f}) | "
+            f">= {c['target']} | {_yes(bool(c['met']))} | {hw} |"
+        )
+    return out
+
+
+def _seed002_study(d: dict[str, Any]) -> list[str]:
+    t, base = d["timing"], [k for k in d["timing"] if k.startswith("main")][0]
+    tol = d["tolerance"]
+    return [
+        f"| Study wall time, {d['runs']} seed-002 mini-VGG runs ({d['study']['train']['epochs']} epochs, synthetic 32x32): "
+        f"this checkout's defaults vs {base.replace('_', ' at ')} (per-run test metrics within "
+        f"{tol['test_accuracy_abs']:.2f} acc / {tol['test_loss_rel']:.0%} loss: "
+        f"{_yes(d['metrics_within_tolerance'])}) | {t['now']['median_s']:.1f} s | {t[base]['median_s']:.1f} s | "
+        f"{_speed(d['speedup'])}{_best(d.get('speedup_best_round'))}; memory format alone "
+        f"{d['speedup_memory_format_only']:.2f}x | >= {d['target']}x | {_yes(d['met'])} | "
+        f"{d['hardware']['cpu_count']} CPU cores, torch {d['hardware']['torch']} |"
+    ]
+
+
+def _speed_rule(d: dict[str, Any]) -> list[str]:
+    cases = d["cases"]
+    agree = sum(c["agrees"] for c in cases.values())
+    lo = min(cases.values(), key=lambda c: c["speedup"])
+    hi = max(cases.values(), key=lambda c: c["speedup"])
+    return [
+        f"| channels_last rule vs a timed probe per model ({len(cases)} models, one training step each format) | "
+        f"rule agrees on {agree}/{len(cases)} | channels_last {lo['speedup']:.2f}x ({lo['model']}"
+        f"{' ' + str(lo['options'].get('kwargs', lo['options'].get('head', ''))) if lo['options'] else ''}).."
+        f"{hi['speedup']:.2f}x ({hi['model']}) | - | agree (ties within {d['tie_within']:.0%}) | "
+        f"{_yes(d['rule_agrees_everywhere'])} | {_hw(d)} |"
+    ]
+
+
+def _gpu(d: dict[str, Any]) -> list[str]:
+    hw = _hw(d)
+    out = []
+    for name, c in d["efficiency"].items():
+        out.append(f"| GPU engine efficiency, {name} (data on the GPU) | {c['engine_images_per_s']:.0f} img/s | "
+                   f"limit {c['limit_images_per_s']:.0f} img/s | {c['efficiency']:.3f} of the limit | >= 0.95 | "
+                   f"{_yes(c['efficiency'] >= 0.95)} | {hw} |")
+    for name, c in d["formats"].items():
+        ms = c["ms_per_step"]
+        gains = f"channels_last {c['gain_channels_last_fp32']:.2f}x"
+        if "gain_amp_channels_last" in c:
+            gains += f", bf16 AMP {c['gain_amp_contiguous']:.2f}x, both {c['gain_amp_channels_last']:.2f}x"
+        out.append(f"| GPU step time, {name} batch {c['batch']}: fp32 contiguous vs faster formats | "
+                   f"{min(ms.values()):.2f} ms | {ms['fp32_contiguous']:.2f} ms | {gains} | (measured) | - | {hw} |")
+    for name, c in d["vmap_seeds"].items():
+        acc = c["mean_test_accuracy"]
+        out.append(f"| GPU seeds trained together (vmap), {name.replace('_', ' ')} (test acc {acc['together']:.3f} vs "
+                   f"{acc['one_after_another']:.3f}) | {c['together_s']:.1f} s | one after another "
+                   f"{c['one_after_another_s']:.1f} s | {_speed(c['speedup'])} | (measured) | - | {hw} |")
+    st = d["study"]
+    out.append(f"| GPU study wall time, {st['runs']} CIFAR-size mini-VGG runs | {st['wall_s']:.1f} s | - | - | "
+               f"(measured) | - | {hw} |")
+    return out
 
 
 def _engine(d: dict[str, Any]) -> list[str]:
@@ -90,10 +167,10 @@ def _engine(d: dict[str, Any]) -> list[str]:
             f">= {c['target']:.0f}x | "
             f"{_yes(c['met'])} | {hw} |"
         )
-        if "archlab_channels_last" in t:
+        if "archlab_contiguous" in t:
             out.append(
-                f"| the same with channels_last | {t['archlab_channels_last']['images_per_s']:.0f} img/s | "
-                f"{t[ref]['images_per_s']:.0f} img/s | {_speed(c['speedup_channels_last'])} | (option) | - | {hw} |"
+                f"| the same, archlab with channels_last: false | {t['archlab_contiguous']['images_per_s']:.0f} img/s | "
+                f"{t[ref]['images_per_s']:.0f} img/s | {_speed(c['speedup_contiguous'])} | (data path alone) | - | {hw} |"
             )
     return out
 
@@ -136,18 +213,141 @@ def _generic(name: str, d: dict[str, Any]) -> list[str]:
     return out
 
 
-KNOWN = {"ltc": _ltc, "rotation_conv": _rotation_conv, "engine": _engine, "study": _study}
+KNOWN = {
+    "ltc": _ltc, "rotation_conv": _rotation_conv, "engine": _engine, "study": _study, "efficiency": _efficiency,
+    "seed002_study": _seed002_study, "speed_rule": _speed_rule, "gpu": _gpu,
+}  # fmt: skip
 
 
 def rows(results: Path = RESULTS) -> list[str]:
     out = list(HEADER)
     files = sorted(p for p in results.glob("*.json") if not p.name.endswith(".tiny.json"))
-    order = {n: i for i, n in enumerate(["engine", "engine_1thread", "study", "ltc", "rotation_conv"])}
+    order = {n: i for i, n in enumerate(["efficiency_1thread", "efficiency", "seed002_study", "speed_rule", "engine",
+                                         "engine_1thread", "study", "gpu", "ltc", "rotation_conv"])}
     for path in sorted(files, key=lambda p: (order.get(p.stem, len(order)), p.stem)):
         d = json.loads(path.read_text())
         kind = path.stem.split("_1thread")[0]  # engine_1thread.json: the engine run with --threads 1
         out += KNOWN.get(kind, lambda d, n=path.stem: _generic(n, d))(d)
     return out
+
+
+def _load(results: Path, name: str) -> dict[str, Any] | None:
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _load_avg(d: dict[str, Any]) -> str:
+    la = d["hardware"].get("load_average_1_5_15min")
+    return f"load average {la[0]:.1f}" if la else "load not recorded"
+
+
+def notes(results: Path = RESULTS) -> list[str]:
+    """The README's benchmark prose, every number read from ``results`` (a missing file says so)."""
+    out: list[str] = []
+    for name in ("efficiency_1thread", "efficiency"):
+        d = _load(results, name)
+        if d:
+            effs = ", ".join(f"{k} {c['efficiency']:.3f} ({c['efficiency_min']:.3f}..{c['efficiency_max']:.3f})"
+                             for k, c in d["cases"].items())
+            out.append(
+                f"- **Engine efficiency** (`bench/efficiency.py`, {d['threads']} thread(s), {d['repeats']} rounds, "
+                f"{_load_avg(d)}): the engine's training rate over the pure-compute limit of the same model and "
+                f"memory format (fwd + bwd + optimizer on one resident batch) — {effs}; target >= 0.95. "
+                "Validation and the final test are not counted as training; no augmentation (it is work the "
+                "limit does not do)."
+            )
+    d = _load(results, "speed_rule")
+    if d:
+        per = ", ".join(f"{k} {c['speedup']:.2f}x" for k, c in d["cases"].items())
+        dis = [k for k, c in d["cases"].items() if not c["agrees"]]
+        out.append(
+            f"- **Memory format** (`bench/speed_rule.py`, {d['threads']} thread(s), {_load_avg(d)}): `channels_last: "
+            f"auto` is a fixed rule (conv nets -> channels_last; `archlab.train.speed`), never a probe at run start. "
+            f"Measured channels_last speed-up per training step: {per}. "
+            + (f"The rule picks the slower format for {', '.join(dis)}." if dis else "The rule picks the faster format "
+               f"(or a tie within {d['tie_within']:.0%}) for every model measured.")
+        )
+    d = _load(results, "seed002_study")
+    if d:
+        base = [k for k in d["timing"] if k.startswith("main")][0]
+        diff = d["max_diff_vs_main"]["now"]
+        out.append(
+            f"- **A seed-002 study end to end** (`bench/seed002_study.py`, {d['runs']} runs, {_load_avg(d)}): "
+            f"{d['timing']['now']['median_s']:.1f} s with this checkout's defaults vs {d['timing'][base]['median_s']:.1f} s "
+            f"with main at {d['baseline']['commit'] or 'an emulated baseline'} ({d['speedup']:.2f}x; the memory format alone "
+            f"{d['speedup_memory_format_only']:.2f}x, the rest is the runner's schedule). Per-run test metrics differ "
+            f"from main's by float rounding only: at most {diff['max_abs_test_accuracy']:.3f} accuracy and "
+            f"{diff['max_rel_test_loss']:.1%} loss (tolerance {d['tolerance']['test_accuracy_abs']:.3f} / "
+            f"{d['tolerance']['test_loss_rel']:.0%})."
+        )
+    for name in ("engine", "engine_1thread"):
+        d = _load(results, name)
+        if d:
+            cases = "; ".join(
+                f"{c['config']['model']['name']} {c['speedup']:.2f}x (best rounds {c.get('speedup_best_round', float('nan')):.2f}x; "
+                f"{c['speedup_contiguous']:.2f}x with channels_last off)" if "speedup_contiguous" in c else
+                f"{c['config']['model']['name']} {c['speedup']:.2f}x"
+                for c in d["cases"].values()
+            )
+            out.append(
+                f"- **Training throughput vs a plain loop** (`bench/{name.split('_')[0]}.py`, {d['threads']} thread(s), "
+                f"{_load_avg(d)}): {cases}. The reference augments each image with PIL in a `DataLoader` "
+                "(0 or 2 workers, the faster counts)."
+            )
+    d = _load(results, "study")
+    if d:
+        out.append(
+            f"- **Study schedule** (`bench/study.py`, {d['runs']} runs, {_load_avg(d)}): the runner's "
+            f"{d['runner_choice']['workers']} workers x {d['runner_choice']['threads_per_worker']} thread vs one "
+            f"process: {d['ratio']:.2f}x (best rounds {d.get('ratio_best_round', float('nan')):.2f}x)."
+        )
+    d = _load(results, "rotation_conv")
+    if d:
+        r, t = d["ratios"]["archlab_over_plain_wide"], d["timings"]
+        pr = d.get("per_round_ratio_archlab_over_plain_wide")
+        if pr:
+            verdict = ("indistinguishable from it at this spread" if pr["min"] <= 1.0 <= pr["max"]
+                       else ("faster" if pr["max"] < 1.0 else "slower") + " in every round")
+            spread_txt = f"per paired round {pr['min']:.2f}..{pr['max']:.2f}x (median {pr['median']:.2f}x, n={pr['n']})"
+        else:
+            best = t["archlab"]["min_ms"] / t["plain_wide"]["min_ms"]
+            verdict, spread_txt = "within the noise of this measurement", f"best rounds {best:.2f}x"
+        out.append(
+            f"- **Rotation-invariant conv vs one plain conv with 8x the outputs** (`bench/rotation_conv.py`, "
+            f"{_load_avg(d)}): {r:.2f}x the time (medians), {spread_txt}: {verdict}."
+        )
+    d = _load(results, "gpu")
+    if d:
+        v = "; ".join(f"{k.replace('_', ' ')} {c['speedup']:.2f}x" for k, c in d["vmap_seeds"].items())
+        out.append(f"- **GPU** (`bench/gpu.py`, {d['hardware'].get('gpu')}): seeds trained together vs one after "
+                   f"another: {v}; study of {d['study']['runs']} runs in {d['study']['wall_s']:.0f} s.")
+    else:
+        out.append("- **GPU: not measured.** No `bench/results/gpu.json` exists (no GPU was available when these "
+                   "results were written); `python bench/gpu.py` on one GPU (<= 8 minutes) writes it and this "
+                   "section picks it up. The speed of seeds trained together (vmap) is therefore unmeasured.")
+    return out
+
+
+def _replace_block(text: str, start: str, end: str, lines: list[str], placeholder: str | None) -> str:
+    block = "\n".join([start, *lines, end])
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        return head + block + tail
+    if placeholder is not None:
+        out = text.splitlines(keepends=True)
+        for i, line in enumerate(out):
+            if line.strip() == placeholder:
+                out[i] = block + "\n"
+                return "".join(out)
+    raise SystemExit(f"{README}: neither the {start} ... {end} markers nor a {placeholder} line to replace")
+
+
+def replace_notes(text: str, lines: list[str]) -> str:
+    """``text`` with the block between the bench-notes markers set to ``lines`` (unchanged when absent)."""
+    if NOTES_START in text and NOTES_END in text:
+        return _replace_block(text, NOTES_START, NOTES_END, lines, None)
+    return text
 
 
 def replace_table(text: str, table: list[str]) -> str:
@@ -173,10 +373,10 @@ def main() -> None:
     args = p.parse_args()
     table = rows(args.results)
     if not args.write:
-        print("\n".join(table))
+        print("\n".join([*table, "", *notes(args.results)]))
         return
     readme = args.readme
-    readme.write_text(replace_table(readme.read_text(), table))
+    readme.write_text(replace_notes(replace_table(readme.read_text(), table), notes(args.results)))
     print(f"wrote {len(table) - 2} rows to {readme}", file=sys.stderr)
 
 

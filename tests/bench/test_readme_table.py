@@ -17,11 +17,11 @@ def _results(tmp_path):
     res = tmp_path / "results"
     res.mkdir()
     timing = {k: {"median_s": m, "min_s": m, "max_s": m, "images_per_s": 1000 / m, "n": 3}
-              for k, m in [("archlab", 1.0), ("archlab_channels_last", 0.8), ("reference_workers0", 3.0), ("reference_workers2", 2.5)]}
+              for k, m in [("archlab", 1.0), ("archlab_contiguous", 0.8), ("reference_workers0", 3.0), ("reference_workers2", 2.5)]}
     engine = {"hardware": HW, "threads": 1, "cases": {"c": {
         "config": {"model": {"name": "mnist_cnn"}, "data": {"name": "digits", "augment": "spinal_mnist"}, "batch_size": 64},
         "train_images_per_run": 1000, "timing": timing, "reference": "reference_workers2",
-        "test_accuracy": {k: {"mean": 0.9} for k in timing}, "speedup": 2.5, "speedup_channels_last": 3.125,
+        "test_accuracy": {k: {"mean": 0.9} for k in timing}, "speedup": 2.5, "speedup_contiguous": 3.125,
         "target": 2.0, "met": True}}}
     study = {"hardware": HW, "runs": 6, "ratio": 1.4, "met": True, "runner_choice": {"workers": 2, "threads_per_worker": 1},
              "one_process": {"workers": 1, "threads": 2},

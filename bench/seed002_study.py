@@ -1,0 +1,212 @@
+"""A seed-002 mini-VGG study end to end: this checkout's defaults vs main at c88f8a6 (issue 16).
+
+The study (smoke-sized, real epochs): the seed-002 mini-VGG variants — the plain model, two
+weight-normalized ones of ``studies/seed002_weightnorm.yaml`` and one rotation-invariant one of
+``studies/seed002_rotation.yaml`` — on synthetic 32x32 RGB images (10 classes) with the ``cifar``
+augmentation, batch 32 and Adam as in the study files, a few epochs, one seed.
+
+Contestants, each ``archlab study run STUDY.yaml --out DIR`` in a fresh process with the CLI's
+defaults, interleaved round by round, each round into a fresh folder:
+
+- ``main_c88f8a6``: the archlab source of commit c88f8a6 (``git archive``; its defaults: one
+  process, every core a torch thread, contiguous memory format).
+- ``now``: this checkout's committed HEAD, extracted like the baseline (its defaults: ``channels_last``/``compile``/``amp`` resolved by
+  :func:`archlab.train.speed.resolve_speed_options`, the runner's worker/thread schedule).
+- ``now_contiguous``: this checkout with ``train.channels_last: false`` (the memory format's share
+  of the gain, everything else equal).
+
+Reports median wall time, spread, ``speedup`` = main / now (target >= 1.3) and, per run, the test
+accuracy and loss of each contestant with the largest differences from main. The runs of ``now``
+differ from main's by float rounding only (another memory format and thread count sum in another
+order; the same data, init, batches, augmentation draws and dropout masks), which grows over the
+epochs; the tolerance checked is ``ACC_TOL`` on test accuracy and ``LOSS_RTOL`` on test loss.
+Writes ``bench/results/seed002_study.json``.
+
+    python bench/seed002_study.py [--repeats 3]
+    python bench/seed002_study.py --tiny   # CI: 2 tiny runs, one round; without git history the
+                                           # baseline is this checkout with main's settings
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import parse_args, spread, write_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE_COMMIT = "c88f8a6"
+TARGET = 1.3
+ACC_TOL = 0.03  # test accuracy: at most 3 points (or 2 test images) apart; rounding differences grow with the epochs
+LOSS_RTOL = 0.05  # test loss: within 5 %
+
+STUDY: dict[str, Any] = {
+    "name": "seed002_speed",
+    "description": "seed-002 mini-VGG variants, smoke-sized with real epochs (bench/seed002_study.py)",
+    "data": {"name": "synthetic", "options": {"num_samples": 600, "image_size": 32, "channels": 3, "num_classes": 10},
+             "val_fraction": 0.1, "augment": "cifar"},
+    "model": {"name": "mini_vgg"},
+    "train": {"epochs": 3, "batch_size": 32, "optim": {"name": "adam", "lr": 0.001}},
+    "seeds": [1337],
+    "baseline": "plain",
+    "variants": {
+        "plain": {},
+        "norm_conv": {"model": {"kwargs": {"norm_conv": True}}},
+        "norm_conv_dense": {"model": {"kwargs": {"norm_conv": True, "norm_dense": True}}},
+        "4_rot_1": {"model": {"kwargs": {"rot_convs": 1, "rotations": 4}}},
+    },
+}
+TINY = {
+    "data": {"name": "synthetic", "options": {"num_samples": 90, "image_size": 32, "channels": 3, "num_classes": 3},
+             "augment": "cifar"},
+    "train": {"epochs": 1, "batch_size": 16},
+    "variants": {"plain": {}, "norm_conv": {"model": {"kwargs": {"norm_conv": True}}}},
+}
+
+
+def extract_baseline(dest: Path, commit: str = BASELINE_COMMIT) -> Path | None:
+    """The archlab package of ``commit`` under ``dest`` (None when git or the commit is unavailable)."""
+    archive = dest / f"src-{commit}.tar"
+    try:
+        with archive.open("wb") as f:
+            proc = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "archlab"], stdout=f,
+                                  stderr=subprocess.PIPE, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    src = dest / f"archlab-{commit}"
+    with tarfile.open(archive) as t:
+        t.extractall(src, filter="data")
+    return src
+
+
+def _head() -> str | None:
+    try:
+        proc = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def run_cli(src: Path, study_file: Path, out: Path, threads_env: dict[str, str]) -> float:
+    """``archlab study run`` of ``study_file`` with the archlab found in ``src``; wall seconds."""
+    env = {**os.environ, **threads_env, "PYTHONPATH": str(src)}
+    code = "import sys; from archlab.cli import main; sys.exit(main(sys.argv[1:]))"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, "study", "run", str(study_file), "--out", str(out)],
+                          env=env, capture_output=True, text=True, cwd=out.parent)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"study run with {src} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return dt
+
+
+def run_metrics(out: Path) -> dict[str, dict[str, float]]:
+    """``variant/seed`` -> test accuracy and loss, read from each run's result.json."""
+    found = {}
+    for path in sorted((out / "runs").glob("*/*/seed*/result.json")):
+        r = json.loads(path.read_text())
+        found[f"{path.parent.parent.name}/{path.parent.name}"] = {
+            "test_accuracy": r["test"]["accuracy"], "test_loss": r["test"]["loss"], "test_samples": len(r["test_targets"]),
+            "channels_last": r["config"].get("channels_last"), "threads": r["provenance"].get("threads"),
+        }  # fmt: skip
+    return found
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    spec = {**STUDY, **TINY} if args.tiny else STUDY
+    repeats, warmup = (1, 0) if args.tiny else (args.repeats, 0)
+    with tempfile.TemporaryDirectory(prefix="archlab-bench-seed002-") as tmp:
+        tmp = Path(tmp)
+        base_src = extract_baseline(tmp)
+        head = _head()
+        # "now" is the committed HEAD (a snapshot: edits made in the working tree meanwhile do not leak in)
+        now_src = extract_baseline(tmp, head) if head and not args.tiny else None
+        if base_src is None and not args.tiny:
+            raise SystemExit(f"cannot extract commit {BASELINE_COMMIT} with git archive (a shallow clone?); "
+                             "fetch the history or run --tiny")
+        files = {}
+        now_spec = json.loads(json.dumps(spec))
+        contiguous = json.loads(json.dumps(spec))
+        contiguous["train"]["channels_last"] = False
+        base_spec = json.loads(json.dumps(spec))
+        if base_src is None:  # emulate main's defaults in this checkout: contiguous, one process
+            base_spec["train"].update(channels_last=False)
+        for name, s in {"main": base_spec, "now": now_spec, "now_contiguous": contiguous}.items():
+            files[name] = tmp / f"{name}.yaml"
+            files[name].write_text(yaml.safe_dump(s, sort_keys=False))
+        contestants = {
+            f"main_{BASELINE_COMMIT}": (base_src or ROOT, files["main"]),
+            "now": (now_src or ROOT, files["now"]),
+            "now_contiguous": (now_src or ROOT, files["now_contiguous"]),
+        }
+        env = {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}  # what a fresh shell gives every contestant
+        seconds: dict[str, list[float]] = {k: [] for k in contestants}
+        metrics: dict[str, dict[str, dict[str, float]]] = {}
+        for r in range(warmup + repeats):
+            order = list(reversed(contestants)) if r % 2 == 0 else list(contestants)
+            for k in order:
+                src, f = contestants[k]
+                out = tmp / f"{k}-{r}"
+                dt = run_cli(src, f, out, env)
+                print(f"  round {r + 1}: {k:16s} {dt:7.1f} s", file=sys.stderr, flush=True)
+                if r >= warmup:
+                    seconds[k].append(dt)
+                    metrics[k] = run_metrics(out)
+    base = f"main_{BASELINE_COMMIT}"
+    timing = {k: spread(v, "s") for k, v in seconds.items()}
+    speedup = timing[base]["median_s"] / timing["now"]["median_s"]
+    per_run = {}
+    for run in sorted(metrics[base]):
+        row = {k: metrics[k].get(run) for k in metrics}
+        per_run[run] = row
+    diffs = {
+        k: {
+            "max_abs_test_accuracy": max(abs(per_run[r][k]["test_accuracy"] - per_run[r][base]["test_accuracy"]) for r in per_run),
+            "max_rel_test_loss": max(abs(per_run[r][k]["test_loss"] / per_run[r][base]["test_loss"] - 1) for r in per_run),
+        }
+        for k in metrics if k != base
+    }  # fmt: skip
+    n_test = min(m["test_samples"] for m in metrics[base].values())
+    acc_tol = max(ACC_TOL, 2 / n_test)  # never tighter than two test images
+    within = all(d["max_abs_test_accuracy"] <= acc_tol and d["max_rel_test_loss"] <= LOSS_RTOL for d in diffs.values())
+    result = {
+        "device": "cpu",
+        "repeats": repeats,
+        "now": {"commit": head if now_src is not None else None, "kind": "git archive" if now_src else "working tree"},
+        "baseline": {"commit": BASELINE_COMMIT if base_src is not None else None,
+                     "kind": "git archive" if base_src is not None else "emulated (this checkout, channels_last false)"},
+        "study": spec,
+        "runs": len(per_run),
+        "timing": timing,
+        "speedup": speedup,
+        "speedup_best_round": timing[base]["min_s"] / timing["now"]["min_s"],
+        "speedup_memory_format_only": timing["now_contiguous"]["median_s"] / timing["now"]["median_s"],
+        "target": TARGET,
+        "met": speedup >= TARGET and within,
+        "tolerance": {"test_accuracy_abs": acc_tol, "test_samples": n_test, "test_loss_rel": LOSS_RTOL},
+        "metrics_within_tolerance": within,
+        "max_diff_vs_main": diffs,
+        "per_run": per_run,
+    }
+    print(f"seed-002 study ({len(per_run)} runs): main {timing[base]['median_s']:.1f} s, now {timing['now']['median_s']:.1f} s "
+          f"-> {speedup:.2f}x (target {TARGET}x; memory format alone {result['speedup_memory_format_only']:.2f}x); "
+          f"metrics within tolerance: {within} {diffs}")
+    print(f"wrote {write_result('seed002_study', result, args.out, tiny=args.tiny)}")
+
+
+if __name__ == "__main__":
+    main()
