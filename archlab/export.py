@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from archlab import __version__
+from archlab._files import chmod_like_open
 from archlab.errors import CheckpointError, ConfigError, ExportError
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "export_run",
     "export_safetensors",
     "load_safetensors_export",
+    "onnx_check_result",
 ]
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ def export_safetensors(model: nn.Module, path: str | Path, metadata: dict[str, A
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
+    chmod_like_open(path)  # safetensors writes through a 0600 temp file
     return path
 
 
@@ -254,17 +257,74 @@ def export_onnx(
             f"{_model_name(model)} cannot be exported to ONNX:\n" + "\n".join(failures)
             + "\nexport --format safetensors instead (weights + config, loadable with archlab)"
         )
-    proto = onnx.load(str(path))
+    sidecars = _external_data_files(path)  # the exporter may have put the weights in PATH.data
+    proto = onnx.load(str(path))  # (external data loaded in)
     props = {"archlab.version": __version__, "archlab.exporter": exporter, "archlab.input": "images: float32 (N, C, H, W) in [0, 1]"}
     props.update({f"archlab.{k}": json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()})
     for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
-    onnx.save(proto, str(path))
+    _save_onnx(proto, path, sidecars)
     if check:
-        _check_onnx(net, path, input_shape, model)
+        checked = _check_onnx(net, path, input_shape, model)
+        if checked is not None:  # the file records that (and how closely) it was verified
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = CHECK_KEY, json.dumps(checked, sort_keys=True)
+            _save_onnx(proto, path, [])
     log.info("exported %s to %s with the %s exporter", _model_name(model), path, exporter)
     return path
+
+
+#: metadata key of the onnxruntime check's result in an exported graph (see :func:`onnx_check_result`)
+CHECK_KEY = "archlab.onnxruntime_check"
+_PROTO_LIMIT = 2**31 - 2**24  # protobuf's 2 GiB message limit, with room for the graph itself
+
+
+def _external_data_files(path: Path) -> list[Path]:
+    """Files next to ``path`` that hold the external tensor data of the ONNX file ``path``."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors
+
+    proto = onnx.load(str(path), load_external_data=False)
+    found = []
+    for t in _get_all_tensors(proto):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            loc = next((e.value for e in t.external_data if e.key == "location"), None)
+            if loc:
+                f = (path.parent / loc).resolve()
+                if f.parent == path.parent.resolve() and f not in found:  # never outside the folder
+                    found.append(f)
+    return found
+
+
+def _save_onnx(proto: Any, path: Path, sidecars: list[Path]) -> None:
+    """Save ``proto`` as one self-contained file when it fits protobuf's 2 GiB limit, else with
+    its tensors in ``PATH.data``; sidecar files the saved model no longer uses are removed."""
+    import onnx
+
+    keep: set[Path] = set()
+    if proto.ByteSize() < _PROTO_LIMIT:
+        onnx.save(proto, str(path))
+        sidecars = [*sidecars, path.with_name(path.name + ".data")]  # a leftover of an earlier export
+    else:
+        data = path.with_name(path.name + ".data")
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=1024)
+        keep.add(data.resolve())
+    for f in sidecars:
+        if f.resolve() not in keep:
+            f.unlink(missing_ok=True)
+
+
+def onnx_check_result(path: str | Path) -> dict[str, Any] | None:
+    """The onnxruntime check recorded in an exported graph (``max_abs_diff``, ``batch``, ...), or None."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    for p in proto.metadata_props:
+        if p.key == CHECK_KEY:
+            return json.loads(p.value)
+    return None
 
 
 def _exportable_copy(model: nn.Module) -> nn.Module:
@@ -312,21 +372,34 @@ def _export_torchscript(
     )
 
 
-def _check_onnx(net: nn.Module, path: Path, input_shape: tuple[int, int, int], model: nn.Module) -> None:
+def _check_onnx(
+    net: nn.Module, path: Path, input_shape: tuple[int, int, int], model: nn.Module
+) -> dict[str, Any] | None:
+    """Run ``path`` in onnxruntime on a batch of 3 and compare with PyTorch.
+
+    Returns:
+        ``{"onnxruntime": version, "batch": 3, "max_abs_diff": d, "tolerance": ...}`` (the
+        largest difference over all outputs), or None when onnxruntime is not installed.
+
+    Raises:
+        ExportError: a difference above the tolerance, or another number of outputs.
+    """
     try:
         import onnxruntime as ort
     except ImportError:
         log.info("onnxruntime not installed: %s written without a numerical check", path)
-        return
+        return None
     x = torch.rand(3, *input_shape, generator=torch.Generator().manual_seed(1))  # another batch size than traced
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gots = [torch.from_numpy(a) for a in sess.run(None, {sess.get_inputs()[0].name: x.numpy()})]
     with torch.no_grad():
         wants = net(x)
     wants = list(wants) if isinstance(wants, tuple) else [wants]
+    worst = 0.0
     for i, (got, want) in enumerate(zip(gots, wants)):
         scale = max(1.0, float(want.abs().max()))
         diff = float((got - want).abs().max()) if got.shape == want.shape else math.inf
+        worst = max(worst, diff)
         if not diff <= CHECK_TOLERANCE * scale:
             raise ExportError(
                 f"{path}: output {i} of the ONNX graph of {_model_name(model)} differs from PyTorch on a batch "
@@ -335,6 +408,8 @@ def _check_onnx(net: nn.Module, path: Path, input_shape: tuple[int, int, int], m
             )
     if len(gots) != len(wants):
         raise ExportError(f"{path}: the ONNX graph has {len(gots)} outputs, the model {len(wants)}")
+    return {"onnxruntime": ort.__version__, "batch": int(x.shape[0]), "max_abs_diff": worst,
+            "tolerance": f"{CHECK_TOLERANCE:g} x max(1, max |output|)"}
 
 
 def _norm_stats(norm: nn.Module | None) -> dict[str, list[float]] | None:

@@ -1,6 +1,9 @@
 """Export: ONNX graphs compute what PyTorch computes (onnxruntime), safetensors exports round-trip."""
 
 import json
+import os
+import re
+import stat
 
 import numpy as np
 import pytest
@@ -210,3 +213,38 @@ def test_cli_export(tmp_path, capsys):
     assert "wrote" in out and "model.safetensors" in out
     assert main(["export", str(run), "--format", "pb"]) == 2
     assert "unknown export format 'pb'" in capsys.readouterr().err
+
+
+def test_cli_onnx_export_is_one_file_and_says_it_was_checked(tmp_path, capsys):
+    run = _tiny_run(tmp_path, head="linear")
+    (run / "model.onnx.data").write_text("stale")  # even a leftover from an older export goes
+    assert main(["export", str(run), "--format", "onnx"]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("model")) == ["model.onnx"]
+    m = re.search(r"onnxruntime \S+ ran the graph on a batch of 3: max \|ONNX - PyTorch\| = (\S+)", out)
+    assert m, out
+    from archlab.export import onnx_check_result
+
+    checked = onnx_check_result(run / "model.onnx")  # the file records its own check
+    assert checked["batch"] == 3 and float(m.group(1)) == pytest.approx(checked["max_abs_diff"], rel=0.1)
+    assert 0 <= checked["max_abs_diff"] < 1e-4
+    model, _, _, norm = engine.load_run(run)
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        np.testing.assert_allclose(_run_onnx(run / "model.onnx", x), model(norm(x)).numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_safetensors_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        run = _tiny_run(tmp_path, head="linear")
+        path = export_run(run, "safetensors")
+        made = tmp_path / "plain.txt"
+        made.write_text("x")
+    finally:
+        os.umask(old)
+    want = stat.S_IMODE(made.stat().st_mode)  # what any other file gets
+    assert want == 0o666 & ~umask
+    for f in (path, run / "best.safetensors", run / "result.json", run / "checkpoint" / "model.safetensors"):
+        assert stat.S_IMODE(f.stat().st_mode) == want, f

@@ -21,8 +21,22 @@ def export_cmd(
     safetensors holds the weights and the run config (archlab.export.load_safetensors_export).
     """
     from archlab._cli.console import console
-    from archlab.export import export_run
+    from archlab.export import export_run, onnx_check_result
 
     path = export_run(run_dir, format, out, weights=weights)
     size = path.stat().st_size
-    console.print(f"wrote {path} ({format}, {size / 1e6:.2f} MB)")
+    console.print(f"wrote {path} ({format}, {size / 1e6:.2f} MB)", highlight=False)
+    if format == "onnx":
+        data = path.with_name(path.name + ".data")
+        if data.is_file():  # only for graphs over protobuf's 2 GiB limit
+            console.print(f"  with its weights in {data} (keep both files together)", highlight=False)
+        checked = onnx_check_result(path)
+        if checked is None:
+            console.print("  not checked: onnxruntime is not installed (.venv/bin/pip install -e '.[onnx]')",
+                          highlight=False)
+        else:
+            console.print(
+                f"  onnxruntime {checked['onnxruntime']} ran the graph on a batch of {checked['batch']}: "
+                f"max |ONNX - PyTorch| = {checked['max_abs_diff']:.2g} (tolerance {checked['tolerance']})",
+                highlight=False,
+            )

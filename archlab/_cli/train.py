@@ -7,7 +7,6 @@ commented run-file template (:func:`archlab._cli.schema.run_template`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,8 +36,6 @@ FLAG_KEYS = {
 }
 # top-level keys of a study file: a run file holding them was meant for `archlab study run`
 STUDY_ONLY_KEYS = ("train", "variants", "seeds", "baseline", "datasets", "smoke", "name", "description")
-# config keys that do not change a run's numbers: a run folder may be continued with them changed
-NEUTRAL_KEYS = frozenset({"tensorboard", "eval_batch_size"})
 
 
 def train_cmd(
@@ -111,8 +108,6 @@ def train_cmd(
     from archlab._validation import check_out_dir
 
     check_out_dir(out)  # a file, /dev/null, /proc/x: one line now, not an OSError later
-    if resume:
-        _check_same_run(cfg, out)
     from archlab.train.distributed import is_main, launch
 
     with launch(cfg.device):  # started by torchrun: one DDP run over all its processes
@@ -175,39 +170,6 @@ def _check_flat(data: dict[str, Any], path: Path) -> None:
         f"{path}: unknown key(s) {', '.join(repr(k) for k in found)}: this looks like a study file; run it with "
         f"`archlab study run {path}` (a run file for `archlab train` is flat: `archlab train --print-config`)"
     )
-
-
-def _check_same_run(cfg: Any, out: Path) -> None:
-    """Refuse to continue a run folder that holds a run of another config (it would mix two runs)."""
-    from archlab.train.config import TrainConfig
-
-    path = out / "config.json"
-    if not path.is_file():
-        return
-    try:
-        old = TrainConfig.model_validate_json(path.read_text()).model_dump(mode="json")
-    except ValueError:
-        return  # an older or foreign config.json: the checkpoint check in train() decides
-    new = cfg.model_dump(mode="json")
-    diff = [k for k in sorted(set(_flatten(old)) | set(_flatten(new)))
-            if k.split(".")[0] not in NEUTRAL_KEYS and _flatten(old).get(k) != _flatten(new).get(k)]
-    if diff:
-        shown = ", ".join(f"{k} ({_flatten(old).get(k)!r} -> {_flatten(new).get(k)!r})" for k in diff[:4])
-        raise ConfigError(
-            f"{out} holds a run of another config ({shown}{', ...' if len(diff) > 4 else ''}); pass --no-resume "
-            "to train this config there from scratch (its files are replaced), or choose another --out"
-        )
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            flat.update(_flatten(v, key + "."))
-        else:
-            flat[key] = v
-    return flat
 
 
 def _run_training(cfg: Any, out: Path, *, resume: bool, quiet: bool) -> None:

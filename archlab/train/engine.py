@@ -33,6 +33,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from archlab import __version__
+from archlab._files import chmod_like_open
 from archlab._registry import create_model
 from archlab._seed import derive_seed
 from archlab.analysis.profile import profile
@@ -68,6 +69,7 @@ from archlab.train.segmentation import (
     segmentation_correct,
 )
 from archlab.train.speed import needs_resolving, resolve_speed_options, speed_provenance
+from archlab.train.tensorboard import open_tensorboard
 from archlab.train.transfer import param_groups, transfer_provenance
 
 __all__ = [
@@ -154,7 +156,12 @@ def prepare_data(config: TrainConfig) -> Splits:
         balance=d.balance,
         resample_seed=d.resample_seed,
     )
-    return apply_clean_split(splits, d.clean_split) if d.clean_split else splits
+    splits = apply_clean_split(splits, d.clean_split) if d.clean_split else splits
+    if d.clean is not None:  # the training split only: val/test stay identical across variants
+        from archlab.data.cleaning import clean_train_split
+
+        splits = clean_train_split(splits, d.clean)
+    return splits
 
 
 def build_run_model(config: TrainConfig, splits: Splits, *, pretrained: bool = True) -> nn.Module:
@@ -413,6 +420,8 @@ def train(
     if out is not None and resume and state["global_step"] > 0 and (out / BEST_WEIGHTS).is_file():
         best_weights = load_file(str(out / BEST_WEIGHTS), device=str(device))
 
+    # optional TensorBoard curves (RUN_DIR/tensorboard): a view only, the results are unchanged
+    tb = open_tensorboard(config, out, start_epoch=state["epoch"], main=ddp is None or ddp.is_main)
     model.train()
     steps_per_epoch = len(train_loader)
     while state["epoch"] < config.epochs and not state["stopped_early"]:
@@ -483,6 +492,8 @@ def train(
         state["train_seconds"] += time.perf_counter() - t0
         row["seconds"] = state["train_seconds"]
         state["history"].append(row)
+        if tb is not None:
+            tb.log_epoch(row)
         if _has_gates(model):
             from archlab.analysis.connections import read_gates
 
@@ -494,6 +505,8 @@ def train(
         if on_epoch is not None:
             on_epoch(row)
 
+    if tb is not None:
+        tb.close()
     if best_weights is not None:
         model.load_state_dict(best_weights)
     best_row = state["history"][state["best_epoch"] - 1] if state["best_epoch"] else state["history"][-1]
@@ -753,6 +766,7 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
 def _atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    chmod_like_open(tmp)  # safetensors writes 0600; the run folder's other files follow the umask
     os.replace(tmp, path)
 
 
