@@ -2,20 +2,25 @@
 
 :func:`write_report` turns a study's run rows into ``report.md`` and ``report.html`` (plus the
 figures as PNG files next to them); :func:`markdown_table` gives the compact table the CLI prints
-at the end of ``archlab study run``. All numbers come from :mod:`archlab.study.stats`.
+at the end of ``archlab study run``. All numbers come from :mod:`archlab.study.stats`,
+:mod:`archlab.study.sequential` and :mod:`archlab.study.aggregate`.
 
-Per dataset the report shows: run status counts and the reason of every failed run; an overview
-of the variants (parameters, FLOPs, mean train time, each metric mean ± std); per metric a
-comparison table (mean ± std, t and bootstrap 95 % CIs, difference to the baseline with its CI,
-Cohen's d_z, p-values of the paired t, Wilcoxon and McNemar tests, the Holm-adjusted p-value, ASO
-when ``deepsig`` is installed, and the verdict); learning curves (validation metric per epoch,
-mean over seeds with a ±1 std band) and metric distributions (box plot with every seed as a dot).
+The report leads with the answer — one line per variant and dataset on the primary metric
+("spinal: equivalent to linear within ±1 pp (n=12)") — then gives the context a reader needs (the
+study's and variants' descriptions, split sizes with a warning for small test sets, epochs,
+optimizer, schedule, threads and hardware), how many seeds each comparison used and why it stopped
+(adaptive seeds), the across-dataset summary (two or more datasets), and per dataset: run status
+and failures, an overview, one comparison table per metric, learning curves and per-seed
+distributions. It ends with a Methods section that a paper can cite.
+
+Settings come from the study (:class:`ReportSettings`, read from the stored study meta), with
+defaults, so folders written by older versions still report.
 
 Safety (SPEC §11): the page needs no network — no external CSS, fonts or scripts; plots are
 embedded as base64 PNG ``data:`` URIs. Every string that comes from a study (study, dataset and
-variant names, error messages) is HTML-escaped, and a Content-Security-Policy forbids scripts even
-if something slipped through. In Markdown those strings are backslash-escaped so that a renderer
-cannot read them as HTML or table syntax. Matplotlib runs on the Agg canvas through
+variant names, descriptions, error messages) is HTML-escaped, and a Content-Security-Policy forbids
+scripts even if something slipped through. In Markdown those strings are backslash-escaped so that a
+renderer cannot read them as HTML or table syntax. Matplotlib runs on the Agg canvas through
 :class:`matplotlib.figure.Figure` (no ``pyplot``, so no global backend or figure state).
 """
 
@@ -26,11 +31,12 @@ import contextlib
 import hashlib
 import html
 import io
+import json
 import math
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +46,27 @@ from matplotlib.ticker import MaxNLocator
 
 from archlab import __version__
 from archlab.errors import ConfigError, OutputWriteError
-from archlab.study.stats import VariantStats, compare_variants, format_diff, format_p
+from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variants
+from archlab.study.sequential import plan_looks
+from archlab.study.stats import RATE_METRICS, VariantStats, compare_variants, format_diff, format_p
 from archlab.train.metrics import metric_mode
 
-__all__ = ["write_report", "markdown_table", "REPORT_MD", "REPORT_HTML"]
+__all__ = ["write_report", "markdown_table", "ReportSettings", "REPORT_MD", "REPORT_HTML",
+           "DEFAULT_MARGINS", "SMALL_TEST_SET"]
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 
 _DASH = "—"
+
+#: Equivalence margins per metric when the study sets none (absolute, in the metric's unit). 1 pp
+#: of accuracy/F1/Dice: the seed documents report results to 0.1–1 pp and call differences below
+#: 1 pp "comparable"; a smaller margin needs many more seeds (the seeds needed grow as 1/m²). A
+#: loss has no natural unit, so no default: it is never called equivalent unless a margin is set.
+DEFAULT_MARGINS: dict[str, float] = {"accuracy": 0.01, "f1_macro": 0.01, "dice": 0.01}
+
+#: Below this many test images the report warns: one image moves accuracy by more than 0.5 pp.
+SMALL_TEST_SET = 200
 _CURVE_BAND = "±1 std band over seeds"
 
 
@@ -57,7 +75,7 @@ _CURVE_BAND = "±1 std band over seeds"
 
 
 def _is_percent(metric: str) -> bool:
-    return metric != "loss"  # accuracy, f1_macro, dice are fractions in [0, 1]
+    return metric in RATE_METRICS  # accuracy, f1_macro, dice are fractions in [0, 1]
 
 
 def _fmt_value(v: float | None, metric: str) -> str:
@@ -92,8 +110,8 @@ def _fmt_delta(vs: VariantStats, with_ci: bool) -> str:
     if p is None:
         return _DASH
     text = format_diff(p.mean_diff, _is_percent(vs.metric))
-    if with_ci and p.ci_diff is not None:
-        lo, hi = p.ci_diff
+    if with_ci and vs.ci is not None:
+        lo, hi = vs.ci
         # "\n": a line break in HTML, a space in Markdown (keeps the HTML table narrow).
         if _is_percent(vs.metric):
             text += f"\n[{lo * 100:+.2f}, {hi * 100:+.2f}]"
@@ -133,17 +151,18 @@ def _fmt_dz(vs: VariantStats) -> str:
     return f"{vs.paired.effect_size:+.2f}"
 
 
-def _fmt_mcnemar(vs: VariantStats) -> str:
-    if vs.mcnemar is None:
+def _fmt_image_test(vs: VariantStats) -> str:
+    it = vs.image_test
+    if it is None:
         return _DASH
-    m = vs.mcnemar
-    return f"{format_p(m.p)}\n(b={m.b}, c={m.c})"
+    return f"{format_p(it.p)}\n({it.seeds}×{it.images})"
 
 
 def _fmt_aso(vs: VariantStats) -> str:
-    if vs.paired is None or vs.paired.aso_eps_min is None:
+    p = vs.paired
+    if p is None or p.aso_variant is None or p.aso_baseline is None:
         return _DASH
-    return f"{vs.paired.aso_eps_min:.2f}"
+    return f"{p.aso_variant:.2f} / {p.aso_baseline:.2f}"
 
 
 def _reason(error: str) -> str:
@@ -196,6 +215,81 @@ def _slug(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report reads from the study (all optional: an old study folder gets the defaults).
+
+    Attributes:
+        alpha: the study's family-wise error rate of its primary verdicts.
+        margins: equivalence margin per metric (missing ones from :data:`DEFAULT_MARGINS`).
+        primary_metric: the confirmatory metric (``None``: the monitor when it is a reported
+            metric, else the first metric).
+        seeds_plan: ``{min, max, step, until}`` of an adaptive study (``None``: fixed seeds).
+        description: the study's description.
+        variants: variant -> ``{"description": str, "model": {...}, "train": {...}}`` overrides.
+        monitor: the validation metric the runs selected on.
+        split: ``fixed`` or ``per_seed``.
+    """
+
+    alpha: float = 0.05
+    margins: Mapping[str, float] = field(default_factory=dict)
+    primary_metric: str | None = None
+    seeds_plan: Mapping[str, Any] | None = None
+    description: str = ""
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    monitor: str | None = None
+    split: str = "fixed"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.alpha) < 1.0:
+            raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05; got {self.alpha!r}")
+        for m, v in self.margins.items():
+            metric_mode(m)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
+                raise ConfigError(f"margins.{m} must be a positive number, got {v!r}")
+        if self.primary_metric is not None:
+            metric_mode(self.primary_metric)
+        if self.seeds_plan is not None:
+            self.looks()  # validates min/max/step
+
+    def margin(self, metric: str) -> float | None:
+        """The equivalence margin of ``metric``."""
+        v = self.margins.get(metric, DEFAULT_MARGINS.get(metric))
+        return None if v is None else float(v)
+
+    def looks(self) -> list[int] | None:
+        """The planned looks of an adaptive study, else ``None``."""
+        p = self.seeds_plan
+        if not p:
+            return None
+        try:
+            return plan_looks(int(p["min"]), int(p["max"]), int(p.get("step", 1)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"seeds_plan must be {{min, max, step}}, got {dict(p)!r} ({exc})") from None
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None) -> ReportSettings:
+        """Settings from the stored study meta (``store.get_meta("study")``); defaults if absent."""
+        if not isinstance(meta, Mapping):
+            return cls()
+        train = meta.get("train") if isinstance(meta.get("train"), Mapping) else {}
+        variants = meta.get("variants") if isinstance(meta.get("variants"), Mapping) else {}
+        return cls(
+            alpha=float(meta.get("alpha") or 0.05),
+            margins=dict(meta.get("margins") or {}),
+            primary_metric=meta.get("primary_metric") or None,
+            seeds_plan=meta.get("seeds_plan") or None,
+            description=str(meta.get("description") or ""),
+            variants={str(k): (v if isinstance(v, Mapping) else {}) for k, v in variants.items()},
+            monitor=train.get("monitor"),
+            split=str(meta.get("split") or "fixed"),
+        )
+
+
+# ------------------------------------------------------------------------------------------------
 # Analysis shared by Markdown and HTML
 
 
@@ -215,6 +309,20 @@ class _Dataset:
     failures: list[tuple[str, int, str]]
     notes: list[str]
     figures: list[_Figure]
+    split_sizes: dict[str, int | None]
+
+
+@dataclass
+class _Analysis:
+    metrics: tuple[str, ...]
+    primary: str
+    family: int
+    settings: ReportSettings
+    datasets: list[_Dataset]
+    aggregates: list[VariantAggregate]
+    ranking: Ranking | None
+    context: list[str]
+    warnings: list[str]
 
 
 def _validate(metrics: Sequence[str], alpha: float) -> tuple[str, ...]:
@@ -228,21 +336,159 @@ def _validate(metrics: Sequence[str], alpha: float) -> tuple[str, ...]:
     return metrics
 
 
+def _primary(metrics: tuple[str, ...], settings: ReportSettings) -> tuple[str, tuple[str, ...]]:
+    if settings.primary_metric:
+        p = settings.primary_metric
+    elif settings.monitor in metrics:
+        p = settings.monitor
+    else:
+        p = metrics[0]
+    return p, (p,) + tuple(m for m in metrics if m != p)
+
+
+def _split_sizes(runs: Sequence[Mapping[str, Any]], ds: str) -> dict[str, int | None]:
+    """Train/val/test sizes of a dataset from the first finished run that recorded them."""
+    out: dict[str, int | None] = {"train": None, "val": None, "test": None}
+    for r in runs:
+        if str(r.get("dataset")) != ds or r.get("status") != "done":
+            continue
+        prov = r.get("provenance") if isinstance(r.get("provenance"), Mapping) else {}
+        sizes = prov.get("split_sizes") if isinstance(prov.get("split_sizes"), Mapping) else {}
+        for k in out:
+            if out[k] is None and isinstance(sizes.get(k), int):
+                out[k] = int(sizes[k])
+        if out["test"] is None and r.get("test_targets"):
+            out["test"] = len(r["test_targets"])
+        if all(v is not None for v in out.values()):
+            break
+    return out
+
+
+def _describe_train(cfg: Mapping[str, Any]) -> str:
+    parts = []
+    if cfg.get("epochs") is not None:
+        parts.append(f"{cfg['epochs']} epochs")
+    if cfg.get("batch_size") is not None:
+        parts.append(f"batch size {cfg['batch_size']}")
+    opt = cfg.get("optim") if isinstance(cfg.get("optim"), Mapping) else None
+    if opt:
+        o = f"optimizer {opt.get('name', '?')} (lr {opt.get('lr', '?')}"
+        if opt.get("weight_decay"):
+            o += f", weight decay {opt['weight_decay']}"
+        if opt.get("name") == "sgd":
+            o += f", momentum {opt.get('momentum')}" + (", Nesterov" if opt.get("nesterov") else "")
+        parts.append(o + ")")
+    sch = cfg.get("scheduler") if isinstance(cfg.get("scheduler"), Mapping) else None
+    if sch:
+        kw = sch.get("kwargs") or {}
+        parts.append(f"schedule {sch.get('name', 'none')}"
+                     + (f" ({', '.join(f'{k}={v}' for k, v in kw.items())})" if kw else ""))
+    if cfg.get("monitor"):
+        parts.append(f"best epoch by validation {cfg['monitor']}")
+    if cfg.get("early_stopping_patience"):
+        parts.append(f"early stopping after {cfg['early_stopping_patience']} epochs")
+    if cfg.get("threads") is not None:
+        parts.append(f"{cfg['threads']} thread{'s' if cfg['threads'] != 1 else ''} per run")
+    return ", ".join(parts)
+
+
+def _hardware(runs: Sequence[Mapping[str, Any]]) -> str | None:
+    seen = []
+    for r in runs:
+        prov = r.get("provenance")
+        if r.get("status") != "done" or not isinstance(prov, Mapping):
+            continue
+        bits = []
+        if prov.get("gpu"):
+            bits.append(f"GPU {prov['gpu']}")
+        if prov.get("cpu"):
+            bits.append(f"CPU {prov['cpu']}" + (f" ({prov['cpu_count']} cores)" if prov.get("cpu_count") else ""))
+        if prov.get("device"):
+            bits.append(f"device {prov['device']}")
+        if prov.get("threads") is not None:
+            bits.append(f"torch threads {prov['threads']}")
+        if prov.get("torch"):
+            bits.append(f"torch {prov['torch']}")
+        if prov.get("archlab"):
+            bits.append(f"archlab {prov['archlab']}")
+        if prov.get("git_commit"):
+            bits.append(f"commit {str(prov['git_commit'])[:10]}")
+        text = ", ".join(bits)
+        if text and text not in seen:
+            seen.append(text)
+    if not seen:
+        return None
+    return seen[0] + (f" (and {len(seen) - 1} other setup{'s' if len(seen) > 2 else ''})" if len(seen) > 1 else "")
+
+
+def _context(runs: Sequence[Mapping[str, Any]], baseline: str, settings: ReportSettings,
+             datasets: list[_Dataset]) -> tuple[list[str], list[str]]:
+    lines, warnings = [], []
+    if settings.description:
+        lines.append(f"Study: {settings.description}")
+    for name, v in settings.variants.items():
+        desc = str(v.get("description") or "")
+        over = []
+        for part in ("model", "train"):
+            if isinstance(v.get(part), Mapping) and v[part]:
+                over.append(f"{part} {json.dumps(v[part], sort_keys=True)}")
+        text = f"Variant {name}" + (" (baseline)" if name == baseline else "")
+        text += f": {desc}" if desc else ""
+        text += f" [{'; '.join(over)}]" if over else ""
+        lines.append(text)
+    base_cfg = next((r.get("config") for r in runs if str(r.get("variant")) == baseline
+                     and isinstance(r.get("config"), Mapping)), None)
+    if base_cfg:
+        lines.append(f"Training ({baseline}): {_describe_train(base_cfg)}")
+    if settings.split == "per_seed":
+        lines.append("Split: train/val redrawn per seed (identical across the variants of a seed)")
+    for d in datasets:
+        # which data a dataset label stands for (two image folders of one size differ by root only)
+        data_cfg = next((r["config"]["data"] for r in runs if str(r.get("dataset")) == d.name
+                         and isinstance(r.get("config"), Mapping) and isinstance(r["config"].get("data"), Mapping)),
+                        None)
+        if data_cfg:
+            opts = ", ".join(f"{k}={v}" for k, v in sorted((data_cfg.get("options") or {}).items()))
+            lines.append(f"Dataset {d.name}: {data_cfg.get('name')}"
+                         + (f" from {data_cfg['root']}" if data_cfg.get("root") else "")
+                         + (f" ({opts})" if opts else ""))
+        s = d.split_sizes
+        if any(v is not None for v in s.values()):
+            lines.append(f"Split sizes ({d.name}): " + ", ".join(
+                f"{k} {_fmt_count(v)}" for k, v in s.items() if v is not None) + " images")
+        if s.get("test") is not None and s["test"] < SMALL_TEST_SET:
+            warnings.append(
+                f"small test set on {d.name}: {s['test']} images — one image moves accuracy by "
+                f"{100 / s['test']:.2g} pp, so per-seed accuracies are coarse and differences below a "
+                "few images are noise")
+    hw = _hardware(runs)
+    if hw:
+        lines.append(f"Hardware and software: {hw}")
+    return lines, warnings
+
+
 def _analyse(
     runs: Sequence[Mapping[str, Any]],
     baseline: str,
-    metrics: Sequence[str],
-    alpha: float,
+    metrics: tuple[str, ...],
+    settings: ReportSettings,
     min_pairs: int,
     with_figures: bool,
-) -> list[_Dataset]:
+) -> _Analysis:
+    primary, metrics = _primary(metrics, settings)
+    family = max(1, len({(str(r["dataset"]), str(r["variant"])) for r in runs if str(r["variant"]) != baseline}))
+    looks = settings.looks()
     per_metric = {
-        m: compare_variants(runs, baseline=baseline, metric=m, alpha=alpha, min_pairs=min_pairs)
+        m: compare_variants(
+            runs, baseline=baseline, metric=m, alpha=settings.alpha, margin=settings.margin(m),
+            primary=m == primary, family=family, looks=looks if m == primary else None,
+            min_pairs=min_pairs,
+        )
         for m in metrics
     }
-    datasets = list(dict.fromkeys(vs.dataset for vs in per_metric[metrics[0]]))
-    out = []
-    for ds in datasets:
+    names = list(dict.fromkeys(vs.dataset for vs in per_metric[metrics[0]]))
+    datasets = []
+    for ds in names:
         tables = {m: [vs for vs in per_metric[m] if vs.dataset == ds] for m in metrics}
         first = tables[metrics[0]]
         counts: dict[str, int] = {}
@@ -255,8 +501,17 @@ def _analyse(
             notes += [f"{vs.variant}: {n}" for vs in tables[m] for n in vs.notes]
         notes = list(dict.fromkeys(notes))
         figures = _figures(runs, ds, tables, metrics) if with_figures else []
-        out.append(_Dataset(ds, tables, counts, failures, notes, figures))
-    return out
+        datasets.append(_Dataset(ds, tables, counts, failures, notes, figures, _split_sizes(runs, ds)))
+    aggregates: list[VariantAggregate] = []
+    ranking = None
+    if len(datasets) >= 2:
+        values: dict[str, dict[str, list[float]]] = {}
+        for vs in per_metric[primary]:
+            values.setdefault(vs.variant, {})[vs.dataset] = list(vs.values.values())
+        aggregates, ranking = aggregate_variants(
+            values, baseline, higher_is_better=metric_mode(primary) == "max", alpha=settings.alpha)
+    context, warnings = _context(runs, baseline, settings, datasets)
+    return _Analysis(metrics, primary, family, settings, datasets, aggregates, ranking, context, warnings)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -310,8 +565,10 @@ def _learning_curves(
         ax.plot(epochs, mean, color=color, marker="o", markersize=3, linewidth=1.6, label=label)
         ok = ~np.isnan(std)
         if ok.any():
-            ax.fill_between(epochs[ok], (mean - std)[ok], (mean + std)[ok], color=color, alpha=0.18,
-                            linewidth=0)
+            lo, hi = mean - std, mean + std
+            if _is_percent(metric):  # a rate's band stays inside [0, 100] %
+                lo, hi = np.clip(lo, 0.0, 100.0), np.clip(hi, 0.0, 100.0)
+            ax.fill_between(epochs[ok], lo[ok], hi[ok], color=color, alpha=0.18, linewidth=0)
         drawn = True
     if not drawn:
         return None
@@ -331,15 +588,21 @@ def _distribution(stats: list[VariantStats], metric: str) -> Figure | None:
     scale = 100.0 if _is_percent(metric) else 1.0
     width = max(5.0, 1.2 * len(shown) + 2.5)
     fig = Figure(figsize=(width, 4.4))
-    # Fixed margins (see _learning_curves); the bottom one fits 28-character labels at 20 degrees.
-    fig.subplots_adjust(left=0.5 / width + 0.05, right=0.98, top=0.92, bottom=0.24)
+    # Fixed margins (see _learning_curves); the bottom one fits the longest label at 20 degrees
+    # (28 characters at most), so short names leave no empty band under the axis.
+    longest = max(len(_mpl_text(vs.variant)) for _, vs in shown)
+    fig.subplots_adjust(left=0.5 / width + 0.05, right=0.98, top=0.92,
+                        bottom=min(0.3, 0.1 + 0.0075 * longest))
     ax = fig.subplots()
     rng = np.random.default_rng(0)  # jitter only; fixed so the report is reproducible
     data = [np.array(list(vs.values.values())) * scale for _, vs in shown]
     pos = np.arange(1, len(shown) + 1)
-    ax.boxplot(data, positions=pos, widths=0.5, showfliers=False,
-               medianprops={"color": "black"}, boxprops={"color": "0.4"},
-               whiskerprops={"color": "0.4"}, capprops={"color": "0.4"})
+    # A box only where it summarises something (>= 3 seeds); fewer seeds are shown as dots.
+    boxed = [(p, ys) for p, ys in zip(pos, data) if ys.size >= 3]
+    if boxed:
+        ax.boxplot([ys for _, ys in boxed], positions=[p for p, _ in boxed], widths=0.5,
+                   showfliers=False, medianprops={"color": "black"}, boxprops={"color": "0.4"},
+                   whiskerprops={"color": "0.4"}, capprops={"color": "0.4"})
     for p, (i, vs), ys in zip(pos, shown, data):
         xs = p + rng.uniform(-0.12, 0.12, size=ys.size)
         ax.scatter(xs, ys, s=22, color=f"C{i % 10}", zorder=3, edgecolors="white", linewidths=0.5)
@@ -348,6 +611,12 @@ def _distribution(stats: list[VariantStats], metric: str) -> Figure | None:
         ax.axhline(base.summary.mean * scale, color="0.5", linestyle="--", linewidth=1,
                    label="baseline mean")
         ax.legend(fontsize=8, loc="best")
+    # Tight y range around the data: no empty band between the axis and the points.
+    allv = np.concatenate(data)
+    lo, hi = float(allv.min()), float(allv.max())
+    pad = 0.08 * (hi - lo) if hi > lo else max(abs(hi) * 0.01, 0.5 if _is_percent(metric) else 1e-3)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlim(0.4, len(shown) + 0.6)
     ax.set_xticks(pos)
     ax.set_xticklabels([_mpl_text(vs.variant) for _, vs in shown], rotation=20, ha="right",
                        fontsize=8)
@@ -378,7 +647,7 @@ def _figures(
         if fig is not None:
             out.append(_Figure(
                 f"Test {m} distribution ({ds})",
-                f"Test {m} of every finished seed (dots) with box plots; dashed: baseline mean.",
+                f"Test {m} of every finished seed (dots), box plots from 3 seeds; dashed: baseline mean.",
                 f"{slug}_{_slug(m)}_distribution.png", _png(fig),
             ))
     return out
@@ -401,52 +670,94 @@ def _overview_rows(d: _Dataset, metrics: Sequence[str]) -> tuple[list[str], list
     return head, rows
 
 
-def _comparison_rows(
-    stats: list[VariantStats], metric: str, merge_ci: bool = False
-) -> tuple[list[str], list[list[str]]]:
-    """Rows of the per-metric comparison; ``merge_ci`` puts both CIs in one two-line cell (HTML)."""
-    with_mcnemar = metric == "accuracy"
-    with_aso = any(vs.paired is not None and vs.paired.aso_eps_min is not None for vs in stats)
-    ci_head = ["95 % CI t / bootstrap"] if merge_ci else ["95 % CI (t)", "95 % CI (bootstrap)"]
-    head = ["Variant", "n", "Mean ± std", *ci_head, "Δ vs baseline [95 % CI]", "d_z", "p (t)",
-            "p (Wilcoxon)"]
-    head += ["p (McNemar)"] if with_mcnemar else []
-    head += ["p (t, Holm)"]
-    head += ["ASO ε_min"] if with_aso else []
+def _fmt_tost(vs: VariantStats) -> str:
+    return _DASH if vs.tost_p is None else format_p(vs.tost_p)
+
+
+def _comparison_rows(stats: list[VariantStats], metric: str) -> tuple[list[str], list[list[str]]]:
+    with_images = any(vs.image_test is not None for vs in stats)
+    with_aso = any(vs.paired is not None and vs.paired.aso_variant is not None for vs in stats)
+    margin = next((vs.margin for vs in stats if vs.margin is not None), None)
+    tost_head = f"p (TOST {_fmt_margin(margin, metric)})" if margin is not None else None
+    head = ["Variant", "n", "Mean ± std", "95 % CI (t)", "Δ vs baseline [CI]", "d_z", "p (t)"]
+    head += [tost_head] if tost_head else []
+    head += ["p (Wilcoxon)"]
+    head += ["p (seeds × images)"] if with_images else []
+    head += ["ASO ε_min v≻b / b≻v"] if with_aso else []
     head += ["Verdict"]
     rows = []
     for vs in stats:
         s, p = vs.summary, vs.paired
-        cis = [_fmt_ci(s.ci_t if s else None, metric), _fmt_ci(s.ci_boot if s else None, metric)]
-        if merge_ci:
-            cis = [cis[0] if cis == [_DASH, _DASH] else "\n".join(cis)]
-        row = [
-            vs.variant, str(s.n if s else 0), _fmt_mean_std(vs), *cis,
-            _fmt_delta(vs, with_ci=True), _fmt_dz(vs),
-            format_p(p.t_p if p else None), format_p(p.wilcoxon_p if p else None),
-        ]
-        row += [_fmt_mcnemar(vs)] if with_mcnemar else []
-        row += [format_p(vs.t_p_holm)]
+        ci = _fmt_ci(s.ci_t if s else None, metric) + (" ‡" if s is not None and s.clipped else "")
+        row = [vs.variant, str(s.n if s else 0), _fmt_mean_std(vs), ci,
+               _fmt_delta(vs, with_ci=True), _fmt_dz(vs), format_p(p.t_p if p else None)]
+        row += [_fmt_tost(vs)] if tost_head else []
+        row += [format_p(p.wilcoxon_p if p else None)]
+        row += [_fmt_image_test(vs)] if with_images else []
         row += [_fmt_aso(vs)] if with_aso else []
         row += [vs.verdict]
         rows.append(row)
     return head, rows
 
 
+def _fmt_margin(m: float, metric: str) -> str:
+    return f"±{m * 100:.2g} pp" if _is_percent(metric) else f"±{m:.3g}"
+
+
 def _compact_rows(stats: list[VariantStats], metric: str) -> tuple[list[str], list[list[str]]]:
     head = ["Variant", "Runs done", "Params", "FLOPs", "Time (s)", f"{metric} (mean ± std)",
-            "95 % CI", "Δ vs baseline", "p (t, Holm)", "Verdict"]
+            "95 % CI", "Δ vs baseline [CI]", "Verdict"]
     rows = [
         [vs.variant, _fmt_runs(vs), _fmt_count(vs.params), _fmt_flops(vs.flops),
          _fmt_seconds(vs.train_seconds), _fmt_mean_std(vs),
-         _fmt_ci(vs.summary.ci_t if vs.summary else None, metric), _fmt_delta(vs, with_ci=False),
-         format_p(vs.t_p_holm), vs.verdict]
+         _fmt_ci(vs.summary.ci_t if vs.summary else None, metric), _fmt_delta(vs, with_ci=True),
+         vs.verdict]
         for vs in stats
     ]
     return head, rows
 
 
-_LEFT_COLUMNS = ("Variant", "Verdict")
+def _sequential_rows(a: _Analysis) -> tuple[list[str], list[list[str]], list[VariantStats]]:
+    head = ["Variant", "Dataset", "Seeds used", "Pairs", "Lost seeds", "Verdict", "Why it stopped"]
+    rows, stats = [], []
+    for d in a.datasets:
+        for vs in d.per_metric[a.primary]:
+            dec = vs.sequential
+            if vs.is_baseline or dec is None:
+                continue
+            rows.append([vs.variant, d.name, str(dec.look), str(dec.n_pairs),
+                         ", ".join(map(str, dec.lost_seeds)) or _DASH, vs.outcome, dec.reason])
+            stats.append(vs)
+    return head, rows, stats
+
+
+def _aggregate_rows(a: _Analysis) -> tuple[list[str], list[list[str]]]:
+    m = a.primary
+    ranks = dict(zip(a.ranking.variants, a.ranking.avg_ranks)) if a.ranking else {}
+    head = ["Variant", "Runs", f"IQM {m} [95 % CI]", "P(better than baseline) [95 % CI]", "Average rank"]
+    rows = []
+    for ag in a.aggregates:
+        iqm = f"{_fmt_value(ag.iqm, m)}{_unit(m)}\n{_fmt_ci(ag.iqm_ci, m)}"
+        poi = _DASH if ag.poi is None else f"{ag.poi:.2f}\n[{ag.poi_ci[0]:.2f}, {ag.poi_ci[1]:.2f}]"
+        rank = f"{ranks[ag.variant]:.2f}" if ag.variant in ranks else _DASH
+        rows.append([ag.variant, str(ag.runs), iqm, poi, rank])
+    return head, rows
+
+
+def _ranking_text(r: Ranking) -> str:
+    text = f"Average ranks over {r.datasets} datasets (1 = best)"
+    if r.p is not None:
+        text += f"; Friedman χ²({len(r.variants) - 1}) = {r.chi2:.2f}, p = {format_p(r.p)}"
+    text += f"; Nemenyi critical difference at α = {r.alpha:g}: {r.cd:.2f} ranks (Demšar 2006)."
+    groups = r.groups()
+    if groups:
+        text += " Not told apart (ranks within one CD): " + "; ".join("{" + ", ".join(g) + "}" for g in groups) + "."
+    else:
+        text += " Every pair of average ranks differs by at least one CD."
+    return text
+
+
+_LEFT_COLUMNS = ("Variant", "Verdict", "Why it stopped", "Dataset")
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -465,82 +776,133 @@ def _status_line(counts: Mapping[str, int]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
-# Public API
+# Methods
 
 
-def markdown_table(
-    runs: Sequence[Mapping[str, Any]],
-    baseline: str,
-    *,
-    metric: str = "accuracy",
-    alpha: float = 0.05,
-    min_pairs: int = 3,
-) -> str:
-    """The compact comparison table (one per dataset) that ``archlab study run`` prints.
+def _methods(a: _Analysis, min_pairs: int) -> list[str]:
+    s = a.settings
+    k = a.family
+    margins = ", ".join(
+        f"{m} {_fmt_margin(mm, m)}" for m in a.metrics if (mm := s.margin(m)) is not None) or "none"
+    per = s.alpha / k
+    out = [
+        "Design. Every variant is trained with the same seeds as the baseline; run seed s of a "
+        "variant and of the baseline share the data split, batch order and augmentation draws, so "
+        "the comparison is paired by seed. A seed that failed (an error or a non-finite loss) on "
+        "either side is reported as lost and the comparison uses the complete pairs only (“on k of "
+        "n seeds”); failure rates are compared with Boschloo's exact test.",
+        f"Verdicts. For each variant, dataset and metric the mean paired difference Δ = variant − "
+        f"baseline gets a confidence interval; the verdict is better or worse when the interval "
+        f"excludes 0, equivalent when it lies inside ±m (equivalence margins: {margins}), and "
+        f"inconclusive otherwise, in which case the report gives the smallest difference the seeds "
+        f"detect at 80 % power and about how many seeds would detect the observed difference or "
+        f"show equivalence (noncentral t; a fixed-design estimate). Reading equivalence off the "
+        f"interval is the two one-sided tests procedure (TOST; Schuirmann 1987) at half the "
+        f"interval's error rate per side.",
+        f"Multiplicity. {a.primary} is the primary metric: its {k} comparison"
+        f"{'s' if k != 1 else ''} share α = {s.alpha:g} by Bonferroni (α/{k} = {per:.4g} each), "
+        f"so the probability of any wrong primary verdict is at most {s.alpha:g}; the Δ interval "
+        f"shown is the one that decided. Other metrics are exploratory: unadjusted 95 % intervals.",
+    ]
+    looks = s.looks()
+    if looks:
+        plan = s.seeds_plan or {}
+        out.append(
+            f"Sequential design. Seeds were added in rounds (min {plan.get('min')}, max "
+            f"{plan.get('max')}, step {plan.get('step', 1)}; looks at {', '.join(map(str, looks))} "
+            "seeds) until the primary comparison was decided. Error rates are kept under the "
+            "repeated looks by Lan–DeMets alpha spending with the O'Brien–Fleming-type function "
+            "(Lan & DeMets 1983), boundaries computed by recursive numerical integration (Armitage, "
+            "McPherson & Rowe 1969) on the information fraction (complete pairs / max; the final "
+            "look spends the rest) and carried to the t distribution at equal nominal significance "
+            "(Jennison & Turnbull 2000). The verdict is read off the repeated confidence interval "
+            "(Jennison & Turnbull 1989) at the look that stopped, which keeps its coverage under "
+            "any stopping rule, including stopping for equivalence.")
+    else:
+        out.append(
+            f"Fixed seeds. The interval is the Student-t interval of the paired differences; fewer "
+            f"than {min_pairs} complete pairs give “inconclusive” unless the results are identical "
+            "on every pair.")
+    out.append(
+        "Also shown (not deciding): mean ± sample std and the 95 % t interval per variant (clipped "
+        "to [0, 100] % for rates, marked ‡; no percentile bootstrap, which under-covers at a few "
+        "seeds); Cohen's d_z; the unadjusted paired t p-value; the TOST p-value at the margin; the "
+        "exact Wilcoxon signed-rank test on differences rounded to whole test images (ties and "
+        "zeros enumerated exactly); Almost Stochastic Order ε_min in both directions (Dror et al. "
+        "2019, deepsig's algorithm; below 0.2 the first almost stochastically dominates). For "
+        "accuracy with stored predictions, the seeds × images test treats seeds and test images as "
+        "crossed random factors (two-way mean squares, Satterthwaite df; Clark 1973): it asks "
+        "whether a difference would hold on new test images; a better/worse verdict it does not "
+        "confirm is flagged.")
+    if len(a.datasets) >= 2:
+        out.append(
+            "Across datasets. Interquartile mean with stratified bootstrap intervals and the "
+            "probability of improvement over the baseline (Agarwal et al. 2021, rliable; percentile "
+            "intervals, descriptive), and average ranks with the Friedman test and the Nemenyi "
+            "critical difference (Demšar 2006).")
+    return out
 
-    Columns: variant, finished runs, parameters, FLOPs, mean train time, ``metric`` mean ± std,
-    its 95 % t-CI, difference to the baseline, Holm-adjusted paired t p-value, verdict.
 
-    Args:
-        runs: the study's run rows (see :func:`archlab.study.stats.compare_variants`).
-        baseline: the baseline variant.
-        metric: the test metric shown.
-        alpha: significance level of the verdicts.
-        min_pairs: fewest paired seeds for a verdict other than "inconclusive".
-
-    Returns:
-        Markdown text; ``"(no runs)"`` when ``runs`` is empty.
-    """
-    metrics = _validate((metric,), alpha)
-    if not runs:
-        return "(no runs)"
-    blocks = []
-    for d in _analyse(runs, baseline, metrics, alpha, min_pairs, with_figures=False):
-        head, rows = _compact_rows(d.per_metric[metric], metric)
-        blocks.append(f"**Dataset: {_md(d.name)}** ({_status_line(d.status_counts)})\n\n"
-                      + _md_table(head, rows))
-    return "\n\n".join(blocks)
+# ------------------------------------------------------------------------------------------------
+# Rendering
 
 
-_METHOD_NOTE = (
-    "Every number is over seeds: mean ± sample std, 95 % confidence intervals (Student t and "
-    "percentile bootstrap). Differences are variant − baseline over seeds that finished for both "
-    "(paired by seed: same split, batch order and augmentation). The verdict is decided by the "
-    "paired t-test over seeds, Holm-adjusted across the variants of a dataset; for accuracy, when "
-    "per-sample predictions were stored, the exact McNemar test (per-seed tables pooled by "
-    "summing) must agree. Wilcoxon is shown but never decides: at n=5 its smallest two-sided "
-    "p-value is 0.0625. Fewer than {min_pairs} paired seeds give “inconclusive” unless the results are "
-    "identical on every paired seed. d_z is Cohen's effect size "
-    "of the paired differences. ASO ε_min (Almost Stochastic Order, shown when deepsig is "
-    "installed): below 0.2 the variant almost stochastically dominates the baseline."
-)
+def _answer_lines(a: _Analysis) -> list[tuple[str, str]]:
+    multi = len(a.datasets) > 1
+    out = []
+    for d in a.datasets:
+        for vs in d.per_metric[a.primary]:
+            if vs.is_baseline:
+                continue
+            out.append((vs.outcome, (f"[{d.name}] " if multi else "") + vs.answer))
+    return out
 
 
-def _render_md(study_name: str, baseline: str, metrics: Sequence[str], alpha: float,
-               min_pairs: int, datasets: list[_Dataset]) -> str:
+def _render_md(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -> str:
+    s = a.settings
     out = [f"# Study report: {_md(study_name)}", "",
-           f"Baseline: **{_md(baseline)}** · metrics: {', '.join(metrics)} · "
-           f"α = {alpha:g} · archlab {__version__}", "",
-           _METHOD_NOTE.replace("{min_pairs}", str(min_pairs)), ""]
-    if not datasets:
+           f"Baseline: **{_md(baseline)}** · primary metric: {a.primary} · metrics: "
+           f"{', '.join(a.metrics)} · α = {s.alpha:g} · archlab {__version__}", ""]
+    if not a.datasets:
         out += ["No runs yet.", ""]
-    for d in datasets:
+        return "\n".join(out).rstrip() + "\n"
+    out += ["## Answer", ""]
+    answers = _answer_lines(a)
+    out += [f"- {_md(text)}" for _, text in answers] or ["- only the baseline was run"]
+    out += [""]
+    if a.warnings:
+        out += [f"**Warning:** {_md(w)}" for w in a.warnings] + [""]
+    if a.context:
+        out += ["## Context", ""] + [f"- {_md(c)}" for c in a.context] + [""]
+    head, rows, _ = _sequential_rows(a)
+    if rows:
+        out += ["## Seeds used (sequential design)", "", _md_table(head, rows), ""]
+    if a.aggregates:
+        out += [f"## Across datasets ({a.primary})", "", _md_table(*_aggregate_rows(a)), ""]
+        if a.ranking is not None:
+            out += [_md(_ranking_text(a.ranking)), ""]
+    for d in a.datasets:
         out += [f"## Dataset: {_md(d.name)}", "", _status_line(d.status_counts) + ".", ""]
         if d.failures:
             out += ["Failed runs:", ""]
-            out += [f"- {_md(v)} seed {s}: {_md(_reason(why))}" for v, s, why in d.failures]
+            out += [f"- {_md(v)} seed {s_}: {_md(_reason(why))}" for v, s_, why in d.failures]
             out += [""]
         if d.notes:
             out += ["Notes:", ""] + [f"- {_md(n)}" for n in d.notes] + [""]
-        out += ["### Overview", "", _md_table(*_overview_rows(d, metrics)), ""]
-        for m in metrics:
+        out += ["### Overview", "", _md_table(*_overview_rows(d, a.metrics)), ""]
+        for m in a.metrics:
             unit = " (values in %, differences in percentage points)" if _is_percent(m) else ""
-            out += [f"### Test {m} vs baseline{unit}", "",
-                    _md_table(*_comparison_rows(d.per_metric[m], m)), ""]
+            tag = " — primary" if m == a.primary else " — exploratory"
+            stats = d.per_metric[m]
+            out += [f"### Test {m} vs baseline{unit}{tag}", ""]
+            if stats:
+                out += [f"Δ column: {_md(stats[0].ci_label)}.", ""]
+            out += [_md_table(*_comparison_rows(stats, m)), ""]
         if d.figures:
             out += ["### Plots", ""]
             for f in d.figures:
                 out += [f"![{_md(f.title)}]({f.file})", "", _md(f.caption), ""]
+    out += ["## Methods", ""] + [p + "\n" for p in _methods(a, min_pairs)]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -549,16 +911,19 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-se
 color:#1d2430;background:#fff;line-height:1.45}
 h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.3em;margin-top:32px;border-bottom:2px solid #dfe3ea;
 padding-bottom:4px}h3{font-size:1.05em;margin:22px 0 8px}
-.meta{color:#5a6478;margin:0 0 12px}.method{font-size:.9em;color:#3a4456;background:#f5f7fa;
-border-left:4px solid #9aa7bd;padding:8px 12px;max-width:1100px}
+.meta{color:#5a6478;margin:0 0 12px}.method{font-size:.9em;color:#3a4456;max-width:1100px}
+.answer{font-size:1.05em;background:#f5f7fa;border-left:4px solid #9aa7bd;padding:8px 12px 8px 28px;
+max-width:1100px}.answer li{margin:2px 0}
+.warning{background:#fff4e0;border-left:4px solid #d08a00;padding:6px 12px;max-width:1100px}
+.context li{font-size:.92em}.cilabel{font-size:.88em;color:#5a6478}
 .scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.84em;margin:4px 0 8px}
 th,td{border:1px solid #d5dae3;padding:4px 8px;text-align:right;white-space:nowrap;vertical-align:top}
 td:first-child{white-space:normal;max-width:200px;overflow-wrap:anywhere}
 th{background:#eef1f6;text-align:center;white-space:normal;vertical-align:bottom}
 td:first-child,th:first-child{text-align:left}
-td.verdict{text-align:left;white-space:normal;min-width:200px;max-width:360px}
+td.verdict{text-align:left;white-space:normal;min-width:220px;max-width:380px}
 tr.baseline td{background:#fafbfd;font-weight:600}
-.better{color:#0b6b2f}.worse{color:#a4161a}.no_difference{color:#4a5568}.inconclusive{color:#8a5a00}
+.better{color:#0b6b2f}.worse{color:#a4161a}.equivalent{color:#1f4f8a}.inconclusive{color:#8a5a00}
 .failures li,.notes li{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em}
 .failures pre{background:#f5f7fa;padding:6px 8px;white-space:pre-wrap;margin:4px 0}
 figure{margin:12px 0 20px}figure img{max-width:100%;border:1px solid #e2e6ee}
@@ -566,16 +931,18 @@ figcaption{font-size:.85em;color:#5a6478}
 """
 
 
-def _html_table(head: list[str], rows: list[list[str]], stats: list[VariantStats] | None) -> str:
+def _html_table(head: list[str], rows: list[list[str]], stats: list[VariantStats] | None,
+                verdict_col: str = "Verdict") -> str:
     out = ['<div class="scroll"><table>', "<thead><tr>"]
     out += [f'<th scope="col">{_h(h)}</th>' for h in head]
     out += ["</tr></thead><tbody>"]
+    vcol = head.index(verdict_col) if verdict_col in head else -1
     for i, row in enumerate(rows):
         vs = stats[i] if stats is not None else None
         cls = ' class="baseline"' if vs is not None and vs.is_baseline else ""
         out.append(f"<tr{cls}>")
         for j, cell in enumerate(row):
-            if j == len(row) - 1 and head[-1] == "Verdict" and vs is not None:
+            if j == vcol and vs is not None:
                 out.append(f'<td class="verdict {_h(vs.outcome)}">{_h(cell)}</td>')
             else:
                 out.append(f"<td>{_h(cell).replace(chr(10), '<br>')}</td>")
@@ -584,8 +951,8 @@ def _html_table(head: list[str], rows: list[list[str]], stats: list[VariantStats
     return "".join(out)
 
 
-def _render_html(study_name: str, baseline: str, metrics: Sequence[str], alpha: float,
-                 min_pairs: int, datasets: list[_Dataset]) -> str:
+def _render_html(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -> str:
+    s = a.settings
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -596,37 +963,60 @@ def _render_html(study_name: str, baseline: str, metrics: Sequence[str], alpha: 
         f"<title>Study report: {_h(study_name)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Study report: {_h(study_name)}</h1>",
-        f'<p class="meta">Baseline <strong>{_h(baseline)}</strong> · metrics '
-        f"{_h(', '.join(metrics))} · α = {alpha:g} · archlab {_h(__version__)}</p>",
-        f'<p class="method">{_h(_METHOD_NOTE.replace("{min_pairs}", str(min_pairs)))}</p>',
+        f'<p class="meta">Baseline <strong>{_h(baseline)}</strong> · primary metric {_h(a.primary)} · '
+        f"metrics {_h(', '.join(a.metrics))} · α = {s.alpha:g} · archlab {_h(__version__)}</p>",
     ]
-    if not datasets:
-        out.append("<p>No runs yet.</p>")
-    for k, d in enumerate(datasets):
+    if not a.datasets:
+        out.append("<p>No runs yet.</p></body></html>")
+        return "\n".join(out) + "\n"
+    out.append('<section id="answer"><h2>Answer</h2><ul class="answer">')
+    answers = _answer_lines(a)
+    out += [f'<li class="{_h(o)}">{_h(t)}</li>' for o, t in answers] or ["<li>only the baseline was run</li>"]
+    out.append("</ul></section>")
+    for w in a.warnings:
+        out.append(f'<p class="warning"><strong>Warning:</strong> {_h(w)}</p>')
+    if a.context:
+        out.append('<section id="context"><h2>Context</h2><ul class="context">')
+        out += [f"<li>{_h(c)}</li>" for c in a.context]
+        out.append("</ul></section>")
+    head, rows, stats = _sequential_rows(a)
+    if rows:
+        out.append('<section id="seeds"><h2>Seeds used (sequential design)</h2>')
+        out.append(_html_table(head, rows, stats) + "</section>")
+    if a.aggregates:
+        out.append(f'<section id="across"><h2>Across datasets ({_h(a.primary)})</h2>')
+        out.append(_html_table(*_aggregate_rows(a), None))
+        if a.ranking is not None:
+            out.append(f"<p>{_h(_ranking_text(a.ranking))}</p>")
+        out.append("</section>")
+    for k, d in enumerate(a.datasets):
         out.append(f'<section id="dataset-{k}"><h2>Dataset: {_h(d.name)}</h2>')
         out.append(f'<p class="status">{_h(_status_line(d.status_counts))}.</p>')
         if d.failures:
             out.append('<p>Failed runs:</p><ul class="failures">')
-            for v, s, why in d.failures:
-                head = f"{_h(v)} seed {s}: {_h(_reason(why))}"
+            for v, s_, why in d.failures:
+                head_ = f"{_h(v)} seed {s_}: {_h(_reason(why))}"
                 if "\n" in why.strip():  # the traceback, folded (no script needed)
                     full = _h(why.strip()[:4000])
-                    out.append(f"<li><details><summary>{head}</summary><pre>{full}</pre></details></li>")
+                    out.append(f"<li><details><summary>{head_}</summary><pre>{full}</pre></details></li>")
                 else:
-                    out.append(f"<li>{head}</li>")
+                    out.append(f"<li>{head_}</li>")
             out.append("</ul>")
         if d.notes:
             out.append('<p>Notes:</p><ul class="notes">')
             out += [f"<li>{_h(n)}</li>" for n in d.notes]
             out.append("</ul>")
-        first = d.per_metric[metrics[0]]
+        first = d.per_metric[a.metrics[0]]
         out.append("<h3>Overview</h3>")
-        out.append(_html_table(*_overview_rows(d, metrics), first))
-        for m in metrics:
+        out.append(_html_table(*_overview_rows(d, a.metrics), first))
+        for m in a.metrics:
             unit = " (values in %, differences in percentage points)" if _is_percent(m) else ""
-            out.append(f"<h3>Test {_h(m)} vs baseline{_h(unit)}</h3>")
-            out.append(_html_table(*_comparison_rows(d.per_metric[m], m, merge_ci=True),
-                                   d.per_metric[m]))
+            tag = " — primary" if m == a.primary else " — exploratory"
+            stats_m = d.per_metric[m]
+            out.append(f"<h3>Test {_h(m)} vs baseline{_h(unit)}{_h(tag)}</h3>")
+            if stats_m:
+                out.append(f'<p class="cilabel">Δ column: {_h(stats_m[0].ci_label)}.</p>')
+            out.append(_html_table(*_comparison_rows(stats_m, m), stats_m))
         if d.figures:
             out.append("<h3>Plots</h3>")
             for f in d.figures:
@@ -636,8 +1026,65 @@ def _render_html(study_name: str, baseline: str, metrics: Sequence[str], alpha: 
                     f"<figcaption>{_h(f.caption)}</figcaption></figure>"
                 )
         out.append("</section>")
-    out.append("</body></html>")
+    out.append('<section id="methods"><h2>Methods</h2>')
+    out += [f'<p class="method">{_h(p)}</p>' for p in _methods(a, min_pairs)]
+    out.append("</section></body></html>")
     return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# Public API
+
+
+def _settings(settings: ReportSettings | Mapping[str, Any] | None, alpha: float | None) -> ReportSettings:
+    if settings is None:
+        settings = ReportSettings()
+    elif not isinstance(settings, ReportSettings):
+        settings = ReportSettings.from_meta(settings)
+    if alpha is not None:
+        if not 0.0 < alpha < 1.0:
+            raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05; got {alpha!r}")
+        settings = replace(settings, alpha=alpha)
+    return settings
+
+
+def markdown_table(
+    runs: Sequence[Mapping[str, Any]],
+    baseline: str,
+    *,
+    metric: str = "accuracy",
+    alpha: float | None = None,
+    min_pairs: int = 3,
+    settings: ReportSettings | Mapping[str, Any] | None = None,
+) -> str:
+    """The compact comparison table (one per dataset) that ``archlab study run`` prints.
+
+    Columns: variant, finished runs, parameters, FLOPs, mean train time, ``metric`` mean ± std,
+    its 95 % t-CI, difference to the baseline with the interval that decided, verdict. The verdicts
+    are the report's when ``metric`` is the primary metric and ``settings`` are the study's.
+
+    Args:
+        runs: the study's run rows (see :func:`archlab.study.stats.compare_variants`).
+        baseline: the baseline variant.
+        metric: the test metric shown.
+        alpha: overrides ``settings.alpha``.
+        min_pairs: fewest paired seeds for a verdict in a fixed design.
+        settings: :class:`ReportSettings` or the stored study meta dict.
+
+    Returns:
+        Markdown text; ``"(no runs)"`` when ``runs`` is empty.
+    """
+    st = _settings(settings, alpha)
+    metrics = _validate((metric,), st.alpha)
+    if not runs:
+        return "(no runs)"
+    a = _analyse(runs, baseline, metrics, st, min_pairs, with_figures=False)
+    blocks = []
+    for d in a.datasets:
+        head, rows = _compact_rows(d.per_metric[metric], metric)
+        blocks.append(f"**Dataset: {_md(d.name)}** ({_status_line(d.status_counts)})\n\n"
+                      + _md_table(head, rows))
+    return "\n\n".join(blocks)
 
 
 def write_report(
@@ -647,8 +1094,9 @@ def write_report(
     study_name: str,
     baseline: str,
     metrics: Sequence[str] = ("accuracy", "f1_macro"),
-    alpha: float = 0.05,
+    alpha: float | None = None,
     min_pairs: int = 3,
+    settings: ReportSettings | Mapping[str, Any] | None = None,
     sections: Sequence[Any] = (),
 ) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and the figures (PNG) into ``out_dir``.
@@ -663,38 +1111,54 @@ def write_report(
         out_dir: folder to write into (created if missing).
         study_name: shown in the title.
         baseline: the baseline variant.
-        metrics: test metrics to compare; the first also drives the learning curves.
-        alpha: significance level of the verdicts.
-        min_pairs: fewest paired seeds for a verdict other than "inconclusive".
+        metrics: test metrics to compare; the primary metric (settings) is put first; the first
+            also drives the learning curves.
+        alpha: overrides ``settings.alpha`` (default 0.05).
+        min_pairs: fewest paired seeds for a verdict in a fixed design.
+        settings: :class:`ReportSettings`, or the stored study meta dict
+            (``store.get_meta("study")``); ``None``: defaults.
+        sections: ``(title, markdown, html, figures)`` appended before the Methods, figures
+            ``(file, png, ...)`` already embedded in their html
+            (:func:`archlab.study.analyses.analysis_sections`).
 
     Returns:
         ``(markdown_path, html_path)``.
 
     Raises:
-        ConfigError: no metrics, an unknown metric, ``alpha`` outside (0, 1).
+        ConfigError: no metrics, an unknown metric, ``alpha`` outside (0, 1), bad settings.
         UnknownNameError: ``baseline`` is not a variant of any run.
         DataError: duplicated runs or paired runs with different test targets.
+        OutputWriteError: the folder or a file cannot be written (a file is all or nothing).
     """
-    metrics = _validate(metrics, alpha)
+    st = _settings(settings, alpha)
+    metrics = _validate(metrics, st.alpha)
     out_dir = Path(out_dir)
-    datasets = _analyse(runs, baseline, metrics, alpha, min_pairs, with_figures=True) if runs else []
+    if runs:
+        a = _analyse(runs, baseline, metrics, st, min_pairs, with_figures=True)
+    else:
+        primary, ms = _primary(metrics, st)
+        a = _Analysis(ms, primary, 1, st, [], [], None, [], [])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputWriteError(f"{out_dir}: cannot create the report folder ({exc.strerror or exc})") from None
-    for d in datasets:
+    for d in a.datasets:
         for f in d.figures:
             write_atomic(out_dir / f.file, f.png)
     md_path, html_path = out_dir / REPORT_MD, out_dir / REPORT_HTML
-    md = _render_md(study_name, baseline, metrics, alpha, min_pairs, datasets)
-    page = _render_html(study_name, baseline, metrics, alpha, min_pairs, datasets)
-    # `sections`: (title, markdown, html, figures) appended at the end, figures (file, png, ...)
-    # already embedded in their html (archlab.study.analyses.analysis_sections)
+    md = _render_md(study_name, baseline, a, min_pairs)
+    page = _render_html(study_name, baseline, a, min_pairs)
+    # `sections` (the study's analyses) go before the Methods, which end the report
+    md_tail = md.index("\n## Methods") if "\n## Methods" in md else len(md)
+    html_tail = page.index('<section id="methods">') if '<section id="methods">' in page else page.index("</body></html>")
+    md_extra, html_extra = "", ""
     for title, sec_md, sec_html, figs in sections:
         for file, png, *_ in figs:
             write_atomic(out_dir / file, png)
-        md += f"\n## {_md(title)}\n\n{sec_md.rstrip()}\n"
-        page = page.replace("</body></html>", f"<section><h2>{_h(title)}</h2>\n{sec_html}</section>\n</body></html>")
+        md_extra += f"\n## {_md(title)}\n\n{sec_md.rstrip()}\n"
+        html_extra += f"<section><h2>{_h(title)}</h2>\n{sec_html}</section>\n"
+    md = md[:md_tail] + md_extra + md[md_tail:]
+    page = page[:html_tail] + html_extra + page[html_tail:]
     write_atomic(md_path, md.encode("utf-8"))
     write_atomic(html_path, page.encode("utf-8"))
     return md_path, html_path

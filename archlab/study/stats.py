@@ -1,54 +1,58 @@
-"""Statistics over stored study runs: spread, confidence intervals, paired tests and a verdict.
+"""Statistics over stored study runs: spread, intervals, paired tests, power and the four verdicts.
 
 Pure functions: they read run rows (plain dicts, see :func:`compare_variants`) and return frozen
 dataclasses; nothing is written and nothing random happens without an explicit seed.
 
-What is computed, per variant and metric (SPEC §1.2, §5):
+**The verdict** of a comparison (variant vs baseline, one metric, one dataset) is read off one
+confidence interval of the mean paired difference ``variant - baseline`` over seeds (pairing run
+``seed=s`` of the variant with run ``seed=s`` of the baseline: same split, batch order and
+augmentation draws by construction):
 
-- **Spread**: mean, sample standard deviation (``ddof=1``), a Student-t confidence interval of the
-  mean and a percentile-bootstrap interval (:func:`summarize`).
-- **Paired tests over seeds** against the baseline, pairing run ``seed=s`` of the variant with run
-  ``seed=s`` of the baseline (same split, batch order and augmentation draws by construction):
-  the paired t-test, the Wilcoxon signed-rank test, Cohen's :math:`d_z` and, when ``deepsig`` is
-  installed, the Almost Stochastic Order :math:`\\varepsilon_{\\min}` (Dror et al., 2019;
-  Ulmer et al., 2022) (:func:`paired_test`).
-- **Exact McNemar** on the per-sample test predictions of matched seeds (:func:`mcnemar_exact`,
-  :func:`mcnemar_pooled`).
-- **Holm** step-down correction across the non-baseline variants of a dataset (:func:`holm`).
-- A **plain-language verdict** (:func:`verdict`).
+- *better* / *worse*: the interval excludes 0 (the sign and the metric's direction say which);
+- *equivalent within ±m*: the interval lies inside :math:`(-m, m)`, ``m`` the metric's margin
+  (two one-sided tests, each at half the interval's error rate);
+- *inconclusive* otherwise, with the smallest difference these seeds detect at 80 % power and
+  about how many seeds would decide it (noncentral t, :func:`detectable_difference`,
+  :func:`seeds_to_detect`, :func:`seeds_for_equivalence`).
 
-Which test decides the verdict, and why:
+Which interval, and why its claims keep their error rate:
 
-- The **paired t-test over seeds, Holm-adjusted** across the variants of a dataset, decides. It is
-  the test that sees the variance that matters for "is the difference real?": the seed-to-seed
-  spread of training. Holm keeps the family-wise error rate of the "significant" verdicts at
-  ``alpha``.
-- When per-sample predictions exist and the metric is ``accuracy``, **exact McNemar must agree**:
-  a t-significant difference that the per-sample test does not confirm is reported as
-  inconclusive. Because this is an extra *and* condition, it cannot raise the error rate, so the
-  McNemar p-value is not adjusted again.
-- **Wilcoxon** is reported, never decisive: its exact two-sided p-value over ``n`` non-zero paired
-  differences cannot fall below :math:`2 / 2^n` (0.0625 at ``n = 5``), so at the seed counts of a
-  typical study it could never reach ``alpha = 0.05``.
-- ASO is reported only (``deepsig``'s recommended reading: :math:`\\varepsilon_{\\min} < 0.2`
-  means the variant almost stochastically dominates the baseline).
-- Fewer than ``min_pairs`` (default 3) paired seeds give "inconclusive", except when the variant
-  and the baseline gave exactly the same value on every paired seed (at least two): that is
-  reported as "no significant difference ... (identical on every paired seed)".
+- **Fixed seeds** (``seeds: 5``): the Student-t interval at level :math:`1 - \\alpha/k`.
+- **Adaptive seeds** (``seeds: {min, max, until: conclusive}``): the repeated confidence interval
+  of the group-sequential design in :mod:`archlab.study.sequential` (alpha spending), valid under
+  the repeated looks that decided when to stop.
+- **Multiplicity**: the verdicts of the **primary metric** (declared ``primary_metric``, else the
+  monitor, else accuracy) over every (dataset, variant) form one family of ``k`` comparisons; each
+  gets :math:`\\alpha/k` (Bonferroni), so the probability of *any* wrong primary claim is at most
+  ``alpha``. Bonferroni rather than Holm because it has simultaneous intervals, so the Δ column's
+  interval is exactly the one that decided. The other metrics are **exploratory**: unadjusted 95 %
+  intervals, marked as such.
 
-McNemar over several seeds (the pooling choice): the per-seed 2x2 tables are **pooled by summing**
-their discordant counts ``b`` and ``c``, then one exact binomial test is run on ``b + c``. With
-seeds as strata this is the Mantel-Haenszel test for matched pairs, which for 1:1 pairs reduces to
-McNemar on the summed table. It assumes every (seed, sample) pair is independent; when the split
-is the same for every seed, the same hard test images are counted once per seed, which makes the
-pooled p-value optimistic. That is one more reason it is only a confirming condition and never
-decides alone; the per-seed tables and p-values are kept in :class:`McNemarResult` for inspection.
+Shown next to the verdict, never deciding it:
+
+- the paired t-test p-value (unadjusted), Cohen's :math:`d_z`, the TOST p-value at the margin;
+- the **Wilcoxon signed-rank** test on differences rounded to the test set's resolution (an
+  accuracy is a count of images / N: two differences that are the same count but not bit-equal
+  floats are ties), exact by enumeration of the signed-rank distribution with mid-ranks;
+- **ASO** (Almost Stochastic Order, Dror et al., 2019; ``deepsig``'s algorithm, Ulmer et al., 2022)
+  in *both* directions: :math:`\\varepsilon_{\\min}` of variant over baseline and of baseline over
+  variant (:func:`aso_eps_min`, reproduces ``deepsig.aso`` bit for bit at the same seed);
+- the **seeds × images** test (:func:`seeds_images_test`) on per-image correctness: seeds and test
+  images are two crossed random factors (Clark, 1973, "The language-as-fixed-effect fallacy"), so
+  the variance of the mean difference is :math:`\\sigma^2_{seed}/S + \\sigma^2_{image}/N +
+  \\sigma^2_{e}/(SN)`, estimated from the two-way mean squares with Satterthwaite degrees of
+  freedom. It asks whether the difference generalises to *new test images*, which pooling the
+  seeds' McNemar tables (each image counted once per seed) overstated;
+- the failure rates of variant and baseline, compared by Boschloo's exact test (:func:`failure_test`).
+
+Spread: mean, sample standard deviation and the Student-t interval of the mean (clipped to the
+metric's range [0, 1] for rates). No percentile bootstrap: at 3–5 seeds it covers 76–84 % instead
+of 95 %; the BCa interval is given from 10 values up.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import functools
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,22 +63,30 @@ import numpy as np
 from scipy import stats as sps
 
 from archlab.errors import ConfigError, DataError, UnknownNameError
+from archlab.study.sequential import SequentialDecision, interval_verdict, sequential_decisions
 from archlab.train.metrics import metric_mode
 
 __all__ = [
     "Summary",
     "PairedResult",
-    "McNemarResult",
+    "ImageTest",
     "VariantStats",
     "Outcome",
+    "RATE_METRICS",
     "summarize",
     "paired_test",
+    "wilcoxon_signed_rank",
     "aso_eps_min",
-    "mcnemar_exact",
-    "mcnemar_pooled",
+    "aso_both",
+    "seeds_images_test",
+    "failure_test",
+    "power_paired_t",
+    "detectable_difference",
+    "seeds_to_detect",
+    "tost_power",
+    "seeds_for_equivalence",
+    "tost_p",
     "holm",
-    "verdict",
-    "decide",
     "compare_variants",
     "format_p",
     "format_diff",
@@ -83,10 +95,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Outcome of a comparison, for colouring and for tests that should not parse prose.
-Outcome = Literal["baseline", "better", "worse", "no_difference", "inconclusive"]
+Outcome = Literal["baseline", "better", "worse", "equivalent", "inconclusive"]
+
+#: Metrics that are rates in [0, 1] (intervals are clipped to that range, shown in %).
+RATE_METRICS = ("accuracy", "f1_macro", "dice")
 
 #: Run statuses the runner writes (anything else is counted under its own name).
 _STATUSES = ("done", "failed", "pending", "running")
+
+_POWER = 0.8  # the power at which "detectable" and "seeds needed" are stated
+_MAX_SEEDS = 100_000  # searched up to here; beyond it "more than 100000"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -101,71 +119,77 @@ class Summary:
         n: number of values.
         mean: arithmetic mean.
         std: sample standard deviation (``ddof=1``); ``None`` when ``n == 1``.
-        ci_t: Student-t interval of the mean at ``confidence``; ``None`` when ``n == 1``.
-        ci_boot: percentile-bootstrap interval of the mean; ``None`` when ``n == 1``.
+        ci_t: Student-t interval of the mean at ``confidence`` (clipped to ``bounds``); ``None``
+            when ``n == 1``.
+        ci_bca: BCa bootstrap interval (only from ``n >= 10``; ``None`` below, where bootstrap
+            intervals under-cover).
         confidence: the confidence level of both intervals (e.g. 0.95).
+        clipped: whether ``ci_t`` was clipped to the metric's range.
     """
 
     n: int
     mean: float
     std: float | None
     ci_t: tuple[float, float] | None
-    ci_boot: tuple[float, float] | None
+    ci_bca: tuple[float, float] | None
     confidence: float
+    clipped: bool = False
 
 
 @dataclass(frozen=True)
 class PairedResult:
-    """A paired comparison ``variant - baseline`` over matched seeds.
+    """A paired comparison ``variant - baseline`` over matched seeds (descriptive tests).
 
     Attributes:
         n: number of pairs.
-        mean_diff: mean of the differences ``variant - baseline``.
+        mean_diff: mean of the differences.
         std_diff: sample standard deviation of the differences; ``None`` when ``n < 2``.
-        ci_diff: Student-t interval of ``mean_diff``; ``None`` when ``n < 2``.
-        t_stat: paired t statistic (``±inf`` when every difference is the same non-zero value).
-        t_p: two-sided paired t-test p-value; 1.0 when every difference is zero; ``None`` when
-            ``n < 2``.
-        wilcoxon_p: two-sided Wilcoxon signed-rank p-value (exact distribution when there are no
-            ties or zeros, exact sign-flip enumeration for ``n <= 13`` with ties, normal
-            approximation above); 1.0 when every difference is zero; ``None`` when ``n < 2``.
-        effect_size: Cohen's :math:`d_z` = mean / std of the differences (``±inf`` for a constant
-            non-zero difference, 0.0 when all differences are zero); ``None`` when ``n < 2``.
-        aso_eps_min: Almost Stochastic Order :math:`\\varepsilon_{\\min}` of variant over
-            baseline (lower = variant better); ``None`` when ``deepsig`` is not installed or
-            ``n < 2``.
-        confidence: level of ``ci_diff``.
+        t_stat: paired t statistic (``±inf`` for a constant non-zero difference).
+        t_p: two-sided paired t-test p-value (unadjusted); 1.0 when every difference is zero.
+        wilcoxon_p: two-sided exact Wilcoxon signed-rank p-value on the differences rounded to
+            the test-set resolution (ties and zeros handled exactly); ``None`` when ``n < 2``.
+        effect_size: Cohen's :math:`d_z` = mean / std of the differences.
+        aso_variant: ASO :math:`\\varepsilon_{\\min}` of variant over baseline (small: variant
+            better); ``None`` when not computed.
+        aso_baseline: ASO :math:`\\varepsilon_{\\min}` of baseline over variant.
+        resolution: the grid the differences were rounded to (``1/N`` for accuracy).
     """
 
     n: int
     mean_diff: float
     std_diff: float | None
-    ci_diff: tuple[float, float] | None
     t_stat: float | None
     t_p: float | None
     wilcoxon_p: float | None
     effect_size: float | None
-    aso_eps_min: float | None
-    confidence: float
+    aso_variant: float | None = None
+    aso_baseline: float | None = None
+    resolution: float | None = None
 
 
 @dataclass(frozen=True)
-class McNemarResult:
-    """Exact McNemar test of variant vs baseline on per-sample correctness, pooled over seeds.
+class ImageTest:
+    """Seeds × images test of the mean per-image correctness difference (variant - baseline).
 
     Attributes:
-        b: pairs the baseline got right and the variant wrong (summed over seeds).
-        c: pairs the baseline got wrong and the variant right (summed over seeds).
-        p: two-sided exact p-value (binomial test of ``b`` out of ``b + c`` at 1/2).
-        seeds: the seeds pooled.
-        per_seed: ``(seed, b, c, p)`` for every pooled seed.
+        seeds: number of seeds ``S``.
+        images: number of test images ``N``.
+        mean_diff: mean of ``correct_variant - correct_baseline`` over seeds and images.
+        se: its standard error with seeds and images as crossed random factors.
+        df: Satterthwaite degrees of freedom.
+        p: two-sided p-value.
+        var_seed: the seed component :math:`\\hat\\sigma^2_{seed}/S` of the variance.
+        var_image: the image component :math:`\\hat\\sigma^2_{image}/N`.
     """
 
-    b: int
-    c: int
+    seeds: int
+    images: int
+    mean_diff: float
+    se: float
+    df: float
     p: float
-    seeds: tuple[int, ...]
-    per_seed: tuple[tuple[int, int, int, float], ...]
+    var_seed: float
+    var_image: float
 
 
 @dataclass(frozen=True)
@@ -175,26 +199,36 @@ class VariantStats:
     Attributes:
         dataset: dataset name.
         variant: variant name.
-        metric: the test metric compared (``accuracy``, ``f1_macro``, ``dice`` or ``loss``).
+        metric: the test metric compared.
         is_baseline: whether this is the baseline variant.
-        status_counts: number of runs per status (``done``, ``failed``, ``pending``, ``running``).
+        status_counts: number of runs per status.
         failures: ``(seed, reason)`` for every failed run.
         seeds_done: seeds with a finished run and a finite value of ``metric``.
         values: ``{seed: value}`` of ``metric`` on the test split for those seeds.
         summary: spread and intervals of ``values``; ``None`` when there are none.
-        params: parameter count (from the runs; ``None`` when no run recorded it).
-        flops: FLOPs of one sample's forward pass (``None`` when unknown).
-        train_seconds: mean training wall time over finished runs (``None`` when none).
-        paired_seeds: seeds finished for both this variant and the baseline.
-        paired: the paired comparison with the baseline (``None`` for the baseline itself and
-            when no seed is paired).
-        mcnemar: pooled exact McNemar (only for ``metric == "accuracy"`` and when predictions
-            were stored); ``None`` otherwise.
-        t_p_holm: the paired t p-value after Holm's correction over the dataset's variants.
-        holm_family: number of p-values in that Holm family.
+        params: parameter count; flops: FLOPs of one sample; train_seconds: mean training time.
+        n_test: test-set size (``None`` when unknown).
+        paired_seeds: seeds the comparison used (finished for both; the first ``look`` seeds in an
+            adaptive study).
+        seeds_considered: seeds the comparison looked at (``k of n``: ``n``).
+        lost_seeds: seeds lost by the variant or the baseline among those considered.
+        paired: the descriptive paired tests.
+        ci: the interval that decided the verdict (``None`` when no verdict was possible).
+        ci_label: which interval it is (level and adjustment).
+        margin: the equivalence margin (``None`` for a metric without one).
+        tost_p: p-value of the two one-sided tests at ``±margin``.
+        primary: whether this metric is the study's primary (confirmatory) metric.
+        alpha: the per-comparison level used.
+        detectable: smallest difference detectable at 80 % power with these seeds (inconclusive).
+        seeds_detect: about how many seeds would detect the observed difference.
+        seeds_equivalence: about how many seeds would show equivalence within the margin.
+        sequential: the sequential decision (adaptive studies, primary metric).
+        image_test: the seeds × images test (accuracy with stored predictions).
+        failure_p: Boschloo p-value of the failure rates (``None`` when nothing failed).
         outcome: machine-readable verdict (see :data:`Outcome`).
         verdict: the plain-language verdict.
-        notes: anomalies found in the rows (finished runs without the metric, ...).
+        answer: the one-line answer for the top of the report.
+        notes: anomalies found in the rows.
     """
 
     dataset: str
@@ -209,13 +243,26 @@ class VariantStats:
     params: int | None
     flops: int | None
     train_seconds: float | None
+    n_test: int | None = None
     paired_seeds: tuple[int, ...] = ()
+    seeds_considered: int = 0
+    lost_seeds: tuple[int, ...] = ()
     paired: PairedResult | None = None
-    mcnemar: McNemarResult | None = None
-    t_p_holm: float | None = None
-    holm_family: int = 0
+    ci: tuple[float, float] | None = None
+    ci_label: str = ""
+    margin: float | None = None
+    tost_p: float | None = None
+    primary: bool = True
+    alpha: float = 0.05
+    detectable: float | None = None
+    seeds_detect: int | None = None
+    seeds_equivalence: int | None = None
+    sequential: SequentialDecision | None = None
+    image_test: ImageTest | None = None
+    failure_p: float | None = None
     outcome: Outcome = "inconclusive"
     verdict: str = ""
+    answer: str = ""
     notes: tuple[str, ...] = field(default=())
 
 
@@ -258,28 +305,27 @@ def _t_interval(mean: float, std: float, n: int, confidence: float) -> tuple[flo
 def summarize(
     values: Sequence[float],
     confidence: float = 0.95,
-    n_boot: int = 10000,
+    *,
+    bounds: tuple[float, float] | None = None,
+    n_boot: int = 9999,
     seed: int = 0,
 ) -> Summary:
-    """Mean, sample std, Student-t CI and percentile-bootstrap CI of ``values``.
+    """Mean, sample std, Student-t CI (and BCa CI from 10 values) of ``values``.
 
-    The bootstrap resamples ``values`` with replacement ``n_boot`` times (generator seeded with
-    ``seed``) and takes the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of the
-    resampled means. With few seeds the percentile interval is too narrow (it cannot be wider
-    than the range of the values); the t interval is the one to quote at ``n < 10``.
+    The t interval is exact for normal values and is the one to quote at a few seeds; a
+    percentile bootstrap at 3–5 values covers only 76–84 % (it cannot be wider than the values'
+    range), so none is given below 10 values, and above it the bias-corrected and accelerated
+    (BCa, Efron 1987) interval of ``scipy.stats.bootstrap`` is used.
 
     Args:
         values: one metric value per seed.
-        confidence: level of both intervals.
-        n_boot: number of bootstrap resamples.
+        confidence: level of the intervals.
+        bounds: the metric's valid range (``(0, 1)`` for a rate): the t interval is clipped to it.
+        n_boot: bootstrap resamples for BCa.
         seed: seed of the bootstrap generator.
 
-    Returns:
-        A :class:`Summary`; with one value, ``std`` and both intervals are ``None``.
-
     Raises:
-        ConfigError: no values, a non-finite value, ``confidence`` outside (0, 1) or
-            ``n_boot < 1``.
+        ConfigError: no values, a non-finite value, ``confidence`` outside (0, 1), ``n_boot < 1``.
 
     Shape:
         - values: ``(n,)``
@@ -293,82 +339,158 @@ def summarize(
         raise ConfigError("summarize needs at least one value, got none")
     mean = float(x.mean())
     if n == 1:
-        return Summary(n=1, mean=mean, std=None, ci_t=None, ci_boot=None, confidence=confidence)
+        return Summary(n=1, mean=mean, std=None, ci_t=None, ci_bca=None, confidence=confidence)
     std = float(x.std(ddof=1))
-    ci_t = _t_interval(mean, std, n, confidence)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))  # (n_boot, n)
-    boot_means = x[idx].mean(axis=1)  # (n_boot,)
-    lo, hi = np.quantile(boot_means, [0.5 - confidence / 2.0, 0.5 + confidence / 2.0])
-    return Summary(
-        n=n, mean=mean, std=std, ci_t=ci_t, ci_boot=(float(lo), float(hi)), confidence=confidence
-    )
+    lo, hi = _t_interval(mean, std, n, confidence)
+    clipped = False
+    if bounds is not None and (lo < bounds[0] or hi > bounds[1]):
+        lo, hi, clipped = max(lo, bounds[0]), min(hi, bounds[1]), True
+    bca = None
+    if n >= 10 and std > 0:
+        res = sps.bootstrap((x,), np.mean, confidence_level=confidence, method="BCa",
+                            n_resamples=n_boot, rng=np.random.default_rng(seed))
+        bca = (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    return Summary(n=n, mean=mean, std=std, ci_t=(lo, hi), ci_bca=bca, confidence=confidence,
+                   clipped=clipped)
 
 
 # ------------------------------------------------------------------------------------------------
 # Paired tests
 
 
-def aso_eps_min(variant: Sequence[float], baseline: Sequence[float], seed: int = 0) -> float | None:
-    """Almost Stochastic Order :math:`\\varepsilon_{\\min}` of ``variant`` over ``baseline``.
+def wilcoxon_signed_rank(diffs: Sequence[float], resolution: float | None = None) -> float:
+    """Two-sided exact Wilcoxon signed-rank p-value, with ties and zeros handled exactly.
 
-    Uses ``deepsig.aso`` (Dror et al., 2019, "Deep Dominance - How to Properly Compare Deep
-    Neural Models"; implementation of Ulmer et al., 2022) with its default confidence level.
-    Higher scores are taken as better: negate both for a lower-is-better metric. Lower
-    :math:`\\varepsilon_{\\min}` = stronger evidence that the variant dominates; ``deepsig``
-    recommends reading :math:`\\varepsilon_{\\min} < 0.2` as "variant better".
+    The differences are first rounded to ``resolution`` (``1/N`` for an accuracy on ``N`` test
+    images: equal image counts are ties even when the floats differ in the last bit; else 1e-12).
+    Zeros are dropped (Wilcoxon's convention, scipy's ``zero_method="wilcox"``), the absolute
+    values get mid-ranks, and the null distribution of :math:`W^+` (each sign ±1 with probability
+    1/2) is enumerated exactly by convolution over the (doubled, integer) mid-ranks. The p-value is
+    :math:`P(|W^+ - E W^+| \\ge |w - E W^+|)`.
 
     Returns:
-        ``None`` when ``deepsig`` is not installed, or when it fails on these scores (logged).
+        The p-value (1.0 when every difference is zero).
+
+    Shape:
+        - diffs: ``(n,)``
     """
-    try:
-        deepsig = importlib.import_module("deepsig")
-    except ImportError:
-        return None
-    kwargs: dict[str, Any] = {"show_progress": False}
-    try:
-        accepted = inspect.signature(deepsig.aso).parameters
-    except (TypeError, ValueError):  # a wrapped callable without a signature
-        accepted = {}
-    if "seed" in accepted:  # older deepsig versions draw from numpy's global generator
-        kwargs["seed"] = seed
-    if "num_jobs" in accepted:
-        kwargs["num_jobs"] = 1
-    try:
-        return float(deepsig.aso(list(map(float, variant)), list(map(float, baseline)), **kwargs))
-    except Exception as exc:  # optional extra: never let it break a report
-        log.warning("deepsig.aso failed (%s); ASO left out", exc)
-        return None
+    d = _as_finite_1d(diffs, "differences")
+    step = resolution if resolution else 1e-12
+    counts = np.rint(d / step).astype(np.int64)  # exact integers on the test-set grid
+    counts = counts[counts != 0]
+    n = counts.size
+    if n == 0:
+        return 1.0
+    ranks2 = np.rint(2 * sps.rankdata(np.abs(counts))).astype(np.int64)  # doubled mid-ranks
+    total = int(ranks2.sum())
+    dist = np.zeros(total + 1)
+    dist[0] = 1.0
+    for r in ranks2:  # distribution of the sum of the ranks given a + sign
+        shifted = np.zeros_like(dist)
+        shifted[r:] = dist[: total + 1 - r]
+        dist = 0.5 * (dist + shifted)
+    w = int(ranks2[counts > 0].sum())
+    dev = abs(2 * w - total)  # |2 W+ - total| = 2 |W+ - E W+|
+    values = np.arange(total + 1)
+    p = float(dist[np.abs(2 * values - total) >= dev].sum())
+    return min(1.0, p)
+
+
+def _aso_ratio(f: np.ndarray, g: np.ndarray, dt: float) -> np.ndarray:
+    """deepsig's violation ratio of quantile curves ``f`` (A) and ``g`` (B) over t = dt..1-dt."""
+    diff = g - f  # (..., T)
+    w2 = np.sum(diff**2 * dt, axis=-1)
+    viol = np.where(f >= g, 0.0, diff)
+    num = np.sum(viol[..., 1:] ** 2 * dt, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(w2 == 0, 0.5, num / np.where(w2 == 0, 1.0, w2))
+
+
+def _quantile(sorted_scores: np.ndarray, p: np.ndarray) -> np.ndarray:
+    n = sorted_scores.shape[-1]
+    idx = np.clip(np.ceil(n * p).astype(np.int64) - 1, 0, n - 1)
+    return np.take_along_axis(sorted_scores, idx, axis=-1) if sorted_scores.ndim > 1 else sorted_scores[idx]
+
+
+@functools.lru_cache(maxsize=32)
+def _aso_uniforms(seed: int, n_boot: int, na: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
+    """deepsig's bootstrap draws: iteration ``i`` seeds ``RandomState(seed + i + 1)`` (cached)."""
+    ua = np.empty((n_boot, na))
+    ub = np.empty((n_boot, nb))
+    for i in range(n_boot):
+        rs = np.random.RandomState(seed + i + 1)
+        ua[i], ub[i] = rs.uniform(0, 1, na), rs.uniform(0, 1, nb)
+    ua.flags.writeable = False
+    ub.flags.writeable = False
+    return ua, ub
+
+
+def aso_eps_min(
+    scores_a: Sequence[float],
+    scores_b: Sequence[float],
+    *,
+    seed: int = 0,
+    n_boot: int = 1000,
+    dt: float = 0.005,
+    confidence: float = 0.95,
+) -> float:
+    """Almost Stochastic Order :math:`\\varepsilon_{\\min}` of A over B (small: A better).
+
+    A vectorised re-implementation of ``deepsig.aso`` (Ulmer et al., 2022; Dror et al., 2019,
+    "Deep Dominance - How to Properly Compare Deep Neural Models") that reproduces it exactly for
+    the same ``seed``: bootstrap iteration ``i`` draws ``uniform(0, 1, len(A))`` then
+    ``uniform(0, 1, len(B))`` from ``numpy.random.RandomState(seed + i)`` and maps them through
+    the empirical quantile functions; :math:`\\varepsilon_{\\min} = \\text{clip}(\\varepsilon_{W_2}
+    - \\hat\\sigma\\,\\Phi^{-1}(1 - \\text{confidence}) / c, 0, 1)`, :math:`c = \\sqrt{nm/(n+m)}`.
+    Higher scores are better: negate both for a loss. ``deepsig`` reads
+    :math:`\\varepsilon_{\\min} < 0.5` as "A better" and recommends the stricter ``< 0.2``.
+
+    Shape:
+        - scores_a: ``(n,)``; scores_b: ``(m,)``
+    """
+    a = np.sort(_as_finite_1d(scores_a, "ASO scores"))
+    b = np.sort(_as_finite_1d(scores_b, "ASO scores"))
+    if a.size == 0 or b.size == 0:
+        raise ConfigError("ASO needs at least one score on each side")
+    t = np.arange(dt, 1, dt)
+    ratio = float(_aso_ratio(_quantile(a, t), _quantile(b, t), dt))
+    ua, ub = _aso_uniforms(int(seed), int(n_boot), a.size, b.size)
+    sa = np.sort(_quantile(a, ua), axis=1)  # (B, n) resampled scores, sorted
+    sb = np.sort(_quantile(b, ub), axis=1)
+    tt = np.broadcast_to(t, (n_boot, t.size))
+    samples = _aso_ratio(_quantile(sa, tt), _quantile(sb, tt), dt)  # (B,)
+    const = math.sqrt(a.size * b.size / (a.size + b.size))
+    sigma = float(np.std(const * (samples - ratio)))
+    eps = ratio - (1.0 / const) * sigma * float(sps.norm.ppf(1.0 - confidence))
+    return float(np.clip(eps, 0.0, 1.0))
+
+
+def aso_both(
+    variant: Sequence[float], baseline: Sequence[float], *, higher_is_better: bool = True, seed: int = 0
+) -> tuple[float, float]:
+    """ASO in both directions: (variant over baseline, baseline over variant)."""
+    s = 1.0 if higher_is_better else -1.0
+    v = [s * float(x) for x in variant]
+    b = [s * float(x) for x in baseline]
+    return aso_eps_min(v, b, seed=seed), aso_eps_min(b, v, seed=seed)
 
 
 def paired_test(
     baseline: Sequence[float],
     variant: Sequence[float],
     *,
-    confidence: float = 0.95,
     aso: bool = True,
     higher_is_better: bool = True,
+    resolution: float | None = None,
     seed: int = 0,
 ) -> PairedResult:
-    """Paired comparison of ``variant`` against ``baseline`` (element ``i`` = seed ``i``).
+    """Descriptive paired comparison of ``variant`` against ``baseline`` (element ``i`` = seed ``i``).
 
-    The paired t statistic is :math:`t = \\bar d / (s_d / \\sqrt n)` with ``n - 1`` degrees of
-    freedom, :math:`d_i = \\text{variant}_i - \\text{baseline}_i`; Cohen's
-    :math:`d_z = \\bar d / s_d`. Degenerate cases are decided here rather than left to NaN:
-    all differences zero gives ``t_p = wilcoxon_p = 1.0`` and ``d_z = 0``; a constant non-zero
-    difference gives ``t = ±inf`` and ``t_p = 0`` (the limit of the t-test as the spread goes
-    to zero).
-
-    Args:
-        baseline: the baseline's metric per seed.
-        variant: the variant's metric for the same seeds, in the same order.
-        confidence: level of the interval of the mean difference.
-        aso: compute ASO when ``deepsig`` is importable.
-        higher_is_better: direction of the metric (only used to orient ASO).
-        seed: seed for ASO's bootstrap.
-
-    Returns:
-        A :class:`PairedResult`; with one pair only ``n`` and ``mean_diff`` are set.
+    The paired t statistic :math:`t = \\bar d / (s_d / \\sqrt n)` (``n - 1`` df), Cohen's
+    :math:`d_z = \\bar d / s_d`, the exact Wilcoxon signed-rank test on the differences rounded to
+    ``resolution`` (:func:`wilcoxon_signed_rank`) and ASO both ways. All differences zero gives
+    ``t_p = wilcoxon_p = 1`` and ``d_z = 0``; a constant non-zero difference gives ``t = ±inf``,
+    ``t_p = 0``.
 
     Raises:
         ConfigError: different lengths, no pairs, or non-finite values.
@@ -376,7 +498,6 @@ def paired_test(
     Shape:
         - baseline, variant: ``(n,)``
     """
-    _check_confidence(confidence)
     a = _as_finite_1d(baseline, "baseline")
     b = _as_finite_1d(variant, "variant")
     if a.shape != b.shape:
@@ -388,117 +509,213 @@ def paired_test(
     if n == 0:
         raise ConfigError("paired_test needs at least one pair, got none")
     d = b - a  # (n,)
+    if resolution:
+        d = np.rint(d / resolution) * resolution  # equal image counts are equal differences
     mean_diff = float(d.mean())
     if n < 2:
-        return PairedResult(n, mean_diff, None, None, None, None, None, None, None, confidence)
-
+        return PairedResult(n, mean_diff, None, None, None, None, None, resolution=resolution)
     std_diff = float(d.std(ddof=1))
-    all_zero = not np.any(d)
-    if all_zero:
-        t_stat, t_p, wil_p, d_z = 0.0, 1.0, 1.0, 0.0
+    if not np.any(d):
+        t_stat, t_p, d_z = 0.0, 1.0, 0.0
+    elif std_diff == 0.0:
+        t_stat = math.copysign(math.inf, mean_diff)
+        t_p, d_z = 0.0, math.copysign(math.inf, mean_diff)
     else:
-        if std_diff == 0.0:
-            # Constant non-zero shift: zero spread makes t infinite (p -> 0 in the limit).
-            t_stat = math.copysign(math.inf, mean_diff)
-            t_p, d_z = 0.0, math.copysign(math.inf, mean_diff)
-        else:
-            t_stat = mean_diff / (std_diff / math.sqrt(n))
-            t_p = float(2.0 * sps.t.sf(abs(t_stat), n - 1))
-            d_z = mean_diff / std_diff
-        with np.errstate(all="ignore"):
-            wil_p = float(sps.wilcoxon(d, zero_method="wilcox", alternative="two-sided",
-                                       method="auto").pvalue)
-    ci_diff = _t_interval(mean_diff, std_diff, n, confidence)
-    eps = None
+        t_stat = mean_diff / (std_diff / math.sqrt(n))
+        t_p = float(2.0 * sps.t.sf(abs(t_stat), n - 1))
+        d_z = mean_diff / std_diff
+    wil_p = wilcoxon_signed_rank(d, resolution)
+    av = ab = None
     if aso:
-        sign = 1.0 if higher_is_better else -1.0
-        eps = aso_eps_min(sign * b, sign * a, seed=seed)
-    return PairedResult(
-        n=n,
-        mean_diff=mean_diff,
-        std_diff=std_diff,
-        ci_diff=ci_diff,
-        t_stat=float(t_stat),
-        t_p=float(t_p),
-        wilcoxon_p=float(wil_p),
-        effect_size=float(d_z),
-        aso_eps_min=eps,
-        confidence=confidence,
-    )
+        av, ab = aso_both(b, a, higher_is_better=higher_is_better, seed=seed)
+    return PairedResult(n, mean_diff, std_diff, float(t_stat), float(t_p), wil_p, float(d_z),
+                        av, ab, resolution)
 
 
-def mcnemar_exact(base_correct: Sequence[bool], var_correct: Sequence[bool]) -> tuple[int, int, float]:
-    """Exact McNemar test on per-sample correctness of two classifiers on the same samples.
+# ------------------------------------------------------------------------------------------------
+# Power (noncentral t) and equivalence
 
-    ``b`` counts samples the baseline got right and the variant wrong, ``c`` the reverse. Under
-    the null hypothesis each discordant sample is ``b`` or ``c`` with probability 1/2, so the
-    two-sided exact p-value is the binomial test of ``b`` successes in ``b + c`` trials at 1/2
-    (McNemar, 1947; the ``exact=True`` variant of statsmodels' ``mcnemar``). No discordant
-    sample gives ``p = 1``.
 
-    Args:
-        base_correct: per-sample ``prediction == target`` of the baseline.
-        var_correct: the same for the variant, in the same sample order.
+def power_paired_t(delta: float, sd: float, n: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test at level ``alpha`` for a true mean difference ``delta``.
 
-    Returns:
-        ``(b, c, p)``.
+    :math:`P(|T'| > t_{1-\\alpha/2, n-1})` with :math:`T'` noncentral t, ``n - 1`` df and
+    noncentrality :math:`\\delta\\sqrt n / \\sigma` (as statsmodels' ``TTestPower``).
+    """
+    if n < 2 or sd <= 0:
+        raise ConfigError(f"power needs n >= 2 and sd > 0, got n={n}, sd={sd}")
+    df = n - 1
+    crit = float(sps.t.isf(alpha / 2.0, df))
+    nc = abs(delta) * math.sqrt(n) / sd
+    return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+
+
+def detectable_difference(sd: float, n: int, alpha: float, power: float = _POWER) -> float:
+    """Smallest true difference the two-sided paired t-test detects with ``power`` at ``n`` pairs."""
+    if power_paired_t(1e-12 * sd, sd, n, alpha) >= power:
+        return 0.0
+    hi = sd
+    while power_paired_t(hi, sd, n, alpha) < power:
+        hi *= 2.0
+    lo = 0.0
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if power_paired_t(mid, sd, n, alpha) < power else (lo, mid)
+    return hi
+
+
+def _smallest_n(ok, start: int = 2) -> int | None:
+    """Smallest ``n >= start`` with ``ok(n)`` (``ok`` monotone), or ``None`` beyond the limit."""
+    if ok(start):
+        return start
+    lo, hi = start, start * 2
+    while not ok(hi):
+        lo, hi = hi, hi * 2
+        if hi > _MAX_SEEDS:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+def seeds_to_detect(delta: float, sd: float, alpha: float, power: float = _POWER) -> int | None:
+    """About how many paired seeds detect a true difference ``delta`` (two-sided t, ``power``).
+
+    ``None`` when ``delta`` is 0 or more than 100000 seeds would be needed.
+    """
+    if delta == 0 or sd <= 0:
+        return None
+    return _smallest_n(lambda n: power_paired_t(delta, sd, n, alpha) >= power)
+
+
+def tost_power(delta: float, sd: float, n: int, margin: float, alpha: float) -> float:
+    """Exact power of two one-sided paired t-tests (each at ``alpha``) for equivalence within ±margin.
+
+    Rejecting both :math:`\\Delta \\le -m` and :math:`\\Delta \\ge m` means
+    :math:`-m + c\\,s/\\sqrt n < \\bar d < m - c\\,s/\\sqrt n` with :math:`c = t_{1-\\alpha, n-1}`.
+    With :math:`\\bar d \\sim N(\\delta, \\sigma^2/n)` independent of
+    :math:`s \\sim \\sigma\\sqrt{\\chi^2_{n-1}/(n-1)}`, the power is the integral over ``s`` of the
+    normal probability of that window (evaluated by quadrature).
+    """
+    if n < 2 or sd <= 0 or margin <= 0:
+        raise ConfigError(f"TOST power needs n >= 2, sd > 0 and margin > 0, got n={n}, sd={sd}, margin={margin}")
+    from scipy import integrate
+
+    df = n - 1
+    c = float(sps.t.isf(alpha, df))
+    rn = math.sqrt(n)
+    s_max = margin * rn / c  # beyond it the window is empty
+
+    def integrand(u: float) -> float:  # u = s / sd, density of s/sd: chi_{df} / sqrt(df)
+        s = u * sd
+        hi = (margin - c * s / rn - delta) * rn / sd
+        lo = (-margin + c * s / rn - delta) * rn / sd
+        dens = sps.chi.pdf(u * math.sqrt(df), df) * math.sqrt(df)
+        return max(0.0, float(sps.norm.cdf(hi) - sps.norm.cdf(lo))) * dens
+
+    val, _ = integrate.quad(integrand, 0.0, s_max / sd, limit=200)
+    return float(min(1.0, max(0.0, val)))
+
+
+def seeds_for_equivalence(
+    delta: float, sd: float, margin: float, alpha: float, power: float = _POWER
+) -> int | None:
+    """About how many seeds show equivalence within ±margin when the true difference is ``delta``.
+
+    ``None`` when ``|delta| >= margin`` (equivalence is then false) or beyond 100000 seeds.
+    """
+    if abs(delta) >= margin or sd <= 0:
+        return None
+    return _smallest_n(lambda n: tost_power(delta, sd, n, margin, alpha) >= power)
+
+
+def tost_p(diffs: Sequence[float], margin: float) -> float:
+    """p-value of two one-sided paired t-tests of :math:`|\\Delta| < m`: the larger one-sided p."""
+    d = _as_finite_1d(diffs, "differences")
+    n = d.size
+    if n < 2:
+        raise ConfigError(f"TOST needs at least two pairs, got {n}")
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0.0:
+        return 0.0 if abs(mean) < margin else 1.0
+    se = sd / math.sqrt(n)
+    p_lower = float(sps.t.sf((mean + margin) / se, n - 1))  # H0: Δ <= -m
+    p_upper = float(sps.t.cdf((mean - margin) / se, n - 1))  # H0: Δ >= m
+    return max(p_lower, p_upper)
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-image predictions and failures
+
+
+def seeds_images_test(base_correct: np.ndarray, var_correct: np.ndarray) -> ImageTest:
+    """Test the mean per-image correctness difference with seeds and images as crossed random factors.
+
+    With :math:`D_{si} = \\text{var}_{si} - \\text{base}_{si}` (``S`` seeds × ``N`` images, the same
+    images for every seed) and the two-way random-effects model
+    :math:`D_{si} = \\mu + a_s + b_i + e_{si}`, the mean squares of seeds, images and residual
+    have expectations :math:`N\\sigma_a^2 + \\sigma_e^2`, :math:`S\\sigma_b^2 + \\sigma_e^2` and
+    :math:`\\sigma_e^2`. The variance of :math:`\\bar D` is estimated by
+    :math:`(MS_{seed} + MS_{image}) / (SN)` — unbiased plus :math:`\\sigma_e^2/(SN)`, so slightly
+    conservative, and never negative — and :math:`t = \\bar D / SE` is referred to a t
+    distribution with Satterthwaite's degrees of freedom (the quasi-F of Clark, 1973). Counting
+    each image once per seed as if independent (pooled McNemar) ignores both :math:`\\sigma_a^2`
+    and :math:`\\sigma_b^2` and rejects far too often for two equal models.
 
     Raises:
-        ConfigError: the arrays differ in length or are not 1-D.
+        ConfigError: shapes differ, not 2-D, fewer than 2 seeds or 2 images.
 
     Shape:
-        - base_correct, var_correct: ``(N,)``
+        - base_correct, var_correct: ``(S, N)`` booleans
     """
-    x = np.asarray(base_correct, dtype=bool)
-    y = np.asarray(var_correct, dtype=bool)
-    if x.ndim != 1 or x.shape != y.shape:
-        raise ConfigError(
-            f"McNemar needs two 1-D correctness arrays over the same samples, got shapes "
-            f"{x.shape} and {y.shape}"
-        )
-    b = int(np.count_nonzero(x & ~y))
-    c = int(np.count_nonzero(~x & y))
-    return b, c, _binom_p(b, c)
+    x = np.asarray(base_correct, dtype=np.float64)
+    y = np.asarray(var_correct, dtype=np.float64)
+    if x.ndim != 2 or x.shape != y.shape:
+        raise ConfigError(f"need two (seeds, images) correctness arrays of one shape, got {x.shape} and {y.shape}")
+    S, N = x.shape
+    if S < 2 or N < 2:
+        raise ConfigError(f"the seeds x images test needs at least 2 seeds and 2 images, got {S} x {N}")
+    d = y - x  # (S, N)
+    mean = float(d.mean())
+    seed_means = d.mean(axis=1)  # (S,)
+    image_means = d.mean(axis=0)  # (N,)
+    ms_seed = N * float(np.sum((seed_means - mean) ** 2)) / (S - 1)
+    ms_image = S * float(np.sum((image_means - mean) ** 2)) / (N - 1)
+    var = (ms_seed + ms_image) / (S * N)
+    if var == 0.0:
+        p = 1.0 if mean == 0.0 else 0.0
+        return ImageTest(S, N, mean, 0.0, math.inf, p, 0.0, 0.0)
+    df = (ms_seed + ms_image) ** 2 / (ms_seed**2 / (S - 1) + ms_image**2 / (N - 1))
+    se = math.sqrt(var)
+    p = float(2.0 * sps.t.sf(abs(mean) / se, df))
+    return ImageTest(S, N, mean, se, float(df), p, ms_seed / (S * N), ms_image / (S * N))
 
 
-def _binom_p(b: int, c: int) -> float:
-    if b + c == 0:
+def failure_test(failed_variant: int, runs_variant: int, failed_base: int, runs_base: int) -> float:
+    """Two-sided Boschloo exact test of equal failure rates (variant vs baseline).
+
+    Boschloo's test (uniformly more powerful than Fisher's exact test) on the 2×2 table
+    ``[[failed, finished] variant, [failed, finished] baseline]``, by ``scipy.stats.boschloo_exact``.
+    """
+    for what, v in (("failed_variant", failed_variant), ("runs_variant", runs_variant),
+                    ("failed_base", failed_base), ("runs_base", runs_base)):
+        if v < 0:
+            raise ConfigError(f"{what} must be >= 0, got {v}")
+    if failed_variant > runs_variant or failed_base > runs_base:
+        raise ConfigError("failed runs cannot outnumber runs")
+    if runs_variant == 0 or runs_base == 0 or failed_variant + failed_base == 0:
         return 1.0
-    return float(sps.binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
-
-
-def mcnemar_pooled(tables: Iterable[tuple[int, int]]) -> tuple[int, int, float]:
-    """Exact McNemar over several seeds: sum the discordant counts, then test once.
-
-    See the module docstring for why summing (the Mantel-Haenszel test for matched pairs with
-    seeds as strata) and what it assumes.
-
-    Args:
-        tables: ``(b, c)`` per seed.
-
-    Returns:
-        ``(b, c, p)`` of the pooled table.
-    """
-    b = c = 0
-    for tb, tc in tables:
-        if tb < 0 or tc < 0:
-            raise ConfigError(f"discordant counts must be >= 0, got b={tb}, c={tc}")
-        b, c = b + int(tb), c + int(tc)
-    return b, c, _binom_p(b, c)
+    if failed_variant + failed_base == runs_variant + runs_base:
+        return 1.0
+    table = [[failed_variant, runs_variant - failed_variant], [failed_base, runs_base - failed_base]]
+    return float(min(1.0, sps.boschloo_exact(table, alternative="two-sided").pvalue))
 
 
 def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
     """Holm's step-down adjustment (Holm, 1979) of a family of p-values.
 
-    Sorted ascending, :math:`p_{(i)}` (``i = 1..m``) becomes
-    :math:`\\max_{j \\le i} \\min(1, (m - j + 1)\\,p_{(j)})`. Rejecting where the adjusted value is
-    below ``alpha`` controls the family-wise error rate at ``alpha``.
-
-    Args:
-        pvalues: name -> raw p-value.
-
-    Returns:
-        name -> adjusted p-value (same keys).
+    Sorted ascending, :math:`p_{(i)}` becomes :math:`\\max_{j \\le i} \\min(1, (m - j + 1)p_{(j)})`.
 
     Raises:
         ConfigError: a p-value outside [0, 1] or NaN.
@@ -517,7 +734,7 @@ def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Verdict
+# Formatting
 
 
 def format_p(p: float | None) -> str:
@@ -531,106 +748,19 @@ def format_p(p: float | None) -> str:
     return f"{p:.2g}"
 
 
-def _p_text(p: float) -> str:
-    s = format_p(p)
-    return f"p{s}" if s.startswith("<") else f"p={s}"
-
-
 def format_diff(diff: float, percent: bool = True) -> str:
-    """A signed difference: percentage points for fraction metrics (``+1.20 pp``), else raw."""
+    """A signed difference: percentage points for rate metrics (``+1.20 pp``), else raw."""
     if percent:
         return f"{diff * 100:+.2f} pp"
     return f"{diff:+.4g}"
 
 
-def decide(
-    mean_diff: float | None,
-    p_value: float | None,
-    n: int,
-    *,
-    alpha: float = 0.05,
-    adjusted: bool = False,
-    mcnemar_p: float | None = None,
-    higher_is_better: bool = True,
-    percent: bool = True,
-    min_pairs: int = 3,
-    identical: bool = False,
-) -> tuple[Outcome, str]:
-    """The verdict as ``(outcome, text)``; :func:`verdict` returns only the text.
-
-    Rules (see the module docstring for the reasons):
-
-    0. ``identical`` (every paired difference exactly zero) and ``n >= 2`` -> ``no_difference``:
-       a fact about the runs rather than an inference, so ``min_pairs`` does not apply;
-    1. fewer than ``min_pairs`` paired seeds, or no p-value -> ``inconclusive``;
-    2. paired t ``p_value >= alpha`` -> ``no_difference``;
-    3. ``p_value < alpha`` and (no McNemar, or McNemar ``< alpha``) -> ``better``/``worse`` by the
-       sign of ``mean_diff`` and ``higher_is_better``;
-    4. ``p_value < alpha`` but McNemar ``>= alpha`` -> ``inconclusive`` (the tests disagree).
-
-    Args:
-        mean_diff: mean of ``variant - baseline`` over paired seeds.
-        p_value: paired t-test p-value (Holm-adjusted when ``adjusted``).
-        n: number of paired seeds.
-        alpha: significance level.
-        adjusted: whether ``p_value`` was Holm-adjusted (said in the text).
-        mcnemar_p: exact McNemar p-value on pooled predictions, when available.
-        higher_is_better: metric direction (``False`` for loss).
-        percent: format the difference in percentage points.
-        min_pairs: fewest paired seeds for a verdict.
-        identical: every paired difference is exactly zero.
-    """
-    _check_alpha(alpha)
-    if min_pairs < 2:
-        raise ConfigError(f"min_pairs must be >= 2 (a paired t-test needs two pairs), got {min_pairs!r}")
-    if identical and n >= 2:
-        return "no_difference", (
-            f"no significant difference at n={n} (identical on every paired seed, paired t p=1.00)"
-        )
-    if n < min_pairs or p_value is None or mean_diff is None:
-        if n == 0:
-            return "inconclusive", "inconclusive: no seed finished for both this variant and the baseline"
-        s = "" if n == 1 else "s"
-        return "inconclusive", f"inconclusive: only {n} paired seed{s} (need at least {min_pairs})"
-    t_part = f"paired t {_p_text(p_value)}" + (" Holm-adjusted" if adjusted else "")
-    m_part = "" if mcnemar_p is None else f", McNemar {_p_text(mcnemar_p)}"
-    if p_value >= alpha:
-        return "no_difference", f"no significant difference at n={n} ({t_part}{m_part})"
-    improved = (mean_diff > 0) == higher_is_better
-    word = "better" if improved else "worse"
-    diff = format_diff(mean_diff, percent)
-    if mcnemar_p is not None and mcnemar_p >= alpha:
-        return "inconclusive", (
-            f"inconclusive: {word} by the paired t-test over seeds ({diff}, {t_part}) "
-            f"but not by McNemar on the predictions ({_p_text(mcnemar_p)})"
-        )
-    return ("better" if improved else "worse"), f"significantly {word} ({diff}, {t_part}{m_part})"
+def _fmt_abs(x: float, percent: bool) -> str:
+    return f"{x * 100:.2g} pp" if percent else f"{x:.3g}"
 
 
-def verdict(
-    mean_diff: float | None,
-    p_value: float | None,
-    n: int,
-    *,
-    alpha: float = 0.05,
-    adjusted: bool = False,
-    mcnemar_p: float | None = None,
-    higher_is_better: bool = True,
-    percent: bool = True,
-    min_pairs: int = 3,
-    identical: bool = False,
-) -> str:
-    """Plain-language verdict, e.g. ``"no significant difference at n=5 (paired t p=0.43)"``.
-
-    Other forms: ``"significantly better (+1.20 pp, paired t p=0.004 Holm-adjusted, McNemar
-    p<0.001)"``, ``"significantly worse (...)"``, ``"inconclusive: only 2 paired seeds (need at
-    least 3)"``. The text names the test that decided. Arguments and rules as :func:`decide`.
-    """
-    return decide(
-        mean_diff, p_value, n, alpha=alpha, adjusted=adjusted, mcnemar_p=mcnemar_p,
-        higher_is_better=higher_is_better, percent=percent, min_pairs=min_pairs,
-        identical=identical,
-    )[1]
+def _fmt_margin(m: float, percent: bool) -> str:
+    return f"±{m * 100:.2g} pp" if percent else f"±{m:.3g}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -646,11 +776,31 @@ def _metric_value(run: Mapping[str, Any], metric: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def metric_direction(metric: str) -> tuple[bool, bool]:
+    """``(higher_is_better, is_rate)`` of a test metric or of a per-run analysis number."""
+    if "." in metric:  # a per-run analysis number, e.g. rotation.pct_angles_correct
+        from archlab.study.analyses import metric_direction as analysis_direction
+
+        return analysis_direction(metric)
+    return metric_mode(metric) == "max", metric in RATE_METRICS
+
+
 def _first_not_none(runs: Sequence[Mapping[str, Any]], key: str) -> int | None:
     for r in runs:
         if r.get(key) is not None:
             return int(r[key])
     return None
+
+
+def run_test_size(run: Mapping[str, Any]) -> int | None:
+    """The test-set size of a run: ``provenance.split_sizes.test``, else ``len(test_targets)``."""
+    prov = run.get("provenance")
+    if isinstance(prov, Mapping) and isinstance(prov.get("split_sizes"), Mapping):
+        n = prov["split_sizes"].get("test")
+        if isinstance(n, int) and n > 0:
+            return n
+    t = run.get("test_targets")
+    return len(t) if t else None
 
 
 def _correctness(run: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -667,30 +817,57 @@ def _correctness(run: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None
     return p == t, t
 
 
-def _mcnemar_for(
-    base_runs: Mapping[int, Mapping[str, Any]],
-    var_runs: Mapping[int, Mapping[str, Any]],
+def _image_test_for(
+    base_runs: Mapping[int, Mapping[str, Any]], var_runs: Mapping[int, Mapping[str, Any]],
     seeds: Sequence[int],
-) -> McNemarResult | None:
-    per_seed = []
+) -> tuple[ImageTest | None, str | None]:
+    """The seeds × images test over ``seeds``; a note when the split differs per seed."""
+    xs, ys, targets = [], [], None
     for s in seeds:
         bc, vc = _correctness(base_runs[s]), _correctness(var_runs[s])
         if bc is None or vc is None:
-            continue
+            return None, None
         if bc[1].shape != vc[1].shape or not np.array_equal(bc[1], vc[1]):
-            # Same seed must mean same test split (fairness by construction); if it does not,
-            # per-sample pairing is meaningless and the whole comparison is suspect.
             raise DataError(
                 f"seed {s}: variant {var_runs[s].get('variant')!r} and the baseline were tested on "
                 "different test targets; runs of one seed must share the split. Re-run the study "
                 "so that every variant of a seed uses the same data split"
             )
-        b, c, p = mcnemar_exact(bc[0], vc[0])
-        per_seed.append((int(s), b, c, p))
-    if not per_seed:
-        return None
-    b, c, p = mcnemar_pooled((t[1], t[2]) for t in per_seed)
-    return McNemarResult(b=b, c=c, p=p, seeds=tuple(t[0] for t in per_seed), per_seed=tuple(per_seed))
+        if targets is None:
+            targets = bc[1]
+        elif bc[1].shape != targets.shape or not np.array_equal(bc[1], targets):
+            return None, ("the test images differ between seeds: no seeds × images test (the "
+                          "seed-level interval already includes that variance)")
+        xs.append(bc[0])
+        ys.append(vc[0])
+    if len(xs) < 2:
+        return None, None
+    return seeds_images_test(np.stack(xs), np.stack(ys)), None
+
+
+def _inconclusive_text(
+    diffs: np.ndarray, alpha: float, margin: float | None, percent: bool, on: str
+) -> tuple[str, float | None, int | None, int | None]:
+    n = diffs.size
+    sd = float(diffs.std(ddof=1)) if n >= 2 else 0.0
+    if n < 2 or sd == 0.0:
+        return f"inconclusive {on}", None, None, None
+    mdd = detectable_difference(sd, n, alpha)
+    mean = float(diffs.mean())
+    n_detect = seeds_to_detect(mean, sd, alpha)
+    n_equiv = seeds_for_equivalence(mean, sd, margin, alpha / 2.0) if margin is not None else None
+    parts = [f"these seeds detect only differences ≥ {_fmt_abs(mdd, percent)} at 80 % power"]
+    if n_detect is not None:
+        parts.append(f"≈{n_detect} seeds would detect the observed {format_diff(mean, percent)}")
+    elif mean != 0.0:
+        parts.append(f"more than {_MAX_SEEDS} seeds would be needed to detect {format_diff(mean, percent)}")
+    if n_equiv is not None:
+        parts.append(f"≈{n_equiv} would show equivalence within {_fmt_margin(margin, percent)}")
+    elif margin is not None and abs(mean) >= margin:
+        parts.append(f"the observed difference is outside {_fmt_margin(margin, percent)}, so equivalence is not expected")
+    elif margin is None:
+        parts.append("no equivalence margin is set for this metric")
+    return f"inconclusive {on}: " + "; ".join(parts), mdd, n_detect, n_equiv
 
 
 def compare_variants(
@@ -699,30 +876,39 @@ def compare_variants(
     baseline: str,
     metric: str = "accuracy",
     alpha: float = 0.05,
+    margin: float | None = None,
+    primary: bool = True,
+    family: int | None = None,
+    looks: Sequence[int] | None = None,
     confidence: float = 0.95,
-    n_boot: int = 10000,
     min_pairs: int = 3,
     aso: bool = True,
     seed: int = 0,
 ) -> list[VariantStats]:
-    """Group run rows by (dataset, variant), pair each variant with the baseline by seed, test.
+    """Group run rows by (dataset, variant), pair each variant with the baseline by seed, decide.
 
     A run row is a dict with at least ``dataset``, ``variant``, ``seed`` and ``status``; finished
-    runs (``status == "done"``) carry ``test`` (metric -> value), and optionally ``params``,
-    ``flops``, ``train_seconds``, ``test_predictions``/``test_targets`` and ``error`` (failed).
-    Only finished runs with a finite test value of ``metric`` enter the statistics; the others
-    are counted by status. Holm's correction runs over the non-baseline variants of each dataset
-    that have a paired t p-value.
+    runs (``status == "done"``) carry ``test`` (metric -> value) and optionally ``params``,
+    ``flops``, ``train_seconds``, ``test_predictions``/``test_targets``, ``provenance`` and
+    ``error`` (failed). Only finished runs with a finite test value of ``metric`` enter the
+    statistics; the others are counted by status, and a seed that either side lost is named.
 
     Args:
         runs: the study's run rows.
         baseline: name of the baseline variant.
         metric: test metric to compare (``accuracy``, ``f1_macro``, ``dice``, ``loss``).
-        alpha: significance level of the verdict.
-        confidence: level of the confidence intervals.
-        n_boot: bootstrap resamples for :func:`summarize`.
-        min_pairs: fewest paired seeds for a verdict other than "inconclusive".
-        aso: compute ASO when ``deepsig`` is installed.
+        alpha: the study's family-wise error rate.
+        margin: the equivalence margin of ``metric`` (``None``: no "equivalent" verdict).
+        primary: the metric is the study's primary metric (Bonferroni over ``family``); else
+            exploratory (unadjusted level ``1 - confidence``).
+        family: number of primary comparisons sharing ``alpha`` (default: the (dataset, variant)
+            comparisons in ``runs``).
+        looks: the planned looks of an adaptive study (:func:`archlab.study.sequential.plan_looks`);
+            the primary verdict is then the sequential decision.
+        confidence: level of the per-variant intervals and of exploratory comparisons.
+        min_pairs: fewest paired seeds for a verdict in a fixed design (identical results on every
+            pair are decided from two).
+        aso: compute ASO both ways.
         seed: seed of the bootstrap and ASO.
 
     Returns:
@@ -731,27 +917,29 @@ def compare_variants(
 
     Raises:
         UnknownNameError: ``baseline`` is not a variant of any run, or ``metric`` is unknown.
-        DataError: the same (dataset, variant, seed) appears twice, or paired runs were tested
-            on different targets.
+        DataError: the same (dataset, variant, seed) twice, or paired runs tested on different
+            targets.
     """
     _check_alpha(alpha)
     _check_confidence(confidence)
     if min_pairs < 2:
         raise ConfigError(f"min_pairs must be >= 2 (a paired t-test needs two pairs), got {min_pairs!r}")
+    if margin is not None and not (margin > 0 and math.isfinite(margin)):
+        raise ConfigError(f"the equivalence margin of {metric!r} must be a positive number, got {margin!r}")
     if "." in metric:  # a per-run analysis number, e.g. rotation.pct_angles_correct
         from archlab.study.analyses import metric_direction
 
         higher_is_better, percent = metric_direction(metric)
     else:
         higher_is_better = metric_mode(metric) == "max"
-        percent = metric != "loss"
+        percent = metric in RATE_METRICS
+    bounds = (0.0, 1.0) if percent else None
     if not runs:
         return []
     variants_seen = list(dict.fromkeys(str(r["variant"]) for r in runs))
     if baseline not in variants_seen:
         raise UnknownNameError("baseline variant", baseline, variants_seen)
 
-    # dataset -> variant -> seed -> run
     grouped: dict[str, dict[str, dict[int, Mapping[str, Any]]]] = {}
     for r in runs:
         ds, var, s = str(r["dataset"]), str(r["variant"]), int(r["seed"])
@@ -763,6 +951,22 @@ def compare_variants(
             )
         by_seed[s] = r
 
+    k = family if family is not None else max(
+        1, sum(1 for by_var in grouped.values() for v in by_var if v != baseline))
+    level = alpha / k if primary else 1.0 - confidence
+    seq = None
+    if primary and looks is not None:
+        seq = sequential_decisions(runs, baseline=baseline, metric=metric, margin=margin,
+                                   alpha=alpha, looks=looks, family=k)
+    if seq is not None:
+        ci_label = (f"repeated {100 * (1 - level):.4g} % CI (group-sequential, Bonferroni over {k})"
+                    if k > 1 else f"repeated {100 * (1 - level):.4g} % CI (group-sequential)")
+    elif primary:
+        ci_label = (f"{100 * (1 - level):.4g} % CI (Bonferroni over {k} comparisons)" if k > 1
+                    else f"{100 * (1 - level):.4g} % CI")
+    else:
+        ci_label = f"{100 * confidence:.4g} % CI, unadjusted (exploratory)"
+
     out: list[VariantStats] = []
     for ds, by_var in grouped.items():
         order = ([baseline] if baseline in by_var else []) + [v for v in by_var if v != baseline]
@@ -771,11 +975,12 @@ def compare_variants(
             s: v for s, r in base_runs.items()
             if r.get("status") == "done" and (v := _metric_value(r, metric)) is not None
         }
-        partial: dict[str, dict[str, Any]] = {}
+        base_lost = {s for s, r in base_runs.items() if r.get("status") == "failed"
+                     or (r.get("status") == "done" and s not in base_vals)}
         for var in order:
             vr = by_var[var]
             seeds_sorted = sorted(vr)
-            counts = {k: 0 for k in _STATUSES}
+            counts = {k_: 0 for k_ in _STATUSES}
             failures, notes = [], []
             values: dict[int, float] = {}
             for s in seeds_sorted:
@@ -793,52 +998,123 @@ def compare_variants(
             done_runs = [vr[s] for s in seeds_sorted if vr[s].get("status") == "done"]
             all_runs = done_runs + [vr[s] for s in seeds_sorted if vr[s].get("status") != "done"]
             secs = [float(r["train_seconds"]) for r in done_runs if r.get("train_seconds") is not None]
-            summary = (
-                summarize([values[s] for s in sorted(values)], confidence, n_boot, seed)
-                if values else None
-            )
+            sizes = {n for r in done_runs if (n := run_test_size(r))}
+            n_test = min(sizes) if sizes else None
+            summary = (summarize([values[s] for s in sorted(values)], confidence, bounds=bounds, seed=seed)
+                       if values else None)
             info: dict[str, Any] = dict(
                 dataset=ds, variant=var, metric=metric, is_baseline=var == baseline,
                 status_counts=counts, failures=tuple(failures), seeds_done=tuple(sorted(values)),
                 values=dict(sorted(values.items())), summary=summary,
                 params=_first_not_none(all_runs, "params"), flops=_first_not_none(all_runs, "flops"),
-                train_seconds=float(np.mean(secs)) if secs else None,
+                train_seconds=float(np.mean(secs)) if secs else None, n_test=n_test,
+                margin=margin, primary=primary, alpha=level, ci_label=ci_label,
             )
-            if var != baseline:
-                paired_seeds = tuple(s for s in sorted(values) if s in base_vals)
-                info["paired_seeds"] = paired_seeds
-                if paired_seeds:
-                    info["paired"] = paired_test(
-                        [base_vals[s] for s in paired_seeds], [values[s] for s in paired_seeds],
-                        confidence=confidence, aso=aso, higher_is_better=higher_is_better, seed=seed,
-                    )
-                    if metric == "accuracy":  # McNemar tests per-sample correctness = accuracy
-                        info["mcnemar"] = _mcnemar_for(base_runs, vr, paired_seeds)
-                if not base_runs:
-                    notes.append(f"baseline {baseline!r} has no runs on dataset {ds!r}")
-            info["notes"] = tuple(notes)
-            partial[var] = info
-
-        family = {
-            v: info["paired"].t_p for v, info in partial.items()
-            if info.get("paired") is not None and info["paired"].t_p is not None
-        }
-        adjusted = holm(family)
-        for var in order:
-            info = partial[var]
-            if info["is_baseline"]:
-                info.update(outcome="baseline", verdict="baseline")
+            if var == baseline:
+                info.update(outcome="baseline", verdict="baseline", answer="", notes=tuple(notes))
+                out.append(VariantStats(**info))
+                continue
+            if not base_runs:
+                notes.append(f"baseline {baseline!r} has no runs on dataset {ds!r}")
+            var_lost = {s for s, r in vr.items() if r.get("status") == "failed"
+                        or (r.get("status") == "done" and s not in values)}
+            decision = seq.get((ds, var)) if seq is not None else None
+            if decision is not None:
+                limit = decision.look
+                considered = [s for s in sorted(set(vr) | set(base_runs)) if s < limit]
             else:
-                paired: PairedResult | None = info.get("paired")
-                mc: McNemarResult | None = info.get("mcnemar")
-                p_adj = adjusted.get(var)
-                outcome, text = decide(
-                    paired.mean_diff if paired else None, p_adj, paired.n if paired else 0,
-                    alpha=alpha, adjusted=len(family) > 1, mcnemar_p=mc.p if mc else None,
-                    higher_is_better=higher_is_better, percent=percent, min_pairs=min_pairs,
-                    identical=paired is not None and paired.n >= 2
-                    and paired.std_diff == 0.0 and paired.mean_diff == 0.0,
-                )
-                info.update(t_p_holm=p_adj, holm_family=len(family), outcome=outcome, verdict=text)
+                considered = sorted(s for s in set(vr) | set(base_runs)
+                                    if (s in values or s in var_lost) and (s in base_vals or s in base_lost))
+            paired_seeds = tuple(s for s in considered if s in values and s in base_vals)
+            lost = tuple(s for s in considered if s in var_lost or s in base_lost)
+            resolution = 1.0 / n_test if metric == "accuracy" and n_test else None
+            n = len(paired_seeds)
+            on = f"on {n} of {len(considered)} seeds" if lost else f"(n={n})"
+            info.update(paired_seeds=paired_seeds, seeds_considered=len(considered), lost_seeds=lost,
+                        sequential=decision)
+            if n:
+                b = [base_vals[s] for s in paired_seeds]
+                v = [values[s] for s in paired_seeds]
+                info["paired"] = paired_test(b, v, aso=aso and n >= 2, higher_is_better=higher_is_better,
+                                             resolution=resolution, seed=seed)
+            d = np.array([values[s] - base_vals[s] for s in paired_seeds])
+            if resolution:
+                d = np.rint(d / resolution) * resolution
+            if margin is not None and n >= 2:
+                info["tost_p"] = tost_p(d, margin)
+            identical = n >= 2 and not np.any(d)
+            # The deciding interval.
+            ci = None
+            if decision is not None:
+                ci = decision.ci if decision.n_pairs == n and n >= 2 else None
+            elif n >= min_pairs or identical:
+                sd = float(d.std(ddof=1))
+                mean = float(d.mean())
+                if sd == 0.0:
+                    ci = (mean, mean)
+                else:
+                    half = float(sps.t.isf(level / 2.0, n - 1)) * sd / math.sqrt(n)
+                    ci = (mean - half, mean + half)
+            if ci is not None and percent:
+                ci = (max(ci[0], -1.0), min(ci[1], 1.0))  # a difference of rates lies in [-1, 1]
+            info["ci"] = ci
+            outcome = interval_verdict(ci, margin, higher_is_better) if ci is not None else "inconclusive"
+            if decision is not None and not decision.decided:
+                outcome = "inconclusive"
+            mean = float(d.mean()) if n else None
+            lost_txt = f"; lost seed{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))}" if lost else ""
+            if outcome in ("better", "worse"):
+                extra = (f", inside the {_fmt_margin(margin, percent)} margin"
+                         if margin is not None and ci is not None and -margin < ci[0] and ci[1] < margin else "")
+                text = f"{outcome} by {format_diff(mean, percent)} {on}{extra}{lost_txt}"
+                rel = "better than" if outcome == "better" else "worse than"
+                answer = f"{var}: {rel} {baseline} by {format_diff(mean, percent)} {on}"
+            elif outcome == "equivalent":
+                ident = ", identical on every paired seed" if identical else ""
+                text = f"equivalent within {_fmt_margin(margin, percent)} {on}{ident}{lost_txt}"
+                answer = f"{var}: equivalent to {baseline} within {_fmt_margin(margin, percent)} {on}"
+            else:
+                if n < 2 or (decision is None and n < min_pairs and not identical):
+                    if n == 0:
+                        text = "inconclusive: no seed finished for both this variant and the baseline"
+                    else:
+                        text = (f"inconclusive: only {n} paired seed{'s' if n != 1 else ''}"
+                                + ("" if decision is not None else f" (need at least {min_pairs})"))
+                    mdd = n_det = n_eq = None
+                elif identical:
+                    text = f"inconclusive {on}: identical on every paired seed, but {metric} has no equivalence margin"
+                    mdd = n_det = n_eq = None
+                else:
+                    text, mdd, n_det, n_eq = _inconclusive_text(d, level, margin, percent, on)
+                text += lost_txt
+                info.update(detectable=mdd, seeds_detect=n_det, seeds_equivalence=n_eq)
+                answer = f"{var}: inconclusive vs {baseline} {on}"
+                if mdd is not None:
+                    answer += f" (detectable ≥ {_fmt_abs(mdd, percent)})"
+            if decision is not None:
+                text += f" — {decision.reason}"
+            if lost:
+                answer += f", lost seed{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))}"
+            if not primary:
+                answer += " [exploratory]"
+            # Per-image test (accuracy only: per-image correctness is accuracy).
+            if metric == "accuracy" and n >= 2:
+                it, note = _image_test_for(base_runs, vr, paired_seeds)
+                info["image_test"] = it
+                if note:
+                    notes.append(note)
+                if it is not None and outcome in ("better", "worse") and it.p >= level:
+                    text += (f"; not confirmed beyond these {it.images} test images "
+                             f"(seeds × images p={format_p(it.p)})")
+            # Failure rates.
+            var_fail = sum(1 for r in vr.values() if r.get("status") == "failed")
+            base_fail = sum(1 for r in base_runs.values() if r.get("status") == "failed")
+            if var_fail or base_fail:
+                nv = sum(1 for r in vr.values() if r.get("status") in ("done", "failed"))
+                nb = sum(1 for r in base_runs.values() if r.get("status") in ("done", "failed"))
+                info["failure_p"] = failure_test(var_fail, nv, base_fail, nb)
+                notes.append(f"failure rate {var_fail}/{nv} vs baseline {base_fail}/{nb} "
+                             f"(Boschloo p={format_p(info['failure_p'])})")
+            info.update(outcome=outcome, verdict=text, answer=answer, notes=tuple(notes))
             out.append(VariantStats(**info))
     return out

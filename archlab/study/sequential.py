@@ -1,0 +1,479 @@
+"""Seeds until conclusive: a group-sequential design with repeated confidence intervals.
+
+``seeds: {min, max, step, until: conclusive}`` trains seeds in rounds and looks at the paired
+differences ``variant - baseline`` after every round ("look"). Looking repeatedly at a growing
+sample and stopping when something looks significant inflates the error rate of a fixed-n test
+(Armitage, McPherson & Rowe, 1969); this module keeps it at ``alpha`` with:
+
+- **Lan–DeMets alpha spending** (Lan & DeMets, 1983, "Discrete sequential boundaries for clinical
+  trials", Biometrika 70:659–663) with the **O'Brien–Fleming-type** spending function
+  :math:`\\alpha(\\tau) = 2 - 2\\,\\Phi(z_{1-\\alpha/2} / \\sqrt{\\tau})` (two-sided). ``tau`` is the
+  information fraction: complete pairs at this look / the planned maximum of seeds (two-sided:
+  :math:`\\alpha/2` per side, :math:`\\alpha(\\tau) = 4 - 4\\Phi(z_{1-\\alpha/4}/\\sqrt{\\tau})`). The last
+  planned look spends whatever is left (``tau = 1``), so lost seeds make the design conservative,
+  never liberal. Early looks spend almost nothing (the boundary is wide), the final look is close
+  to the fixed-n test: little power is lost against a fixed design of ``max`` seeds, and large or
+  clearly absent differences stop early.
+- The boundaries :math:`c_1, \\dots, c_K` (Z scale) solve
+  :math:`P_0(|Z_j| < c_j\\ \\forall j < k,\\ |Z_k| \\ge c_k) = \\alpha(\\tau_k) - \\alpha(\\tau_{k-1})`
+  for the canonical joint distribution of the Z statistics
+  (:math:`\\operatorname{corr}(Z_j, Z_k) = \\sqrt{\\tau_j / \\tau_k}`), by the recursive numerical
+  integration of Armitage et al. (1969) on a grid (:func:`spending_boundaries`). They depend only
+  on the information observed so far, so a later look never changes an earlier decision.
+- **Unknown variance** (a handful of seeds): each boundary is carried to the t distribution with
+  ``n - 1`` degrees of freedom at equal nominal significance (Jennison & Turnbull, 2000, "Group
+  Sequential Methods with Applications to Clinical Trials", §3.8 and §11.4):
+  :math:`t_k = F^{-1}_{t, n_k - 1}(\\Phi(c_k))`.
+- **Repeated confidence intervals** (Jennison & Turnbull, 1989, JRSS B 51:305–361): at look ``k``
+  the interval :math:`\\bar d \\pm t_k\\, s_d / \\sqrt{n_k}`. These intervals hold the true mean
+  difference at *all* looks simultaneously with probability :math:`\\ge 1 - \\alpha`, whatever the
+  stopping rule, so every claim read off them keeps its error rate under optional stopping:
+
+  - **better / worse**: the interval excludes 0 (sign by the metric's direction);
+  - **equivalent within ±m**: the interval lies inside :math:`(-m, m)` — the repeated-CI form of
+    two one-sided tests (each at ``alpha / 2``), which makes stopping for equivalence (futility)
+    as valid as stopping for a difference;
+  - otherwise the comparison continues, and is **inconclusive** when ``max`` is reached.
+
+  A wrong claim (a difference when there is none, a wrong sign, equivalence when
+  :math:`|\\Delta| \\ge m`) needs the true difference outside the interval at the look that
+  stopped, so its probability is at most ``alpha`` per comparison.
+- **Multiplicity**: the study's ``alpha`` is split over the comparisons of the primary metric
+  (Bonferroni: ``alpha / k`` for ``k`` (dataset, variant) comparisons), so the family-wise error
+  rate of all primary verdicts is at most ``alpha``.
+
+A look uses only **complete pairs of the first n seeds**: seeds ``< n`` that finished for both the
+variant and the baseline with a finite value. A seed lost by either side (failed run, NaN) is named
+in the decision and the comparison uses the remaining pairs ("on k of n seeds"). A look is taken
+only once every seed ``< n`` of both sides has finished or failed (nothing pending or running),
+so the decisions are a deterministic function of the stored rows: the runner after a round and
+the report later compute the same thing.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy import stats as sps
+
+from archlab.errors import ConfigError
+
+__all__ = [
+    "SequentialDecision",
+    "Verdict",
+    "plan_looks",
+    "spending",
+    "spending_boundaries",
+    "t_boundary",
+    "interval_verdict",
+    "sequential_path",
+    "sequential_decisions",
+    "family_size",
+]
+
+Verdict = Literal["better", "worse", "equivalent", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class SequentialDecision:
+    """The state of one comparison (variant vs baseline on one dataset and metric).
+
+    Attributes:
+        verdict: ``better``, ``worse``, ``equivalent`` or ``inconclusive``.
+        decided: whether the comparison stopped with a decision (the runner adds no more seeds).
+        n_pairs: complete pairs the decision used.
+        look: the number of seeds (``n``, a planned look) the decision was taken at; 0 before the
+            first complete look.
+        reason: why it stopped, or why it continues, in words.
+        lost_seeds: seeds ``< look`` lost by the variant or the baseline (failed, no finite value).
+        mean_diff: mean of ``variant - baseline`` over the pairs (``None`` without pairs).
+        ci: the repeated confidence interval of the mean difference at this look.
+        t_crit: the critical t value of this look (``inf`` when nothing may be spent yet).
+        alpha: the per-comparison level (after the multiplicity split).
+        analyses: ``(n_seeds, n_pairs, t_crit)`` of every look analysed so far.
+    """
+
+    verdict: Verdict
+    decided: bool
+    n_pairs: int
+    look: int
+    reason: str
+    lost_seeds: list[int] = field(default_factory=list)
+    mean_diff: float | None = None
+    ci: tuple[float, float] | None = None
+    t_crit: float | None = None
+    alpha: float | None = None
+    analyses: tuple[tuple[int, int, float], ...] = ()
+
+
+# ------------------------------------------------------------------------------------------------
+# Design
+
+
+def plan_looks(min_seeds: int, max_seeds: int, step: int) -> list[int]:
+    """The seed counts at which the comparisons are looked at: ``min, min+step, ..., max``.
+
+    The last look is always ``max`` (added when the steps do not land on it).
+
+    Raises:
+        ConfigError: ``min < 2``, ``max < min`` or ``step < 1``.
+    """
+    for name, v in (("min", min_seeds), ("max", max_seeds), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ConfigError(f"seeds.{name} must be an integer, got {v!r}")
+    if min_seeds < 2:
+        raise ConfigError(f"seeds.min must be at least 2 (a paired test needs two pairs), got {min_seeds}")
+    if max_seeds < min_seeds:
+        raise ConfigError(f"seeds.max ({max_seeds}) must be at least seeds.min ({min_seeds})")
+    if step < 1:
+        raise ConfigError(f"seeds.step must be at least 1, got {step}")
+    looks = list(range(int(min_seeds), int(max_seeds) + 1, int(step)))
+    if looks[-1] != max_seeds:
+        looks.append(int(max_seeds))
+    return looks
+
+
+def spending(tau: float, alpha: float, kind: str = "obrien_fleming") -> float:
+    """Cumulative two-sided alpha spent by information fraction ``tau`` (Lan & DeMets, 1983).
+
+    ``obrien_fleming``: :math:`4 - 4\\Phi(z_{1-\\alpha/4}/\\sqrt\\tau)` (``alpha / 2`` per side,
+    each spent by the one-sided O'Brien–Fleming-type function; the convention of ``ldbounds`` and
+    ``gsDesign``, whose published boundaries the tests reproduce);
+    ``pocock``: :math:`\\alpha \\ln(1 + (e - 1)\\tau)`.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
+    if tau <= 0.0:
+        return 0.0
+    tau = min(float(tau), 1.0)
+    if kind == "obrien_fleming":  # alpha/2 per side, each side spent as Lan & DeMets' one-sided OBF
+        return float(4.0 * sps.norm.sf(sps.norm.isf(alpha / 4.0) / math.sqrt(tau)))
+    if kind == "pocock":
+        return float(alpha * math.log(1.0 + (math.e - 1.0) * tau))
+    raise ConfigError(f"unknown spending function {kind!r}; use 'obrien_fleming' or 'pocock'")
+
+
+_BIG = 40.0  # a boundary that nothing crosses (no alpha to spend at this look)
+
+
+def _simpson(a: float, b: float, h_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and Simpson weights on [a, b] with spacing at most ``h_max`` (odd node count)."""
+    m = max(2, int(math.ceil((b - a) / h_max)))
+    m += m % 2
+    x = np.linspace(a, b, m + 1)
+    w = np.ones(m + 1)
+    w[1:-1:2], w[2:-1:2] = 4.0, 2.0
+    return x, w * (b - a) / (3.0 * m)
+
+
+def spending_boundaries(
+    taus: Sequence[float], spent: Sequence[float], *, grid: float = 0.125
+) -> list[float]:
+    """Two-sided Z boundaries ``c_k`` for looks at information times ``taus``.
+
+    Solves :math:`P_0(\\text{no crossing before } k,\\ |Z_k| \\ge c_k) = \\text{spent}_k -
+    \\text{spent}_{k-1}` under the canonical joint distribution (Brownian motion
+    :math:`S(\\tau)`, :math:`Z_k = S(\\tau_k)/\\sqrt{\\tau_k}`) by recursive numerical integration
+    of the density of :math:`S` on the continuation region (Armitage, McPherson & Rowe, 1969).
+
+    Args:
+        taus: strictly increasing information times in (0, 1] (any common scale works; only the
+            ratios matter).
+        spent: cumulative two-sided alpha to have spent at each look (non-decreasing, < 1).
+        grid: largest grid spacing relative to the smallest standard deviation of an increment.
+
+    Returns:
+        The boundaries (``40.0`` where nothing is spent at a look).
+    """
+    return list(_boundaries(tuple(float(t) for t in taus), tuple(float(a) for a in spent), float(grid)))
+
+
+@functools.lru_cache(maxsize=256)
+def _boundaries(taus: tuple[float, ...], spent: tuple[float, ...], grid: float) -> tuple[float, ...]:
+    taus = list(taus)
+    if len(taus) != len(spent) or not taus:
+        raise ConfigError(f"need one cumulative alpha per look, got {len(taus)} looks and {len(spent)} values")
+    if taus[0] <= 0 or any(b <= a for a, b in zip(taus, taus[1:])):
+        raise ConfigError(f"information times must be positive and strictly increasing, got {taus}")
+    incs = np.diff([0.0] + list(spent))
+    if np.any(incs < -1e-15) or spent[-1] >= 1.0:
+        raise ConfigError(f"cumulative alpha must be non-decreasing and below 1, got {list(spent)}")
+    sd_min = min(math.sqrt(b - a) for a, b in zip([0.0] + taus, taus))
+    h = grid * sd_min if sd_min < 1.0 else grid
+    h = max(h, 1e-3)
+    out: list[float] = []
+    x = w = f = None
+    for k, (tau, inc) in enumerate(zip(taus, incs)):
+        if k == 0:
+            c = float(sps.norm.isf(inc / 2.0)) if inc > 0 else _BIG
+            c = min(c, _BIG)
+            half = min(c, 8.5) * math.sqrt(tau)
+            x, w = _simpson(-half, half, h)
+            f = sps.norm.pdf(x, scale=math.sqrt(tau))
+        else:
+            dt = tau - taus[k - 1]
+            sd = math.sqrt(dt)
+            mass = w * f  # (G,) probability weights of the continuation region
+
+            def cross(c: float) -> float:
+                bound = c * math.sqrt(tau)
+                return float(np.sum(mass * (sps.norm.cdf((-bound - x) / sd) + sps.norm.sf((bound - x) / sd))))
+
+            if inc <= 0 or cross(_BIG) >= inc:
+                c = _BIG
+            else:
+                lo, hi = 0.0, _BIG
+                if cross(lo) <= inc:  # spending more than the whole remaining mass: stop at 0
+                    c = 0.0
+                else:
+                    for _ in range(80):  # bisection: cross() decreases in c
+                        mid = 0.5 * (lo + hi)
+                        lo, hi = (mid, hi) if cross(mid) > inc else (lo, mid)
+                    c = 0.5 * (lo + hi)
+            half = min(c, 8.5) * math.sqrt(tau)
+            y, wy = _simpson(-half, half, h)
+            kern = sps.norm.pdf((y[:, None] - x[None, :]) / sd) / sd  # (G', G)
+            f = kern @ mass  # (G',) density of S(tau) on the continuation region
+            x, w = y, wy
+        out.append(c)
+    return tuple(out)
+
+
+def t_boundary(z: float, df: int) -> float:
+    """The t critical value of the same two-sided nominal significance as ``z`` (``df`` >= 1)."""
+    if df < 1:
+        raise ConfigError(f"a t boundary needs at least one degree of freedom, got {df}")
+    if z >= _BIG:
+        return math.inf
+    p_half = float(sps.norm.sf(z))
+    if p_half <= 0.0:
+        return math.inf
+    return float(sps.t.isf(p_half, df))
+
+
+# ------------------------------------------------------------------------------------------------
+# Decisions
+
+
+def interval_verdict(
+    ci: tuple[float, float], margin: float | None, higher_is_better: bool
+) -> Verdict:
+    """The verdict an interval of ``variant - baseline`` supports (see the module docstring)."""
+    lo, hi = ci
+    if lo > 0 or hi < 0:
+        return "better" if (lo > 0) == higher_is_better else "worse"
+    if margin is not None and -margin < lo and hi < margin:
+        return "equivalent"
+    return "inconclusive"
+
+
+def _fmt(d: float, percent: bool) -> str:
+    return f"{d * 100:+.2f} pp" if percent else f"{d:+.4g}"
+
+
+def _fmt_m(m: float, percent: bool) -> str:
+    return f"±{m * 100:.2g} pp" if percent else f"±{m:.4g}"
+
+
+def sequential_path(
+    diffs: Mapping[int, float],
+    lost: Sequence[int],
+    complete_through: int,
+    *,
+    looks: Sequence[int],
+    margin: float | None,
+    alpha: float,
+    higher_is_better: bool = True,
+    percent: bool = True,
+    spend: str = "obrien_fleming",
+) -> SequentialDecision:
+    """Walk the planned looks of one comparison and return its decision (pure, deterministic).
+
+    Args:
+        diffs: seed -> ``variant - baseline`` for seeds that finished for both.
+        lost: seeds lost by either side (failed, or finished without a finite value).
+        complete_through: every seed ``< complete_through`` has finished or failed on both sides.
+        looks: the planned looks (seed counts, increasing; the last is the maximum).
+        margin: the equivalence margin (``None``: no equivalence verdict).
+        alpha: the per-comparison level (already split for multiplicity).
+        higher_is_better: the metric's direction.
+        percent: format differences in percentage points.
+        spend: the spending function (:func:`spending`).
+
+    Returns:
+        The :class:`SequentialDecision` at the first look that decides, else at the last
+        complete look.
+    """
+    if not looks or any(b <= a for a, b in zip(looks, looks[1:])) or looks[0] < 1:
+        raise ConfigError(f"looks must be increasing positive seed counts, got {list(looks)}")
+    n_max = looks[-1]
+    lost_set = sorted(int(s) for s in lost)
+    # Pass 1: the analyses (complete looks that add pairs) and the alpha each may have spent.
+    plan: list[tuple[int, list[int], bool]] = []  # (n, seeds, is_analysis)
+    taus: list[float] = []
+    cum: list[float] = []
+    prev = 0
+    for n in looks:
+        if n > complete_through:
+            break
+        seeds = sorted(s for s in diffs if s < n)
+        k = len(seeds)
+        is_analysis = k >= 2 and k > prev
+        if is_analysis:
+            prev = k
+            taus.append(k / n_max)
+            # the final planned look spends what is left: lost seeds cost power, never validity
+            cum.append(alpha if n == n_max else min(spending(k / n_max, alpha, spend), alpha))
+        plan.append((n, seeds, is_analysis))
+    bounds = spending_boundaries(taus, cum) if taus else []
+    # Pass 2: walk the looks; the first decision is final.
+    analyses: list[tuple[int, int, float]] = []
+    last: SequentialDecision | None = None
+    for n, seeds, is_analysis in plan:
+        k = len(seeds)
+        lost_n = [s for s in lost_set if s < n]
+        final = n == n_max
+        mean = float(np.mean([diffs[s] for s in seeds])) if seeds else None
+        if not is_analysis:
+            why = (f"only {k} complete pair{'s' if k != 1 else ''}" if k < 2
+                   else "no complete pair added since the previous look")
+            last = SequentialDecision(
+                "inconclusive", False, k, n,
+                f"look at {n} seeds: {why}" + (" — max reached" if final else "; continuing"),
+                lost_n, mean, last.ci if last else None, last.t_crit if last else None, alpha,
+                tuple(analyses),
+            )
+            continue
+        t_crit = t_boundary(bounds[len(analyses)], k - 1)
+        analyses.append((n, k, t_crit))
+        d = np.array([diffs[s] for s in seeds])
+        sd = float(d.std(ddof=1))
+        if sd == 0.0:
+            ci = (mean, mean)  # the same difference on every pair: a fact, not an estimate
+        elif math.isinf(t_crit):
+            ci = (-math.inf, math.inf)
+        else:
+            half = t_crit * sd / math.sqrt(k)
+            ci = (mean - half, mean + half)
+        verdict = interval_verdict(ci, margin, higher_is_better)
+        on = f"on {k} of {n} seeds" if lost_n else f"at n={k}"
+        rng = f"[{_fmt(ci[0], percent)}, {_fmt(ci[1], percent)}]"
+        if verdict == "inconclusive":
+            why = f"interval {rng} includes 0" + (
+                f" and is not inside {_fmt_m(margin, percent)}" if margin is not None else " (no equivalence margin)")
+            reason = (f"max of {n_max} seeds reached without a decision ({why})" if final
+                      else f"not decided at {n} seeds ({why}); continuing")
+            last = SequentialDecision("inconclusive", False, k, n, reason, lost_n, mean, ci, t_crit,
+                                      alpha, tuple(analyses))
+            continue
+        if verdict == "equivalent":
+            reason = f"stopped at {n} seeds: equivalent {on}, repeated interval {rng} inside {_fmt_m(margin, percent)}"
+        else:
+            reason = f"stopped at {n} seeds: {verdict} {on}, repeated interval {rng} excludes 0"
+        return SequentialDecision(verdict, True, k, n, reason, lost_n, mean, ci, t_crit, alpha,
+                                  tuple(analyses))
+    if last is None:
+        return SequentialDecision("inconclusive", False, 0, 0,
+                                  f"waiting for the first look ({looks[0]} seeds finished on both sides)",
+                                  list(lost_set), None, None, None, alpha, ())
+    return last
+
+
+def _value(row: Mapping[str, Any], metric: str) -> float | None:
+    test = row.get("analysis") if "." in metric else row.get("test")  # analysis numbers have a "."
+    if not isinstance(test, Mapping) or test.get(metric) is None:
+        return None
+    v = float(test[metric])
+    return v if math.isfinite(v) else None
+
+
+def family_size(rows: Sequence[Mapping[str, Any]], baseline: str) -> int:
+    """Number of (dataset, variant) comparisons against ``baseline`` in ``rows`` (at least 1)."""
+    return max(1, len({(str(r["dataset"]), str(r["variant"])) for r in rows if str(r["variant"]) != baseline}))
+
+
+def comparison_inputs(
+    rows: Sequence[Mapping[str, Any]], *, baseline: str, metric: str
+) -> dict[tuple[str, str], tuple[dict[int, float], list[int], int]]:
+    """Per (dataset, variant): paired differences by seed, lost seeds and the completeness bound.
+
+    ``complete_through`` is the smallest seed that is not finished-or-failed on both sides (seeds
+    are taken in the runner's order 0, 1, 2, ...).
+    """
+    by: dict[str, dict[str, dict[int, Mapping[str, Any]]]] = {}
+    for r in rows:
+        by.setdefault(str(r["dataset"]), {}).setdefault(str(r["variant"]), {})[int(r["seed"])] = r
+    out = {}
+    for ds, variants in by.items():
+        base = variants.get(baseline, {})
+        for var, runs in variants.items():
+            if var == baseline:
+                continue
+            diffs: dict[int, float] = {}
+            lost: list[int] = []
+            complete_through = 0
+            for s in sorted(set(runs) | set(base)):
+                a, b = runs.get(s), base.get(s)
+                terminal = a is not None and b is not None and a.get("status") in ("done", "failed") \
+                    and b.get("status") in ("done", "failed")
+                if terminal and s == complete_through:
+                    complete_through = s + 1
+                if a is None or b is None:
+                    continue
+                va = _value(a, metric) if a.get("status") == "done" else None
+                vb = _value(b, metric) if b.get("status") == "done" else None
+                if va is not None and vb is not None:
+                    diffs[s] = va - vb
+                elif terminal:
+                    lost.append(s)
+            out[(ds, var)] = (diffs, lost, complete_through)
+    return out
+
+
+def sequential_decisions(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    baseline: str,
+    metric: str,
+    margin: float | None,
+    alpha: float,
+    looks: Sequence[int],
+    family: int | None = None,
+    spend: str = "obrien_fleming",
+) -> dict[tuple[str, str], SequentialDecision]:
+    """The sequential decision of every (dataset, variant) comparison, from stored run rows.
+
+    Args:
+        rows: :meth:`archlab.study.store.StudyStore.rows` dicts (``dataset``, ``variant``,
+            ``seed``, ``status``, ``test``).
+        baseline: the baseline variant.
+        metric: the primary metric.
+        margin: its equivalence margin (``None``: no equivalence verdict).
+        alpha: the study's family-wise error rate, split over the comparisons (Bonferroni).
+        looks: :func:`plan_looks` of the study's seed plan.
+        family: number of comparisons sharing ``alpha`` (default: those in ``rows``).
+        spend: spending function (see :func:`spending`).
+
+    Returns:
+        ``{(dataset, variant): SequentialDecision}``.
+    """
+    from archlab.study.stats import metric_direction
+
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05; got {alpha!r}")
+    if margin is not None and not (margin > 0 and math.isfinite(margin)):
+        raise ConfigError(f"the equivalence margin of {metric!r} must be a positive number, got {margin!r}")
+    higher, percent = metric_direction(metric)
+    k = family if family is not None else family_size(rows, baseline)
+    out = {}
+    for key, (diffs, lost, through) in comparison_inputs(rows, baseline=baseline, metric=metric).items():
+        out[key] = sequential_path(
+            diffs, lost, through, looks=looks, margin=margin, alpha=alpha / k,
+            higher_is_better=higher, percent=percent, spend=spend,
+        )
+    return out
