@@ -146,7 +146,8 @@ def study_run_cmd(
                 highlight=False,
             )
             raise typer.Exit(130) from None
-    print_markdown(markdown_table(store.rows(), baseline=study.baseline, metric=main_metric))
+    print_markdown(markdown_table(store.rows(), baseline=study.baseline, metric=main_metric,
+                                  settings=study.model_dump(mode="json")))  # the report's verdicts
     console.print(f"report: {out / 'report.html'}  ({out / 'report.md'})", highlight=False)
     if failed:
         err_console.print(f"[red]{len(failed)} run(s) failed[/]; see `archlab study status {out}`")
@@ -228,7 +229,7 @@ def study_report_cmd(directory: Path = typer.Argument(..., help="study folder"))
     md, html = write_study_report(store, directory)
     study = store.get_meta("study") or {}
     metric = "dice" if (study.get("train") or {}).get("monitor") == "dice" else "accuracy"
-    print_markdown(markdown_table(store.rows(), baseline=store.get_meta("baseline"), metric=metric))
+    print_markdown(markdown_table(store.rows(), baseline=store.get_meta("baseline"), metric=metric, settings=study))
     console.print(f"report: {html}  ({md})", highlight=False)
 
 

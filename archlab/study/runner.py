@@ -565,4 +565,7 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
     from archlab.study.analyses import analysis_sections
 
     sections = analysis_sections(rows, store, baseline=baseline, alpha=study.alpha if study else 0.05)
-    return write_report(rows, out, study_name=name, baseline=baseline, metrics=metrics, sections=sections)
+    # margins, alpha, primary metric, seed plan, descriptions (an old folder's meta lacks some: defaults)
+    settings = study.model_dump(mode="json") if study else store.get_meta("study")
+    return write_report(rows, out, study_name=name, baseline=baseline, metrics=metrics, sections=sections,
+                        settings=settings)
