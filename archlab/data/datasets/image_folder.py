@@ -7,7 +7,8 @@ resized (bilinear) to ``image_size``, so folders of mixed sizes, greyscale/RGB/R
 16-bit greyscale (common for X-rays, scaled to 8 bits) load into one uint8 tensor.
 
 Decoding thousands of X-rays is slow, so the decoded uint8 tensor of each part is cached on disk
-(``<root>/.archlab_cache/<part>-<key>.npz`` unless ``cache_dir`` says otherwise). The key hashes the
+(``<root>/.archlab_cache/<part>-<key>.npz``, or under ``$ARCHLAB_CACHE/image_folder/`` when that
+environment variable is set, or in ``cache_dir``). The key hashes the
 file list with sizes and modification times and every option that changes the pixels, so a changed,
 added or removed file, or another ``image_size``/``mode``, never reads a stale cache.
 """
@@ -52,6 +53,14 @@ IMAGE_EXTENSIONS = (
 )
 _JUNK = {"thumbs.db", "desktop.ini"}  # system files silently ignored, like dot-files
 _CACHE_DIR = ".archlab_cache"  # a dot-folder: never mistaken for a class folder
+CACHE_ENV = "ARCHLAB_CACHE"  # moves the decoded-image cache out of the data folder (e.g. read-only data)
+
+
+def default_cache_dir(root: Path) -> Path:
+    """``$ARCHLAB_CACHE/image_folder`` when set (one folder for every root: the cache key holds
+    the root), else ``<root>/.archlab_cache``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() / "image_folder" if env else root / _CACHE_DIR
 _CACHE_VERSION = 1  # bump when the decoding changes, so old caches are not read
 
 
@@ -371,7 +380,8 @@ def load_image_folder(
             the training split to the smallest class is ``make_splits(balance=True)``.
         seed: seed of the ``per_class`` choice.
         cache: keep the decoded uint8 images on disk so the next load skips decoding.
-        cache_dir: folder of the cache (default ``<root>/.archlab_cache``).
+        cache_dir: folder of the cache (default ``$ARCHLAB_CACHE/image_folder`` when that variable
+            is set, else ``<root>/.archlab_cache``).
 
     Shape:
         - images: :math:`(N, C, h, w)` uint8 with ``C = 1`` for ``"L"``, 3 for ``"RGB"``
@@ -391,7 +401,8 @@ def load_image_folder(
     root = Path(root)
     if not root.is_dir():
         raise DataError(
-            f"image_folder: {root} is not a folder; pass root=<folder of class folders>"
+            f"image_folder: {root} is not a folder; pass the folder of class folders as root "
+            "(archlab train --data-root FOLDER; data.root in a run or study file)"
         )
     if per_class is not None and (
         isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1
@@ -406,7 +417,7 @@ def load_image_folder(
         on_error=on_error,
         per_class=per_class,
         seed=seed,
-        cache_dir=(Path(cache_dir).expanduser() if cache_dir else root / _CACHE_DIR)
+        cache_dir=(Path(cache_dir).expanduser() if cache_dir else default_cache_dir(root))
         if cache
         else None,
     )
