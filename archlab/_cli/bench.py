@@ -49,10 +49,19 @@ def summary_rows(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, s
     """``(benchmark, what, median, spread)`` rows of one result file, whatever its layout.
 
     Every ``timing``/``timings`` mapping of contestants with a ``median_ms`` or ``median_s`` gives
-    one row per contestant (spread = min..max over the rounds); every ``speedup``/``ratio`` number
-    gives a row with its target and whether it was met.
+    one row per contestant (spread = min..max over the rounds); every ``speedup``/``ratio``/
+    ``efficiency`` number gives a row with its target and whether it was met. A smoke result
+    (``"tiny": true``) times nothing worth a claim: its rows say so instead of "met"/"NOT met".
     """
     rows: list[tuple[str, str, str, str]] = []
+    tiny = bool(data.get("tiny"))
+
+    def verdict(met: Any, target: Any = None) -> str:
+        if tiny:
+            return " (smoke run: no claim)"
+        if met is None:
+            return ""
+        return f" (target {target}, {'met' if met else 'NOT met'})" if target is not None else f" ({'met' if met else 'NOT met'})"
 
     def walk(node: Any, path: list[str]) -> None:
         if not isinstance(node, dict):
@@ -68,22 +77,23 @@ def summary_rows(name: str, data: dict[str, Any]) -> list[tuple[str, str, str, s
                         extra = f"  {s['images_per_s']:.0f} img/s" if "images_per_s" in s else ""
                         spread = f"{lo:.4g}..{hi:.4g} {unit} (n={s.get('n', '?')})" if not (math.isnan(lo) or math.isnan(hi)) else "-"
                         rows.append((name, f"{where + ': ' if where else ''}{who}", f"{med:.4g} {unit}{extra}", spread))
-        for key in ("speedup", "ratio"):
+        for key in ("speedup", "ratio", "efficiency"):
             v = node.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 target = node.get("target")
                 met = node.get("met", node.get("meets_target"))
-                tail = f" (target {target}, {'met' if met else 'NOT met'})" if target is not None and met is not None else ""
-                rows.append((name, f"{where + ': ' if where else ''}{key}", f"{v:.2f}x{tail}", ""))
+                tail = verdict(met, target) if target is not None and (met is not None or tiny) else ""
+                unit = "" if key == "efficiency" else "x"
+                rows.append((name, f"{where + ': ' if where else ''}{key}", f"{v:.{3 if unit == '' else 2}f}{unit}{tail}", ""))
         ratios = node.get("ratios")
         if isinstance(ratios, dict):
             met = node.get("targets_met", {})
             for k, v in ratios.items():
                 if isinstance(v, (int, float)):
-                    tail = f" ({'met' if met.get(k) else 'NOT met'})" if k in met else ""
+                    tail = verdict(met.get(k)) if k in met else ""
                     rows.append((name, f"{where + ': ' if where else ''}{k}", f"{v:.2f}x{tail}", ""))
         for k, v in node.items():
-            if k not in ("timing", "timings", "hardware", "config", "study") and isinstance(v, dict):
+            if k not in ("timing", "timings", "hardware", "config", "study", "sizes") and isinstance(v, dict):
                 walk(v, path + [k])
 
     walk(data, [])

@@ -183,6 +183,7 @@ def time_train_steps(
     channels_last: bool = False,
     amp: bool = False,
     optimizer: Callable[[Any], torch.optim.Optimizer] | None = None,
+    step_times: list[float] | None = None,
 ) -> float:
     """Seconds per training step (fwd + bwd + Adam) of ``model`` on one resident batch.
 
@@ -198,6 +199,8 @@ def time_train_steps(
         channels_last: model and batch in ``torch.channels_last``.
         amp: autocast to bfloat16 (CUDA).
         optimizer: builds the optimizer from the parameters (default Adam, lr 1e-3).
+        step_times: when given, each timed step is also timed on its own (synchronised) and its
+            seconds appended here (a median of these resists other processes' load spikes).
 
     Shape:
         - x: :math:`(B, C, H, W)`; y: :math:`(B,)`
@@ -223,8 +226,14 @@ def time_train_steps(
         step()
     _sync(device)
     t0 = time.perf_counter()
+    last = t0
     for _ in range(steps):
         step()
+        if step_times is not None:
+            _sync(device)
+            now = time.perf_counter()
+            step_times.append(now - last)
+            last = now
     _sync(device)
     return (time.perf_counter() - t0) / steps
 

@@ -79,3 +79,19 @@ def test_summary_rows_of_the_result_layouts():
     rot = summary_rows("rotation_conv", {"ratios": {"a_over_b": 0.5}, "targets_met": {"a_over_b": True},
                                          "timings": {"a": {"median_ms": 1.0, "min_ms": 1.0, "max_ms": 1.0, "n": 1}}})
     assert ("rotation_conv", "a_over_b", "0.50x (met)", "") in rot
+
+
+def test_a_smoke_result_claims_nothing():
+    """`archlab bench --tiny` times nothing worth a claim: no "NOT met" for what it did not time (issue 17)."""
+    data = {"tiny": True, "cases": {"c": {"speedup": 0.4, "target": 2.0, "met": False,
+                                          "efficiency": 0.5}},
+            "ratios": {"a_over_b": 3.0}, "targets_met": {"a_over_b": False}}
+    rows = summary_rows("x", data)
+    text = "\n".join(" ".join(r) for r in rows)
+    assert "NOT met" not in text and "(target" not in text
+    assert ("x", "cases/c: speedup", "0.40x (smoke run: no claim)", "") in rows
+    assert ("x", "a_over_b", "3.00x (smoke run: no claim)", "") in rows
+    full = summary_rows("x", {**data, "tiny": False})
+    assert ("x", "cases/c: speedup", "0.40x (target 2.0, NOT met)", "") in full
+    eff = summary_rows("efficiency", {"tiny": False, "cases": {"m": {"efficiency": 0.9712, "target": 0.95, "met": True}}})
+    assert ("efficiency", "cases/m: efficiency", "0.971 (target 0.95, met)", "") in eff
