@@ -85,7 +85,7 @@ ANALYSIS_METRICS: dict[str, tuple[bool, bool]] = {
     "convergence.epochs_to_target": (False, False),
     "convergence.seconds_to_target": (False, False),
     "convergence.val_auc": (True, True),
-    "generalization_gap.gap": (False, True),  # train - test: smaller = less overfitting
+    "generalization_gap.gap": (False, False),  # train - test in [-1, 1]: smaller = less overfitting
     "generalization_gap.train": (True, True),
     "efficiency.metric_per_mparam": (True, False),
     "efficiency.metric_per_gflop": (True, False),
@@ -557,17 +557,20 @@ def _stats_table(rows: Sequence[Mapping[str, Any]], baseline: str, metric: str, 
 
     _, percent = metric_direction(metric)
     unit = " (%)" if percent else ""
-    head = ["Dataset", "Variant", "n", f"Mean ± std{unit}", "Δ vs baseline [95 % CI]", "p (t, Holm)", "Verdict"]
+    head = ["Dataset", "Variant", "n", f"Mean ± std{unit}", "Δ vs baseline [CI]", "p (paired t)", "Verdict"]
     body = []
-    for vs in compare_variants(rows, baseline=baseline, metric=metric, alpha=alpha, min_pairs=min_pairs, aso=False):
+    # exploratory (not the study's primary metric): unadjusted intervals at the study's alpha
+    for vs in compare_variants(rows, baseline=baseline, metric=metric, alpha=alpha, min_pairs=min_pairs,
+                               aso=False, primary=False, confidence=1 - alpha):
         s, p = vs.summary, vs.paired
         mean = "–" if s is None else f"{_fmt(s.mean, percent)} ± {_fmt(s.std, percent)}"
         delta = "–"
         if p is not None and p.mean_diff is not None:
-            ci = p.ci_diff
+            ci = vs.ci if vs.ci is not None else getattr(p, "ci_diff", None)
             ci_txt = f" [{_fmt(ci[0], percent)}, {_fmt(ci[1], percent)}]" if ci and None not in ci else ""
             delta = f"{'+' if p.mean_diff >= 0 else ''}{_fmt(p.mean_diff, percent)}{ci_txt}"
-        body.append([vs.dataset, vs.variant, str(s.n if s else 0), mean, delta, format_p(vs.t_p_holm), vs.verdict])
+        body.append([vs.dataset, vs.variant, str(s.n if s else 0), mean, delta,
+                     format_p(p.t_p if p is not None else None), vs.verdict])
     return head, body
 
 

@@ -59,7 +59,18 @@ class Variant(_Strict):
 
     model: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    # training-split cleaning only ({clean: {...}}, archlab.data.cleaning): val/test stay the same
+    data: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
+
+    @field_validator("data")
+    @classmethod
+    def _train_only(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = sorted(set(v) - {"clean"})
+        if bad:
+            raise ValueError(f"a variant's data may only set `clean` (training-split cleaning, so val/test stay "
+                             f"identical across variants), got {bad}")
+        return v
 
 
 class SeedPlan(_Strict):
@@ -259,7 +270,7 @@ class Study(_Strict):
         raw.setdefault("threads", 1)
         # the weights file's hash is recomputed from the path the variant ends up with
         raw["model"] = _merge(self.model.model_dump(exclude={"pretrained_sha256"}), variant.model)
-        raw["data"] = data.model_dump()
+        raw["data"] = _merge(data.model_dump(), variant.data)
         if self.split == "per_seed":  # train/val redrawn per seed (test kept), identical across variants
             raw["data"]["resample_seed"] = derive_seed(data.split_seed, "split", key.seed) & 0x7FFFFFFF
         raw["seed"] = key.seed

@@ -11,11 +11,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "SchedulerConfig", "TrainConfig"]
+__all__ = ["CleanConfig", "DataConfig", "ModelConfig", "OptimConfig", "SchedulerConfig", "TrainConfig"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _audit_threshold() -> float:
+    from archlab.analysis.audit import DEFAULT_THRESHOLD
+
+    return float(DEFAULT_THRESHOLD)
+
+
+class CleanConfig(_Strict):
+    """Cleaning of the *training* split only (archlab.data.cleaning); val and test stay identical."""
+
+    threshold: float = Field(default_factory=_audit_threshold, gt=0, lt=2)  # the audit's cosine-distance cut
+    drop: list[Literal["duplicates", "contradicting"]] = Field(
+        default_factory=lambda: ["duplicates", "contradicting"], min_length=1)
+    file: str | None = None  # a clean_split.json: its keep.train positions instead of a new search
 
 
 class DataConfig(_Strict):
@@ -33,6 +48,7 @@ class DataConfig(_Strict):
     crop_size: int | None = Field(None, ge=1)  # medical: random crop in training, centre crop in eval
     normalize: Literal["dataset", "none"] | tuple[list[float], list[float]] = "dataset"  # train mean/std
     clean_split: str | None = None  # clean_split.json of `archlab data audit`: drops duplicates/leaks
+    clean: CleanConfig | None = None  # clean the training split only (a study variant's `data:` override)
     label: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # a study's name for it (default: name + image_size)
 
 
