@@ -11,6 +11,11 @@ from archlab._registry import (
 from archlab.analysis.profile import profile
 from archlab.pretrained import load_pretrained
 
+# Importing the families and heads registers them in archlab._registry's tables (which imports
+# neither, so there is no cycle); every `archlab.*` import runs this first.
+import archlab.heads  # noqa: E402,F401
+import archlab.models  # noqa: E402,F401
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -3,7 +3,9 @@
 Model families register small builder functions with :func:`register_model`; heads register their
 classes with :func:`register_head`. :func:`create_model` and :func:`create_head` are the only ways
 in. Registration happens at import of :mod:`archlab.models` / :mod:`archlab.heads` (the only
-import-time side effect in the package).
+import-time side effect in the package), which ``archlab/__init__.py`` imports; this module holds
+the tables only and imports neither (no import cycle), so any ``archlab.*`` import registers
+everything before a lookup can run.
 """
 
 from __future__ import annotations
@@ -53,14 +55,12 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | No
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching the shell-style ``pattern`` (case-insensitive), sorted."""
-    _ensure_loaded()
     pat = pattern.lower()
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n.lower(), pat))
 
 
 def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     """The builder registered as ``name``; ``UnknownNameError`` with close matches otherwise."""
-    _ensure_loaded()
     if name not in _MODELS:
         raise UnknownNameError("model", name, _MODELS)
     return _MODELS[name]
@@ -129,13 +129,11 @@ def register_head(name: str):
 
 def list_heads(pattern: str = "*") -> list[str]:
     """Registered head names matching ``pattern``, sorted."""
-    _ensure_loaded()
     return sorted(n for n in _HEADS if fnmatch.fnmatch(n, pattern))
 
 
 def head_entrypoint(name: str) -> Callable[..., nn.Module]:
     """The head class/builder registered as ``name``."""
-    _ensure_loaded()
     if name not in _HEADS:
         raise UnknownNameError("head", name, _HEADS)
     return _HEADS[name]
@@ -179,9 +177,3 @@ def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], what: str) -> 
         if key not in accepted:
             err = UnknownNameError(f"option of {what}", key, accepted)
             raise err
-
-
-def _ensure_loaded() -> None:
-    # Importing the families registers them; done lazily so `archlab._registry` has no cycles.
-    import archlab.heads  # noqa: F401
-    import archlab.models  # noqa: F401

@@ -10,8 +10,9 @@ from archlab.models.resnet import ResNet
 from archlab.models.recurrent_resnet import RecurrentResNet
 from archlab.models.densenet import DenseNet
 from archlab.models.efficientnet import EfficientNet
+from archlab.models.efficientnet_v2 import EfficientNetV2
 from archlab.models.connected_net import ConnectedNet, ConnectedClassifier
 from archlab.models.unet import UNet, SegmentationOutput
 from archlab.models.ncp_conv import NCPConv
 
-__all__ = ["Classifier", "build_classifier", "infer_feature_shape", "CRNet", "MiniVGG", "MnistCNN", "VGG5", "VGG", "ResNet", "RecurrentResNet", "DenseNet", "EfficientNet", "UNet", "SegmentationOutput", "NCPConv"]
+__all__ = ["Classifier", "build_classifier", "infer_feature_shape", "CRNet", "MiniVGG", "MnistCNN", "VGG5", "VGG", "ResNet", "RecurrentResNet", "DenseNet", "EfficientNet", "EfficientNetV2", "UNet", "SegmentationOutput", "NCPConv"]

@@ -1,13 +1,14 @@
-"""DenseNet-121/169/201 (torchvision layout and names) and DenseNet-BC for CIFAR (seed 004).
+"""DenseNet-121/161/169/201 (torchvision layout and names) and DenseNet-BC for CIFAR (seed 004).
 
 Reference: Huang, Liu, van der Maaten & Weinberger, "Densely Connected Convolutional Networks",
 CVPR 2017 (arXiv 1608.06993).
 
-- ``densenet121/169/201``: torchvision's ``DenseNet`` — 7x7/2 conv, 3x3/2 max-pool, four dense
+- ``densenet121/161/169/201``: torchvision's ``DenseNet`` — 7x7/2 conv, 3x3/2 max-pool, four dense
   blocks (growth 32, bottleneck 4k) with compressing transitions, final BN; the backbone is
   torchvision's ``features`` followed by the ReLU of torchvision's ``forward``; torchvision's
   ``classifier`` is the default ``linear`` head with global average pooling (``classifier.*`` ->
-  ``fc.*``). densenet121 with 1000 classes has torchvision's 7,978,856 parameters.
+  ``fc.*``). densenet121 with 1000 classes has torchvision's 7,978,856 parameters. densenet161 is
+  the wide one: k=48, 96 initial channels, blocks 6-12-36-24 (28,681,000 parameters).
 - ``densenet_bc``: the paper's CIFAR network — 3x3 conv with 2k channels (16 without the
   bottleneck), three dense blocks of (L - 4) / 6 bottleneck layers ((L - 4) / 3 plain layers),
   transitions with compression theta, BN-ReLU, global pool. L=100, k=12 has 0.77M parameters
@@ -31,7 +32,7 @@ from archlab.models._classifier import Classifier, build_classifier
 from archlab.layers._init import materialize, meta_construction, reset_norms
 from archlab.pretrained import WeightLayout
 
-__all__ = ["DenseNet", "densenet121", "densenet169", "densenet201", "densenet_bc", "remap_densenet_keys"]
+__all__ = ["DenseNet", "densenet121", "densenet161", "densenet169", "densenet201", "densenet_bc", "remap_densenet_keys"]
 
 # Legacy torchvision checkpoints (the published ImageNet files) name the layer parts
 # "norm.1"/"conv.2" instead of "norm1"/"conv2"; torchvision itself renames them on load.
@@ -167,6 +168,13 @@ def densenet121(*, num_classes: int, in_chans: int = 3, head: str | None = None,
                 input_size: int | tuple[int, int] | None = None, drop_rate: float = 0.0) -> Classifier:
     """DenseNet-121 (torchvision ``densenet121``: k=32, blocks 6-12-24-16)."""
     return _imagenet("densenet121", 32, (6, 12, 24, 16), 64, **locals())
+
+
+@register_model
+def densenet161(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+                input_size: int | tuple[int, int] | None = None, drop_rate: float = 0.0) -> Classifier:
+    """DenseNet-161 (torchvision ``densenet161``: k=48, 96 initial channels, blocks 6-12-36-24)."""
+    return _imagenet("densenet161", 48, (6, 12, 36, 24), 96, **locals())
 
 
 @register_model

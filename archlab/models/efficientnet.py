@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from archlab._registry import register_model
 from archlab.errors import ConfigError
+from archlab.layers.fused_mbconv import FusedMBConv
 from archlab.layers.mbconv import ConvNormAct, MBConv, make_divisible
 from archlab.models._classifier import Classifier, build_classifier
 from archlab.layers._init import materialize, meta_construction, reset_norms
@@ -43,7 +44,10 @@ __all__ = ["EfficientNet", "StageSpec", "B0_STAGES", "EFFICIENTNET_PARAMS", "com
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One MBConv stage: ``expand_ratio, kernel, stride, in_ch, out_ch, num_layers``."""
+    """One MBConv stage: ``expand_ratio, kernel, stride, in_ch, out_ch, num_layers``.
+
+    ``fused=True``: a stage of EfficientNetV2's Fused-MBConv blocks (no SE) instead of MBConv.
+    """
 
     expand_ratio: int
     kernel: int
@@ -51,6 +55,7 @@ class StageSpec:
     in_ch: int
     out_ch: int
     num_layers: int
+    fused: bool = False
 
 
 #: EfficientNet-B0's seven MBConv stages (paper table 1).
@@ -81,7 +86,7 @@ def scaled_stages(width_mult: float, depth_mult: float,
                   stages: Sequence[StageSpec] = B0_STAGES) -> list[StageSpec]:
     """Apply width (channels rounded to multiples of 8) and depth (``ceil``) multipliers."""
     return [StageSpec(s.expand_ratio, s.kernel, s.stride, make_divisible(s.in_ch * width_mult, 8),
-                      make_divisible(s.out_ch * width_mult, 8), int(math.ceil(s.num_layers * depth_mult)))
+                      make_divisible(s.out_ch * width_mult, 8), int(math.ceil(s.num_layers * depth_mult)), s.fused)
             for s in stages]
 
 
@@ -144,7 +149,7 @@ class EfficientNet(nn.Module):
     """EfficientNet feature extractor (torchvision's ``features``).
 
     Args:
-        stages: MBConv stages (after width/depth scaling).
+        stages: MBConv (or Fused-MBConv, ``fused=True``) stages, after width/depth scaling.
         stochastic_depth_prob: drop probability of the last block (linearly increasing from 0).
         norm_layer: normalisation constructor.
         last_channel: width of the final 1x1 conv (``None`` = 4x the last stage's).
@@ -185,8 +190,12 @@ class EfficientNet(nn.Module):
                 stage: list[nn.Module] = []
                 for i in range(s.num_layers):
                     sd_prob = stochastic_depth_prob * float(block_id) / total
-                    stage.append(MBConv(s.in_ch if i == 0 else s.out_ch, s.out_ch, s.kernel, s.stride if i == 0 else 1,
-                                        s.expand_ratio, se_ratio, sd_prob, norm_layer))
+                    cin, stride = (s.in_ch, s.stride) if i == 0 else (s.out_ch, 1)
+                    if s.fused:
+                        stage.append(FusedMBConv(cin, s.out_ch, s.kernel, stride, s.expand_ratio, sd_prob, norm_layer))
+                    else:
+                        stage.append(MBConv(cin, s.out_ch, s.kernel, stride, s.expand_ratio, se_ratio, sd_prob,
+                                            norm_layer))
                     block_id += 1
                 layers.append(nn.Sequential(*stage))
             last = last_channel if last_channel is not None else 4 * stages[-1].out_ch

@@ -1,10 +1,19 @@
-"""ResNet-18/34/50/101, torchvision layout and names, with a CIFAR stem and optional SE.
+"""ResNet-18/34/50/101/152, Wide ResNet-50-2/101-2 and ResNeXt, torchvision layout and names.
 
 References: He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016
-(arXiv 1512.03385); Hu, Shen & Sun, "Squeeze-and-Excitation Networks", CVPR 2018 (SE-ResNet).
-The backbone carries torchvision's names (``conv1``, ``bn1``, ``layer1..4``); torchvision's ``fc``
-is the default ``linear`` head with global average pooling (key ``fc.*``), so
-``resnet18(num_classes=1000)`` has exactly torchvision's 11,689,512 parameters.
+(arXiv 1512.03385); Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016 (arXiv
+1605.07146); Xie, Girshick, Dollar, Tu & He, "Aggregated Residual Transformations for Deep Neural
+Networks" (ResNeXt), CVPR 2017 (arXiv 1611.05431); Hu, Shen & Sun, "Squeeze-and-Excitation
+Networks", CVPR 2018 (SE-ResNet). The backbone carries torchvision's names (``conv1``, ``bn1``,
+``layer1..4``); torchvision's ``fc`` is the default ``linear`` head with global average pooling
+(key ``fc.*``), so ``resnet18(num_classes=1000)`` has exactly torchvision's 11,689,512 parameters
+and a torchvision state dict loads strictly into the backbone.
+
+Wide ResNet and ResNeXt are the Bottleneck ResNets with torchvision's two width options: the 3x3
+convolution of a block with ``planes`` output planes has ``int(planes * width_per_group / 64) *
+groups`` channels in ``groups`` groups. ``wide_resnet50_2``/``101_2``: 1 group of 128 (twice
+ResNet-50's inner width); ``resnextD_GxWd``: G groups of W channels (e.g. 32x4d: 32 groups of 4,
+128 channels in the first stage). The outer (4 x planes) widths are ResNet's.
 
 Options (departures from the ImageNet definition, off by default):
 
@@ -30,13 +39,15 @@ from archlab.models._classifier import Classifier, build_classifier
 from archlab.layers._init import materialize, meta_construction, reset_norms
 from archlab.pretrained import WeightLayout
 
-__all__ = ["ResNet", "resnet18", "resnet34", "resnet50", "resnet101"]
+__all__ = ["ResNet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
+           "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"]
 
 _ARCHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
     50: (Bottleneck, (3, 4, 6, 3)),
     101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
 }
 
 
@@ -52,6 +63,9 @@ class ResNet(nn.Module):
         se_reduction: SE reduction ratio.
         zero_init_residual: zero the last BN of every residual branch (torchvision's option).
         widths: channels of the four stages.
+        groups: groups of every Bottleneck's 3x3 convolution (ResNeXt's cardinality).
+        width_per_group: channels per group of that convolution at 64 planes (64 = ResNet,
+            128 = Wide ResNet-*-2, 4 or 8 = ResNeXt's "Gx4d"/"Gx8d").
 
     Shape:
         - Input: ``(B, in_chans, H, W)``
@@ -77,11 +91,20 @@ class ResNet(nn.Module):
         se_reduction: float = 16,
         zero_init_residual: bool = False,
         widths: Sequence[int] = (64, 128, 256, 512),
+        groups: int = 1,
+        width_per_group: int = 64,
     ):
         super().__init__()
         if len(layers) != len(widths) or any(n < 1 for n in layers):
             raise ConfigError(f"layers must give >= 1 block for each of the {len(widths)} stages, "
                               f"got {list(layers)}")
+        for what, v in (("groups", groups), ("width_per_group", width_per_group)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"ResNet {what} must be a positive int, got {v!r}")
+        if block is BasicBlock and (groups, width_per_group) != (1, 64):
+            raise ConfigError(f"BasicBlock ResNets (18/34) only take groups=1 and width_per_group=64, "
+                              f"got groups={groups!r}, width_per_group={width_per_group!r}")
+        self.groups, self.width_per_group = groups, width_per_group
         self.inplanes = widths[0]
         self.zero_init_residual = zero_init_residual
         with meta_construction() as device:  # skip nn's default init: _init_weights sets everything
@@ -123,9 +146,12 @@ class ResNet(nn.Module):
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        nn.BatchNorm2d(planes * block.expansion))
-        layers = [block(self.inplanes, planes, stride, downsample, se_reduction=se_reduction)]
+        kw: dict = {"se_reduction": se_reduction}
+        if block is Bottleneck:
+            kw.update(groups=self.groups, base_width=self.width_per_group)
+        layers = [block(self.inplanes, planes, stride, downsample, **kw)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, se_reduction=se_reduction) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, **kw) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,10 +164,11 @@ class ResNet(nn.Module):
 
 def _create_resnet(depth: int, *, num_classes: int, in_chans: int, head: str | None,
                    head_kwargs: dict | None, input_size: int | tuple[int, int] | None,
-                   cifar_stem: bool, se: bool, se_reduction: float, zero_init_residual: bool) -> Classifier:
+                   cifar_stem: bool, se: bool, se_reduction: float, zero_init_residual: bool,
+                   groups: int = 1, width_per_group: int = 64, name: str | None = None) -> Classifier:
     block, layers = _ARCHS[depth]
     backbone = ResNet(block, layers, in_chans, cifar_stem=cifar_stem, se=se, se_reduction=se_reduction,
-                      zero_init_residual=zero_init_residual)
+                      zero_init_residual=zero_init_residual, groups=groups, width_per_group=width_per_group)
     return build_classifier(
         backbone,
         num_classes=num_classes,
@@ -151,7 +178,7 @@ def _create_resnet(depth: int, *, num_classes: int, in_chans: int, head: str | N
         head_kwargs=head_kwargs,
         default_input_size=32 if cifar_stem else 224,
         default_head=("linear", {"global_pool": "avg"}),
-        model_name=f"resnet{depth}",
+        model_name=name or f"resnet{depth}",
     )
 
 
@@ -185,3 +212,51 @@ def resnet101(*, num_classes: int, in_chans: int = 3, head: str | None = None, h
               se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
     """ResNet-101 (torchvision ``resnet101``, V1.5); ``cifar_stem`` for 32x32 inputs, ``se`` for SE-ResNet-101."""
     return _create_resnet(101, **locals())
+
+
+@register_model
+def resnet152(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+              input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+              se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """ResNet-152 (torchvision ``resnet152``, V1.5; blocks 3-8-36-3)."""
+    return _create_resnet(152, **locals())
+
+
+@register_model
+def wide_resnet50_2(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+                    input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+                    se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """Wide ResNet-50-2 (torchvision ``wide_resnet50_2``): ResNet-50 with twice the inner width."""
+    return _create_resnet(50, width_per_group=128, name="wide_resnet50_2", **locals())
+
+
+@register_model
+def wide_resnet101_2(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+                     input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+                     se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """Wide ResNet-101-2 (torchvision ``wide_resnet101_2``): ResNet-101 with twice the inner width."""
+    return _create_resnet(101, width_per_group=128, name="wide_resnet101_2", **locals())
+
+
+@register_model
+def resnext50_32x4d(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+                    input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+                    se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """ResNeXt-50 32x4d (torchvision ``resnext50_32x4d``): 32 groups of 4 channels at 64 planes."""
+    return _create_resnet(50, groups=32, width_per_group=4, name="resnext50_32x4d", **locals())
+
+
+@register_model
+def resnext101_32x8d(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+                     input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+                     se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """ResNeXt-101 32x8d (torchvision ``resnext101_32x8d``): 32 groups of 8 channels at 64 planes."""
+    return _create_resnet(101, groups=32, width_per_group=8, name="resnext101_32x8d", **locals())
+
+
+@register_model
+def resnext101_64x4d(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
+                     input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
+                     se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+    """ResNeXt-101 64x4d (torchvision ``resnext101_64x4d``): 64 groups of 4 channels at 64 planes."""
+    return _create_resnet(101, groups=64, width_per_group=4, name="resnext101_64x4d", **locals())

@@ -12,10 +12,20 @@ from archlab.analysis.profile import count_parameters
 # Small inputs per family keep this fast; a family not listed uses its native input size.
 SMALL_INPUT = {"crnet": 64, "unet": 32, "mini_vgg": 32, "vgg5": 28, "mnist_cnn": 28, "connected_net": 16,
                **{n: 32 for n in ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
-                                  "resnet18", "resnet34", "resnet50", "resnet101", "recurrent_resnet",
-                                  "densenet121", "densenet169", "densenet201", "densenet_bc", "efficientnet_scaled",
-                                  *(f"efficientnet_b{i}" for i in range(8)))}}
+                                  "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
+                                  "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
+                                  "recurrent_resnet", "densenet121", "densenet161", "densenet169", "densenet201",
+                                  "densenet_bc", "efficientnet_scaled", *(f"efficientnet_b{i}" for i in range(8)),
+                                  "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l")}}
 
+
+# The torchvision-sized giants (> 25M parameters) take several seconds each to build, copy, scramble
+# and round-trip; their structure (keys, shapes, counts) is checked on the meta device in their
+# family's test file and their code paths by smaller siblings here, so the full surface test of
+# each is marked slow.
+HEAVY = {"resnet152", "wide_resnet50_2", "wide_resnet101_2", "resnext101_32x8d", "resnext101_64x4d",
+         "densenet161", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_m",
+         "efficientnet_v2_l"}
 
 # Segmentation models predict one binary mask (image classes empty/mask), not num_classes logits.
 SEGMENTATION = {"unet"}
@@ -54,7 +64,9 @@ def _check_segmentation_model(model):
         assert model.forward_features(x).shape[1] == model.num_features
 
 
-@pytest.mark.parametrize("name", archlab.list_models())
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in archlab.list_models()]
+)
 def test_registered_model(name):
     """Build once; forward, backward, the model surface, head swaps and a state-dict round trip."""
     model = _build(name)
@@ -109,6 +121,10 @@ def test_crnet_feature_shape_is_computed():
     m = archlab.create_model("crnet", in_chans=1, num_classes=2, input_size=64)
     assert m.feature_shape == (128, 3, 3)
     assert m.head.fc.in_features == 128 * 9
+
+
+def test_heavy_set_names_registered_models():
+    assert HEAVY <= set(archlab.list_models())
 
 
 def test_list_models_pattern():

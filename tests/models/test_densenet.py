@@ -27,6 +27,7 @@ def torchvision_densenet_keys(blocks):
 
 TORCHVISION = {  # torchvision's model docs (num_params)
     "densenet121": ((6, 12, 24, 16), 7_978_856),
+    "densenet161": ((6, 12, 36, 24), 28_681_000),
     "densenet169": ((6, 12, 32, 32), 14_149_480),
     "densenet201": ((6, 12, 48, 32), 20_013_928),
 }
@@ -49,6 +50,19 @@ def test_densenet121_shapes():
     assert sd["features.denseblock1.denselayer6.conv1.weight"].shape == (128, 64 + 5 * 32, 1, 1)
     assert sd["features.transition1.conv.weight"].shape == (128, 256, 1, 1)
     assert sd["classifier.weight"].shape == (1000, 1024)
+
+
+def test_densenet161_is_the_wide_one():
+    """k=48, 96 initial maps, bottleneck 4k = 192 (torchvision's densenet161)."""
+    with torch.device("meta"):
+        model = archlab.create_model("densenet161", num_classes=1000)
+    sd = torchvision_state_dict(model)
+    assert sd["features.conv0.weight"].shape == (96, 3, 7, 7)
+    assert sd["features.denseblock1.denselayer1.norm1.weight"].shape == (96,)
+    assert sd["features.denseblock1.denselayer1.conv1.weight"].shape == (192, 96, 1, 1)
+    assert sd["features.denseblock1.denselayer1.conv2.weight"].shape == (48, 192, 3, 3)
+    assert sd["features.transition1.conv.weight"].shape == (192, 96 + 6 * 48, 1, 1)
+    assert sd["classifier.weight"].shape == (1000, 2208) and model.feature_shape == (2208, 7, 7)
 
 
 def test_final_relu_is_in_the_backbone():

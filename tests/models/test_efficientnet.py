@@ -164,3 +164,84 @@ def test_initialisation_is_complete_and_seeded():
     assert all(torch.isfinite(v).all() for v in a.values() if v.is_floating_point())
     se_bias = [k for k in a if k.endswith("fc1.bias")]
     assert se_bias and all(torch.count_nonzero(a[k]) == 0 for k in se_bias)  # torchvision: conv bias 0
+
+
+# EfficientNetV2 (torchvision's efficientnet_v2_*): (fused, expand, out, layers, stride) per stage
+V2 = {
+    "efficientnet_v2_s": (24, [(1, 1, 24, 2, 1), (1, 4, 48, 4, 2), (1, 4, 64, 4, 2), (0, 4, 128, 6, 2),
+                               (0, 6, 160, 9, 1), (0, 6, 256, 15, 2)], 21_458_488, 384, 0.2),
+    "efficientnet_v2_m": (24, [(1, 1, 24, 3, 1), (1, 4, 48, 5, 2), (1, 4, 80, 5, 2), (0, 4, 160, 7, 2),
+                               (0, 6, 176, 14, 1), (0, 6, 304, 18, 2), (0, 6, 512, 5, 1)], 54_139_356, 480, 0.3),
+    "efficientnet_v2_l": (32, [(1, 1, 32, 4, 1), (1, 4, 64, 7, 2), (1, 4, 96, 7, 2), (0, 4, 192, 10, 2),
+                               (0, 6, 224, 19, 1), (0, 6, 384, 25, 2), (0, 6, 640, 7, 1)], 118_515_272, 480, 0.4),
+}
+
+
+def torchvision_efficientnet_v2_keys(stages):
+    """torchvision EfficientNet (V2) keys: features.0 stem CNA; per stage, FusedMBConv blocks whose
+    ``block`` is [fused kxk CNA, project 1x1 CNA] (one kxk CNA when the expand ratio is 1) or MBConv
+    blocks [expand CNA, depthwise CNA, SE fc1/fc2, project CNA]; then the 1x1 CNA; classifier.1."""
+    def cna(p):
+        return [f"{p}.0.weight", *(f"{p}.1.{s}" for s in BN)]
+
+    keys = cna("features.0")
+    for s, (fused, expand, _, n, _) in enumerate(stages, 1):
+        for i in range(n):
+            p = f"features.{s}.{i}.block"
+            if fused:
+                keys += cna(f"{p}.0") + (cna(f"{p}.1") if expand != 1 else [])
+            else:
+                keys += cna(f"{p}.0") + cna(f"{p}.1")
+                keys += [f"{p}.2.fc1.weight", f"{p}.2.fc1.bias", f"{p}.2.fc2.weight", f"{p}.2.fc2.bias"]
+                keys += cna(f"{p}.3")
+    return keys + cna(f"features.{len(stages) + 1}") + ["classifier.1.weight", "classifier.1.bias"]
+
+
+@pytest.mark.parametrize("name", V2)
+def test_v2_torchvision_keys_shapes_and_parameter_count(name):
+    stem, stages, params, res, drop = V2[name]
+    model = meta_model(name)
+    assert count_parameters(model) == params
+    expected = torchvision_efficientnet_v2_keys(stages)
+    assert list(model.backbone.state_dict()) == expected[:-2]
+    sd = torchvision_state_dict(model)
+    assert list(sd) == expected
+    assert sd["features.0.0.weight"].shape == (stem, 3, 3, 3)
+    cin = stem
+    for s, (fused, expand, out, _, stride) in enumerate(stages, 1):
+        p, hidden = f"features.{s}.0.block", cin * expand
+        if fused and expand == 1:
+            assert sd[f"{p}.0.0.weight"].shape == (out, cin, 3, 3)
+        elif fused:  # one full 3x3 conv expands, a 1x1 projects
+            assert sd[f"{p}.0.0.weight"].shape == (hidden, cin, 3, 3)
+            assert sd[f"{p}.1.0.weight"].shape == (out, hidden, 1, 1)
+        else:  # 1x1 expand, 3x3 depthwise, SE squeeze = in / 4, 1x1 project
+            assert sd[f"{p}.1.0.weight"].shape == (hidden, 1, 3, 3)
+            assert sd[f"{p}.2.fc1.weight"].shape == (cin // 4, hidden, 1, 1)
+            assert sd[f"{p}.3.0.weight"].shape == (out, hidden, 1, 1)
+        conv = model.backbone.features[s][0].block[0 if fused else 1][0]  # MBConv: stride on the depthwise
+        assert conv.stride == (stride, stride)
+        cin = out
+    assert sd[f"features.{len(stages) + 1}.0.weight"].shape == (1280, cin, 1, 1)
+    assert sd["classifier.1.weight"].shape == (1000, 1280)
+    assert model.input_size == (res, res) and model.head.drop.p == drop
+    assert all(m.eps == 1e-3 for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    probs = [m.stochastic_depth.p for stage in model.backbone.features[1:-1] for m in stage]
+    total = sum(n for _, _, _, n, _ in stages)
+    assert probs == pytest.approx([0.2 * i / total for i in range(total)])
+
+
+def test_fused_mbconv_residual_and_no_se():
+    from archlab.layers.fused_mbconv import FusedMBConv
+
+    block = FusedMBConv(16, 16, 3, 1, expand_ratio=4).eval()
+    assert block.use_res_connect and len(block.block) == 2
+    assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in block.modules())  # no SE
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), block.block(x) + x)
+    down = FusedMBConv(16, 32, 3, 2, expand_ratio=1)
+    assert not down.use_res_connect and len(down.block) == 1
+    assert down(x).shape == (2, 32, 4, 4)
+    with pytest.raises(ConfigError, match="stride"):
+        FusedMBConv(16, 16, 3, 3)

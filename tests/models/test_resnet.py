@@ -33,6 +33,12 @@ TORCHVISION = {  # name: (layers, bottleneck, parameters with 1000 classes — t
     "resnet34": ((3, 4, 6, 3), False, 21_797_672),
     "resnet50": ((3, 4, 6, 3), True, 25_557_032),
     "resnet101": ((3, 4, 23, 3), True, 44_549_160),
+    "resnet152": ((3, 8, 36, 3), True, 60_192_808),
+    "wide_resnet50_2": ((3, 4, 6, 3), True, 68_883_240),
+    "wide_resnet101_2": ((3, 4, 23, 3), True, 126_886_696),
+    "resnext50_32x4d": ((3, 4, 6, 3), True, 25_028_904),
+    "resnext101_32x8d": ((3, 4, 23, 3), True, 88_791_336),
+    "resnext101_64x4d": ((3, 4, 23, 3), True, 83_455_272),
 }
 
 
@@ -112,3 +118,55 @@ def test_initialisation_is_complete_seeded_and_torchvision_like():
     assert all(torch.all(a[k] == 1) for k in a if k.endswith(("bn1.weight", "running_var")))
     assert all(torch.count_nonzero(a[k]) == 0 for k in a if k.endswith(("bn1.bias", "running_mean", "num_batches_tracked")))
     assert torch.count_nonzero(a["layer1.0.se.fc1.bias"]) > 0  # SE keeps PyTorch's default init
+
+
+# torchvision: the 3x3 conv of a Bottleneck with p planes has int(p * width_per_group / 64) * groups
+# channels in `groups` groups; its weight is (width, width / groups, 3, 3).
+WIDTHS = {  # name: (groups, width_per_group)
+    "resnet152": (1, 64), "wide_resnet50_2": (1, 128), "wide_resnet101_2": (1, 128),
+    "resnext50_32x4d": (32, 4), "resnext101_32x8d": (32, 8), "resnext101_64x4d": (64, 4),
+}
+
+
+@pytest.mark.parametrize("name", WIDTHS)
+def test_wide_and_grouped_bottleneck_shapes(name):
+    groups, wpg = WIDTHS[name]
+    with torch.device("meta"):
+        model = archlab.create_model(name, num_classes=1000)
+    sd = torchvision_state_dict(model)
+    for stage, planes in enumerate((64, 128, 256, 512), 1):
+        width = planes * wpg // 64 * groups
+        assert sd[f"layer{stage}.0.conv1.weight"].shape == (width, 64 if stage == 1 else planes * 2, 1, 1)
+        assert sd[f"layer{stage}.1.conv2.weight"].shape == (width, width // groups, 3, 3)
+        assert sd[f"layer{stage}.1.conv3.weight"].shape == (planes * 4, width, 1, 1)
+        assert model.backbone.get_submodule(f"layer{stage}.1.conv2").groups == groups
+    assert sd["fc.weight"].shape == (1000, 2048)
+
+
+def test_torchvision_layout_file_loads_strict_and_computes_the_same(tmp_path):
+    """A weights file in torchvision's layout (keys and shapes, with ``fc``) loads strictly into a new model."""
+    from archlab.pretrained import load_pretrained
+
+    torch.manual_seed(0)
+    src = archlab.create_model("resnext50_32x4d", num_classes=1000, input_size=32)
+    torch.save(torchvision_state_dict(src), tmp_path / "resnext50_32x4d.pth")
+    dst = archlab.create_model("resnext50_32x4d", num_classes=10, input_size=32)
+    report = load_pretrained(dst, tmp_path / "resnext50_32x4d.pth", strict=True)
+    assert not report.missing and not report.unexpected and not report.mismatched
+    assert sorted(report.dropped) == ["fc.bias", "fc.weight"]
+    src.eval(), dst.eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(dst.forward_features(x), src.forward_features(x), rtol=0, atol=0)
+
+
+def test_basic_block_resnets_reject_group_options():
+    from archlab.layers.blocks import BasicBlock
+    from archlab.models.resnet import ResNet
+
+    with pytest.raises(ConfigError, match="BasicBlock"):
+        ResNet(BasicBlock, (2, 2, 2, 2), groups=32, width_per_group=4)
+    with pytest.raises(ConfigError, match="groups"):
+        from archlab.layers.blocks import Bottleneck
+
+        ResNet(Bottleneck, (1, 1, 1, 1), groups=0)
