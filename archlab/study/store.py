@@ -103,6 +103,23 @@ class StudyStore:
             ) from None
         if check != "ok":
             raise DataError(f"{self.path} failed SQLite's integrity check ({check}); it was left untouched")
+        self._check_runs()
+
+    def _check_runs(self) -> None:
+        """Every stored run row and study value is what archlab writes (types, JSON), checked on
+        opening: a damaged row stops every command (status, report, export, run) before anything is
+        written."""
+        try:
+            runs = self.conn.execute(_RUN_COLUMNS).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged("table runs", f"cannot be read ({exc})") from None
+        for key, value in self.conn.execute("SELECT key, value FROM study"):
+            self._json(value, f"table study, key {key!r}, column value")
+        for r in runs:
+            self._check_run_row(r)
+            self._json(r[11], f"table runs, id {r[0]}, column config")
+            if r[12] is not None:
+                self._json(r[12], f"table runs, id {r[0]}, column provenance")
 
     def _check_schema(self) -> None:
         """Refuse a database that is not a study database (another application's SQLite file).
@@ -294,10 +311,7 @@ class StudyStore:
 
     def _rows(self, with_predictions: bool, with_history: bool) -> list[dict[str, Any]]:
         out = []
-        runs = self.conn.execute(
-            "SELECT id, dataset, variant, seed, status, error, params, flops, train_seconds, best_epoch, "
-            "epochs_run, config, provenance, attempts, started, finished FROM runs ORDER BY id"
-        ).fetchall()
+        runs = self.conn.execute(_RUN_COLUMNS).fetchall()
         finals: dict[int, dict[str, dict[str, float]]] = {}
         for run_id, split, key, value in self.conn.execute("SELECT run_id, split, key, value FROM final_metrics"):
             _check_number(self, value, f"table final_metrics, run id {run_id}, {split} {key!r}, column value")
@@ -384,6 +398,12 @@ class StudyStore:
             )
         if r[4] not in STATUSES:
             raise self._damaged(f"{where}, column status", f"{r[4]!r} is not one of {', '.join(STATUSES)}")
+
+
+_RUN_COLUMNS = (
+    "SELECT id, dataset, variant, seed, status, error, params, flops, train_seconds, best_epoch, "
+    "epochs_run, config, provenance, attempts, started, finished FROM runs ORDER BY id"
+)
 
 
 def _check_number(store: StudyStore, value: Any, where: str) -> None:
