@@ -91,3 +91,141 @@ def test_unknown_flag_is_usage_error():
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+# --- issue 17: errors that point at what the user wrote -------------------------------------
+
+SYNTH = "data.options={num_classes: 3, num_samples: 90, image_size: 28, channels: 1}"
+
+
+def test_bad_set_value_is_blamed_on_the_set_flag_not_the_file(capsys, tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("epochs: 1\noptim: {name: adam}\n")
+    code, _, err = run(capsys, "train", "--config", str(cfg), "--set", "optim.lr=abc", "--out", str(tmp_path / "r"))
+    assert code == 2
+    assert "--set optim.lr: key 'optim.lr'" in err and "'abc'" in err and "run.yaml" not in err
+    code, _, err = run(capsys, "train", "--config", str(cfg), "--epochs", "0", "--out", str(tmp_path / "r"))
+    assert code == 2 and "--epochs: key 'epochs'" in err
+    cfg.write_text("epochs: zero\n")  # the file's own mistakes stay the file's
+    code, _, err = run(capsys, "train", "--config", str(cfg), "--set", "optim.lr=0.1", "--out", str(tmp_path / "r"))
+    assert code == 2 and f"{cfg}: key 'epochs'" in err and "--set" not in err
+
+
+def test_image_folder_without_root_names_the_flag(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--dataset", "image_folder", "--out", str(tmp_path / "r"))
+    assert code == 2 and "--data-root" in err and "root=" not in err
+    code, _, err = run(capsys, "train", "--dataset", "image_folder", "--data-root", str(tmp_path / "nope"),
+                       "--out", str(tmp_path / "r"))
+    assert code == 2 and "is not a folder" in err and "--data-root" in err
+
+
+def test_patches_without_a_size_names_the_yaml_key(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--dataset", "synthetic", "--set", SYNTH, "--head", "ncp",
+                       "--set", "model.head_kwargs={sequence: patches}", "--out", str(tmp_path / "r"))
+    assert code == 2 and "head_kwargs.patch_size" in err and "mode=" not in err
+
+
+def test_failed_download_exits_1(capsys, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: no network
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = run(capsys, "data", "download", "cifar10", "--root", str(tmp_path), "--mirror", f"http://127.0.0.1:{port}")
+    assert code == 1 and "cannot reach" in err
+    code, _, _ = run(capsys, "data", "download", "cifarr10", "--root", str(tmp_path))
+    assert code == 2  # a typo stays a usage error
+
+
+def test_resume_with_another_head_points_at_no_resume(capsys, tmp_path):
+    out = str(tmp_path / "r")
+    args = ["train", "--dataset", "synthetic", "--set", SYNTH, "--epochs", "1", "-q", "--out", out]
+    assert run(capsys, *args, "--head", "linear")[0] == 0
+    code, _, err = run(capsys, *args, "--head", "mlp")
+    assert code == 2 and "--no-resume" in err and "another --out" in err and "strict=False" not in err
+    code, text, err = run(capsys, *args, "--head", "mlp", "--no-resume")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["config"]["model"]["head"] == "mlp"
+
+
+# --- issue 17: templates and schemas --------------------------------------------------------
+
+
+def test_print_config_is_a_valid_commented_template_of_the_defaults(capsys):
+    import yaml
+
+    from archlab.train.config import TrainConfig
+
+    code, text, _ = run(capsys, "train", "--print-config")
+    assert code == 0
+    assert TrainConfig.model_validate(yaml.safe_load(text)) == TrainConfig()
+    assert "# the embedded dataset: runs anywhere with no download" in text  # the source's reason comments
+    for name in TrainConfig.model_fields:
+        assert f"\n{name}:" in text, name
+
+
+def test_a_train_block_in_a_run_file_gets_the_flat_hint(capsys, tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("model: {name: mnist_cnn}\ntrain: {epochs: 3, optim: {lr: 0.01}}\n")
+    code, _, err = run(capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "r"))
+    assert code == 2 and "run file is flat" in err and "epochs, optim" in err and "--print-config" in err
+    cfg.write_text("name: s\nseeds: 3\nbaseline: a\nvariants: {a: {}}\n")
+    code, _, err = run(capsys, "train", "--config", str(cfg), "--out", str(tmp_path / "r"))
+    assert code == 2 and "study file" in err and "archlab study run" in err
+
+
+def test_a_flat_study_file_gets_the_train_block_hint(capsys, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ndata: {name: digits}\nepochs: 3\nseeds: 2\nbaseline: a\nvariants: {a: {}}\n")
+    code, _, err = run(capsys, "study", "run", str(path), "--out", str(tmp_path / "o"))
+    assert code == 2 and "epochs belong under `train:`" in err
+
+
+def test_study_new_writes_a_template_that_validates(capsys, tmp_path, monkeypatch):
+    from archlab.study.config import load_study
+
+    monkeypatch.chdir(tmp_path)
+    code, text, _ = run(capsys, "study", "new", "heads")
+    assert code == 0 and "heads.yaml" in text
+    study = load_study(tmp_path / "heads.yaml")
+    assert study.name == "heads" and study.baseline == "linear" and set(study.variants) == {"linear", "mlp"}
+    assert len(study.grid()) == 6 and study.train["epochs"] == 5
+    assert load_study(tmp_path / "heads.yaml", smoke=True).dataset_configs()  # --smoke works too
+    code, _, err = run(capsys, "study", "new", "heads")
+    assert code == 2 and "--force" in err
+    assert run(capsys, "study", "new", "bad/name")[0] == 2
+
+
+def test_committed_schema_docs_equal_the_generated_ones():
+    from pathlib import Path
+
+    from archlab._cli.schema import render_docs
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    for name, text in render_docs().items():
+        assert (docs / name).read_text() == text, f"docs/{name} is stale: python -m archlab._cli.schema docs"
+
+
+def _all_commands():
+    import typer
+
+    from archlab.cli import app
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+@pytest.mark.parametrize("path", [p for p, _ in _all_commands()], ids=lambda p: " ".join(p) or "archlab")
+def test_help_shows_no_bool_type(capsys, path):
+    code, text, _ = run(capsys, *path, "--help")
+    assert code == 0 and "<bool>" not in text
+
+
+def test_every_train_option_has_help_text():
+    cmd = dict((" ".join(p), c) for p, c in _all_commands())["train"]
+    missing = [p.name for p in cmd.params if not (getattr(p, "help", None) or "").strip()]
+    assert not missing, missing

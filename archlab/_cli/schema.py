@@ -49,6 +49,34 @@ class FieldDoc:
 
 REQUIRED = object()
 
+# What a field means when its source line carries no comment (the one place it is written).
+_MEANING = {
+    "Study": {
+        "name": "the study's name (letters, digits, _ . + -); its default folder is runs/NAME",
+        "description": "what the study asks; shown at the top of the report",
+        "variants": "name -> overrides of `model:`/`train:` (see below); every variant runs on every seed",
+        "baseline": "the variant every other one is compared with",
+    },
+    "Variant": {
+        "model": "keys deep-merged into the study's `model:` (e.g. head, head_kwargs)",
+        "train": "keys deep-merged into the study's `train:` (then the study varies that option)",
+        "description": "what the variant is; shown in the report",
+    },
+    "SmokeConfig": {
+        "data": "replaces the data (a small synthetic set)",
+        "train": "merged into `train:` (e.g. epochs: 1)",
+        "seeds": "replaces the seeds",
+        "model": "merged into `model:`",
+    },
+    "ModelConfig": {
+        "name": "registered model (`archlab models` lists them)",
+        "head_kwargs": "options of the head, e.g. hidden: [128, 64] for mlp",
+    },
+    "OptimConfig": {"name": "adam, adamw or sgd", "weight_decay": "L2 penalty (decoupled for adamw)"},
+    "SchedulerConfig": {"name": "learning-rate schedule"},
+    "TrainConfig": {"loss_kwargs": "options of the loss", "epochs": "training epochs (fewer after early stopping)"},
+}
+
 
 @lru_cache(maxsize=None)
 def _source_notes(cls: type[BaseModel]) -> dict[str, tuple[str, str]]:
@@ -62,11 +90,18 @@ def _source_notes(cls: type[BaseModel]) -> dict[str, tuple[str, str]]:
         if tok.type == tokenize.COMMENT:
             comments[tok.start[0]] = tok.string.lstrip("#").strip()
     notes: dict[str, tuple[str, str]] = {}
+    lines = text.splitlines()
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
             for stmt in node.body:
                 if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
                     comment = comments.get(stmt.end_lineno or stmt.lineno) or comments.get(stmt.lineno, "")
+                    above = stmt.lineno - 1  # else the comment lines right above the field
+                    block: list[str] = []
+                    while not comment and above in comments and lines[above - 1].lstrip().startswith("#"):
+                        block.insert(0, comments[above])
+                        above -= 1
+                    comment = comment or " ".join(block)
                     notes[stmt.target.id] = (ast.unparse(stmt.annotation), comment)
     return notes
 
@@ -91,7 +126,7 @@ def model_fields(cls: type[BaseModel]) -> list[FieldDoc]:
             default = REQUIRED
         else:
             default = info.default
-        comment = _plain(comment or (info.description or ""))
+        comment = _plain(comment or info.description or _MEANING.get(cls.__name__, {}).get(name, ""))
         out.append(FieldDoc(name, type_src, default, comment, _section_model(info.annotation)))
     return out
 

@@ -175,8 +175,14 @@ def _verify(path: Path, url: str, md5: str | None, sha256: str | None, *, final:
         )
 
 
+class NetworkError(DataError):
+    """The network failed (no connection, a download that kept breaking off): not bad input."""
+
+    exit_code = 1
+
+
 def _offline(url: str, dest: Path, reason: object) -> DataError:
-    return DataError(
+    return NetworkError(
         f"cannot reach {url} ({reason}). Check the network connection, or download the file by "
         f"hand and place it in {dest.parent} as {dest.name}, or point --mirror / "
         f"${MIRROR_ENV} at a reachable copy"
@@ -297,7 +303,7 @@ def _to_part(
         except _Interrupted as e:
             attempt += 1
             if attempt > retries:
-                raise DataError(
+                raise NetworkError(
                     f"download of {url} broke off after {e.done} of {e.total or '?'} bytes "
                     f"({e.reason}); the partial file {part} is kept: run the command again to "
                     "resume"

@@ -151,6 +151,11 @@ class NCPHead(nn.Module):
             raise UnknownNameError("cfc_mode", str(cfc_mode), CFC_MODES)
         if sequence not in SEQUENCE_MODES:
             raise UnknownNameError("sequence mode", str(sequence), SEQUENCE_MODES)
+        if sequence == "patches" and patch_size is None:  # named as a config file spells it
+            raise ConfigError(
+                "sequence 'patches' needs a patch size: set head_kwargs.patch_size "
+                "(e.g. head_kwargs: {sequence: patches, patch_size: 4})"
+            )
         if not 0.0 <= drop_rate < 1.0:
             raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
         self.in_shape, self.num_classes = tuple(in_shape), num_classes
