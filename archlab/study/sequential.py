@@ -313,10 +313,10 @@ def sequential_path(
         raise ConfigError(f"looks must be increasing positive seed counts, got {list(looks)}")
     n_max = looks[-1]
     lost_set = sorted(int(s) for s in lost)
-    # Pass 1: the analyses (complete looks that add pairs) and the alpha each may have spent.
+    # Pass 1: the analyses (complete looks that add pairs).
     plan: list[tuple[int, list[int], bool]] = []  # (n, seeds, is_analysis)
-    taus: list[float] = []
-    cum: list[float] = []
+    ks: list[int] = []
+    finals: list[bool] = []
     prev = 0
     for n in looks:
         if n > complete_through:
@@ -326,11 +326,10 @@ def sequential_path(
         is_analysis = k >= 2 and k > prev
         if is_analysis:
             prev = k
-            taus.append(k / n_max)
-            # the final planned look spends what is left: lost seeds cost power, never validity
-            cum.append(alpha if n == n_max else min(spending(k / n_max, alpha, spend), alpha))
+            ks.append(k)
+            finals.append(n == n_max)
         plan.append((n, seeds, is_analysis))
-    bounds = spending_boundaries(taus, cum) if taus else []
+    crits = _analysis_t_crits(tuple(ks), tuple(finals), n_max, float(alpha), spend) if ks else ()
     # Pass 2: walk the looks; the first decision is final.
     analyses: list[tuple[int, int, float]] = []
     last: SequentialDecision | None = None
@@ -349,7 +348,7 @@ def sequential_path(
                 tuple(analyses),
             )
             continue
-        t_crit = t_boundary(bounds[len(analyses)], k - 1)
+        t_crit = crits[len(analyses)]
         analyses.append((n, k, t_crit))
         d = np.array([diffs[s] for s in seeds])
         sd = float(d.std(ddof=1))
@@ -382,6 +381,21 @@ def sequential_path(
                                   f"waiting for the first look ({looks[0]} seeds finished on both sides)",
                                   list(lost_set), None, None, None, alpha, ())
     return last
+
+
+@functools.lru_cache(maxsize=1024)
+def _analysis_t_crits(
+    pairs: tuple[int, ...], finals: tuple[bool, ...], n_max: int, alpha: float, spend: str
+) -> tuple[float, ...]:
+    """t critical values of analyses with ``pairs`` complete pairs (cached: a pure function).
+
+    The information fraction is ``pairs / n_max``; the final planned look spends whatever alpha is
+    left, so lost seeds cost power, never validity.
+    """
+    taus = [k / n_max for k in pairs]
+    cum = [alpha if f else min(spending(t, alpha, spend), alpha) for t, f in zip(taus, finals)]
+    bounds = spending_boundaries(taus, cum)
+    return tuple(t_boundary(z, k - 1) for z, k in zip(bounds, pairs))
 
 
 def _value(row: Mapping[str, Any], metric: str) -> float | None:
