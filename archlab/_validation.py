@@ -71,8 +71,9 @@ def parse_yaml(text: str, source: str) -> Any:
         ConfigError: invalid YAML, a python tag (``!!python/...``: refused, no code runs), more
             than one document, or a document that expands to more than :data:`MAX_YAML_NODES` nodes.
     """
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # (the reader already refuses control characters)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -85,7 +86,8 @@ def parse_yaml(text: str, source: str) -> Any:
     except RecursionError:
         raise ConfigError(f"{source}: the YAML is nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def parse_yaml_value(raw: str, what: str) -> Any:

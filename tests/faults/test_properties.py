@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,6 +109,8 @@ def test_mutated_studies_load_or_raise_config_error(tmp_path_factory, data, smok
 
 @SETTINGS
 @given(text=st.text(max_size=200))
+@example(text="\x1f")  # a control character: refused by the YAML reader itself
+@example(text="a: &a [*a]")  # a recursive alias
 def test_random_text_is_a_study_or_a_config_error(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("txt") / "study.yaml"
     path.write_text(text)
@@ -293,3 +296,131 @@ def test_random_head_options_build_or_raise_archlab_error(head, options):
         preflight(study)
     except ArchlabError as exc:
         assert str(exc).strip()
+
+
+# ---------------------------------------------------------------------------------- the CLI end to end
+
+
+def _tiny_cli_study() -> dict:
+    """A valid study that trains in about a second per run: 2 variants x 1 seed, 1 epoch of 60 images."""
+    study = fault_study(seeds=[0], train={"epochs": 1, "batch_size": 20, "threads": 1},
+                        smoke={"train": {"epochs": 1}, "seeds": [0]})
+    study["data"]["options"]["num_samples"] = 60
+    return study
+
+
+SMALL_WORDS = WORDS + ["..", "", "runs", "image_folder", "cifar10", "auto", "cpu", "cuda", "-1", "1e9"]
+small_scalars = (
+    st.none() | st.booleans() | st.integers(-3, 12) | st.floats(-2, 2) | st.just(float("nan"))
+    | st.text(max_size=8) | st.sampled_from(SMALL_WORDS)
+)  # bounded: a mutation that stays valid must still train in seconds
+small_values = st.recursive(
+    small_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(SMALL_WORDS), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def cli_cases(draw):
+    """A (mutated) study and the flags of a `study run` of it."""
+    study = _tiny_cli_study()
+    for _ in range(draw(st.integers(0, 3))):
+        paths = [p for p in _paths(study) if p]
+        *parent_path, last = draw(st.sampled_from(paths))
+        parent = study
+        for p in parent_path:
+            parent = parent[p]
+        action = draw(st.sampled_from(["replace", "drop", "add"]))
+        if action == "replace":
+            parent[last] = draw(small_values)
+        elif action == "drop" and isinstance(parent, dict):
+            del parent[last]
+        elif isinstance(parent, dict):
+            parent[draw(st.sampled_from(SMALL_WORDS))] = draw(small_values)
+    flags = []
+    out_kind = draw(st.sampled_from(["out", "nested", "default", "file", "devnull"]))
+    if draw(st.booleans()):
+        flags += ["--workers", draw(st.sampled_from(["1", "1", "0", "-2", "many", " 1 ", "auto"]))]
+    if draw(st.booleans()):
+        flags.append("--smoke")
+    if draw(st.booleans()):
+        flags.append("--retry-failed")
+    return study, out_kind, flags
+
+
+def _snapshot(folder):
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if not p.is_dir()}
+
+
+def _stored_once(db) -> None:
+    """Each (dataset, variant, seed) is stored once, and each result once."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        keys = conn.execute("SELECT dataset, variant, seed FROM runs").fetchall()
+        assert len(keys) == len(set(keys)), keys
+        ids = [r[0] for r in conn.execute("SELECT run_id FROM predictions")]
+        assert len(ids) == len(set(ids))
+        finals = conn.execute("SELECT run_id, split, key FROM final_metrics").fetchall()
+        assert len(finals) == len(set(finals))
+    finally:
+        conn.close()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(case=cli_cases())
+@example(case=(_tiny_cli_study(), "out", ["--workers", "1"]))  # the valid study itself: trains, then resumes
+def test_random_study_files_and_flags_through_the_cli(tmp_path_factory, capsys, case):
+    """`archlab study run` of a randomly mutated study with random flags: exit 0, 1 or 2, no traceback
+    (in-process: no exception escapes main), no file outside the output folder, nothing stored twice; a
+    second run of the same command (resume) keeps all of that."""
+    import os
+    import sqlite3
+
+    from archlab.cli import main
+    from archlab.study.store import DB_NAME
+
+    study, out_kind, flags = case
+    sandbox = tmp_path_factory.mktemp("cli")
+    try:
+        text = yaml.safe_dump(study)
+    except yaml.YAMLError:
+        assume(False)
+    path = sandbox / "study.yaml"
+    path.write_text(text)
+    (sandbox / "notes.txt").write_text("keep")
+    out = {"out": sandbox / "out", "nested": sandbox / "a" / "b" / "out", "default": None,
+           "file": sandbox / "notes.txt", "devnull": "/dev/null"}[out_kind]
+    allowed = sandbox / "runs" if out is None else Path(out)
+    argv = ["study", "run", str(path), *flags] + ([] if out is None else ["--out", str(out)])
+    before = _snapshot(sandbox)
+    cwd = os.getcwd()
+    os.chdir(sandbox)  # the default --out (runs/<name>) lands in the sandbox
+    try:
+        for attempt in range(2):
+            capsys.readouterr()
+            try:
+                code = main(argv)
+            except BaseException as exc:  # what the CLI would show as a traceback
+                raise AssertionError(f"{argv} (attempt {attempt + 1}) raised {type(exc).__name__}: {exc}") from exc
+            err = capsys.readouterr().err
+            assert code in (0, 1, 2), (code, err)
+            assert "Traceback" not in err, err
+            if code == 2:
+                assert "error:" in err, err  # a usage error says what is wrong
+            changed = {p for p, v in _snapshot(sandbox).items() if before.get(p) != v}
+            outside = [p for p in changed if not Path(p).is_relative_to(allowed)]
+            assert not outside, (argv, outside)
+            for db in allowed.rglob(DB_NAME) if allowed.is_dir() else []:
+                try:
+                    _stored_once(db)
+                except sqlite3.DatabaseError:
+                    pass  # not a database (the run refused it): nothing stored
+            if code != 0:
+                break
+    finally:
+        os.chdir(cwd)
+    assert (sandbox / "notes.txt").read_text() == "keep"
+    assert Path("/dev/null").is_char_device()
