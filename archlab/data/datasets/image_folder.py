@@ -388,7 +388,12 @@ def load_image_folder(
 
     Raises:
         DataError: missing/empty folder, a single class folder, a file that is not an image
-            (under ``on_error="raise"``), images of different sizes without ``image_size``.
+            (under ``on_error="raise"``), images of different sizes without ``image_size``,
+            a FIFO/socket/device among the images (never opened: it would block), an image above
+            ``PIL.Image.MAX_IMAGE_PIXELS`` (a decompression bomb; refused from its header), or a
+            part whose decoded size (``n x h x w x channels``, twice that while loading) exceeds
+            the available memory (``MemAvailable``, capped by ``$ARCHLAB_MAX_LOAD_BYTES``);
+            these are checked before anything is decoded.
     """
     if mode not in ("L", "RGB"):
         raise ConfigError(f"image_folder: mode must be 'L' or 'RGB', got {mode!r}")
