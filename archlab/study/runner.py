@@ -259,7 +259,7 @@ def run_study(
     study: Study,
     out: str | Path,
     *,
-    workers: int | str = "auto",
+    workers: int | str = 1,
     retry_failed: bool = False,
     on_event: Event | None = None,
     report: bool = True,
@@ -270,8 +270,8 @@ def run_study(
     Args:
         study: the validated study.
         out: the study folder.
-        workers: parallel worker processes, or ``"auto"`` (:func:`choose_workers`: one per core
-            for one-thread runs). Changes only the schedule: each run uses its config's
+        workers: parallel worker processes (1: in this process), or ``"auto"``
+            (:func:`choose_workers`: one per core for one-thread runs; the CLI's default). Changes only the schedule: each run uses its config's
             ``threads``, so results are identical for any ``workers`` (and on Ray).
         retry_failed: run failed runs again (by default they keep their recorded failure); a failed
             run whose variant's config was corrected restarts afresh.

@@ -154,9 +154,9 @@ def _lock_is_free(out: Path) -> bool:
 
 def test_second_concurrent_run_is_refused(tmp_path):
     # long enough that the first is still training when the second has started up
-    path = write_study(tmp_path / "s.yaml", fault_study(train={"epochs": 10, "batch_size": 10, "threads": 1}))
+    path = write_study(tmp_path / "s.yaml", fault_study(train={"epochs": 60, "batch_size": 10, "threads": 1}))
     out = tmp_path / "out"
-    first = study_cli("run", path, "--out", out)
+    first = study_cli("run", path, "--out", out, "--workers", "1")
     _wait_for(lambda: _holds_lock(out, first), first, what="the study lock")
     second = study_cli("run", path, "--out", out)
     _, err2 = second.communicate(timeout=120)
