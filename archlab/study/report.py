@@ -854,7 +854,10 @@ def _answer_lines(a: _Analysis) -> list[tuple[str, str]]:
         for vs in d.per_metric[a.primary]:
             if vs.is_baseline:
                 continue
-            out.append((vs.outcome, (f"[{d.name}] " if multi else "") + vs.answer))
+            text = vs.answer
+            if multi and text.startswith(f"{vs.variant}: "):
+                text = f"{vs.variant} ({d.name}): " + text[len(vs.variant) + 2:]
+            out.append((vs.outcome, text))
     return out
 
 
@@ -871,7 +874,8 @@ def _render_md(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -> 
     out += [f"- {_md(text)}" for _, text in answers] or ["- only the baseline was run"]
     out += [""]
     if a.warnings:
-        out += [f"**Warning:** {_md(w)}" for w in a.warnings] + [""]
+        for w in a.warnings:
+            out += [f"**Warning:** {_md(w)}", ""]
     if a.context:
         out += ["## Context", ""] + [f"- {_md(c)}" for c in a.context] + [""]
     head, rows, _ = _sequential_rows(a)

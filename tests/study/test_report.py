@@ -16,14 +16,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_run(variant, seed, acc=0.9, *, dataset="digits", status="done", error=None, epochs=4,
-             n_test=60):
+             n_test=60, split_sizes=True):
     """A run row as the runner stores it, with predictions and a learning curve."""
     if status != "done":
         return {"dataset": dataset, "variant": variant, "seed": seed, "status": status,
                 "error": error, "params": None, "flops": None, "train_seconds": None,
                 "test": None, "val": None, "best_epoch": None, "history": [],
                 "test_predictions": None, "test_targets": None}
-    targets = np.random.default_rng(seed).integers(0, 10, n_test)  # same split per seed
+    targets = np.random.default_rng(0).integers(0, 10, n_test)  # the study's fixed test split
     rng = np.random.default_rng([seed, len(variant), int(acc * 1000)])
     correct = rng.random(n_test) < acc
     preds = np.where(correct, targets, (targets + 1) % 10)
@@ -35,7 +35,20 @@ def make_run(variant, seed, acc=0.9, *, dataset="digits", status="done", error=N
     return {"dataset": dataset, "variant": variant, "seed": seed, "status": "done", "error": None,
             "params": 10_000 + 1000 * len(variant), "flops": 2_500_000, "train_seconds": 3.0 + seed,
             "test": metrics, "val": metrics, "best_epoch": epochs, "history": history,
-            "test_predictions": preds.tolist(), "test_targets": targets.tolist()}
+            "test_predictions": preds.tolist(), "test_targets": targets.tolist(),
+            "config": {"epochs": epochs, "batch_size": 32, "optim": {"name": "adam", "lr": 0.001},
+                       "scheduler": {"name": "cosine_restarts", "kwargs": {"period": 10}},
+                       "monitor": "accuracy", "threads": 1},
+            "provenance": {"cpu": "x86_64", "cpu_count": 2, "threads": 1, "device": "cpu",
+                           "torch": "2.9.0", "archlab": "0.1.0", "git_commit": "abcdef0123456789",
+                           **({"split_sizes": {"train": 1200, "val": 140, "test": n_test}}
+                              if split_sizes else {})}}
+
+
+META = {"description": "the quickstart heads", "alpha": 0.05, "margins": {},
+        "variants": {"linear": {"description": "a linear head"},
+                     "spinal": {"description": "SpinalNet head", "model": {"head": "spinal"}}},
+        "train": {"monitor": "accuracy"}}
 
 
 def study_runs():
@@ -51,7 +64,8 @@ def study_runs():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    md, html = write_report(study_runs(), out, study_name="quick <b>start</b>", baseline="linear")
+    md, html = write_report(study_runs(), out, study_name="quick <b>start</b>", baseline="linear",
+                            settings=META)
     return out, md, html, md.read_text(encoding="utf-8"), html.read_text(encoding="utf-8")
 
 
@@ -86,23 +100,54 @@ def test_markdown_tables(report):
     assert all(re.fullmatch(r"\d+\.\d\d ± \d+\.\d\d %", c) for c in row[5:7])
     acc = md.split("### Test accuracy vs baseline")[1]
     worse = cells(acc, "\\<script\\>alert(1)\\</script\\>")
-    assert "significantly worse" in worse[-1] and "paired t" in worse[-1]
-    assert "McNemar p<0.001" in worse[-1]
-    assert cells(acc, "mlp")[-1].startswith("no significant difference at n=5")
+    assert worse[-1].startswith("worse by -6") and "(n=5)" in worse[-1]
+    assert cells(acc, "mlp")[-1].startswith("inconclusive (n=5): these seeds detect only differences ≥")
+    spinal = cells(acc, "spinal")[-1]
+    assert "on 4 of 5 seeds" in spinal and spinal.endswith("lost seed 4")
     assert cells(acc, "ncp")[-1] == "inconclusive: only 1 paired seed (need at least 3)"
     assert cells(acc, "linear")[-1] == "baseline"
-    assert "### Test accuracy vs baseline" in md and "### Test f1_macro vs baseline" in md
+    assert "### Test accuracy vs baseline (values in %, differences in percentage points) — primary" in md
+    assert "### Test f1_macro vs baseline (values in %, differences in percentage points) — exploratory" in md
+    assert "Δ column: 98.75 % CI (Bonferroni over 4 comparisons)." in md
+    assert "Δ column: 95 % CI, unadjusted (exploratory)." in md
     assert "![Learning curves (digits)](digits_learning_curves.png)" in md
+
+
+def test_answer_comes_first_then_context_then_tables(report):
+    _, _, _, md, _ = report
+    answer = md.split("## Answer")[1].split("##")[0]
+    lines = [ln for ln in answer.splitlines() if ln.startswith("- ")]
+    assert lines[0].startswith("- mlp: inconclusive vs linear (n=5) (detectable ≥")
+    assert lines[1] == "- \\<script\\>alert(1)\\</script\\>: worse than linear by -60.33 pp (n=5)"
+    assert lines[2].startswith("- spinal: inconclusive vs linear on 4 of 5 seeds") and lines[2].endswith("lost seed 4")
+    assert md.index("## Answer") < md.index("## Context") < md.index("## Dataset: digits") < md.index("## Methods")
+    assert "**Warning:** small test set on digits: 60 images" in md
+    assert "- Split sizes (digits): train 1,200, val 140, test 60 images" in md
+    assert ("- Training (linear): 4 epochs, batch size 32, optimizer adam (lr 0.001), schedule "
+            "cosine_restarts (period=10), best epoch by validation accuracy, 1 thread per run") in md
+    assert "- Hardware and software: CPU x86_64 (2 cores), device cpu, torch threads 1" in md
+    assert "- Study: the quickstart heads" in md
+    assert "- Variant spinal: SpinalNet head \\[model {\"head\": \"spinal\"}\\]" in md
+
+
+def test_methods_section(report):
+    _, _, _, md, html = report
+    methods = md.split("## Methods")[1]
+    for text in ("Bonferroni (α/4 = 0.0125 each)", "two one-sided tests", "noncentral t",
+                 "Boschloo", "seeds × images", "Clark 1973", "no percentile bootstrap", "Fixed seeds."):
+        assert text in methods, text
+    assert '<section id="methods"><h2>Methods</h2>' in html
 
 
 def test_comparison_columns(report):
     _, _, _, md, _ = report
-    head = md.split("### Test accuracy vs baseline")[1].splitlines()[2]
-    for col in ("95 % CI (t)", "95 % CI (bootstrap)", "Δ vs baseline", "d_z", "p (t)",
-                "p (Wilcoxon)", "p (McNemar)", "p (t, Holm)", "Verdict"):
-        assert col in head
-    f1_head = md.split("### Test f1_macro vs baseline")[1].splitlines()[2]
-    assert "McNemar" not in f1_head  # McNemar is about correctness, i.e. accuracy only
+    head = md.split("### Test accuracy vs baseline")[1].splitlines()[4]
+    for col in ("95 % CI (t)", "Δ vs baseline [CI]", "d_z", "p (t)", "p (TOST ±1 pp)", "p (Wilcoxon)",
+                "p (seeds × images)", "ASO ε_min v≻b / b≻v", "Verdict"):
+        assert col in head, col
+    assert "bootstrap" not in head and "McNemar" not in head
+    f1_head = md.split("### Test f1_macro vs baseline")[1].splitlines()[4]
+    assert "seeds × images" not in f1_head  # per-image correctness is accuracy only
     n_cols = head.count("|") - 1
     for line in md.split("### Test accuracy vs baseline")[1].split("###")[0].splitlines():
         if line.startswith("|"):
@@ -144,39 +189,40 @@ def test_html_is_self_contained(report):
 def test_html_tables(report):
     _, _, _, _, html = report
     assert html.count("<table>") == 3  # overview + one per metric
-    assert 'class="verdict worse"' in html and 'class="verdict no_difference"' in html
-    assert 'class="verdict inconclusive"' in html
+    assert 'class="verdict worse"' in html and 'class="verdict inconclusive"' in html
+    assert '<li class="worse">&lt;script&gt;alert(1)&lt;/script&gt;: worse than linear' in html
+    assert '<p class="warning"><strong>Warning:</strong> small test set on digits: 60 images' in html
     assert "TrainingFailed: loss is NaN at epoch 3" in html
 
 
 def test_report_is_deterministic(report, tmp_path):
     _, _, _, md, html = report
     md2, html2 = write_report(study_runs(), tmp_path, study_name="quick <b>start</b>",
-                              baseline="linear")
+                              baseline="linear", settings=META)
     assert md2.read_text(encoding="utf-8") == md and html2.read_text(encoding="utf-8") == html
 
 
 def test_markdown_table_for_the_cli():
     runs = study_runs()
-    text = markdown_table(runs, "linear")
+    text = markdown_table(runs, "linear", settings=META)
     assert text.startswith("**Dataset: digits** (22 runs: 20 done, 1 failed, 1 pending)")
     head = text.splitlines()[2]
     assert head.startswith("| Variant | Runs done | Params | FLOPs | Time (s) | accuracy")
     assert cells(text, "linear")[-1] == "baseline"
-    assert "significantly worse" in cells(text, "\\<script\\>alert(1)\\</script\\>")[-1]
+    assert cells(text, "\\<script\\>alert(1)\\</script\\>")[-1].startswith("worse by")
     f1 = markdown_table(runs, "linear", metric="f1_macro")
-    assert "f1_macro (mean ± std)" in f1 and "McNemar" not in f1
+    assert "f1_macro (mean ± std)" in f1
     assert markdown_table([], "linear") == "(no runs)"
     two = [r for r in runs if r["seed"] < 2]
     assert "inconclusive: only 2" in cells(markdown_table(two, "linear"), "mlp")[-1]
-    assert "inconclusive" not in cells(markdown_table(two, "linear", min_pairs=2), "mlp")[-1]
+    assert "only 2" not in cells(markdown_table(two, "linear", min_pairs=2), "mlp")[-1]
 
 
 def test_markdown_escapes_table_syntax():
     runs = [make_run(v, s) for v in ("base", "a|b*c", "x_y") for s in range(3)]
     text = markdown_table(runs, "base")
     assert "| a\\|b\\*c |" in text and "| x_y |" in text  # x_y: intraword, no escape needed
-    assert all(len(re.split(r"(?<!\\)\|", ln)) == 12 for ln in text.splitlines() if ln.startswith("|"))
+    assert all(len(re.split(r"(?<!\\)\|", ln)) == 11 for ln in text.splitlines() if ln.startswith("|"))
 
 
 def test_single_seed_single_variant(tmp_path):
@@ -230,3 +276,98 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ConfigError, match="alpha"):
         markdown_table(runs, "base", alpha=1.0)
     assert not (tmp_path / REPORT_HTML).exists()  # nothing written on bad input
+
+
+# ------------------------------------------------------------------------------------------------
+# Settings, sequential seeds, across datasets, old folders
+
+
+def _strip(runs):
+    """Rows as an old study folder stores them: no config, no provenance."""
+    return [{k: v for k, v in r.items() if k not in ("config", "provenance")} for r in runs]
+
+
+def test_old_folder_without_settings_or_provenance(tmp_path):
+    runs = _strip([make_run(v, s, acc) for v, acc in (("base", 0.9), ("v", 0.9)) for s in range(3)])
+    md, html = write_report(runs, tmp_path, study_name="old", baseline="base")
+    text = md.read_text(encoding="utf-8")
+    assert "- Split sizes (digits): test 60 images" in text  # from len(test_targets)
+    assert "Training (" not in text and "Hardware" not in text and "Study:" not in text
+    assert "## Answer" in text and "## Methods" in text
+
+
+def test_settings_from_study_meta(tmp_path):
+    runs = [make_run(v, s, 0.9) for v in ("base", "twin") for s in range(4)]
+    for r in runs:
+        r["test"] = dict(r["test"], f1_macro=0.8 + 0.001 * r["seed"])
+    meta = {"alpha": 0.01, "margins": {"f1_macro": 0.02}, "primary_metric": "f1_macro"}
+    md, _ = write_report(runs, tmp_path, study_name="s", baseline="base", settings=meta)
+    text = md.read_text(encoding="utf-8")
+    assert "primary metric: f1_macro" in text and "α = 0.01" in text
+    assert "- twin: equivalent to base within ±2 pp (n=4)" in text
+    assert "### Test f1_macro vs baseline (values in %, differences in percentage points) — primary" in text
+    assert "### Test accuracy vs baseline (values in %, differences in percentage points) — exploratory" in text
+    assert "Δ column: 99 % CI." in text
+
+
+@pytest.mark.parametrize("meta, match", [({"alpha": 2}, "alpha"), ({"margins": {"accuracy": -1}}, "margins.accuracy"),
+                                         ({"seeds_plan": {"min": 1, "max": 5}}, "seeds.min"),
+                                         ({"primary_metric": "acc"}, "metric")])
+def test_bad_settings_name_the_key(tmp_path, meta, match):
+    with pytest.raises((ConfigError, UnknownNameError), match=match):
+        write_report([make_run("b", 0)], tmp_path, study_name="x", baseline="b", settings=meta)
+
+
+def test_sequential_seeds_section(tmp_path):
+    runs = [make_run("base", s, 0.9) for s in range(5)]
+    runs += [make_run("twin", s, 0.9) for s in range(3)]  # identical results: decided at the first look
+    runs += [make_run("mid", s, 0.85 + 0.03 * (s % 2)) for s in range(5)]
+    meta = {"seeds_plan": {"min": 3, "max": 5, "step": 1, "until": "conclusive"}, "margins": {"accuracy": 0.01}}
+    md, html = write_report(runs, tmp_path, study_name="seq", baseline="base", settings=meta,
+                            metrics=("accuracy",))
+    text = md.read_text(encoding="utf-8")
+    seeds = text.split("## Seeds used (sequential design)")[1].split("## ")[0]
+    twin = cells(seeds, "twin")
+    assert twin[1:6] == ["digits", "3", "3", "—", "equivalent"]
+    assert twin[6].startswith("stopped at 3 seeds: equivalent at n=3")
+    assert cells(seeds, "mid")[2] == "5" and "max of 5 seeds reached" in cells(seeds, "mid")[6]
+    assert "repeated 97.5 % CI (group-sequential, Bonferroni over 2)" in text
+    assert "Lan–DeMets alpha spending" in text.split("## Methods")[1]
+    assert '<section id="seeds">' in html.read_text(encoding="utf-8")
+
+
+def test_across_datasets_section(tmp_path):
+    runs = []
+    for k, d in enumerate(("mnist", "kmnist", "fashion")):
+        for v, acc in (("base", 0.9), ("good", 0.95), ("bad", 0.6)):
+            for s in range(3):
+                a = acc + 0.01 * k + 0.004 * s
+                runs.append(dict(make_run(v, s, acc, dataset=d),
+                                 test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 1 - a}))
+    md, html = write_report(runs, tmp_path, study_name="multi", baseline="base", metrics=("accuracy",))
+    text = md.read_text(encoding="utf-8")
+    across = text.split("## Across datasets (accuracy)")[1].split("\n## ")[0]
+    assert cells(across, "good")[3].startswith("1.00") and cells(across, "good")[4] == "1.00"
+    assert cells(across, "bad")[4] == "3.00" and cells(across, "base")[3] == "—"
+    assert "Friedman χ²(2) = 6.00" in across and "Nemenyi critical difference" in across
+    assert "- good (mnist): better than base by +5.00 pp (n=3)" in text  # the answer names the dataset
+    assert '<section id="across">' in html.read_text(encoding="utf-8")
+
+
+def test_rate_intervals_are_clipped_at_two_seeds(tmp_path):
+    runs = [make_run("base", s, 0.9) for s in range(2)]
+    runs += [dict(make_run("top", s, 0.9), test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 0.1})
+             for s, a in enumerate((0.99, 1.0))]
+    md, _ = write_report(runs, tmp_path, study_name="c", baseline="base", metrics=("accuracy",))
+    row = cells(md.read_text(encoding="utf-8").split("### Test accuracy")[1], "top")
+    assert row[3].endswith(", 100.00] ‡")
+
+
+def test_analysis_sections_go_before_methods(tmp_path):
+    runs = [make_run(v, s) for v in ("base", "v") for s in range(3)]
+    sec = ("Analysis: rotation", "a table", "<p>a table</p>", [])
+    md, html = write_report(runs, tmp_path, study_name="a", baseline="base", sections=[sec])
+    text = md.read_text(encoding="utf-8")
+    assert text.index("## Analysis: rotation") < text.index("## Methods")
+    page = html.read_text(encoding="utf-8")
+    assert page.index("Analysis: rotation") < page.index('<section id="methods">')
