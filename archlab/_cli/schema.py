@@ -187,18 +187,28 @@ def _model_lines(cls: type[BaseModel], indent: int, overrides: dict[str, Any] | 
     return lines
 
 
+# The one value of the run template that is not the default: the default model (mnist_cnn) needs
+# 28x28 inputs and the default dataset (digits) is 8x8 unless resized, so the template trains as is.
+RUN_TEMPLATE_DATA = {"options": {"image_size": 28}}
+
+
 def run_template() -> str:
-    """A commented run file with every key of ``TrainConfig`` at its default (it validates)."""
+    """A commented run file with every key of ``TrainConfig`` (it validates and trains as written).
+
+    Every value is the default except ``data.options`` (:data:`RUN_TEMPLATE_DATA`).
+    """
     from archlab.train.config import TrainConfig
 
     head = [
         "# archlab run file: archlab train --config run.yaml [--set key=value ...]",
-        "# Every key is optional; the values below are the defaults (delete what you do not change).",
+        "# Every key is optional; the values below are the defaults (delete what you do not change),",
+        "# except data.options: image_size 28, which the default model needs on the default data.",
         "# Run files are flat: epochs, optim, ... sit at the top level. (A study file puts them under",
         "# `train:` -- see `archlab study new NAME`.) Reference: docs/run-config.md",
         "",
     ]
-    return "\n".join(head + _model_lines(TrainConfig, 0)) + "\n"
+    lines = _model_lines(TrainConfig, 0, overrides={"data": RUN_TEMPLATE_DATA})
+    return "\n".join(head + lines) + "\n"
 
 
 # The study template's example content: small enough to run in about a minute on 2 CPU cores.

@@ -77,7 +77,7 @@ def study_new_cmd(
         raise ConfigError(f"{path} exists; pass --force to overwrite it or --out another file")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(study_template(name))
-    console.print(f"wrote {path}; run it with  archlab study run {path}  (or --smoke for a 10-second check)",
+    console.print(f"wrote {path}; run it with  archlab study run {path}  (--smoke: a quick check on tiny synthetic data)",
                   highlight=False)
 
 

@@ -118,7 +118,7 @@ def test_missing_ray_is_a_clear_usage_error(tmp_path, monkeypatch, capsys):
     code = main(["study", "run", str(path), "--out", str(tmp_path / "o"), "--ray", "local"])
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2
-    assert "pip install archlab[ray]" in err and "Traceback" not in err
+    assert "pip install -e '.[ray]'" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # nothing started
 
 

@@ -40,7 +40,10 @@ MAX_RETRIES = 3  # reruns of a run whose worker died (each resumes from the last
 def require_ray() -> None:
     """Raise a :class:`ConfigError` with the install command when Ray is not importable."""
     if importlib.util.find_spec("ray") is None:
-        raise ConfigError("--ray needs the Ray package, which is not installed: pip install archlab[ray]")
+        raise ConfigError(
+            "--ray needs the Ray package, which is not installed: .venv/bin/pip install -e '.[ray]' in the archlab "
+            "clone (or pip install 'ray>=2.9')"
+        )
 
 
 def _ray_execute(config_json: str, out: str, owner: dict[str, Any], cwd: str) -> dict[str, Any]:
