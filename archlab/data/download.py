@@ -209,10 +209,10 @@ def _stream(
     start = part.stat().st_size if part.is_file() else 0
     if limit is not None and start >= limit:
         return
-    req = urllib.request.Request(url, headers={"User-Agent": "archlab-download"})
-    if start or limit is not None:
-        req.add_header("Range", f"bytes={start}-{'' if limit is None else limit - 1}")
     try:
+        req = urllib.request.Request(url, headers={"User-Agent": "archlab-download"})
+        if start or limit is not None:
+            req.add_header("Range", f"bytes={start}-{'' if limit is None else limit - 1}")
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and start:  # nothing left to send: the part is complete

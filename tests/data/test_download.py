@@ -537,3 +537,19 @@ def test_cli_download_end_to_end(server, monkeypatch, tmp_path, capsys):
     assert main(["data", "download", "mnist", "--root", str(root), "--per-class", "3"]) == 2
     assert main(["data", "download", "quickdraw", "--categories", "cta", "--root", str(root)]) == 2
     assert "did you mean 'cat'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mirror", ["notaurl", "ftp://host/x", "http://", "https:///path", "file://", "//host/x"])
+def test_a_mirror_that_is_not_a_url_is_refused_before_anything_is_fetched(tmp_path, monkeypatch, mirror):
+    monkeypatch.delenv(dl.MIRROR_ENV, raising=False)
+    with pytest.raises(ConfigError, match=re.escape(f"{mirror!r} is not a URL")):
+        dl.download("mnist", tmp_path / "data", mirror=mirror)
+    monkeypatch.setenv(dl.MIRROR_ENV, mirror)
+    with pytest.raises(ConfigError, match=re.escape(f"${dl.MIRROR_ENV}: {mirror!r} is not a URL")):
+        dl.download("mnist", tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_malformed_url_reaching_fetch_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="not a URL that can be fetched"):
+        dl.fetch("notaurl/mnist/f.bin", tmp_path / "f.bin", retries=0)  # no scheme: urllib raises ValueError

@@ -188,3 +188,38 @@ def test_emnist_split_sizes_and_bad_split(tmp_path):
     }
     with pytest.raises(ConfigError, match="unknown split 'letter'"):
         load_dataset("emnist", root=tmp_path, split="letter")
+
+
+def test_declared_size_is_checked_before_allocating(tmp_path, monkeypatch):
+    """Dimensions whose product overflows int64 (65536^4 = 2^64) are not read as 0 elements, and a
+    gzip stream is only decompressed when the declared size fits in memory (checked first)."""
+    import struct
+
+    import archlab.data._memory as memory
+
+    header = b"\x00\x00\x08\x04" + struct.pack(">4I", 65536, 65536, 65536, 65536)
+    (tmp_path / "plain").write_bytes(header)  # no data at all: np.prod(int64) would be 0 and "fit"
+    with pytest.raises(DataError, match="needs 18446744073709551616 bytes of data, found 0"):
+        read_idx(tmp_path / "plain")
+    (tmp_path / "z.gz").write_bytes(gzip.compress(header))
+    with pytest.raises(DataError, match=r"its header declares shape \(65536, 65536, 65536, 65536\) of uint8"):
+        read_idx(tmp_path / "z.gz")
+    write_idx(tmp_path / "ok.gz", np.zeros((10, 28, 28), np.uint8))  # 7,840 bytes: fits unless capped
+    assert read_idx(tmp_path / "ok.gz").shape == (10, 28, 28)
+    monkeypatch.setenv(memory.MAX_LOAD_ENV, "10000")
+    with pytest.raises(DataError, match="loading needs about 15.3 KiB of memory but only 9.8 KiB is available"):
+        read_idx(tmp_path / "ok.gz")
+
+
+def test_available_memory_and_its_cap(monkeypatch):
+    import archlab.data._memory as memory
+
+    monkeypatch.delenv(memory.MAX_LOAD_ENV, raising=False)
+    free = memory.available_memory()
+    assert free is None or free > 0
+    monkeypatch.setenv(memory.MAX_LOAD_ENV, "2e3")
+    assert memory.available_memory() == 2000
+    monkeypatch.setenv(memory.MAX_LOAD_ENV, "lots")
+    with pytest.raises(DataError, match=r"\$ARCHLAB_MAX_LOAD_BYTES must be a number of bytes, got 'lots'"):
+        memory.available_memory()
+    assert [memory.human_bytes(n) for n in (0, 1023, 1536, 5 * 2**30)] == ["0 B", "1023 B", "1.5 KiB", "5.0 GiB"]

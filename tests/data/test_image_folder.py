@@ -237,3 +237,57 @@ def test_balance_subsamples_the_larger_class(tmp_path):
     splits = make_splits(parts, val_fraction=0.2, test_fraction=0.2, seed=0, balance=True)
     assert splits.train.class_counts().tolist() == [6, 6]
     assert splits.test.class_counts().tolist() == [2, 6]  # val/test keep the natural ratio
+
+
+def _png_header(path, width, height):
+    """A PNG that declares ``width x height`` pixels and holds none (the header of a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+def _two_classes(root):
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((6, 6), i * 50, np.uint8)).save(root / c / f"{i}.png")
+
+
+@pytest.mark.parametrize("side", [20000, 10000])
+def test_decompression_bombs_are_refused_from_their_header(tmp_path, side):
+    _two_classes(tmp_path)
+    _png_header(tmp_path / "a" / "bomb.png", side, side)
+    with pytest.raises(DataError, match=rf"bomb.png is .*{side * side:,} pixels.*image_size=8x8"):
+        load_dataset("image_folder", root=tmp_path, image_size=8, mode="L", cache=False)
+    parts = load_dataset("image_folder", root=tmp_path, image_size=8, mode="L", cache=False, on_error="skip")
+    assert len(parts["train"]) == 4
+
+
+def test_non_regular_files_are_never_opened(tmp_path, caplog):
+    _two_classes(tmp_path)
+    os.mkfifo(tmp_path / "a" / "x.png")  # opening it would block until a writer comes
+    os.symlink(tmp_path / "missing.png", tmp_path / "b" / "dangling.png")
+    with pytest.raises(DataError, match=r"x.png is a FIFO \(named pipe\), not an image file"):
+        load_dataset("image_folder", root=tmp_path, image_size=8, mode="L", cache=False)
+    with caplog.at_level(logging.WARNING):
+        parts = load_dataset("image_folder", root=tmp_path, image_size=8, mode="L", cache=False, on_error="skip")
+    assert len(parts["train"]) == 4
+    assert "x.png is a FIFO" in caplog.text and "dangling.png is unreadable" in caplog.text
+
+
+def test_a_part_larger_than_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    _two_classes(tmp_path)
+    monkeypatch.setenv("ARCHLAB_MAX_LOAD_BYTES", "1000")
+    # 4 images x 3 channels x 16 x 16 = 3,072 bytes decoded
+    with pytest.raises(DataError, match=r"4 images decoded at image_size=16x16 x 3 channel\(s\) are 3.0 KiB"):
+        load_dataset("image_folder", root=tmp_path, image_size=16, cache=False)
+    # without image_size the first image's header gives the size: 4 x 6 x 6 x 1 = 144 bytes, fits
+    assert len(load_dataset("image_folder", root=tmp_path, mode="L", cache=False)["train"]) == 4
+    monkeypatch.setenv("ARCHLAB_MAX_LOAD_BYTES", "200")
+    with pytest.raises(DataError, match=r"their size 6x6 \(image_size=None: the first image's\)"):
+        load_dataset("image_folder", root=tmp_path, mode="L", cache=False)

@@ -141,7 +141,7 @@ def _is_regular(f: Path, on_error: str) -> bool:
     try:
         mode = f.stat().st_mode
     except OSError as e:
-        kind = f"cannot be read ({e.strerror or e})"
+        kind = f"unreadable ({e.strerror or e}; a broken link?)"
     else:
         if stat.S_ISREG(mode):
             return True
