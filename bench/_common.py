@@ -41,9 +41,13 @@ def sync(device: str | torch.device) -> None:
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], Any]], *, repeats: int, warmup: int = 2, device: str = "cpu"
+    fns: dict[str, Callable[[], Any]], *, repeats: int, warmup: int = 2, device: str = "cpu",
+    samples_out: dict[str, list[float]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Time each callable ``repeats`` times, interleaved round by round; median and spread in ms."""
+    """Time each callable ``repeats`` times, interleaved round by round; median and spread in ms.
+
+    ``samples_out``, when given, receives every round's milliseconds per callable (for paired ratios).
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -56,6 +60,8 @@ def time_interleaved(
             fn()
             sync(device)
             samples[name].append((time.perf_counter() - t0) * 1e3)
+    if samples_out is not None:
+        samples_out.update(samples)
     return {k: spread(v, "ms") for k, v in samples.items()}
 
 

@@ -74,8 +74,9 @@ def efficiency(device: str, p: dict[str, Any]) -> dict[str, Any]:
         config = resolve_speed_options(config, splits)
         rows = []
         for r in range(p["rounds"] + 1):  # round 0 warms up (cuDNN autotuning, allocator)
-            engine, _, e2e = engine_rates(config.model_copy(update={"seed": r}), splits)
-            limit, _ = limit_rate(config, splits, 20 if p["rounds"] > 1 else 3, device=device)
+            eng = engine_rates(config.model_copy(update={"seed": r}), splits)
+            lim = limit_rate(config, splits, 20 if p["rounds"] > 1 else 3, device=device)
+            engine, e2e, limit = eng["median"], eng["end_to_end"], lim["median"]
             if r > 0:
                 rows.append({"engine_images_per_s": engine, "limit_images_per_s": limit, "efficiency": engine / limit,
                              "end_to_end_images_per_s": e2e})

@@ -8,7 +8,9 @@ Three contestants on the same input (8 rotations, 64 -> 64 channels, 16x16, batc
 - ``plain_wide``: one ``nn.Conv2d`` with 8x the output channels (the FLOP-equivalent limit).
 
 Each runs forward and backward (a fixed upstream gradient of the output's shape), interleaved
-round by round. Targets: archlab not slower than the loop, within 1.2x of the plain wide conv.
+round by round. Targets: archlab not slower than the loop, within 1.2x of the plain wide conv. The
+archlab / plain-wide ratio is also reported per round (both timed back to back), so its spread
+shows whether a difference between the two is real or noise.
 Also checks that archlab and the loop agree (outputs and gradients). Writes
 ``bench/results/rotation_conv.json``.
 
@@ -16,6 +18,8 @@ Run: ``python bench/rotation_conv.py [--repeats 15] [--threads 2] [--device cuda
 """
 
 from __future__ import annotations
+
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -79,10 +83,12 @@ def main() -> None:
         wide(x).backward(grad_wide)
         zero()
 
+    samples: dict[str, list[float]] = {}
     timings = time_interleaved(
         {"archlab": run_archlab, "seed_loop": run_loop, "plain_wide": run_wide},
-        repeats=repeats, warmup=warmup, device=args.device,
+        repeats=repeats, warmup=warmup, device=args.device, samples_out=samples,
     )  # fmt: skip
+    paired = [a / w for a, w in zip(samples["archlab"], samples["plain_wide"])]  # same round: same machine load
     med = {k: v["median_ms"] for k, v in timings.items()}
     ratios = {
         "archlab_over_seed_loop": med["archlab"] / med["seed_loop"],
@@ -99,6 +105,11 @@ def main() -> None:
             "archlab_over_plain_wide": ratios["archlab_over_plain_wide"] <= 1.2,
         },
         "max_abs_diff_vs_seed_loop": diff,
+        # the ratio round by round (both timed back to back): its spread says whether a difference is real
+        "per_round_ratio_archlab_over_plain_wide": {
+            "median": statistics.median(paired), "min": min(paired), "max": max(paired), "n": len(paired),
+            "per_round": paired,
+        },  # fmt: skip
     }
     path = write_result("rotation_conv", data, args.out, tiny=args.tiny)
     print(f"rotation_conv: {', '.join(f'{k} {v:.1f} ms' for k, v in med.items())}; "

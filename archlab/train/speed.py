@@ -184,6 +184,7 @@ def time_train_steps(
     amp: bool = False,
     optimizer: Callable[[Any], torch.optim.Optimizer] | None = None,
     step_times: list[float] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> float:
     """Seconds per training step (fwd + bwd + Adam) of ``model`` on one resident batch.
 
@@ -201,6 +202,8 @@ def time_train_steps(
         optimizer: builds the optimizer from the parameters (default Adam, lr 1e-3).
         step_times: when given, each timed step is also timed on its own (synchronised) and its
             seconds appended here (a median of these resists other processes' load spikes).
+        clock: the clock (``time.process_time`` measures this process's CPU time: on a CPU shared with
+            other jobs it counts the work, not the waiting).
 
     Shape:
         - x: :math:`(B, C, H, W)`; y: :math:`(B,)`
@@ -225,17 +228,17 @@ def time_train_steps(
     for _ in range(warmup):
         step()
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     last = t0
     for _ in range(steps):
         step()
         if step_times is not None:
             _sync(device)
-            now = time.perf_counter()
+            now = clock()
             step_times.append(now - last)
             last = now
     _sync(device)
-    return (time.perf_counter() - t0) / steps
+    return (clock() - t0) / steps
 
 
 @dataclass
