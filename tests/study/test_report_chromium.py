@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _run(variant, seed, acc, n_test=80, epochs=5):
-    targets = np.random.default_rng(seed).integers(0, 10, n_test)
+    targets = np.random.default_rng(0).integers(0, 10, n_test)  # one fixed test split
     correct = np.random.default_rng([seed, len(variant)]).random(n_test) < acc
     preds = np.where(correct, targets, (targets + 1) % 10)
     a = float(correct.mean())
@@ -48,7 +48,16 @@ def _run(variant, seed, acc, n_test=80, epochs=5):
     return {"dataset": "digits", "variant": variant, "seed": seed, "status": "done", "error": None,
             "params": 12_345, "flops": 1_000_000, "train_seconds": 2.0, "test": m, "val": m,
             "best_epoch": epochs, "history": history, "test_predictions": preds.tolist(),
-            "test_targets": targets.tolist()}
+            "test_targets": targets.tolist(),
+            "config": {"epochs": epochs, "batch_size": 32, "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+                       "scheduler": {"name": "onecycle"}, "threads": 1},
+            "provenance": {"cpu": "x86_64", "cpu_count": 2, "threads": 1, "device": "cpu",
+                           "split_sizes": {"train": 1000, "val": 100, "test": n_test}}}
+
+
+META = {"description": "Heads on digits <i>quick</i>", "margins": {"accuracy": 0.02},
+        "variants": {"linear": {"description": "the linear head"},
+                     "twin": {"description": "the same head again"}}}
 
 
 def _chromium_cmd(profile: Path, *extra: str) -> list[str]:
@@ -65,8 +74,9 @@ def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("chromium")
     runs = [_run(v, s, acc) for v, acc in (("linear", 0.95), ("mlp", 0.95), (EVIL, 0.3))
             for s in range(5)]
+    runs += [dict(r, variant="twin") for r in runs if r["variant"] == "linear"]  # identical results
     _, html_path = write_report(runs, root / "report", study_name="chromium check",
-                                baseline="linear", metrics=("accuracy",))
+                                baseline="linear", metrics=("accuracy",), settings=META)
     url = html_path.resolve().as_uri()
     dom = subprocess.run(_chromium_cmd(root / "profile-dom", "--dump-dom", url),
                          capture_output=True, text=True, timeout=90)
@@ -81,11 +91,27 @@ def rendered(tmp_path_factory):
 def test_table_text_in_rendered_dom(rendered):
     dom, _ = rendered
     assert "Study report: chromium check" in dom
-    assert "Dataset: digits" in dom and "15 runs: 15 done." in dom
+    assert "Dataset: digits" in dom and "20 runs: 20 done." in dom
     assert "Test accuracy vs baseline" in dom
-    for text in ("linear", "mlp", "p (t, Holm)", "baseline", "significantly worse",
-                 "no significant difference at n=5"):
+    for text in ("linear", "mlp", "p (seeds × images)", "p (TOST ±2 pp)", "baseline", "worse by -6",
+                 "inconclusive (n=5): these seeds detect only differences"):
         assert text in dom, text
+
+
+def test_new_sections_in_rendered_dom(rendered):
+    """Answer first, then context (descriptions, split sizes, warning), tables, Methods last."""
+    dom, _ = rendered
+    order = [dom.index(t) for t in ('id="answer"', 'class="warning"', 'id="context"', 'id="dataset-0"',
+                                    'id="methods"')]
+    assert order == sorted(order)
+    assert "twin: equivalent to linear within ±2 pp (n=5)" in dom
+    assert "Study: Heads on digits &lt;i&gt;quick&lt;/i&gt;" in dom  # a description is text, not markup
+    assert "Variant twin: the same head again" in dom
+    assert "Split sizes (digits): train 1,000, val 100, test 80 images" in dom
+    assert "small test set on digits: 80 images" in dom
+    assert "optimizer sgd (lr 0.1, momentum 0.9)" in dom and "1 thread per run" in dom
+    assert "Hardware and software: CPU x86_64 (2 cores)" in dom
+    assert "Bonferroni" in dom and "<i>" not in dom
 
 
 def test_config_names_are_text_in_the_browser(rendered):
