@@ -510,9 +510,11 @@ def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable |
                 counts["waiting"] += 1
                 log.info("analysis %s of %s waits: %s", name, key.label, why)
                 continue
-            except ArchlabError as exc:
+            except Exception as exc:  # noqa: BLE001 - one analysis never takes the study (or others) down
                 counts["failed"] += 1
-                log.warning("analysis %s of %s failed: %s", name, key.label, exc)
+                expected = isinstance(exc, ArchlabError)
+                log.warning("analysis %s of %s failed: %s: %s", name, key.label, type(exc).__name__, exc,
+                            exc_info=not expected)
                 emit("analysis_failed", key, {"analysis": name, "error": f"{type(exc).__name__}: {exc}"})
                 continue
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]

@@ -70,6 +70,10 @@ class Variant(_Strict):
         if bad:
             raise ValueError(f"a variant's data may only set `clean` (training-split cleaning, so val/test stay "
                              f"identical across variants), got {bad}")
+        if v.get("clean") is not None:
+            from archlab.train.config import CleanConfig
+
+            CleanConfig.model_validate(v["clean"])  # its errors name data.clean.<key>
         return v
 
 
@@ -101,6 +105,7 @@ class SmokeConfig(_Strict):
     train: dict[str, Any] = Field(default_factory=dict)
     seeds: list[int] | SeedPlan | None = None
     model: dict[str, Any] = Field(default_factory=dict)
+    analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # options merged over the study's
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -246,6 +251,8 @@ class Study(_Strict):
             upd.update(seeds=list(range(s.seeds.max)), seeds_plan=s.seeds)
         elif s.seeds is not None:
             upd.update(seeds=s.seeds, seeds_plan=None)
+        if s.analyses:  # smaller analysis options (fewer images/angles) for the smoke run
+            upd["analyses"] = {k: {**o, **s.analyses.get(k, {})} for k, o in self.analyses.items()}
         if s.model:
             upd["model"] = ModelConfig.model_validate(_merge(self.model.model_dump(exclude={"pretrained_sha256"}), s.model))
         return self.model_copy(update=upd)
