@@ -182,6 +182,8 @@ def main() -> None:
     if resolve_device(device).type != "cuda" and not args.tiny:
         raise SystemExit("bench/gpu.py needs a CUDA GPU (or --tiny for the CPU smoke run)")
     torch.set_num_threads(args.threads)
+    if resolve_device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the engine sets it on CUDA (also for the limit's steps)
     p = TINY if args.tiny else FULL
     t0 = time.perf_counter()
     parts: dict[str, Any] = {}

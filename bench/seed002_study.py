@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -100,17 +101,23 @@ def _head() -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
-def run_cli(src: Path, study_file: Path, out: Path, threads_env: dict[str, str]) -> float:
-    """``archlab study run`` of ``study_file`` with the archlab found in ``src``; wall seconds."""
+def run_cli(src: Path, study_file: Path, out: Path, threads_env: dict[str, str]) -> tuple[float, float]:
+    """``archlab study run`` of ``study_file`` with the archlab found in ``src``.
+
+    Returns:
+        (wall seconds, CPU seconds of the process and its workers).
+    """
     env = {**os.environ, **threads_env, "PYTHONPATH": str(src)}
     code = "import sys; from archlab.cli import main; sys.exit(main(sys.argv[1:]))"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, "study", "run", str(study_file), "--out", str(out)],
                           env=env, capture_output=True, text=True, cwd=out.parent)
     dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"study run with {src} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return dt
+    return dt, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def run_metrics(out: Path) -> dict[str, dict[str, float]]:
@@ -155,16 +162,18 @@ def main() -> None:
         }
         env = {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}  # what a fresh shell gives every contestant
         seconds: dict[str, list[float]] = {k: [] for k in contestants}
+        cpu_seconds: dict[str, list[float]] = {k: [] for k in contestants}
         metrics: dict[str, dict[str, dict[str, float]]] = {}
         for r in range(warmup + repeats):
             order = list(reversed(contestants)) if r % 2 == 0 else list(contestants)
             for k in order:
                 src, f = contestants[k]
                 out = tmp / f"{k}-{r}"
-                dt = run_cli(src, f, out, env)
-                print(f"  round {r + 1}: {k:16s} {dt:7.1f} s", file=sys.stderr, flush=True)
+                dt, cpu = run_cli(src, f, out, env)
+                print(f"  round {r + 1}: {k:16s} {dt:7.1f} s (CPU {cpu:7.1f} s)", file=sys.stderr, flush=True)
                 if r >= warmup:
                     seconds[k].append(dt)
+                    cpu_seconds[k].append(cpu)
                     metrics[k] = run_metrics(out)
     base = f"main_{BASELINE_COMMIT}"
     timing = {k: spread(v, "s") for k, v in seconds.items()}
@@ -192,6 +201,9 @@ def main() -> None:
         "study": spec,
         "runs": len(per_run),
         "timing": timing,
+        # CPU time of each study (all its processes): idle OpenMP threads spin, so on a loaded machine
+        # a multi-threaded process burns CPU while it waits; this is the work plus that spinning
+        "cpu_seconds": {k: spread(v, "s") for k, v in cpu_seconds.items()},
         "speedup": speedup,
         "speedup_best_round": timing[base]["min_s"] / timing["now"]["min_s"],
         "speedup_memory_format_only": timing["now_contiguous"]["median_s"] / timing["now"]["median_s"],

@@ -309,11 +309,12 @@ def train(
     if needs_resolving(config):  # "auto" speed options -> the measured rule's choice, recorded in config.json
         splits = splits if splits is not None else prepare_data(config)
         config = resolve_speed_options(config, splits)
+    if config.threads is None:  # recorded as what ran: float reductions depend on the thread count
+        config = config.model_copy(update={"threads": torch.get_num_threads()})
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and resume and (out / RESULT_FILE).is_file():
         return read_result(out / RESULT_FILE, config)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads)
     ddp = current_distributed(config.device)  # launched by torchrun: see archlab.train.distributed
     device = ddp.device if ddp is not None else resolve_device(config.device)
     amp = config.amp and device.type == "cuda"
@@ -347,7 +348,8 @@ def train(
     scheduler = build_scheduler(
         config.scheduler.name, optimizer, epochs=config.epochs, steps_per_epoch=len(train_loader), **sched_kwargs
     )
-    scaler = torch.amp.GradScaler("cuda") if amp else None
+    # float16 needs loss scaling; bfloat16 has float32's range, and the scaler's inf check syncs every step
+    scaler = torch.amp.GradScaler("cuda") if amp and not torch.cuda.is_bf16_supported() else None
     spec = metric_spec(config.monitor)
     step_fn = torch.compile(model) if config.compile else model
 
