@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from archlab import __version__
 from archlab._files import chmod_like_open
@@ -51,6 +51,7 @@ from archlab.errors import ConfigError, TrainingFailed
 from archlab.train.checkpoint import (
     capture_rng_state,
     load_checkpoint,
+    read_weights,
     recover_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -420,7 +421,12 @@ def train(
     if out is not None and not resume and (out / RESULT_FILE).is_file():
         (out / RESULT_FILE).unlink()  # a fresh start: the old result no longer describes this folder
     if out is not None and resume and state["global_step"] > 0 and (out / BEST_WEIGHTS).is_file():
-        best_weights = load_file(str(out / BEST_WEIGHTS), device=str(device))
+        best_weights = {  # a damaged file is one CheckpointError, not a safetensors traceback
+            k: v.to(device)
+            for k, v in read_weights(
+                out / BEST_WEIGHTS, fix="train with --no-resume (or into a fresh --out) to start over"
+            ).items()
+        }
 
     # optional TensorBoard curves (RUN_DIR/tensorboard): a view only, the results are unchanged
     tb = open_tensorboard(config, out, start_epoch=state["epoch"], main=ddp is None or ddp.is_main)
