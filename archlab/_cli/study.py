@@ -86,7 +86,7 @@ def study_run_cmd(
     file: Path = typer.Argument(..., help="study YAML file (template: archlab study new NAME)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="study folder (default runs/<study name>)"),
     workers: str = typer.Option(
-        "1", "--workers", "-w",
+        "1", "--workers", "-w", metavar="N|auto",
         help="parallel worker processes, or 'auto': one single-threaded worker per core (faster for studies of small models)",
     ),
     smoke: bool = typer.Option(False, "--smoke", help="use the study's smoke section (synthetic, tiny)"),
