@@ -49,6 +49,7 @@ __all__ = [
     "capture_rng_state",
     "load_checkpoint",
     "load_state_dict_file",
+    "read_weights",
     "recover_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
@@ -274,7 +275,8 @@ def _write_synced(path: Path, data: bytes) -> None:
 # reading
 
 
-def _read_weights(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+def _read_weights(path: Path, fix: str = "delete the checkpoint directory to start over"
+                  ) -> tuple[dict[str, Tensor], dict[str, str]]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} is missing")
     try:
@@ -283,8 +285,21 @@ def _read_weights(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except Exception as exc:  # SafetensorError, OSError, header errors: all mean unreadable
         raise CheckpointError(f"checkpoint file {path} is corrupt or not a safetensors file "
-                              f"({exc}); delete the checkpoint directory to start over") from exc
+                              f"({exc}); {fix}") from None
     return tensors, meta
+
+
+def read_weights(path: Path, *, fix: str) -> dict[str, Tensor]:
+    """The tensors of a safetensors file archlab wrote (a run's ``best.safetensors``), as stored.
+
+    Args:
+        path: the file.
+        fix: what the user can do when it is unreadable (ends the error message).
+
+    Raises:
+        CheckpointError: the file is missing, truncated or not safetensors (one line, no traceback).
+    """
+    return _read_weights(Path(path), fix)[0]
 
 
 def _shape_report(model_sd: Mapping[str, Tensor], loaded: Mapping[str, Tensor]

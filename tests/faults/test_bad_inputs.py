@@ -480,3 +480,22 @@ def test_two_ctrl_c_within_milliseconds(tmp_path, reference):
     assert "interrupted" in err and "run the same command again" in err
     store = run_study(load_study(path), out, report=False)
     assert metrics(store) == ref
+
+
+def test_resuming_a_run_with_a_corrupt_best_safetensors(tmp_path, capsys):
+    """`archlab train` resuming an interrupted run whose best.safetensors is damaged: one CheckpointError line."""
+    import yaml
+
+    cfg = tmp_path / "run.yaml"
+    study = _tiny_study()
+    cfg.write_text(yaml.safe_dump({"model": {"name": "mnist_cnn"}, "data": study["data"], "epochs": 1,
+                                   "batch_size": 20, "threads": 1, "checkpoint_every_steps": 2}))
+    run = tmp_path / "run"
+    code, err = _run(capsys, "train", "--config", cfg, "--out", run, "--quiet")
+    assert code == 0, err
+    (run / "result.json").unlink()  # looks interrupted after its last checkpoint
+    best = run / "best.safetensors"
+    best.write_bytes(best.read_bytes()[:64])
+    code, err = _run(capsys, "train", "--config", cfg, "--out", run, "--quiet")
+    assert code == 2 and f"checkpoint file {best} is corrupt or not a safetensors file" in _one_error(err), err
+    assert "--no-resume" in err
