@@ -280,7 +280,8 @@ def probe_memory_format(
     """Time a training step of ``build()`` in both memory formats, interleaved round by round.
 
     Used by ``bench/speed_rule.py`` to derive and check the channels_last rule, never by a run (a
-    timed choice could differ between two runs of one config).
+    timed choice could differ between two runs of one config). With one CPU thread it times this
+    process's CPU time (robust to other jobs on the machine), else the wall clock.
 
     Args:
         build: returns a fresh model (the same initial weights each call).
@@ -295,13 +296,15 @@ def probe_memory_format(
         A :class:`ProbeResult` (median seconds per step of each format).
     """
     device = torch.device(device)
+    # one CPU thread: this process's CPU time is the work, whatever else runs on the machine
+    clock = time.process_time if device.type == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((batch_size, *input_size), generator=g).to(device)
     y = torch.randint(0, num_classes, (batch_size,), generator=g).to(device)
     times: dict[bool, list[float]] = {False: [], True: []}
     for r in range(rounds):
         for cl in ((False, True) if r % 2 == 0 else (True, False)):  # alternate the order: no format always goes first
-            times[cl].append(time_train_steps(build(), x, y, steps=steps, warmup=warmup, channels_last=cl))
+            times[cl].append(time_train_steps(build(), x, y, steps=steps, warmup=warmup, channels_last=cl, clock=clock))
     model = build()
     share = conv_flop_share(model, input_size)
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}

@@ -11,7 +11,6 @@
 """
 
 import json
-import time
 
 import pytest
 import torch
@@ -122,13 +121,16 @@ class _SlowInFormat(nn.Module):
 
     def forward(self, x):
         is_cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if is_cl == self.slow_channels_last:
-            time.sleep(0.01)
+        if is_cl == self.slow_channels_last:  # real CPU work (the probe may time CPU time, which a sleep does not use)
+            w = torch.ones(256, 256)
+            for _ in range(6):
+                w = (w @ w).clamp_(max=1.0)
         return self.fc(self.conv(x).mean((2, 3)))
 
 
 @pytest.mark.parametrize("slow_channels_last", [True, False])
 def test_probe_picks_the_faster_format_when_one_is_made_slow(slow_channels_last):
+    torch.set_num_threads(1)
     p = probe_memory_format(lambda: _SlowInFormat(slow_channels_last), (2, 8, 8), batch_size=4, num_classes=3,
                             rounds=3, steps=3, warmup=1)
     assert p.faster == ("contiguous" if slow_channels_last else "channels_last")
