@@ -232,3 +232,17 @@ def test_every_train_option_has_help_text():
     cmd = dict((" ".join(p), c) for p, c in _all_commands())["train"]
     missing = [p.name for p in cmd.params if not (getattr(p, "help", None) or "").strip()]
     assert not missing, missing
+
+
+def test_cli_modules_do_not_import_the_entry_point():
+    """archlab/_cli/* take their consoles from _cli/console.py: no cli.py <-> _cli import circle."""
+    import ast
+    from pathlib import Path
+
+    import archlab._cli
+
+    for path in Path(archlab._cli.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            assert "archlab.cli" not in names, f"{path.name} imports archlab.cli"
