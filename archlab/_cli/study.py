@@ -132,6 +132,9 @@ def study_run_cmd(
             elif kind == "failed":
                 failed.append(key.label)
                 display.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
+            elif kind == "analysis_failed":  # retried by the next `study run`; the study goes on
+                display.print(f"[yellow]{key.label} analysis {info['analysis']} failed[/]: "
+                              f"{info['error'].splitlines()[0]}", highlight=False)
 
         try:
             store = run_study(

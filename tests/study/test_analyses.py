@@ -278,3 +278,49 @@ def test_rotation_invariant_conv_is_more_robust_to_rotation(tmp_path):
     # the plain net is near-perfect upright: robustness, not accuracy, is what differs
     plain_acc = np.mean([r["test"]["accuracy"] for r in rows if r["variant"] == "plain"])
     assert plain_acc > 0.9
+
+
+@pytest.mark.slow
+def test_gates_excitation_feature_reuse_and_generalization_gap(tmp_path):
+    """The per-family analyses on the models they apply to; the others are marked not applicable."""
+    study = Study.model_validate({
+        "name": "fam", "data": TINY, "train": {"epochs": 2, "batch_size": 15}, "seeds": [0, 1],
+        "model": {"name": "mini_vgg"}, "baseline": "plain",
+        "variants": {
+            "plain": {"model": {"kwargs": TINY_VGG["kwargs"]}},
+            "connected": {"model": {"name": "connected_net", "kwargs": {"fc_width": 16}}},
+            "se": {"model": {"name": "resnet18", "kwargs": {"se": True, "cifar_stem": True}}},
+            "dense": {"model": {"name": "densenet_bc", "kwargs": {"depth": 10, "growth_rate": 4}}},
+        },
+        "analyses": {"gates": {}, "excitation": {"images": 15}, "feature_reuse": {}, "generalization_gap": {}},
+    })
+    store = run_study(study, tmp_path, workers=1)
+    rows = store.rows()
+    assert all(r["status"] == "done" for r in rows), [r["error"] for r in rows]
+    data = load_analysis_data(store)
+    by = {(r["variant"], r["seed"]): r for r in rows}
+    for (variant, seed), r in by.items():
+        gg = r["analysis"]
+        assert gg["generalization_gap.gap"] == pytest.approx(gg["generalization_gap.train"] - r["test"]["accuracy"])
+        assert 0 <= gg["generalization_gap.train"] <= 1
+        gates, exc, reuse = (data[(r["id"], a)] for a in ("gates", "excitation", "feature_reuse"))
+        assert ("skipped" in gates) == (variant != "connected")
+        assert ("skipped" in exc) == (variant != "se")
+        assert ("skipped" in reuse) == (variant != "dense")
+    finals = []
+    for seed in (0, 1):
+        r = by[("connected", seed)]
+        g = data[(r["id"], "gates")]
+        assert all(len(t) == 2 for t in g["trajectory"].values())  # one entry per epoch
+        assert r["analysis"]["gates.mean_final"] == pytest.approx(np.mean(g["final"]))
+        finals.append(g["final"])
+        e = data[(by[("se", seed)]["id"], "excitation")]
+        assert e["classes"] == [0, 1, 2] and all(len(v) == 3 for v in e["blocks"].values())
+        assert all(0.0 <= x <= 1.0 for per in e["blocks"].values() for vec in per.values() for x in vec)
+        reuse = data[(by[("dense", seed)]["id"], "feature_reuse")]
+        assert len(reuse["blocks"]) == 3
+    md = (tmp_path / "report.md").read_text()
+    assert f"| synthetic16 | connected | 2 | {gate_consistency(finals):.3f} |" in md
+    assert "Not applicable to some runs" in md
+    for f in ("gates_synthetic16_connected.png", "excitation_synthetic16_se.png", "feature_reuse_synthetic16_dense.png"):
+        assert (tmp_path / f).is_file(), f
