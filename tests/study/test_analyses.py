@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -27,7 +26,6 @@ from archlab.study.analyses import (
     ensure_analysis_table,
     gate_consistency,
     load_analysis_data,
-    run_analysis_phase,
 )
 from archlab.study.config import Study
 from archlab.study.runner import run_study

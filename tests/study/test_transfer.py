@@ -12,9 +12,8 @@ from safetensors.torch import load_file, save_file
 import archlab
 from archlab.errors import CheckpointError, ConfigError, ConfigMismatch
 from archlab.pretrained import torchvision_state_dict
-from archlab.study.config import Study, load_study
+from archlab.study.config import RunKey, Study, load_study
 from archlab.study.runner import run_dir, run_study
-from archlab.study.config import RunKey
 from archlab.train.config import TrainConfig
 from archlab.train.engine import build_run_model, prepare_data
 from archlab.train.transfer import file_sha256, param_groups
