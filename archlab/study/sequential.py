@@ -20,10 +20,16 @@ sample and stopping when something looks significant inflates the error rate of 
   (:math:`\\operatorname{corr}(Z_j, Z_k) = \\sqrt{\\tau_j / \\tau_k}`), by the recursive numerical
   integration of Armitage et al. (1969) on a grid (:func:`spending_boundaries`). They depend only
   on the information observed so far, so a later look never changes an earlier decision.
-- **Unknown variance** (a handful of seeds): each boundary is carried to the t distribution with
-  ``n - 1`` degrees of freedom at equal nominal significance (Jennison & Turnbull, 2000, "Group
-  Sequential Methods with Applications to Clinical Trials", §3.8 and §11.4):
-  :math:`t_k = F^{-1}_{t, n_k - 1}(\\Phi(c_k))`.
+- **Unknown variance** (a handful of seeds): the spending is applied to the paired *t*
+  statistics themselves. Under no difference their joint law does not depend on the unknown
+  variance, so it is simulated once per design (200 000 paths, a fixed seed: a deterministic
+  function of the pair counts) and each boundary is the quantile that spends exactly
+  :math:`\\alpha(\\tau_k) - \\alpha(\\tau_{k-1})` among the paths still running
+  (:func:`calibrated_t_boundaries`). The textbook shortcut — carry each Z boundary to
+  :math:`t_{n_k-1}` at equal nominal significance (Jennison & Turnbull, 2000, "Group Sequential
+  Methods with Applications to Clinical Trials", §11.4) — keeps the marginal levels but not the
+  joint one: measured 5.46 % ± 0.16 % false "better/worse" at alpha = 5 % with 18 looks at 3..20
+  seeds. It is used only above 60 pairs, where the t is close to normal.
 - **Repeated confidence intervals** (Jennison & Turnbull, 1989, JRSS B 51:305–361): at look ``k``
   the interval :math:`\\bar d \\pm t_k\\, s_d / \\sqrt{n_k}`. These intervals hold the true mean
   difference at *all* looks simultaneously with probability :math:`\\ge 1 - \\alpha`, whatever the
@@ -74,6 +80,7 @@ __all__ = [
     "sequential_path",
     "sequential_decisions",
     "family_size",
+    "calibrated_t_boundaries",
 ]
 
 Verdict = Literal["better", "worse", "equivalent", "inconclusive"]
@@ -394,8 +401,68 @@ def _analysis_t_crits(
     """
     taus = [k / n_max for k in pairs]
     cum = [alpha if f else min(spending(t, alpha, spend), alpha) for t, f in zip(taus, finals)]
+    if pairs[-1] <= MC_MAX_PAIRS:
+        return calibrated_t_boundaries(pairs, cum)
     bounds = spending_boundaries(taus, cum)
     return tuple(t_boundary(z, k - 1) for z, k in zip(bounds, pairs))
+
+
+#: Up to this many pairs the t boundaries are calibrated on the joint null distribution of the t
+#: statistics (:func:`calibrated_t_boundaries`); above it (df >= 60) the equal-nominal-level
+#: conversion of the Z boundaries is accurate.
+MC_MAX_PAIRS = 60
+_MC_PATHS = 200_000
+_MC_SEED = 20231013  # fixed: the boundaries are a deterministic function of the design
+
+
+def calibrated_t_boundaries(pairs: Sequence[int], cum_alpha: Sequence[float], *, paths: int = _MC_PATHS,
+                            seed: int = _MC_SEED) -> tuple[float, ...]:
+    """Two-sided t boundaries that spend ``cum_alpha`` exactly on the joint null law of the t statistics.
+
+    Under no difference the vector of paired t statistics at ``pairs[0] < pairs[1] < ...`` pairs
+    does not depend on the unknown variance, so its joint law is simulated once (``paths``
+    standard-normal sequences, a fixed seed: deterministic) and each boundary is the quantile of
+    ``|t_k|`` among the paths that crossed no earlier boundary, chosen so that
+    :math:`P(\\text{first crossing at } k) = \\alpha(\\tau_k) - \\alpha(\\tau_{k-1})`. Converting the
+    Z boundaries at equal nominal level instead (Jennison & Turnbull, 2000, §11.4) keeps each look's
+    marginal level but not the joint one: with 18 looks at 3..20 seeds it rejected 5.46 % ± 0.16 %
+    at alpha = 5 %. Monte-Carlo error of the spent alpha: about :math:`\\sqrt{\\alpha/\\text{paths}}`.
+
+    Returns:
+        One boundary per analysis (``inf`` where less than one path's worth may be spent).
+    """
+    pairs = [int(k) for k in pairs]
+    if not pairs or pairs[0] < 2 or any(b <= a for a, b in zip(pairs, pairs[1:])):
+        raise ConfigError(f"analyses need increasing pair counts of at least 2, got {pairs}")
+    rng = np.random.default_rng(seed)
+    total = np.zeros(paths)  # running sum and sum of squares of the null differences, (M,)
+    total_sq = np.zeros(paths)
+    alive = np.ones(paths, dtype=bool)
+    out = []
+    prev = 0.0
+    done = 0
+    for k, c_alpha in zip(pairs, cum_alpha):
+        while done < k:  # one seed at a time: memory O(paths), not O(paths * seeds)
+            x = rng.standard_normal(paths)
+            total += x
+            total_sq += x * x
+            done += 1
+        mean = total / k
+        var = (total_sq - k * mean * mean) / (k - 1)
+        t = np.abs(mean) / np.sqrt(var / k)  # (M,)
+        inc = max(0.0, float(c_alpha) - prev)
+        prev = float(c_alpha)
+        m = int(math.floor(inc * paths + 1e-9))  # paths allowed to cross here
+        cand = np.sort(t[alive])[::-1]
+        if m < 1 or cand.size == 0:
+            out.append(math.inf)
+            continue
+        m = min(m, cand.size)
+        # the boundary sits between the m-th and (m+1)-th largest |t| of the paths still running
+        c = float(cand[m - 1]) if m == cand.size else float(0.5 * (cand[m - 1] + cand[m]))
+        out.append(c)
+        alive &= t < c
+    return tuple(out)
 
 
 def _value(row: Mapping[str, Any], metric: str) -> float | None:

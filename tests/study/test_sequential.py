@@ -196,3 +196,26 @@ def test_decisions_bad_input():
         sequential_decisions([], baseline="a", metric="accuracy", margin=-1, alpha=0.05, looks=[3])
     with pytest.raises(ConfigError, match="looks"):
         sequential_path({}, [], 0, looks=[5, 3], margin=None, alpha=0.05)
+
+
+def test_calibrated_t_boundaries_single_look_is_the_t_quantile():
+    from archlab.study.sequential import calibrated_t_boundaries
+
+    for n in (3, 5, 12):
+        (c,) = calibrated_t_boundaries([n], [0.05])
+        assert c == pytest.approx(sps.t.isf(0.025, n - 1), rel=0.015)
+
+
+def test_calibrated_t_boundaries_spend_alpha_on_fresh_paths():
+    """Independent null paths cross the calibrated boundaries with total probability alpha."""
+    from archlab.study.sequential import calibrated_t_boundaries
+
+    pairs = [3, 4, 6, 9]
+    cum = [spending(k / 9, 0.05) for k in pairs[:-1]] + [0.05]
+    c = np.array(calibrated_t_boundaries(pairs, cum))
+    x = np.random.default_rng(7).standard_normal((100_000, 9))
+    t = np.stack([np.abs(sps.ttest_1samp(x[:, :k], 0, axis=1).statistic) for k in pairs], axis=1)
+    rate = (t >= c).any(axis=1).mean()
+    assert rate == pytest.approx(0.05, abs=3 * math.sqrt(0.05 * 0.95 / 100_000) + 0.0015)
+    with pytest.raises(ConfigError, match="increasing"):
+        calibrated_t_boundaries([3, 3], [0.01, 0.05])
