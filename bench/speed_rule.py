@@ -6,7 +6,8 @@ depends only on its config. This benchmark times one training step (fwd + bwd + 
 batch) of each model in both formats with :func:`archlab.train.speed.probe_memory_format`
 (interleaved rounds, alternating which format goes first) and reports, per model, the conv FLOP
 share, the rule's choice, the measured speed-up and whether the rule picked the faster format
-(``agrees``; a model where the two formats are within 5 % counts as agreeing either way).
+(``agrees``; a model where the two formats are within 5 % counts as agreeing either way). With one
+thread the probe times this process's CPU time, so other jobs on the machine do not decide it.
 
 Models: the registry's conv nets at their usual input sizes (seed-002 mini-VGG variants included)
 plus ``mnist_cnn`` with the NCP head (a model whose FLOPs are mostly not convolutions).
@@ -41,6 +42,7 @@ CASES: dict[str, tuple[str, int, int, int, dict[str, Any]]] = {
     "mini_vgg_8_rot_4": ("mini_vgg", 3, 32, 32, {"kwargs": {"rot_convs": 4, "rotations": 8}}),
     "connected_net": ("connected_net", 3, 32, 32, {}),
     "resnet18_cifar": ("resnet18", 3, 32, 16, {"kwargs": {"cifar_stem": True}}),
+    "crnet": ("crnet", 1, 28, 64, {}),
 }
 TINY = ("mnist_cnn", "mini_vgg")
 AGREE_WITHIN = 0.05  # formats this close are a tie: either choice is right

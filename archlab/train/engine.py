@@ -69,7 +69,7 @@ from archlab.train.segmentation import (
     is_segmentation,
     segmentation_correct,
 )
-from archlab.train.speed import needs_resolving, resolve_speed_options, speed_provenance
+from archlab.train.speed import enable_compile_cache, needs_resolving, resolve_speed_options, speed_provenance
 from archlab.train.tensorboard import open_tensorboard
 from archlab.train.transfer import param_groups, transfer_provenance
 
@@ -352,6 +352,8 @@ def train(
     # float16 needs loss scaling; bfloat16 has float32's range, and the scaler's inf check syncs every step
     scaler = torch.amp.GradScaler("cuda") if amp and not torch.cuda.is_bf16_supported() else None
     spec = metric_spec(config.monitor)
+    if config.compile:
+        enable_compile_cache()  # compiled graphs persist across runs (~/.cache/archlab/inductor)
     step_fn = torch.compile(model) if config.compile else model
 
     state: dict[str, Any] = {

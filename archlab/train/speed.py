@@ -39,6 +39,7 @@ resolved config, results stay exactly reproducible on CPU.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -55,6 +56,7 @@ __all__ = [
     "CONV_SHARE_CHANNELS_LAST",
     "ProbeResult",
     "conv_flop_share",
+    "enable_compile_cache",
     "probe_memory_format",
     "needs_resolving",
     "resolve_speed_options",
@@ -156,12 +158,25 @@ def channels_last_rule(config, splits=None) -> bool:
     return share >= CONV_SHARE_CHANNELS_LAST
 
 
+def enable_compile_cache() -> str:
+    """Point torch.compile's on-disk caches at ``~/.cache/archlab/inductor`` (unless already set).
+
+    Inductor's FX-graph and kernel caches then survive the process and the machine's /tmp cleaning,
+    so the second run of the same model skips most of the compile time. Returns the folder.
+    """
+    default = os.path.join(os.path.expanduser("~"), ".cache", "archlab", "inductor")
+    folder = os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", default)
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
 def speed_provenance(config, device: torch.device) -> dict[str, Any]:
     """What the run actually used for speed (for the result's provenance)."""
     amp = bool(config.amp) and device.type == "cuda"
     info: dict[str, Any] = {
         "channels_last": bool(config.channels_last),
         "compile": bool(config.compile),
+        **({"compile_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR")} if config.compile else {}),
         "amp": amp,
         "cudnn_benchmark": bool(device.type == "cuda" and torch.backends.cudnn.benchmark),
     }

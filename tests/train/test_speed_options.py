@@ -146,3 +146,14 @@ def test_probe_picks_channels_last_for_mini_vgg_on_cpu():
     torch.set_num_threads(1)
     p = probe_memory_format(build, (3, 32, 32), batch_size=64, rounds=3, steps=2, warmup=1)
     assert p.faster == "channels_last" and p.rule_choice is True, p.to_dict()
+
+
+def test_compile_cache_folder_is_persistent(tmp_path, monkeypatch):
+    from archlab.train.speed import enable_compile_cache
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = enable_compile_cache()
+    assert folder == str(tmp_path / ".cache" / "archlab" / "inductor") and (tmp_path / ".cache" / "archlab" / "inductor").is_dir()
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert enable_compile_cache() == str(tmp_path / "mine")  # a user's own setting wins
