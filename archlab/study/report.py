@@ -497,9 +497,14 @@ def _analyse(
             for k, n in vs.status_counts.items():
                 counts[k] = counts.get(k, 0) + n
             failures += [(vs.variant, s, why) for s, why in vs.failures]
+        by_note: dict[str, list[str]] = {}  # a note shared by several variants is said once
         for m in metrics:
-            notes += [f"{vs.variant}: {n}" for vs in tables[m] for n in vs.notes]
-        notes = list(dict.fromkeys(notes))
+            for vs in tables[m]:
+                for n in vs.notes:
+                    names = by_note.setdefault(n, [])
+                    if vs.variant not in names:
+                        names.append(vs.variant)
+        notes = [f"{', '.join(names)}: {n}" for n, names in by_note.items()]
         figures = _figures(runs, ds, tables, metrics) if with_figures else []
         datasets.append(_Dataset(ds, tables, counts, failures, notes, figures, _split_sizes(runs, ds)))
     aggregates: list[VariantAggregate] = []
