@@ -47,6 +47,7 @@ from matplotlib.ticker import MaxNLocator
 from archlab import __version__
 from archlab.errors import ConfigError, OutputWriteError
 from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variants
+from archlab.study.config import DEFAULT_MARGINS  # the one source of the default margins (and their reason)
 from archlab.study.sequential import plan_looks
 from archlab.study.stats import RATE_METRICS, VariantStats, compare_variants, format_diff, format_p
 from archlab.train.metrics import metric_mode
@@ -58,12 +59,6 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 
 _DASH = "—"
-
-#: Equivalence margins per metric when the study sets none (absolute, in the metric's unit). 1 pp
-#: of accuracy/F1/Dice: the seed documents report results to 0.1–1 pp and call differences below
-#: 1 pp "comparable"; a smaller margin needs many more seeds (the seeds needed grow as 1/m²). A
-#: loss has no natural unit, so no default: it is never called equivalent unless a margin is set.
-DEFAULT_MARGINS: dict[str, float] = {"accuracy": 0.01, "f1_macro": 0.01, "dice": 0.01}
 
 #: Below this many test images the report warns: one image moves accuracy by more than 0.5 pp.
 SMALL_TEST_SET = 200
