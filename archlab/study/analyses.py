@@ -18,7 +18,9 @@ Each (run, analysis) result is written in one transaction: its scalar numbers as
 rows with ``split = 'analysis'`` and key ``<analysis>.<metric>``, and its curves as JSON in
 ``analysis_data(run_id, analysis, data)``. The ``analysis_data`` row marks the result as done, so a
 phase killed at any point (kill -9 included) resumes with the missing results only and stores
-each result exactly once. A run an analysis does not apply to (rotation of a segmentation model,
+each result exactly once. Each result records the options it was computed with; changing an
+analysis's options in the study file recomputes (and replaces) its results on the next run, so
+all runs' numbers of one analysis always come from the same options. A run an analysis does not apply to (rotation of a segmentation model,
 gates of a model without gated connections) gets a ``{"skipped": reason}`` row and no numbers.
 
 Every per-run number is compared across variants like accuracy: :func:`archlab.study.stats.compare_variants`
@@ -158,16 +160,26 @@ def ensure_analysis_table(store: Any) -> None:
         c.execute(_TABLE)
 
 
-def _done(store: Any) -> set[tuple[int, str]]:
-    return {(int(r), str(a)) for r, a in store.conn.execute("SELECT run_id, analysis FROM analysis_data")}
+def _done(store: Any) -> dict[tuple[int, str], Any]:
+    """``{(run_id, analysis): the options it was computed with}`` of every stored result."""
+    out = {}
+    for r, a, d in store.conn.execute("SELECT run_id, analysis, data FROM analysis_data"):
+        out[(int(r), str(a))] = json.loads(d).get("options")
+    return out
 
 
 def _record(store: Any, run_id: int, analysis: str, metrics: Mapping[str, float], data: Mapping[str, Any]) -> None:
-    """One transaction: the numbers, the curves and the done mark of one (run, analysis)."""
+    """One transaction: the numbers, the curves and the done mark of one (run, analysis).
+
+    A result computed with other options is replaced (its numbers and curves) in the same
+    transaction, so a run never holds numbers of two option sets.
+    """
     blob = json.dumps(data, sort_keys=True, allow_nan=False)
     with store.tx() as c:
-        c.execute("DELETE FROM final_metrics WHERE run_id = ? AND split = 'analysis' AND key LIKE ?",
-                  (run_id, f"{analysis}.%"))
+        c.execute("DELETE FROM analysis_data WHERE run_id = ? AND analysis = ?", (run_id, analysis))
+        prefix = f"{analysis}."
+        c.execute("DELETE FROM final_metrics WHERE run_id = ? AND split = 'analysis' AND substr(key, 1, ?) = ?",
+                  (run_id, len(prefix), prefix))
         c.executemany(
             "INSERT INTO final_metrics(run_id, split, key, value) VALUES (?, 'analysis', ?, ?)",
             [(run_id, f"{analysis}.{k}", float(v)) for k, v in metrics.items()],
@@ -499,8 +511,9 @@ def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable |
     for (ds, var, seed), run in runs.items():
         key = RunKey(dataset=ds, variant=var, seed=seed)
         for name, opts in analyses.items():
-            if (run.row["id"], name) in done:
-                continue
+            opts_json = json.loads(json.dumps(opts))
+            if (run.row["id"], name) in done and done[(run.row["id"], name)] == opts_json:
+                continue  # computed with these options: stored once, never again
             try:
                 metrics, data = _FUNCS[name](run, opts, ctx)
             except _Skip as why:
@@ -522,7 +535,7 @@ def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable |
                 counts["failed"] += 1
                 emit("analysis_failed", key, {"analysis": name, "error": f"non-finite {bad}"})
                 continue
-            _record(store, run.row["id"], name, metrics, data)
+            _record(store, run.row["id"], name, metrics, {**data, "options": opts_json})
             if "skipped" not in data:
                 counts["stored"] += 1
             emit("analysis", key, {"analysis": name, "metrics": metrics})

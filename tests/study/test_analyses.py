@@ -46,7 +46,7 @@ def tiny_study(analyses, **over) -> Study:
         "name": "an",
         "data": TINY,
         "model": TINY_VGG,
-        "train": {"epochs": 2, "batch_size": 15},
+        "train": {"epochs": 1, "batch_size": 15},
         "seeds": [0, 1],
         "baseline": "plain",
         "variants": {"plain": {}, "rot4": {"model": {"kwargs": {"rot_convs": 4, "rotations": 4}}}},
@@ -56,6 +56,7 @@ def tiny_study(analyses, **over) -> Study:
     return Study.model_validate(raw)
 
 
+@pytest.mark.slow  # three study runs (train, re-run, changed options): ~11 s on a busy 2-core machine
 def test_smoke_study_with_analyses(tmp_path):
     """The issue's smoke study: rotation, transplant, convergence, efficiency on every run."""
     study = tiny_study(["rotation", "transplant", "convergence", "efficiency"])
@@ -97,6 +98,17 @@ def test_smoke_study_with_analyses(tmp_path):
     events.clear()
     run_study(study, tmp_path, workers=1, on_event=lambda k, key, info: events.append((k, info)))
     assert not [e for e in events if e[0].startswith("analysis")]
+    # changed options: that analysis is recomputed on every run (replaced, never mixed), the others kept
+    events.clear()
+    changed = tiny_study({"rotation": {"step": 90}, "transplant": {}, "convergence": {}, "efficiency": {}})
+    store = run_study(changed, tmp_path, workers=1, report=False,
+                      on_event=lambda k, key, info: events.append((k, info)))
+    assert [i["analysis"] for k, i in events if k == "analysis"] == ["rotation"] * 4
+    data = load_analysis_data(store)
+    assert len(data) == 16 and data[(rows[0]["id"], "rotation")]["angles"] == [0.0, 90.0, 180.0, 270.0]
+    assert data[(rows[0]["id"], "rotation")]["options"] == {"images": 200, "step": 90, "batch_size": 512}
+    n = store.conn.execute("SELECT COUNT(*) FROM final_metrics WHERE split = 'analysis' AND key LIKE 'rotation.%'")
+    assert n.fetchone()[0] == 4 * 2
 
 
 def test_analysis_options_are_checked_before_training(tmp_path):
