@@ -37,6 +37,7 @@ def make_run(variant, seed, acc=0.9, *, dataset="digits", status="done", error=N
             "test": metrics, "val": metrics, "best_epoch": epochs, "history": history,
             "test_predictions": preds.tolist(), "test_targets": targets.tolist(),
             "config": {"epochs": epochs, "batch_size": 32, "optim": {"name": "adam", "lr": 0.001},
+                       "data": {"name": "image_folder", "root": "data/clinic_a", "options": {"image_size": 28}},
                        "scheduler": {"name": "cosine_restarts", "kwargs": {"period": 10}},
                        "monitor": "accuracy", "threads": 1},
             "provenance": {"cpu": "x86_64", "cpu_count": 2, "threads": 1, "device": "cpu",
@@ -123,6 +124,7 @@ def test_answer_comes_first_then_context_then_tables(report):
     assert md.index("## Answer") < md.index("## Context") < md.index("## Dataset: digits") < md.index("## Methods")
     assert "**Warning:** small test set on digits: 60 images" in md
     assert "- Split sizes (digits): train 1,200, val 140, test 60 images" in md
+    assert "- Dataset digits: image_folder from data/clinic_a (image_size=28)" in md
     assert ("- Training (linear): 4 epochs, batch size 32, optimizer adam (lr 0.001), schedule "
             "cosine_restarts (period=10), best epoch by validation accuracy, 1 thread per run") in md
     assert "- Hardware and software: CPU x86_64 (2 cores), device cpu, torch threads 1" in md
