@@ -157,3 +157,19 @@ def test_compile_cache_folder_is_persistent(tmp_path, monkeypatch):
     assert folder == str(tmp_path / ".cache" / "archlab" / "inductor") and (tmp_path / ".cache" / "archlab" / "inductor").is_dir()
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     assert enable_compile_cache() == str(tmp_path / "mine")  # a user's own setting wins
+
+
+def test_rule_exception_rotation_conv_reading_the_image():
+    """8-rotation rotation-invariant first conv: contiguous (measured 0.93x in channels_last); deeper: channels_last."""
+    from archlab.train.speed import channels_last_for
+
+    def vgg(**kw):
+        return create_model("mini_vgg", num_classes=10, in_chans=3, input_size=(32, 32), **kw)
+
+    assert channels_last_for(vgg(), (3, 32, 32)) is True
+    assert channels_last_for(vgg(rot_convs=4, rotations=8), (3, 32, 32)) is False
+    assert channels_last_for(vgg(rot_convs=3, rotations=8), (3, 32, 32)) is True
+    assert channels_last_for(vgg(rot_convs=4, rotations=4), (3, 32, 32)) is True
+    cfg = _cfg(data={"name": "synthetic", "options": {"num_samples": 60, "image_size": 32, "channels": 3, "num_classes": 3}},
+               model={"name": "mini_vgg", "kwargs": {"rot_convs": 4, "rotations": 8}})
+    assert resolve_speed_options(cfg).channels_last is False
