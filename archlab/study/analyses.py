@@ -247,13 +247,17 @@ def _load_model(config: Any, folder: Path, weights_from: Path | None = None):
         model.load_state_dict(load_file(str(path)), strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit the model of {folder}: {str(exc).splitlines()[0]}") from None
-    model.eval()
+    from archlab.train.engine import resolve_device
+
+    model.to(resolve_device(config.device)).eval()  # rotations, twins and excitations run there too
     d = config.data
     norm = None
     if d.normalize == "dataset":
         norm = Normalize(*dataset_stats(splits.train))
     elif d.normalize != "none":
         norm = Normalize(*d.normalize)
+    if norm is not None:
+        norm = norm.to(next(model.parameters()).device)
     return model, config, splits, norm
 
 
@@ -372,7 +376,7 @@ def _a_convergence(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
 
 def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     from archlab.data import Splits
-    from archlab.train.engine import _loaders, evaluate, resolve_device
+    from archlab.train.engine import _loaders, evaluate
     from archlab.train.losses import build_loss
     from archlab.train.segmentation import build_segmentation_loss
 
@@ -382,8 +386,7 @@ def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, d
     test_value = (run.row.get("test") or {}).get(metric)
     if test_value is None:
         raise _Skip(f"the run has no test {metric}")
-    device = resolve_device(config.device)
-    model.to(device)
+    device = next(model.parameters()).device
     # The training split evaluated like the test split: eval mode, eval transform, the same
     # normalisation (the train split stands in the validation slot of the loaders).
     as_eval = Splits(train=splits.train, val=splits.train, test=splits.test)
@@ -391,7 +394,6 @@ def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, d
     loss_fn = (build_segmentation_loss(config.loss, **config.loss_kwargs) if seg
                else build_loss(config.loss, num_classes=splits.train.num_classes, **config.loss_kwargs))
     train_metrics, _, _ = evaluate(model, train_eval, loss_fn, splits.train.num_classes)
-    model.cpu()
     tr = float(train_metrics[metric])
     return {"gap": tr - float(test_value), "train": tr}, {"metric": metric, "train": train_metrics,
                                                           "test": run.row.get("test")}
