@@ -49,8 +49,7 @@ from archlab.errors import ConfigError, OutputWriteError
 from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variants
 from archlab.study.config import DEFAULT_MARGINS  # the one source of the default margins (and their reason)
 from archlab.study.sequential import plan_looks
-from archlab.study.stats import RATE_METRICS, VariantStats, compare_variants, format_diff, format_p
-from archlab.train.metrics import metric_mode
+from archlab.study.stats import VariantStats, compare_variants, format_diff, format_p, metric_direction
 
 __all__ = ["write_report", "markdown_table", "ReportSettings", "REPORT_MD", "REPORT_HTML",
            "DEFAULT_MARGINS", "SMALL_TEST_SET"]
@@ -70,7 +69,7 @@ _CURVE_BAND = "±1 std band over seeds"
 
 
 def _is_percent(metric: str) -> bool:
-    return metric in RATE_METRICS  # accuracy, f1_macro, dice are fractions in [0, 1]
+    return metric_direction(metric)[1]  # accuracy, f1_macro, dice (and rate analyses) are fractions
 
 
 def _fmt_value(v: float | None, metric: str) -> str:
@@ -242,11 +241,11 @@ class ReportSettings:
         if not 0.0 < float(self.alpha) < 1.0:
             raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05; got {self.alpha!r}")
         for m, v in self.margins.items():
-            metric_mode(m)
+            metric_direction(m)  # a test metric or an analysis number (rotation.mean_prob)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
                 raise ConfigError(f"margins.{m} must be a positive number, got {v!r}")
         if self.primary_metric is not None:
-            metric_mode(self.primary_metric)
+            metric_direction(self.primary_metric)
         if self.seeds_plan is not None:
             self.looks()  # validates min/max/step
 
@@ -325,7 +324,7 @@ def _validate(metrics: Sequence[str], alpha: float) -> tuple[str, ...]:
     if not metrics:
         raise ConfigError("the report needs at least one metric, e.g. metrics=('accuracy',)")
     for m in metrics:
-        metric_mode(m)  # raises UnknownNameError with the known metrics
+        metric_direction(m)  # raises UnknownNameError with the known metrics
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05; got {alpha!r}")
     return metrics
@@ -509,7 +508,7 @@ def _analyse(
         for vs in per_metric[primary]:
             values.setdefault(vs.variant, {})[vs.dataset] = list(vs.values.values())
         aggregates, ranking = aggregate_variants(
-            values, baseline, higher_is_better=metric_mode(primary) == "max", alpha=settings.alpha)
+            values, baseline, higher_is_better=metric_direction(primary)[0], alpha=settings.alpha)
     context, warnings = _context(runs, baseline, settings, datasets)
     return _Analysis(metrics, primary, family, settings, datasets, aggregates, ranking, context, warnings)
 
