@@ -130,9 +130,11 @@ class StudyProgress:
         self.progress.console.print(*args, **kwargs)
 
     def on_event(self, kind: str, key: Any, info: dict[str, Any]) -> None:
-        """The runner's callback: ``skip | start | done | failed``."""
+        """The runner's callback: ``skip | start | done | failed | round``."""
         with self._lock:
-            if kind == "start":
+            if kind == "round":  # adaptive seeds: decided comparisons take no more seeds
+                self.total = min(self.total, int(info.get("max_runs", self.total)))
+            elif kind == "start":
                 task = self.progress.add_task(f"  {key.label}", total=1.0, detail="starting")
                 self.in_flight[key] = (task, time.monotonic())
                 self.fractions[key] = 0.0
@@ -162,7 +164,7 @@ class StudyProgress:
         detail = f"{self.completed}/{self.total} runs{running}  ETA {format_eta(self.eta())}"
         if self.completed >= self.total:
             detail = f"{self.completed}/{self.total} runs  writing the report"
-        self.progress.update(self.overall, completed=self.completed, detail=detail)
+        self.progress.update(self.overall, total=self.total, completed=self.completed, detail=detail)
 
     def refresh_runs(self) -> None:
         """Read the progress file of every run in flight and update its bar (the poller calls it)."""

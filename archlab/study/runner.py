@@ -386,14 +386,18 @@ def _rounds(study: Study, store: StudyStore, emit: Event):
     metric = study.decisive_metric()
     undecided = {(k.dataset, k.variant) for k in grid if k.variant != study.baseline}
     undecided_all = set(undecided)  # the comparisons that share the study's alpha
+    given: set[RunKey] = set()  # each cell is handed out once per invocation
+
+    def wanted(k: RunKey, n: int) -> bool:
+        active = {d for d, _ in undecided}
+        return k.seed < n and ((k.dataset, k.variant) in undecided or (k.variant == study.baseline and k.dataset in active))
+
     for r, n in enumerate(looks):
-        active_sets = {d for d, _ in undecided}
-        keys = [
-            k for k in grid
-            if k.seed < n
-            and ((k.dataset, k.variant) in undecided or (k.variant == study.baseline and k.dataset in active_sets))
-        ]
-        emit("round", None, {"round": r + 1, "seeds": n, "comparisons": len(undecided)})
+        keys = [k for k in grid if k not in given and wanted(k, n)]
+        given.update(keys)
+        # at most this many cells in all: those handed out, plus what the undecided could still take
+        most = len(given) + sum(1 for k in grid if k not in given and wanted(k, looks[-1]))
+        emit("round", None, {"round": r + 1, "seeds": n, "comparisons": len(undecided), "max_runs": most})
         yield keys
         decisions = sequential_decisions(
             store.rows(with_history=False, with_predictions=False), baseline=study.baseline, metric=metric,
