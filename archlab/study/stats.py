@@ -1091,7 +1091,9 @@ def compare_variants(
                 answer = f"{var}: inconclusive vs {baseline} {on}"
                 if mdd is not None:
                     answer += f" (detectable ≥ {_fmt_abs(mdd, percent)})"
-            if decision is not None:
+            if decision is not None and decision.look == 0:  # no complete look yet
+                text = f"inconclusive: {decision.reason}"
+            elif decision is not None:
                 text += f" — {decision.reason}"
             if lost:
                 answer += f", lost seed{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))}"

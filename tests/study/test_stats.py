@@ -488,6 +488,10 @@ def test_adaptive_primary_uses_the_sequential_decision():
         assert stats[v].paired_seeds == tuple(range(dec[("digits", v)].look))
     assert stats["twin"].paired_seeds == (0, 1, 2)  # decided at the first look
     assert "group-sequential" in stats["bad"].ci_label
+    early = [r for r in runs if r["seed"] < 2] + [run("base", 2, status="running")]
+    waiting = by_variant(compare_variants(early, baseline="base", margin=0.01, looks=looks))["bad"]
+    assert waiting.outcome == "inconclusive" and waiting.verdict == (
+        "inconclusive: waiting for the first look (3 seeds finished on both sides)")
 
 
 def test_compare_variants_bad_input():
