@@ -213,9 +213,26 @@ def _generic(name: str, d: dict[str, Any]) -> list[str]:
     return out
 
 
+def _audit_calibration(d: dict[str, Any]) -> list[str]:
+    """Audit precision/recall on real images with planted near-copies (bench/_audit_calibration.py)."""
+    out, t = [], d["target"]
+    for name, s in d["sets"].items():
+        r, seed = s["settings"]["archlab_default"], s["settings"]["seed_histogram_hash"]
+        worst = min(r["per_transformation"].items(), key=lambda kv: kv[1]["recall"])
+        out.append(
+            f"| Audit on {name} ({s['natural_images']} distinct images + {r['planted']} planted near-copies, "
+            f"{len(r['per_transformation'])} kinds): precision / recall at the defaults | {r['precision']:.3f} / "
+            f"{r['recall']:.3f} ({r['false_natural_pairs']} distinct pairs flagged) | seed's hash alone "
+            f"{seed['precision']:.3f} / {seed['recall']:.3f} | lowest recall: {worst[0]} {worst[1]['recall']:.2f} | "
+            f">= {t['precision']} / >= {t['recall']} | {_yes(r['precision'] >= t['precision'] and r['recall'] >= t['recall'])} "
+            f"| {_hw(d)} |"
+        )
+    return out
+
+
 KNOWN = {
     "ltc": _ltc, "rotation_conv": _rotation_conv, "engine": _engine, "study": _study, "efficiency": _efficiency,
-    "seed002_study": _seed002_study, "speed_rule": _speed_rule, "gpu": _gpu,
+    "seed002_study": _seed002_study, "speed_rule": _speed_rule, "audit_calibration": _audit_calibration, "gpu": _gpu,
 }  # fmt: skip
 
 
@@ -227,6 +244,7 @@ def rows(results: Path = RESULTS) -> list[str]:
     for path in sorted(files, key=lambda p: (order.get(p.stem, len(order)), p.stem)):
         d = json.loads(path.read_text())
         kind = path.stem.split("_1thread")[0]  # engine_1thread.json: the engine run with --threads 1
+        kind = "seed002_study" if kind.startswith("seed002_study") else kind  # seed002_study_10classes.json
         out += KNOWN.get(kind, lambda d, n=path.stem: _generic(n, d))(d)
     return out
 
@@ -251,7 +269,8 @@ def notes(results: Path = RESULTS) -> list[str]:
                              for k, c in d["cases"].items())
             out.append(
                 f"- **Engine efficiency** (`bench/efficiency.py`, {d['threads']} thread(s), {d['repeats']} rounds, "
-                f"{_load_avg(d)}): the engine's training rate over the pure-compute limit of the same model and "
+                f"{_load_avg(d)}, {'CPU time' if next(iter(d['cases'].values())).get('efficiency_measure') == 'cpu_time' else 'wall clock'}): "
+                "the engine's training rate over the pure-compute limit of the same model and "
                 f"memory format (fwd + bwd + optimizer on one resident batch) — {effs}; target >= 0.95. "
                 "Validation and the final test are not counted as training; no augmentation (it is work the "
                 "limit does not do)."
@@ -267,18 +286,25 @@ def notes(results: Path = RESULTS) -> list[str]:
             + (f"The rule picks the slower format for {', '.join(dis)}." if dis else "The rule picks the faster format "
                f"(or a tie within {d['tie_within']:.0%}) for every model measured.")
         )
-    d = _load(results, "seed002_study")
-    if d:
+    for path in sorted(results.glob("seed002_study*.json")):
+        if path.name.endswith(".tiny.json"):
+            continue
+        d = json.loads(path.read_text())
         base = [k for k in d["timing"] if k.startswith("main")][0]
         diff = d["max_diff_vs_main"]["now"]
+        classes = d["study"]["data"]["options"]["num_classes"]
         out.append(
-            f"- **A seed-002 study end to end** (`bench/seed002_study.py`, {d['runs']} runs, {_load_avg(d)}): "
+            f"- **A seed-002 study end to end** (`bench/seed002_study.py`, {d['runs']} runs, {classes} classes, "
+            f"{d['repeats']} round(s), {_load_avg(d)}): "
             f"{d['timing']['now']['median_s']:.1f} s with this checkout's defaults vs {d['timing'][base]['median_s']:.1f} s "
-            f"with main at {d['baseline']['commit'] or 'an emulated baseline'} ({d['speedup']:.2f}x; the memory format alone "
-            f"{d['speedup_memory_format_only']:.2f}x, the rest is the runner's schedule). Per-run test metrics differ "
+            f"with main at {d['baseline']['commit'] or 'an emulated baseline'} ({d['speedup']:.2f}x; this checkout with channels_last on vs off: "
+            f"{d['speedup_memory_format_only']:.2f}x). Per-run test metrics differ "
             f"from main's by float rounding only: at most {diff['max_abs_test_accuracy']:.3f} accuracy and "
             f"{diff['max_rel_test_loss']:.1%} loss (tolerance {d['tolerance']['test_accuracy_abs']:.3f} / "
-            f"{d['tolerance']['test_loss_rel']:.0%})."
+            f"{d['tolerance']['test_loss_rel']:.0%}: {'within' if d['metrics_within_tolerance'] else 'NOT within'}). "
+            + ("With other jobs loading the machine, one process with 2 threads (main's default) stalls far more "
+               "than single-threaded workers, so this ratio overstates the gain on an idle machine."
+               if d["hardware"].get("load_average_1_5_15min") and d["hardware"]["load_average_1_5_15min"][0] > 3 else "")
         )
     for name in ("engine", "engine_1thread"):
         d = _load(results, name)
@@ -319,6 +345,40 @@ def notes(results: Path = RESULTS) -> list[str]:
             f"- **Rotation-invariant conv vs one plain conv with 8x the outputs** (`bench/rotation_conv.py`, "
             f"{_load_avg(d)}): {r:.2f}x the time (medians), {spread_txt}: {verdict}."
         )
+    d = _load(results, "audit_calibration")
+    if d:
+        parts = []
+        for name, s in d["sets"].items():
+            r = s["settings"]["archlab_default"]
+            kinds = ", ".join(f"{k} {v['recall']:.2f}" for k, v in r["per_transformation"].items())
+            flagged = r["natural_pairs_flagged"]
+            near = (" — all between digits of the same class" if flagged and all(
+                isinstance(f, dict) and f["label_a"] == f["label_b"] for f in flagged) else "")
+            parts.append(f"{name}: precision {r['precision']:.3f}, recall {r['recall']:.3f} (per kind: {kinds}); "
+                         f"{r['false_natural_pairs']} pairs of distinct natural images flagged{near}; "
+                         f"{r['candidates']:,} candidate pairs verified in {r['seconds']:.0f} s")
+        seed = d["pooled"]["seed_histogram_hash"]
+        out.append(
+            f"- **Audit correctness** (`bench/audit.py` -> `audit_calibration.json`, {_load_avg(d)}; descriptor "
+            f"threshold {d['defaults']['threshold']}, min_similarity {d['defaults']['min_similarity']}): "
+            + "; ".join(parts) + f". The seed's histogram hash alone at {d['defaults']['seed_histogram_threshold']}: "
+            f"precision {seed['precision']:.3f}, recall {seed['recall']:.3f} (it misses shifts, crops and "
+            "brightness/contrast changes)."
+        )
+    d = _load(results, "audit")
+    if d:
+        imp = d.get("implementation_gain_on_subsample")
+        if imp:
+            out.append(
+                f"- **Audit speed** (`bench/audit.py`, seed's hash, {d['images']:,} synthetic images, {_load_avg(d)}): "
+                f"{d['archlab_seconds']['median']:.1f} s for hashing, search and classification "
+                f"({d['planted_pairs'] - d['planted_missed']}/{d['planted_pairs']} planted pairs found). Gains "
+                f"apart: pruning (same implementation, all images) {d['pruning_full']['gain']:.1f}x; implementation "
+                f"(unpruned search vs the reference, on a {d['subsample']:,}-image subsample holding "
+                f"{d['subsample_check']['planted_pairs_inside']} planted pairs, which all three methods find): "
+                f"scipy pdist {imp['search_seed_pdist_over_archlab_unpruned']:.1f}x, scikit-learn "
+                f"{imp['search_sklearn_over_archlab_unpruned']:.1f}x; hashing {imp['hash_seed_loop_over_archlab']:.1f}x."
+            )
     d = _load(results, "gpu")
     if d:
         v = "; ".join(f"{k.replace('_', ' ')} {c['speedup']:.2f}x" for k, c in d["vmap_seeds"].items())

@@ -18,7 +18,9 @@ def audit_cmd(
     val_fraction: float = typer.Option(None, "--val-fraction"),
     test_fraction: float = typer.Option(None, "--test-fraction"),
     split_seed: int = typer.Option(None, "--split-seed"),
-    threshold: float = typer.Option(0.005, "--threshold", help="cosine distance below which images are near-duplicates"),
+    threshold: float = typer.Option(None, "--threshold", help="cosine distance of the candidate search (default 0.08 for the thumbnail descriptor, 0.005 for the histogram hash)"),
+    min_similarity: float = typer.Option(None, "--min-similarity", help="verified pixel similarity (aligned NCC) a candidate pair needs (default 0.996, calibrated in bench/results/audit_calibration.json); 0 or less: no verification"),
+    descriptor: str = typer.Option("thumbnail", "--descriptor", help="candidate descriptor: thumbnail (default) or histogram (the seed's block-histogram hash)"),
     grid: int = typer.Option(7, "--grid", help="blocks per image side of the histogram hash"),
     bins: int = typer.Option(8, "--bins", help="histogram bins per block"),
     out: Path = typer.Option(Path("audit"), "--out", "-o", help="folder for pairs.csv, summary.json, clean_split.json"),
@@ -42,10 +44,13 @@ def audit_cmd(
         from archlab.study.config import load_study
 
         entries = load_study(study).dataset_configs()
-        match = [d for d in entries.values() if d.name == dataset]
+        # a study's dataset label (two image folders: label clinic_a / clinic_b) or its name
+        match = [d for label, d in entries.items() if label == dataset] or [
+            d for d in entries.values() if d.name == dataset]
         if not match:
-            raise ConfigError(f"{study} has no dataset {dataset!r}; its datasets: {', '.join(d.name for d in entries.values())}")
+            raise ConfigError(f"{study} has no dataset {dataset!r}; its datasets: {', '.join(entries)}")
         data = match[0].model_dump()
+        dataset = match[0].name
     data["name"] = dataset
     data["clean_split"] = None  # audit the raw splits
     for key, value in (("root", root), ("val_fraction", val_fraction), ("test_fraction", test_fraction),
@@ -61,7 +66,12 @@ def audit_cmd(
     data["options"] = opts
     cfg = TrainConfig(data=validate_config(DataConfig, data, "archlab data audit"))
     splits = prepare_data(cfg)
-    result = audit_splits(splits, threshold=threshold, grid=grid, bins=bins, device=resolve_device(device))
+    from archlab.analysis.audit import DEFAULT_MIN_SIMILARITY
+
+    verify = min_similarity is None or min_similarity > 0
+    result = audit_splits(splits, threshold=threshold, grid=grid, bins=bins, device=resolve_device(device),
+                          descriptor=descriptor, verify=verify,
+                          min_similarity=DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity)
     paths = write_audit(result, out, data=cfg.data.model_dump(mode="json"))
     s = result.summary()
     console.print(

@@ -12,13 +12,26 @@ search to any archlab dataset and its train/val/test split:
    the two nearest bin centres), so a pixel that moves by a few grey levels moves the hash by a
    little instead of jumping a bin edge. Slightly noisy copies then stay far below the threshold
    while distinct images stay above it (measured in ``tests/analysis/test_audit.py``).
+   The default candidate descriptor is :func:`thumbnail_descriptor` instead — a small blurred
+   grey thumbnail, zero-mean and L2-normalised, so its cosine similarity is the normalised
+   cross-correlation of the two thumbnails: unlike the histograms it barely moves under 1-px
+   shifts, small crops and brightness/contrast changes (measured: the histogram hash moves a
+   1-px-shifted digit further than the nearest *distinct* digit, see ``bench/audit.py``).
 2. :func:`near_duplicate_pairs` — cosine distance ``1 - <h_i, h_j>`` of all pairs, as chunked
    matrix products (never a Python loop over pairs); pairs with distance ``< threshold`` are
    kept. An exact pruning skips blocks that cannot hold a pair: rows are bucketed on their two
-   principal directions and only neighbouring buckets are multiplied.
-3. :func:`audit_splits` — classifies the pairs: inside one split, across splits (leakage), and
+   principal directions and only neighbouring buckets are multiplied. With verification on, this
+   is a loose *prefilter* (high recall); the decision is made by step 3.
+3. :func:`pixel_similarity` — verification of every candidate pair at the pixel level: both
+   images as 32x32 grey thumbnails (Gaussian blur sigma 1 px), the second aligned to the first by
+   a coarse search over small shifts and zooms refined by gradient steps on a small affine warp
+   (|scale - 1| <= 0.12, shift <= 5 %; about 2 ms per pair on one CPU thread), scored by the normalised cross-correlation (NCC) of the
+   overlap. NCC ignores brightness and contrast; the alignment absorbs 1-px shifts and small
+   crops; the blur absorbs re-encoding and noise. A pair is a near-duplicate when the score is at
+   least ``min_similarity`` (:data:`DEFAULT_MIN_SIMILARITY`, calibrated on real images, below).
+4. :func:`audit_splits` — classifies the pairs: inside one split, across splits (leakage), and
    with contradicting labels (class labels, or for segmentation data "has a mask" vs "empty").
-4. :func:`clean_split_indices` / :func:`write_audit` — a cleaned split (kept positions per split)
+5. :func:`clean_split_indices` / :func:`write_audit` — a cleaned split (kept positions per split)
    written as JSON; ``DataConfig.clean_split`` points a run or study at it
    (:func:`archlab.data.splits.apply_clean_split`).
 
@@ -52,6 +65,10 @@ from archlab.errors import ConfigError
 __all__ = [
     "AuditResult",
     "block_histogram_hash",
+    "thumbnail_descriptor",
+    "pixel_similarity",
+    "DEFAULT_MIN_SIMILARITY",
+    "HISTOGRAM_THRESHOLD",
     "near_duplicate_pairs",
     "audit_splits",
     "clean_split_indices",
@@ -61,11 +78,24 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: cosine distance below which two hashes count as near-duplicates. With the default grid (7) and
-#: bins (8), copies with Gaussian pixel noise of std 5/255 stay below ~0.009 and exact copies at 0,
-#: while the closest distinct digits (8x8 digits upsampled to 28x28) are 0.011 apart; 0.005 keeps a
-#: margin on both sides (the seed's 0.008 was for its own, hard-binned hash).
-DEFAULT_THRESHOLD = 0.005
+#: cosine distance of the block-histogram hash below which two images count as near-duplicates
+#: when the histogram hash is used *alone* (``descriptor="histogram", verify=False``, the seed's
+#: method). Noisy copies (std 5/255) stay below ~0.009, the closest distinct digits are 0.011
+#: apart — but 1-px shifts, crops and brightness changes move the hash by 0.03-0.4, so this method
+#: misses them (measured in ``bench/results/audit_calibration.json``).
+HISTOGRAM_THRESHOLD = 0.005
+#: cosine distance of the thumbnail descriptor below which a pair is a *candidate* (prefilter,
+#: before verification). On the calibration images the planted near-copies lie below 0.06 except
+#: some 1-px shifts and crops of textured photo tiles (up to 0.083); a looser cut multiplies the
+#: candidates on self-similar data (1,797 digits: 10k candidate pairs at 0.05, 30k at 0.08).
+DEFAULT_THRESHOLD = 0.08
+#: verified pixel similarity (aligned NCC, :func:`pixel_similarity`) at or above which a candidate
+#: pair is a near-duplicate. Calibrated by ``bench/audit.py`` on scikit-learn's digits and
+#: scikit-image's photographs with planted near-copies (``bench/results/audit_calibration.json``).
+DEFAULT_MIN_SIMILARITY = 0.996
+#: thumbnail side of :func:`thumbnail_descriptor` and of :func:`pixel_similarity`.
+DESCRIPTOR_SIZE = 12
+VERIFY_SIZE = 32
 #: the split order of importance: a leak drops the copy in the earlier one.
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -125,6 +155,208 @@ def block_histogram_hash(
         hist = rows @ vote @ cols  # (n, C, bins, gh, gw) per-block sums
         hist = hist.permute(0, 3, 4, 1, 2).reshape(n, -1)  # (n, gh*gw*C*bins)
         out[start : start + n] = F.normalize(hist, dim=1)
+    return out
+
+
+def _grey_thumbnails(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Grey float thumbnails in 0..255, at most ``size`` px a side (antialiased bilinear).
+
+    Shape:
+        - images: :math:`(N, C, H, W)`
+        - output: :math:`(N, s, s)` with ``s = min(size, H, W)``
+    """
+    x = images.to(torch.float32)
+    if images.is_floating_point() and x.numel() and float(x.max()) <= 1.0:
+        x = x * 255.0
+    if x.shape[1] > 1:
+        x = x.mean(dim=1, keepdim=True)  # (N, 1, H, W)
+    H, W = x.shape[-2:]
+    s = min(size, H, W)
+    if (H, W) != (s, s):
+        x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+    return x[:, 0]
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur with replicated borders. Shape: (N, H, W) -> (N, H, W)."""
+    if sigma <= 0:
+        return x
+    r = max(1, int(round(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(t * t) / (2 * sigma * sigma))
+    k = k / k.sum()
+    y = F.pad(x[:, None], (r, r, r, r), mode="replicate")  # (N, 1, H+2r, W+2r)
+    y = F.conv2d(F.conv2d(y, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+    return y[:, 0]
+
+
+@torch.no_grad()
+def thumbnail_descriptor(images: torch.Tensor, *, size: int = DESCRIPTOR_SIZE, chunk: int = 8192) -> torch.Tensor:
+    """Candidate descriptor: a blurred ``size`` x ``size`` grey thumbnail, zero-mean, unit-norm.
+
+    The image is reduced to ``4 * size`` px (antialiased), blurred (sigma = 2 px there, half a
+    thumbnail cell), and averaged into ``size`` x ``size`` cells; the cosine similarity of two
+    descriptors is the normalised cross-correlation of the thumbnails, so a brightness or contrast
+    change does not move it and the blur keeps 1-px shifts and small crops close. A constant image
+    has the zero vector (it is never a candidate).
+
+    Args:
+        images: uint8 images (float images in [0, 1] are scaled to 0..255); colour is averaged.
+        size: cells per side (<= the image size).
+        chunk: images per step.
+
+    Returns:
+        One row per image (float32).
+
+    Shape:
+        - images: :math:`(N, C, H, W)`
+        - output: :math:`(N, size^2)`
+    """
+    if images.ndim != 4:
+        raise ConfigError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        raise ConfigError(f"descriptor size must be an int >= 2, got {size!r}")
+    size = min(size, *images.shape[-2:])
+    out = torch.empty(images.shape[0], size * size, dtype=torch.float32, device=images.device)
+    for start in range(0, images.shape[0], chunk):
+        x = _grey_thumbnails(images[start : start + chunk], 4 * size)  # (n, s', s')
+        x = _blur(x, 0.5 * x.shape[-1] / size)
+        d = F.adaptive_avg_pool2d(x[:, None], size).flatten(1)  # (n, size^2)
+        out[start : start + x.shape[0]] = F.normalize(d - d.mean(dim=1, keepdim=True), dim=1)
+    return out
+
+
+def _ncc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Normalised cross-correlation per pair. Shape: (P, h, w) x2 -> (P,)."""
+    a = a - a.mean(dim=(1, 2), keepdim=True)
+    b = b - b.mean(dim=(1, 2), keepdim=True)
+    return (a * b).sum(dim=(1, 2)) / torch.sqrt((a * a).sum(dim=(1, 2)) * (b * b).sum(dim=(1, 2)) + 1e-6)
+
+
+def _match_histograms(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``b``'s pixels replaced by ``a``'s values of the same rank (histogram matching per pair).
+
+    Undoes any monotone intensity change of ``b`` — including brightness/contrast changes that
+    clip at 0 or 255, which an affine NCC cannot — while keeping ``b``'s spatial structure.
+    Shape: (P, s, s) x2 -> (P, s, s)."""
+    va = a.flatten(1).sort(dim=1).values
+    rank = b.flatten(1).argsort(dim=1).argsort(dim=1)
+    return va.gather(1, rank).view_as(b)
+
+
+def _warp(b: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """``b`` resampled through the affine maps ``theta`` (normalised coordinates, border padding).
+
+    Shape: b (P, s, s), theta (P, 2, 3) -> (P, s, s)."""
+    grid = F.affine_grid(theta, (b.shape[0], 1, *b.shape[-2:]), align_corners=False)
+    return F.grid_sample(b[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
+
+
+#: the warp search of :func:`pixel_similarity`: coarse zooms and shifts (thumbnail px), then
+#: gradient steps within these bounds around the best coarse warp.
+_SHIFTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
+_COARSE = [(1.0, dy, dx) for dy in _SHIFTS for dx in _SHIFTS] + [(1 / 1.06, 0.0, 0.0), (1.06, 0.0, 0.0)]
+_MAX_SCALE, _MAX_SHEAR, _MAX_SHIFT = 0.12, 0.04, 0.10  # refinement bounds (normalised coordinates)
+
+
+def _aligned_ncc(a: torch.Tensor, b: torch.Tensor, steps: int, border: int) -> torch.Tensor:
+    """Best NCC of ``a``'s interior with ``b`` warped by a small affine map. Shape: (P, s, s) x2 -> (P,)."""
+    P, s = a.shape[0], a.shape[-1]
+    inner = (slice(None), slice(border, s - border), slice(border, s - border))
+    ac = a[inner]
+    best = torch.full((P,), -2.0, device=a.device)
+    best_theta = torch.zeros(P, 2, 3, device=a.device)
+    with torch.no_grad():
+        for z, dy, dx in _COARSE:
+            if True:
+                if True:
+                    th = torch.tensor([[z, 0.0, 2 * dx / s], [0.0, z, 2 * dy / s]], device=a.device).expand(P, 2, 3)
+                    c = _ncc(ac, _warp(b, th)[inner])
+                    better = c > best
+                    best = torch.where(better, c, best)
+                    best_theta[better] = th[better]
+    if steps <= 0:
+        return best
+    lim = torch.tensor([[_MAX_SCALE, _MAX_SHEAR, _MAX_SHIFT], [_MAX_SHEAR, _MAX_SCALE, _MAX_SHIFT]], device=a.device)
+    delta = torch.zeros(P, 2, 3, device=a.device, requires_grad=True)
+    opt = torch.optim.Adam([delta], lr=0.004)
+    with torch.enable_grad():
+        for _ in range(steps):
+            c = _ncc(ac, _warp(b, best_theta + delta)[inner])
+            opt.zero_grad()
+            (-c.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                delta.copy_(torch.maximum(torch.minimum(delta, lim), -lim))
+    with torch.no_grad():
+        c = _ncc(ac, _warp(b, best_theta + delta)[inner])
+    return torch.maximum(c, best)
+
+
+def pixel_similarity(
+    images: torch.Tensor,
+    i: torch.Tensor,
+    j: torch.Tensor,
+    *,
+    size: int = VERIFY_SIZE,
+    blur: float = 1.0,
+    steps: int = 15,
+    match_histograms: bool = True,
+    chunk: int = 2048,
+) -> torch.Tensor:
+    """Verified similarity of image pairs ``(i[k], j[k])``: NCC after aligning ``j[k]`` to ``i[k]``.
+
+    Both images become grey ``size`` x ``size`` thumbnails (antialiased), blurred with a Gaussian
+    of ``blur`` px. Image ``j`` is warped onto image ``i``: a coarse search over shifts of -1..1 px
+    in half-pixel steps and zooms ``1/1.06, 1.06``, then ``steps`` Adam steps on a small affine
+    correction (|scale - 1| <= 0.12, |shear| <= 0.04, |shift| <= 5 % of the side).
+    The score is the normalised cross-correlation of the interior (a 1/16 border is left out),
+    the best of the coarse and refined warps: 1 for copies up to an affine intensity change;
+    lower the more the content differs. Two constant images score 1 when their levels are within
+    2 grey levels, else 0 (NCC is undefined for them).
+
+    Args:
+        images: the images the indices point into (uint8, or float in [0, 1]).
+        i, j: pair indices (int64).
+        size: thumbnail side (at most the image size).
+        blur: Gaussian sigma in thumbnail pixels (0 = none).
+        steps: refinement steps (0 = coarse search only).
+        match_histograms: first map ``j``'s grey levels onto ``i``'s by rank (undoes monotone
+            intensity changes, also clipped ones).
+        chunk: pairs per batch.
+
+    Returns:
+        Similarity per pair in [-1, 1] (float32, CPU).
+
+    Shape:
+        - images: :math:`(N, C, H, W)`
+        - i, j, output: :math:`(P,)`
+    """
+    if images.ndim != 4:
+        raise ConfigError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if i.shape != j.shape:
+        raise ConfigError(f"pair index tensors differ in shape: {tuple(i.shape)} vs {tuple(j.shape)}")
+    out = torch.empty(i.numel(), dtype=torch.float32)
+    if i.numel() == 0:
+        return out
+    used, inv = torch.unique(torch.cat([i, j]).cpu(), return_inverse=True)
+    thumbs = _blur(_grey_thumbnails(images[used.to(images.device)], size), blur)  # (U, s, s)
+    ii, jj = inv[: i.numel()], inv[i.numel():]
+    s = thumbs.shape[-1]
+    border = max(1, s // 16)
+    flat = thumbs.flatten(1).std(dim=1) < 1.0  # (U,) constant thumbnails
+    level = thumbs.flatten(1).mean(dim=1)
+    for start in range(0, i.numel(), chunk):
+        a_idx, b_idx = ii[start : start + chunk].to(thumbs.device), jj[start : start + chunk].to(thumbs.device)
+        a, b = thumbs[a_idx], thumbs[b_idx]
+        if match_histograms:
+            b = _match_histograms(b, a)
+        score = _aligned_ncc(a, b, steps, border)
+        both_flat = flat[a_idx] & flat[b_idx]
+        if bool(both_flat.any()):
+            same = (level[a_idx] - level[b_idx]).abs() <= 2.0
+            score = torch.where(both_flat, same.to(score.dtype), score)
+        out[start : start + a_idx.numel()] = score.detach().cpu()
     return out
 
 
@@ -248,17 +480,22 @@ class AuditResult:
         splits: the split names, in :data:`SPLIT_ORDER` order.
         sizes: images per split.
         split_a, index_a, split_b, index_b: the pairs (split numbers index ``splits``).
-        distance: cosine distance of each pair.
+        distance: cosine distance of each pair's descriptors.
         label_a, label_b: the compared labels (class, or 1 = has a mask / 0 = empty).
         label_kind: ``"class"`` or ``"has_mask"``.
-        threshold, grid, bins: the settings used.
-        seconds: wall time of hashing and search.
+        threshold, grid, bins: the settings used (grid and bins: histogram descriptor only).
+        seconds: wall time of description, search and verification.
         fingerprints: per split, the fingerprint of its images and labels (see
             :func:`archlab.data.splits.split_fingerprint`).
+        similarity: verified pixel similarity of each pair (:func:`pixel_similarity`); ``None``
+            without verification.
+        min_similarity: the verification cut (``None`` without verification).
+        descriptor: ``"thumbnail"`` or ``"histogram"``.
+        candidates: pairs found by the descriptor search, before verification.
 
     Shape:
         - split_a, index_a, split_b, index_b, label_a, label_b: :math:`(P,)` int64
-        - distance: :math:`(P,)` float32
+        - distance, similarity: :math:`(P,)` float32
     """
 
     splits: tuple[str, ...]
@@ -276,6 +513,10 @@ class AuditResult:
     bins: int
     seconds: float
     fingerprints: dict[str, str] = field(default_factory=dict)
+    similarity: torch.Tensor | None = None
+    min_similarity: float | None = None
+    descriptor: str = "histogram"
+    candidates: int | None = None
 
     @property
     def contradicting(self) -> torch.Tensor:
@@ -295,22 +536,24 @@ class AuditResult:
         order = torch.argsort(self.distance, stable=True).tolist()
         sa, ia, sb, ib = (t.tolist() for t in (self.split_a, self.index_a, self.split_b, self.index_b))
         la, lb, d = self.label_a.tolist(), self.label_b.tolist(), self.distance.tolist()
+        sim = self.similarity.tolist() if self.similarity is not None else None
         out = []
         for k in order:
             a, b = self.splits[sa[k]], self.splits[sb[k]]
-            out.append(
-                {
-                    "kind": "within" if a == b else "leak",
-                    "split_a": a,
-                    "index_a": ia[k],
-                    "split_b": b,
-                    "index_b": ib[k],
-                    "distance": round(d[k], 7),
-                    f"{self.label_kind}_a": la[k],
-                    f"{self.label_kind}_b": lb[k],
-                    "contradicting": la[k] != lb[k],
-                }
-            )
+            row = {
+                "kind": "within" if a == b else "leak",
+                "split_a": a,
+                "index_a": ia[k],
+                "split_b": b,
+                "index_b": ib[k],
+                "distance": round(d[k], 7),
+                f"{self.label_kind}_a": la[k],
+                f"{self.label_kind}_b": lb[k],
+                "contradicting": la[k] != lb[k],
+            }
+            if sim is not None:
+                row["similarity"] = round(sim[k], 6)
+            out.append(row)
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -323,7 +566,10 @@ class AuditResult:
                 counts[key] = int(sel.sum())
         keep = clean_split_indices(self)
         return {
+            "descriptor": self.descriptor,
             "threshold": self.threshold,
+            "min_similarity": self.min_similarity,
+            "candidates": self.candidates,
             "grid": list(self.grid),
             "bins": self.bins,
             "label_kind": self.label_kind,
@@ -351,27 +597,37 @@ def _labels_of(ds: ImageDataset) -> torch.Tensor:
 def audit_splits(
     splits: Splits | Mapping[str, ImageDataset],
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     grid: int | Sequence[int] = 7,
     bins: int = 8,
     chunk: int = 4096,
     max_pairs: int = 5_000_000,
     device: str | torch.device = "cpu",
+    descriptor: str = "thumbnail",
+    verify: bool = True,
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
 ) -> AuditResult:
     """Find near-duplicate pairs inside and across the splits of a dataset.
 
-    All splits are hashed together and searched once (the same pair is never counted twice).
+    All splits are described together and searched once (the same pair is never counted twice);
+    with ``verify`` every candidate pair is then checked at the pixel level
+    (:func:`pixel_similarity`) and kept when its similarity is at least ``min_similarity``.
 
     Args:
         splits: a :class:`Splits` or a mapping of split names (``train``/``val``/``test``) to
             datasets of equal channels and image size.
-        threshold: cosine-distance cut (:data:`DEFAULT_THRESHOLD`).
-        grid: blocks per side of the hash.
+        threshold: cosine-distance cut of the descriptor search; ``None`` = :data:`DEFAULT_THRESHOLD`
+            for the thumbnail descriptor, :data:`HISTOGRAM_THRESHOLD` for the histogram hash.
+        grid: blocks per side of the histogram hash.
         bins: histogram bins per block.
         chunk: rows per matrix product of the search.
         max_pairs: see :func:`near_duplicate_pairs`.
         device: where the hashes and similarity blocks are computed (``"cuda"`` when present
             speeds up the matrix products; the pairs come back on the CPU).
+        descriptor: ``"thumbnail"`` (:func:`thumbnail_descriptor`, default) or ``"histogram"``
+            (:func:`block_histogram_hash`, the seed's hash).
+        verify: verify candidate pairs at the pixel level (``False``: the descriptor decides).
+        min_similarity: verification cut (:data:`DEFAULT_MIN_SIMILARITY`).
 
     Returns:
         The :class:`AuditResult`.
@@ -392,13 +648,29 @@ def audit_splits(
     seg = [parts[s].masks is not None for s in names]
     if any(seg) and not all(seg):
         raise ConfigError("some splits have masks and others not; audit one kind of dataset")
+    if descriptor not in ("thumbnail", "histogram"):
+        raise ConfigError(f"descriptor must be 'thumbnail' or 'histogram', got {descriptor!r}")
+    if threshold is None:
+        threshold = DEFAULT_THRESHOLD if descriptor == "thumbnail" else HISTOGRAM_THRESHOLD
+    if verify and not (isinstance(min_similarity, (int, float)) and -1.0 <= min_similarity <= 1.0):
+        raise ConfigError(f"min_similarity must be a correlation in [-1, 1], got {min_similarity!r}")
     t0 = time.perf_counter()
     images = torch.cat([parts[s].images for s in names])  # (N, C, H, W) uint8
     labels = torch.cat([_labels_of(parts[s]) for s in names])  # (N,)
     owner = torch.cat([torch.full((len(parts[s]),), k, dtype=torch.int64) for k, s in enumerate(names)])
     offset = torch.cat([torch.arange(len(parts[s])) for s in names])  # position inside its split
-    hashes = block_histogram_hash(images.to(device), grid=grid, bins=bins)
+    on_device = images.to(device)
+    if descriptor == "thumbnail":
+        hashes = thumbnail_descriptor(on_device)
+    else:
+        hashes = block_histogram_hash(on_device, grid=grid, bins=bins)
     i, j, d = near_duplicate_pairs(hashes, threshold, chunk=chunk, max_pairs=max_pairs)
+    candidates = int(i.numel())
+    similarity = None
+    if verify:
+        similarity = pixel_similarity(on_device, i, j)
+        keep = similarity >= min_similarity
+        i, j, d, similarity = i[keep], j[keep], d[keep], similarity[keep]
     seconds = time.perf_counter() - t0
     gh, gw = _pair(grid, "grid")
     return AuditResult(
@@ -417,6 +689,10 @@ def audit_splits(
         bins=bins,
         seconds=seconds,
         fingerprints={s: split_fingerprint(parts[s]) for s in names},
+        similarity=similarity,
+        min_similarity=float(min_similarity) if verify else None,
+        descriptor=descriptor,
+        candidates=candidates,
     )
 
 
@@ -470,7 +746,7 @@ def write_audit(
     fields = [
         "kind", "split_a", "index_a", "split_b", "index_b", "distance",
         f"{result.label_kind}_a", f"{result.label_kind}_b", "contradicting",
-    ]
+    ] + (["similarity"] if result.similarity is not None else [])
     with open(pairs_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -483,6 +759,8 @@ def write_audit(
         "format": CLEAN_SPLIT_FORMAT,
         "data": dict(data) if data is not None else None,
         "threshold": result.threshold,
+        "descriptor": result.descriptor,
+        "min_similarity": result.min_similarity,
         "grid": list(result.grid),
         "bins": result.bins,
         "sizes": dict(result.sizes),

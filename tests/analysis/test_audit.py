@@ -8,10 +8,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from archlab.analysis.audit import (
+    DEFAULT_MIN_SIMILARITY,
     audit_splits,
     block_histogram_hash,
     clean_split_indices,
     near_duplicate_pairs,
+    pixel_similarity,
+    thumbnail_descriptor,
     write_audit,
 )
 from archlab.cli import main
@@ -238,3 +241,103 @@ def test_cli_audit_takes_the_split_settings_of_a_study(tmp_path, capsys):
     assert summary["data"]["val_fraction"] == 0.15 and summary["data"]["options"] == {"image_size": 28}
     assert main(["data", "audit", "mnist", "--study", str(study_file), "--out", str(tmp_path)]) == 2
     assert "has no dataset 'mnist'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# real images: distinct handwriting is not a duplicate; planted near-copies are (issue 15 item 5)
+
+def _digits28(n):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images[:n]).float()[:, None] * (255 / 16)
+    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False)
+    return x.clamp(0, 255).round().to(torch.uint8), torch.from_numpy(d.target[:n]).long()
+
+
+def _near_copy(x, kind, g):
+    """A planted near-copy of uint8 image x (C, H, W); the transformations of bench/_audit_calibration.py."""
+    f = x.float()
+    if kind == "shift":
+        p = F.pad(f[None], (1, 1, 1, 1), mode="replicate")[0]
+        return p[:, 2:, 1:-1].round().to(torch.uint8)  # down by one pixel
+    if kind == "brightness":
+        return (f + 25).clamp(0, 255).round().to(torch.uint8)
+    if kind == "contrast":
+        return ((f - f.mean()) * 0.8 + f.mean()).clamp(0, 255).round().to(torch.uint8)
+    if kind == "crop":
+        y = F.interpolate(f[None, :, 1:, 1:], size=x.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
+        return y[0].clamp(0, 255).round().to(torch.uint8)
+    if kind == "noise":
+        return (f + 5 * torch.randn(f.shape, generator=g)).clamp(0, 255).round().to(torch.uint8)
+    raise ValueError(kind)
+
+
+@pytest.mark.slow
+def test_digits_default_flags_planted_copies_not_distinct_handwriting():
+    """250 real handwritten digits + 8 near-copies of each kind: the default audit finds >= 95 % of
+    the copies and flags at most 2 pairs of distinct digits (31,125 natural pairs)."""
+    n, per = 250, 8
+    x, y = _digits28(n)
+    g = torch.Generator().manual_seed(0)
+    kinds = ("shift", "brightness", "contrast", "crop", "noise")
+    src = torch.randperm(n, generator=g)[: per * len(kinds)].tolist()
+    copies = [_near_copy(x[s], kinds[k // per], g) for k, s in enumerate(src)]
+    images = torch.cat([x, torch.stack(copies)])
+    labels = torch.cat([y, y[src]])
+    ds = ImageDataset(images, labels, tuple("0123456789"), "digits/train")
+    result = audit_splits({"train": ds})
+    pairs = set(zip(result.index_a.tolist(), result.index_b.tolist()))
+    planted = {(s, n + k) for k, s in enumerate(src)}
+    natural = [p for p in pairs if p[1] < n]
+    assert len(planted & pairs) >= 0.95 * len(planted)
+    assert len(natural) <= 2, natural
+    assert result.candidates >= len(pairs) and result.similarity is not None
+    assert bool((result.similarity >= result.min_similarity).all())
+    # the seed's histogram hash alone misses shifted and brightened copies entirely
+    seed = audit_splits({"train": ds}, descriptor="histogram", verify=False)
+    seed_pairs = set(zip(seed.index_a.tolist(), seed.index_b.tolist()))
+    assert not ({(s, n + k) for k, s in enumerate(src[: 2 * per])} & seed_pairs)
+
+
+def test_pixel_similarity_is_high_for_near_copies_only():
+    x, _ = _digits28(60)
+    g = torch.Generator().manual_seed(1)
+    copies = torch.stack([_near_copy(x[k], kind, g) for k, kind in
+                          enumerate(("shift", "brightness", "contrast", "crop", "noise"))])
+    images = torch.cat([x, copies])
+    i = torch.arange(5)
+    sim = pixel_similarity(images, i, torch.arange(60, 65))
+    assert float(sim.min()) >= DEFAULT_MIN_SIMILARITY
+    exact = pixel_similarity(images, i, i)
+    assert float(exact.min()) > 0.9999
+    other = pixel_similarity(images, torch.arange(0, 20), torch.arange(20, 40))  # different digits
+    assert float(other.max()) < DEFAULT_MIN_SIMILARITY
+    # symmetric enough and colour-blind: an RGB copy of a grey image is a copy
+    rgb = images[:5].repeat(1, 3, 1, 1)
+    both = torch.cat([images[:5].repeat(1, 3, 1, 1), rgb])
+    assert float(pixel_similarity(both, i, i + 5).min()) > 0.9999
+    # constant images: equal levels are copies, different levels are not
+    flat = torch.stack([torch.full((1, 28, 28), v, dtype=torch.uint8) for v in (100, 101, 180)])
+    assert pixel_similarity(flat, torch.tensor([0, 0]), torch.tensor([1, 2])).tolist() == [1.0, 0.0]
+
+
+def test_thumbnail_descriptor_ignores_brightness_and_contrast():
+    x, _ = _digits28(30)
+    h = thumbnail_descriptor(x)
+    h2 = thumbnail_descriptor(((x.float() - 128) * 0.9 + 140).clamp(0, 255).round().to(torch.uint8))
+    torch.testing.assert_close(h.norm(dim=1), torch.ones(30))
+    assert float((1 - (h * h2).sum(1)).max()) < 0.01
+
+
+def test_verification_settings_errors():
+    x = _distinct_images(6, seed=0)
+    ds = _ds(x, torch.zeros(6), "e/train")
+    with pytest.raises(ConfigError, match="descriptor"):
+        audit_splits({"train": ds}, descriptor="phash")
+    with pytest.raises(ConfigError, match="min_similarity"):
+        audit_splits({"train": ds}, min_similarity=1.5)
+    with pytest.raises(ConfigError, match="descriptor size"):
+        thumbnail_descriptor(x, size=1)
+    with pytest.raises(ConfigError, match="differ in shape"):
+        pixel_similarity(x, torch.tensor([0, 1]), torch.tensor([2]))
