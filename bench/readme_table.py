@@ -298,7 +298,11 @@ def notes(results: Path = RESULTS) -> list[str]:
             f"{d['repeats']} round(s), {_load_avg(d)}): "
             f"{d['timing']['now']['median_s']:.1f} s with this checkout's defaults vs {d['timing'][base]['median_s']:.1f} s "
             f"with main at {d['baseline']['commit'] or 'an emulated baseline'} ({d['speedup']:.2f}x; this checkout with channels_last on vs off: "
-            f"{d['speedup_memory_format_only']:.2f}x). Per-run test metrics differ "
+            f"{d['speedup_memory_format_only']:.2f}x)"
+            + (f"; CPU time of all the study's processes {d['cpu_seconds']['now']['median_s']:.1f} s vs "
+               f"{d['cpu_seconds'][base]['median_s']:.1f} s ({d['cpu_seconds'][base]['median_s'] / d['cpu_seconds']['now']['median_s']:.2f}x; "
+               "main's idle second thread spins, so its CPU time includes waiting)" if "cpu_seconds" in d else "")
+            + f". Per-run test metrics differ "
             f"from main's by float rounding only: at most {diff['max_abs_test_accuracy']:.3f} accuracy and "
             f"{diff['max_rel_test_loss']:.1%} loss (tolerance {d['tolerance']['test_accuracy_abs']:.3f} / "
             f"{d['tolerance']['test_loss_rel']:.0%}: {'within' if d['metrics_within_tolerance'] else 'NOT within'}). "
