@@ -130,3 +130,25 @@ def test_screenshot_shows_the_page_and_plots(rendered):
     # The embedded PNG plots were decoded: matplotlib's first colour (#1f77b4) is on screen.
     c0 = np.abs(px - np.array([0x1F, 0x77, 0xB4])).sum(axis=2) < 30
     assert c0.sum() > 50
+
+
+def test_sequential_and_across_dataset_sections_in_the_browser(tmp_path):
+    """An adaptive study on two datasets: the seeds-used table and the across-datasets summary render."""
+    runs = []
+    for d in ("digits", "letters"):
+        for v, acc in (("linear", 0.95), ("twin", 0.95), ("weak", 0.5)):
+            for s in range(4 if v != "twin" else 3):
+                r = _run("linear" if v == "twin" else v, s, acc)  # twin: the same results as linear
+                runs.append(dict(r, dataset=d, variant=v))
+    meta = {**META, "seeds_plan": {"min": 3, "max": 4, "step": 1, "until": "conclusive"}}
+    _, html_path = write_report(runs, tmp_path / "report", study_name="adaptive", baseline="linear",
+                                metrics=("accuracy",), settings=meta)
+    dom = subprocess.run(_chromium_cmd(tmp_path / "profile", "--dump-dom", html_path.resolve().as_uri()),
+                         capture_output=True, text=True, timeout=90)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    assert 'id="seeds"' in page and "Seeds used (sequential design)" in page
+    assert "stopped at 3 seeds: equivalent at n=3" in page  # the twin, decided at the first look
+    assert "Across datasets (accuracy)" in page and "Nemenyi critical difference" in page
+    assert "twin (letters): equivalent to linear within ±2 pp (n=3)" in page
+    assert "Lan–DeMets" in page
