@@ -66,3 +66,15 @@ def test_labelled_folders_run_side_by_side_and_the_report_names_their_roots(tmp_
     # $ARCHLAB_CACHE moved the decoded-image cache out of both data folders
     assert not (a / ".archlab_cache").exists() and not (b / ".archlab_cache").exists()
     assert len(list((cache / "image_folder").glob("*.npz"))) == 2  # one per folder (train part only)
+
+
+def test_data_audit_picks_a_study_dataset_by_label(tmp_path, capsys):
+    import json
+
+    path, a, b = _study(tmp_path, ["clinic_a", "clinic_b"])
+    out = tmp_path / "audit"
+    assert main(["data", "audit", "clinic_b", "--study", str(path), "--out", str(out)]) == 0, capsys.readouterr().err
+    text = json.dumps(json.loads((out / "summary.json").read_text()))
+    assert str(b) in text and str(a) not in text
+    assert main(["data", "audit", "clinic_c", "--study", str(path)]) == 2
+    assert "its datasets: clinic_a, clinic_b" in capsys.readouterr().err
