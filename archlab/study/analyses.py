@@ -510,39 +510,53 @@ def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable |
         key = RunKey(dataset=r["dataset"], variant=r["variant"], seed=r["seed"])
         runs[(r["dataset"], r["variant"], r["seed"])] = _Run(r, run_dir(out, key), study.decisive_metric())
     ctx = _Context(baseline=study.baseline, metric=study.decisive_metric(), runs=runs)
-    for (ds, var, seed), run in runs.items():
-        key = RunKey(dataset=ds, variant=var, seed=seed)
-        for name, opts in analyses.items():
-            opts_json = json.loads(json.dumps(opts))
-            if (run.row["id"], name) in done and done[(run.row["id"], name)] == opts_json:
-                continue  # computed with these options: stored once, never again
-            try:
-                metrics, data = _FUNCS[name](run, opts, ctx)
-            except _Skip as why:
-                metrics, data = {}, {"skipped": str(why)}
-                counts["skipped"] += 1
-            except _NotYet as why:
-                counts["waiting"] += 1
-                log.info("analysis %s of %s waits: %s", name, key.label, why)
-                continue
-            except Exception as exc:  # noqa: BLE001 - one analysis never takes the study (or others) down
-                counts["failed"] += 1
-                expected = isinstance(exc, ArchlabError)
-                log.warning("analysis %s of %s failed: %s: %s", name, key.label, type(exc).__name__, exc,
-                            exc_info=not expected)
-                emit("analysis_failed", key, {"analysis": name, "error": f"{type(exc).__name__}: {exc}"})
-                continue
-            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-            if bad:
-                counts["failed"] += 1
-                emit("analysis_failed", key, {"analysis": name, "error": f"non-finite {bad}"})
-                continue
-            _record(store, run.row["id"], name, metrics, {**data, "options": opts_json})
-            if "skipped" not in data:
-                counts["stored"] += 1
-            emit("analysis", key, {"analysis": name, "metrics": metrics})
-        run._loaded = None  # free the model before the next run
+    threads_before = torch.get_num_threads()
+    try:
+        for (ds, var, seed), run in runs.items():
+            # the run's own thread count: an analysis's numbers must not depend on the machine either
+            torch.set_num_threads(int(run.row["config"].get("threads") or 1))
+            _analyse_run(store, run, ds, var, seed, analyses, done, ctx, counts, emit)
+    finally:
+        torch.set_num_threads(threads_before)
     return counts
+
+
+def _analyse_run(store: Any, run: _Run, ds: str, var: str, seed: int, analyses: dict[str, dict[str, Any]],
+                 done: dict, ctx: _Context, counts: dict[str, int], emit: Callable) -> None:
+    """Every analysis of one finished run that is not stored yet with its options."""
+    from archlab.study.config import RunKey
+
+    key = RunKey(dataset=ds, variant=var, seed=seed)
+    for name, opts in analyses.items():
+        opts_json = json.loads(json.dumps(opts))
+        if (run.row["id"], name) in done and done[(run.row["id"], name)] == opts_json:
+            continue  # computed with these options: stored once, never again
+        try:
+            metrics, data = _FUNCS[name](run, opts, ctx)
+        except _Skip as why:
+            metrics, data = {}, {"skipped": str(why)}
+            counts["skipped"] += 1
+        except _NotYet as why:
+            counts["waiting"] += 1
+            log.info("analysis %s of %s waits: %s", name, key.label, why)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one analysis never takes the study (or others) down
+            counts["failed"] += 1
+            expected = isinstance(exc, ArchlabError)
+            log.warning("analysis %s of %s failed: %s: %s", name, key.label, type(exc).__name__, exc,
+                        exc_info=not expected)
+            emit("analysis_failed", key, {"analysis": name, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        if bad:
+            counts["failed"] += 1
+            emit("analysis_failed", key, {"analysis": name, "error": f"non-finite {bad}"})
+            continue
+        _record(store, run.row["id"], name, metrics, {**data, "options": opts_json})
+        if "skipped" not in data:
+            counts["stored"] += 1
+        emit("analysis", key, {"analysis": name, "metrics": metrics})
+    run._loaded = None  # free the model before the next run
 
 
 # ------------------------------------------------------------------------------------------------
