@@ -359,8 +359,16 @@ def sequential_path(
         analyses.append((n, k, t_crit))
         d = np.array([diffs[s] for s in seeds])
         sd = float(d.std(ddof=1))
-        if sd == 0.0:
-            ci = (mean, mean)  # the same difference on every pair: a fact, not an estimate
+        sign_only = False
+        if sd == 0.0 and mean == 0.0:
+            ci = (0.0, 0.0)  # identical on every pair (the same model twice): a fact, not an estimate
+        elif sd == 0.0:
+            # The same non-zero difference on every pair (a discrete metric: +1 image each seed) makes
+            # t infinite; only the sign test is left: all k signs agree with p = 2^(1-k) under no
+            # difference, compared with this look's nominal two-sided level.
+            nominal = 0.0 if math.isinf(t_crit) else float(2.0 * sps.t.sf(t_crit, k - 1))
+            sign_only = 2.0 ** (1 - k) > nominal
+            ci = (-math.inf, math.inf) if sign_only else (mean, mean)
         elif math.isinf(t_crit):
             ci = (-math.inf, math.inf)
         else:
@@ -372,6 +380,8 @@ def sequential_path(
         if verdict == "inconclusive":
             why = f"interval {rng} includes 0" + (
                 f" and is not inside {_fmt_m(margin, percent)}" if margin is not None else " (no equivalence margin)")
+            if sign_only:
+                why = f"the same difference {_fmt(mean, percent)} on every pair; the sign test needs more pairs"
             reason = (f"max of {n_max} seeds reached without a decision ({why})" if final
                       else f"not decided at {n} seeds ({why}); continuing")
             last = SequentialDecision("inconclusive", False, k, n, reason, lost_n, mean, ci, t_crit,
@@ -473,6 +483,17 @@ def _value(row: Mapping[str, Any], metric: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _resolution(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
+    """The grid of a paired difference: 1/N for accuracy on N test images, else 1e-12."""
+    if metric == "accuracy":
+        from archlab.study.stats import run_test_size
+
+        n = run_test_size(a) or run_test_size(b)
+        if n:
+            return 1.0 / n
+    return 1e-12
+
+
 def family_size(rows: Sequence[Mapping[str, Any]], baseline: str) -> int:
     """Number of (dataset, variant) comparisons against ``baseline`` in ``rows`` (at least 1)."""
     return max(1, len({(str(r["dataset"]), str(r["variant"])) for r in rows if str(r["variant"]) != baseline}))
@@ -509,7 +530,10 @@ def comparison_inputs(
                 va = _value(a, metric) if a.get("status") == "done" else None
                 vb = _value(b, metric) if b.get("status") == "done" else None
                 if va is not None and vb is not None:
-                    diffs[s] = va - vb
+                    # on the metric's grid: an accuracy is a count of images / N, so equal counts give
+                    # equal differences even when the floats differ in the last bit
+                    step = _resolution(a, b, metric)
+                    diffs[s] = round((va - vb) / step) * step
                 elif terminal:
                     lost.append(s)
             out[(ds, var)] = (diffs, lost, complete_through)

@@ -1045,12 +1045,18 @@ def compare_variants(
             identical = n >= 2 and not np.any(d)
             # The deciding interval.
             ci = None
+            sign_only = False
             if decision is not None:
                 ci = decision.ci if decision.n_pairs == n and n >= 2 else None
             elif n >= min_pairs or identical:
                 sd = float(d.std(ddof=1))
                 mean = float(d.mean())
-                if sd == 0.0:
+                if sd == 0.0 and mean != 0.0 and 2.0 ** (1 - n) > level:
+                    # the same non-zero difference on every pair (t is infinite): only the sign
+                    # test is left, and all n signs agreeing has p = 2^(1-n) under no difference
+                    ci = None
+                    sign_only = True
+                elif sd == 0.0:
                     ci = (mean, mean)
                 else:
                     half = float(sps.t.isf(level / 2.0, n - 1)) * sd / math.sqrt(n)
@@ -1083,6 +1089,11 @@ def compare_variants(
                     mdd = n_det = n_eq = None
                 elif identical:
                     text = f"inconclusive {on}: identical on every paired seed, but {metric} has no equivalence margin"
+                    mdd = n_det = n_eq = None
+                elif sign_only:
+                    need = math.ceil(1 + math.log2(1 / level))
+                    text = (f"inconclusive {on}: the same difference {format_diff(mean, percent)} on every "
+                            f"paired seed; with no spread only the sign test applies, which needs {need} seeds")
                     mdd = n_det = n_eq = None
                 else:
                     text, mdd, n_det, n_eq = _inconclusive_text(d, level, margin, percent, on)

@@ -120,6 +120,17 @@ def test_path_waits_for_complete_looks_and_names_lost_seeds():
     assert [a[0] for a in d.analyses] == [3, 5]
 
 
+def test_a_constant_shift_waits_for_the_sign_test():
+    """The same +1 image on every seed: t is infinite, only the sign test (p = 2^(1-k)) may decide."""
+    looks = plan_looks(3, 12, 1)
+    d = sequential_path({s: 1 / 30 for s in range(12)}, [], 12, looks=looks, margin=0.01, alpha=0.05)
+    assert d.verdict == "better" and d.look > 3
+    k = d.n_pairs
+    assert 2.0 ** (1 - k) <= 2 * sps.t.sf(d.t_crit, k - 1)  # the sign test passed this look's level
+    early = sequential_path({s: 1 / 30 for s in range(3)}, [], 3, looks=looks, margin=0.01, alpha=0.05)
+    assert not early.decided and "sign test" in early.reason
+
+
 def test_identical_results_are_equivalent_at_the_first_look():
     d = sequential_path({s: 0.0 for s in range(3)}, [], 3, looks=plan_looks(3, 20, 1), margin=0.01, alpha=0.05)
     assert (d.verdict, d.decided, d.look, d.ci) == ("equivalent", True, 3, (0.0, 0.0))

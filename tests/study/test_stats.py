@@ -389,6 +389,18 @@ def test_inconclusive_states_detectable_difference_and_seeds_needed():
     assert "at 80 % power" in vs.verdict and "(detectable ≥" in vs.answer
 
 
+def test_a_constant_shift_needs_the_sign_test():
+    """+1 image on every seed has no spread (t infinite): three seeds are not enough (p = 1/4)."""
+    base = [27 / 30, 25 / 30, 26 / 30]
+    runs = grid({"base": base, "v": [b + 1 / 30 for b in base]})
+    v = by_variant(compare_variants(runs, baseline="base", margin=0.01))["v"]
+    assert v.outcome == "inconclusive" and v.ci is None
+    assert "the same difference +3.33 pp on every paired seed" in v.verdict and "needs 6 seeds" in v.verdict
+    base6 = base * 2
+    v6 = by_variant(compare_variants(grid({"base": base6, "v": [b + 1 / 30 for b in base6]}), baseline="base"))["v"]
+    assert v6.outcome == "better"  # all 6 signs agree: p = 1/32 < 0.05
+
+
 def test_exploratory_metric_is_unadjusted_and_marked():
     runs = grid({"base": BASE, "a": [x + 0.002 for x in BASE], "b": BASE})
     stats = by_variant(compare_variants(runs, baseline="base", metric="f1_macro", primary=False, margin=0.01))
@@ -397,7 +409,7 @@ def test_exploratory_metric_is_unadjusted_and_marked():
 
 
 def test_lost_seeds_are_named_and_pairs_complete_only():
-    runs = grid({"base": BASE, "v": [x - 0.2 for x in BASE]})
+    runs = grid({"base": BASE, "v": [x - 0.2 + 0.003 * (i % 3) for i, x in enumerate(BASE)]})
     runs[6] = run("v", 1, status="failed", error="TrainingFailed: loss is NaN at epoch 2")
     runs[2] = run("base", 2, status="failed", error="RuntimeError: out of memory")
     v = by_variant(compare_variants(runs, baseline="base", margin=0.01))["v"]
@@ -443,14 +455,14 @@ def test_image_test_from_predictions_and_its_flag():
     targets = list(range(10)) * 2
     base_pred = [-1, -1] + targets[2:]  # the baseline misses images 0 and 1 on every seed
     runs = []
-    for s in range(4):
+    for s in range(6):  # the same +2 images on every seed: the sign test decides from 6 seeds (p=1/32)
         runs.append(run("base", s, 0.9, preds=base_pred, targets=targets))
         runs.append(run("v", s, 1.0, preds=targets, targets=targets))
     v = by_variant(compare_variants(runs, baseline="base", margin=0.01))["v"]
-    assert v.outcome == "better" and v.ci == (0.1, 0.1) and v.n_test == 20
+    assert v.outcome == "better" and v.ci == pytest.approx((0.1, 0.1)) and v.n_test == 20
     it = v.image_test
-    assert (it.seeds, it.images, it.mean_diff, it.var_seed) == (4, 20, pytest.approx(0.1), 0.0)
-    assert it.p == pytest.approx(2 * sps.t.sf(0.1 / math.sqrt(4 * 1.8 / 19 / 80), 19))
+    assert (it.seeds, it.images, it.mean_diff, it.var_seed) == (6, 20, pytest.approx(0.1), 0.0)
+    assert it.p == pytest.approx(2 * sps.t.sf(0.1 / math.sqrt(6 * 1.8 / 19 / 120), 19))
     assert v.verdict.endswith(f"not confirmed beyond these 20 test images (seeds × images p={format_p(it.p)})")
 
 
