@@ -797,7 +797,9 @@ def _methods(a: _Analysis, min_pairs: int) -> list[str]:
         f"detect at 80 % power and about how many seeds would detect the observed difference or "
         f"show equivalence (noncentral t; a fixed-design estimate). Reading equivalence off the "
         f"interval is the two one-sided tests procedure (TOST; Schuirmann 1987) at half the "
-        f"interval's error rate per side.",
+        f"interval's error rate per side. Identical results on every pair are equivalent; the same "
+        f"non-zero difference on every pair (no spread, t infinite) is decided only by the exact "
+        f"sign test, p = 2^(1−n), at the same level.",
         f"Multiplicity. {a.primary} is the primary metric: its {k} comparison"
         f"{'s' if k != 1 else ''} share α = {s.alpha:g} by Bonferroni (α/{k} = {per:.4g} each), "
         f"so the probability of any wrong primary verdict is at most {s.alpha:g}; the Δ interval "
