@@ -6,10 +6,9 @@ sample and stopping when something looks significant inflates the error rate of 
 (Armitage, McPherson & Rowe, 1969); this module keeps it at ``alpha`` with:
 
 - **Lan–DeMets alpha spending** (Lan & DeMets, 1983, "Discrete sequential boundaries for clinical
-  trials", Biometrika 70:659–663) with the **O'Brien–Fleming-type** spending function
-  :math:`\\alpha(\\tau) = 2 - 2\\,\\Phi(z_{1-\\alpha/2} / \\sqrt{\\tau})` (two-sided). ``tau`` is the
-  information fraction: complete pairs at this look / the planned maximum of seeds (two-sided:
-  :math:`\\alpha/2` per side, :math:`\\alpha(\\tau) = 4 - 4\\Phi(z_{1-\\alpha/4}/\\sqrt{\\tau})`). The last
+  trials", Biometrika 70:659–663) with the **O'Brien–Fleming-type** spending function, two-sided
+  with :math:`\\alpha/2` per side: :math:`\\alpha(\\tau) = 4 - 4\\Phi(z_{1-\\alpha/4}/\\sqrt{\\tau})`.
+  ``tau`` is the information fraction: complete pairs at this look / the planned maximum of seeds. The last
   planned look spends whatever is left (``tau = 1``), so lost seeds make the design conservative,
   never liberal. Early looks spend almost nothing (the boundary is wide), the final look is close
   to the fixed-n test: little power is lost against a fixed design of ``max`` seeds, and large or
@@ -47,6 +46,12 @@ sample and stopping when something looks significant inflates the error rate of 
 - **Multiplicity**: the study's ``alpha`` is split over the comparisons of the primary metric
   (Bonferroni: ``alpha / k`` for ``k`` (dataset, variant) comparisons), so the family-wise error
   rate of all primary verdicts is at most ``alpha``.
+
+No spread: identical results on every pair (the same model under two names) give the interval
+[0, 0], hence "equivalent"; the same *non-zero* difference on every pair (a discrete metric, +1 image
+on every seed) makes t infinite, so it is decided only by the exact sign test (all ``k`` signs agree:
+:math:`p = 2^{1-k}`) at the look's nominal level. Differences are rounded to the metric's grid
+(``1/N`` for an accuracy on ``N`` test images) so that float noise neither creates nor hides spread.
 
 A look uses only **complete pairs of the first n seeds**: seeds ``< n`` that finished for both the
 variant and the baseline with a finite value. A seed lost by either side (failed run, NaN) is named
