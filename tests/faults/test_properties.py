@@ -346,7 +346,10 @@ def cli_cases(draw):
         flags.append("--smoke")
     if draw(st.booleans()):
         flags.append("--retry-failed")
-    return study, out_kind, flags
+    after = draw(st.lists(st.sampled_from([
+        ["status"], ["report"], ["export"], ["export", "--format", "json"], ["export", "--format", "xml"],
+    ]), max_size=2))
+    return study, out_kind, flags, after
 
 
 def _snapshot(folder):
@@ -371,18 +374,19 @@ def _stored_once(db) -> None:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(case=cli_cases())
-@example(case=(_tiny_cli_study(), "out", ["--workers", "1"]))  # the valid study itself: trains, then resumes
+@example(case=(_tiny_cli_study(), "out", ["--workers", "1"], [["status"], ["export", "--format", "json"]]))  # valid
 def test_random_study_files_and_flags_through_the_cli(tmp_path_factory, capsys, case):
     """`archlab study run` of a randomly mutated study with random flags: exit 0, 1 or 2, no traceback
     (in-process: no exception escapes main), no file outside the output folder, nothing stored twice; a
-    second run of the same command (resume) keeps all of that."""
+    second run of the same command (resume) and random `study status|report|export` of the folder keep
+    all of that."""
     import os
     import sqlite3
 
     from archlab.cli import main
     from archlab.study.store import DB_NAME
 
-    study, out_kind, flags = case
+    study, out_kind, flags, after = case
     sandbox = tmp_path_factory.mktemp("cli")
     try:
         text = yaml.safe_dump(study)
@@ -399,12 +403,13 @@ def test_random_study_files_and_flags_through_the_cli(tmp_path_factory, capsys, 
     cwd = os.getcwd()
     os.chdir(sandbox)  # the default --out (runs/<name>) lands in the sandbox
     try:
-        for attempt in range(2):
+        commands = [argv, argv] + [["study", *a[:1], str(allowed if out is None else out), *a[1:]] for a in after]
+        for attempt, command in enumerate(commands):
             capsys.readouterr()
             try:
-                code = main(argv)
+                code = main(command)
             except BaseException as exc:  # what the CLI would show as a traceback
-                raise AssertionError(f"{argv} (attempt {attempt + 1}) raised {type(exc).__name__}: {exc}") from exc
+                raise AssertionError(f"{command} (command {attempt + 1}) raised {type(exc).__name__}: {exc}") from exc
             err = capsys.readouterr().err
             assert code in (0, 1, 2), (code, err)
             assert "Traceback" not in err, err
@@ -412,13 +417,13 @@ def test_random_study_files_and_flags_through_the_cli(tmp_path_factory, capsys, 
                 assert "error:" in err, err  # a usage error says what is wrong
             changed = {p for p, v in _snapshot(sandbox).items() if before.get(p) != v}
             outside = [p for p in changed if not Path(p).is_relative_to(allowed)]
-            assert not outside, (argv, outside)
+            assert not outside, (command, outside)
             for db in allowed.rglob(DB_NAME) if allowed.is_dir() else []:
                 try:
                     _stored_once(db)
                 except sqlite3.DatabaseError:
                     pass  # not a database (the run refused it): nothing stored
-            if code != 0:
+            if code != 0 and attempt == 0:  # the run was refused or failed: the rest follows it
                 break
     finally:
         os.chdir(cwd)
