@@ -499,3 +499,28 @@ def test_resuming_a_run_with_a_corrupt_best_safetensors(tmp_path, capsys):
     code, err = _run(capsys, "train", "--config", cfg, "--out", run, "--quiet")
     assert code == 2 and f"checkpoint file {best} is corrupt or not a safetensors file" in _one_error(err), err
     assert "--no-resume" in err
+
+
+def test_a_second_ctrl_c_does_not_interrupt_the_clean_stop():
+    """Deterministic half of the test above: with the CLI's handler, the first SIGINT raises
+    KeyboardInterrupt and a second one, arriving while that is handled, raises nothing."""
+    from archlab.cli import _one_interrupt
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    restore = _one_interrupt()
+    try:
+        cleaned = False
+        with pytest.raises(KeyboardInterrupt):
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # (the signal is handled at once)
+            except KeyboardInterrupt:
+                os.kill(os.getpid(), signal.SIGINT)  # the second press, during the clean-up
+                time.sleep(0.05)
+                cleaned = True
+                raise
+        assert cleaned
+    finally:
+        restore()
+        signal.signal(signal.SIGINT, previous)
+    assert signal.getsignal(signal.SIGINT) is previous
