@@ -165,9 +165,17 @@ def subsample_with_planted(n_total: int, n_train: int, planted: set, sub: int, s
 
 
 def main() -> None:
-    p = parse_args(__doc__.splitlines()[0])
+    p = parse_args(__doc__.splitlines()[0], lambda a: a.add_argument(
+        "--part", choices=("all", "calibration", "speed"), default="all", help="run one part only"))
     torch.set_num_threads(p.threads)
     load_before = os.getloadavg()
+    if p.part != "speed":
+        run_calibration(p)
+    if p.part != "calibration":
+        run_speed(p, load_before)
+
+
+def run_calibration(p) -> None:
     cal = calibration(p.tiny)
     cal_path = write_result("audit_calibration", cal, p.out.with_name(p.out.stem + "_calibration.json") if p.out else None,
                             tiny=p.tiny)
@@ -178,6 +186,8 @@ def main() -> None:
                   f"({r['false_natural_pairs']} natural pairs flagged; recall per kind: {kinds}; {r['seconds']:.1f} s)")
     print(f"wrote {cal_path}")
 
+
+def run_speed(p, load_before) -> None:
     n = 3000 if p.tiny else 70_000
     sub = 600 if p.tiny else 4000
     repeats = 1 if p.tiny else min(p.repeats, 3)

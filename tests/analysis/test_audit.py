@@ -232,7 +232,9 @@ def test_cli_audit_takes_the_split_settings_of_a_study(tmp_path, capsys):
     from archlab.study.config import load_study
 
     study_file = Path(__file__).resolve().parents[2] / "studies" / "quickstart.yaml"
-    assert main(["data", "audit", "digits", "--study", str(study_file), "--out", str(tmp_path)]) == 0
+    # a tight candidate threshold keeps this split-settings test fast (1,797 self-similar digits)
+    assert main(["data", "audit", "digits", "--study", str(study_file), "--threshold", "0.02",
+                 "--out", str(tmp_path)]) == 0
     capsys.readouterr()
     summary = json.loads((tmp_path / "summary.json").read_text())
     study = load_study(study_file)
