@@ -69,7 +69,13 @@ from archlab.train.segmentation import (
     is_segmentation,
     segmentation_correct,
 )
-from archlab.train.speed import enable_compile_cache, needs_resolving, resolve_speed_options, speed_provenance
+from archlab.train.speed import (
+    enable_compile_cache,
+    layout_stable_dropout,
+    needs_resolving,
+    resolve_speed_options,
+    speed_provenance,
+)
 from archlab.train.tensorboard import open_tensorboard
 from archlab.train.transfer import param_groups, transfer_provenance
 
@@ -331,6 +337,7 @@ def train(
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+        layout_stable_dropout(model)  # the contiguous run's dropout masks: the format changes rounding only
     train_loader, val_loader, test_loader = _loaders(config, splits, device, targets="masks" if seg else "labels")
     if ddp is not None:
         ddp.check_batches(len(splits.train), config.batch_size, config.drop_last)

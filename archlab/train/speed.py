@@ -59,6 +59,7 @@ __all__ = [
     "channels_last_for",
     "conv_flop_share",
     "enable_compile_cache",
+    "layout_stable_dropout",
     "probe_memory_format",
     "needs_resolving",
     "resolve_speed_options",
@@ -174,6 +175,34 @@ def channels_last_rule(config, splits=None) -> bool:
     return _rule_for_model(config.model.model_dump_json(), splits.train.num_classes, splits.train.in_chans, size)
 
 
+def layout_stable_dropout(model: nn.Module) -> int:
+    """Make every dropout of ``model`` draw its mask as in the contiguous format.
+
+    ``bernoulli_`` fills a mask in memory order, so a channels_last activation would get other
+    dropout masks from the same RNG stream than a contiguous one — another random draw, not a
+    rounding difference (measured: a seed-002 mini-VGG's test accuracy moved by 12 points). A
+    forward pre-hook hands each dropout (in training) a contiguous copy of a 4-d channels_last
+    input: the masks are then the contiguous run's, and the next convolution returns to
+    channels_last by itself (its weights are channels_last). Costs one copy of the activation.
+
+    Returns:
+        The number of dropout modules hooked.
+    """
+
+    def to_contiguous(module: nn.Module, args: tuple) -> tuple | None:
+        x = args[0] if args else None
+        if module.training and isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_contiguous():
+            return (x.contiguous(), *args[1:])
+        return None
+
+    hooked = 0
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.register_forward_pre_hook(to_contiguous)
+            hooked += 1
+    return hooked
+
+
 def enable_compile_cache() -> str:
     """Point torch.compile's on-disk caches at ``~/.cache/archlab/inductor`` (unless already set).
 
@@ -243,6 +272,7 @@ def time_train_steps(
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+        layout_stable_dropout(model)  # as the engine does
         x = x.contiguous(memory_format=torch.channels_last)
     opt = optimizer(model.parameters()) if optimizer is not None else torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()

@@ -173,3 +173,18 @@ def test_rule_exception_rotation_conv_reading_the_image():
     cfg = _cfg(data={"name": "synthetic", "options": {"num_samples": 60, "image_size": 32, "channels": 3, "num_classes": 3}},
                model={"name": "mini_vgg", "kwargs": {"rot_convs": 4, "rotations": 8}})
     assert resolve_speed_options(cfg).channels_last is False
+
+
+def test_channels_last_keeps_the_dropout_masks_of_mini_vgg():
+    """mini_vgg drops out 4-d conv features: channels_last must not change the masks (rounding only).
+
+    Without :func:`archlab.train.speed.layout_stable_dropout` the masks are filled in memory order
+    and differ; the losses then move by ~1e-2 after one epoch instead of ~1e-6.
+    """
+    over = dict(data={"name": "synthetic", "options": {"num_samples": 120, "image_size": 32, "channels": 3,
+                                                       "num_classes": 3}, "augment": "cifar"},
+                model={"name": "mini_vgg"}, epochs=1, batch_size=32)
+    a, b = _run(channels_last=False, **over), _run(channels_last=True, **over)
+    assert a.history[0]["train_loss"] == pytest.approx(b.history[0]["train_loss"], rel=1e-4)
+    assert a.test["loss"] == pytest.approx(b.test["loss"], rel=1e-4)
+    assert a.test_predictions == b.test_predictions
