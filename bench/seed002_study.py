@@ -3,8 +3,7 @@
 The study (smoke-sized, real epochs): the seed-002 mini-VGG variants — the plain model, two
 weight-normalized ones of ``studies/seed002_weightnorm.yaml`` and one rotation-invariant one of
 ``studies/seed002_rotation.yaml`` — on synthetic 32x32 RGB images (4 classes: a task the models
-learn within the few epochs, so rounding differences do not flip a chaotic near-chance training;
-a first measurement with 10 classes at ~30 % accuracy is kept as ``seed002_study_10classes.json``)
+learn within the few epochs, so rounding differences do not flip a chaotic near-chance training)
 with the ``cifar`` augmentation, batch 32 and Adam as in the study files, a few epochs, one seed.
 
 Contestants, each ``archlab study run STUDY.yaml --out DIR`` in a fresh process with the CLI's
