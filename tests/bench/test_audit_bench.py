@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_audit_bench_tiny(tmp_path):
     out = tmp_path / "audit.json"
     proc = subprocess.run(
