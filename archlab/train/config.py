@@ -51,6 +51,15 @@ class DataConfig(_Strict):
     clean: CleanConfig | None = None  # clean the training split only (a study variant's `data:` override)
     label: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # a study's name for it (default: name + image_size)
 
+    @field_validator("options")
+    @classmethod
+    def _options_are_loader_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        # `name` and `root` are this config's own keys; as loader options they would clash with them
+        for key in ("name", "root"):
+            if key in options:
+                raise ValueError(f"{key!r} is not a loader option: write it as data.{key}, next to data.options")
+        return options
+
 
 class ModelConfig(_Strict):
     """Which model: a registered backbone name, its head and their options."""

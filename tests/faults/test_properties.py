@@ -375,6 +375,8 @@ def _stored_once(db) -> None:
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(case=cli_cases())
 @example(case=(_tiny_cli_study(), "out", ["--workers", "1"], [["status"], ["export", "--format", "json"]]))  # valid
+@example(case=({**_tiny_cli_study(), "data": {"name": "synthetic", "options": {"name": None}}}, "out", [], []))  # was a TypeError
+@example(case=({**_tiny_cli_study(), "data": {"name": "synthetic", "options": {"root": "."}}}, "out", [], []))  # was a TypeError
 def test_random_study_files_and_flags_through_the_cli(tmp_path_factory, capsys, case):
     """`archlab study run` of a randomly mutated study with random flags: exit 0, 1 or 2, no traceback
     (in-process: no exception escapes main), no file outside the output folder, nothing stored twice; a
