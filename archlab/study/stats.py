@@ -547,7 +547,19 @@ def power_paired_t(delta: float, sd: float, n: int, alpha: float) -> float:
     df = n - 1
     crit = float(sps.t.isf(alpha / 2.0, df))
     nc = abs(delta) * math.sqrt(n) / sd
-    return float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+    p = float(sps.nct.sf(crit, df, nc) + sps.nct.cdf(-crit, df, nc))
+    if math.isfinite(p):
+        return p
+    # scipy's noncentral t returns NaN for some (df, nc) at very small df (df = 1): integrate
+    # T' = (Z + nc) / U, U = sqrt(chi2_df / df), over the density of U instead.
+    from scipy import integrate
+
+    def integrand(u: float) -> float:
+        dens = sps.chi.pdf(u * math.sqrt(df), df) * math.sqrt(df)
+        return float(sps.norm.cdf(nc - crit * u) + sps.norm.cdf(-crit * u - nc)) * dens
+
+    val, _ = integrate.quad(integrand, 0.0, math.inf, limit=200)
+    return float(min(1.0, max(0.0, val)))
 
 
 def detectable_difference(sd: float, n: int, alpha: float, power: float = _POWER) -> float:
@@ -1087,6 +1099,9 @@ def compare_variants(
                         text = (f"inconclusive: only {n} paired seed{'s' if n != 1 else ''}"
                                 + ("" if decision is not None else f" (need at least {min_pairs})"))
                     mdd = n_det = n_eq = None
+                    if n >= 2 and float(d.std(ddof=1)) > 0:  # still say what more seeds would do
+                        more, mdd, n_det, n_eq = _inconclusive_text(d, level, margin, percent, on)
+                        text += more[more.index(":"):].replace(":", ";", 1)
                 elif identical:
                     text = f"inconclusive {on}: identical on every paired seed, but {metric} has no equivalence margin"
                     mdd = n_det = n_eq = None

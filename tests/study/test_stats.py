@@ -245,6 +245,22 @@ def test_power_matches_statsmodels(delta, sd, n, alpha):
     assert seeds_to_detect(delta, sd, alpha) == math.ceil(need)
 
 
+def test_power_at_one_degree_of_freedom_where_scipy_nct_is_nan():
+    """Two seeds (df = 1): scipy's noncentral t gives NaN for some effects; the integral does not."""
+    from scipy import integrate
+
+    power_mod = pytest.importorskip("statsmodels.stats.power")
+    crit = sps.t.isf(0.025, 1)
+    for es in (6.0, 8.0, 12.0):
+        p = power_paired_t(es, 1.0, 2, 0.05)
+        nc = es * math.sqrt(2)
+        ref = integrate.quad(lambda u: (sps.norm.cdf(nc - crit * u) + sps.norm.cdf(-crit * u - nc))
+                             * sps.chi.pdf(u, 1), 0, np.inf)[0]
+        assert math.isfinite(p) and p == pytest.approx(ref, abs=1e-7)
+    es = power_mod.TTestPower().solve_power(effect_size=None, nobs=2, alpha=0.05, power=0.8)
+    assert detectable_difference(1.0, 2, 0.05) == pytest.approx(es, rel=1e-4)
+
+
 def test_quickstart_numbers_from_the_issue():
     """sd of the paired differences ~1.1 pp: 5 seeds detect ~1.5 pp, 0.5 pp needs ~27 seeds."""
     sd = 0.0113
@@ -399,6 +415,15 @@ def test_a_constant_shift_needs_the_sign_test():
     base6 = base * 2
     v6 = by_variant(compare_variants(grid({"base": base6, "v": [b + 1 / 30 for b in base6]}), baseline="base"))["v"]
     assert v6.outcome == "better"  # all 6 signs agree: p = 1/32 < 0.05
+
+
+def test_two_seeds_are_too_few_but_say_what_more_would_do():
+    v = by_variant(compare_variants(grid({"base": [0.9, 0.91], "v": [0.92, 0.915]}), baseline="base",
+                                    margin=0.01))["v"]
+    d = np.array([0.92 - 0.9, 0.915 - 0.91])
+    assert v.outcome == "inconclusive" and v.verdict.startswith("inconclusive: only 2 paired seeds (need at least 3); ")
+    assert v.detectable == pytest.approx(detectable_difference(d.std(ddof=1), 2, 0.05))
+    assert v.seeds_detect == seeds_to_detect(d.mean(), d.std(ddof=1), 0.05)
 
 
 def test_exploratory_metric_is_unadjusted_and_marked():
