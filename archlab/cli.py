@@ -299,8 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except OSError as exc:  # the machine refused (disk full, permission, a path that cannot exist)
+        from rich.markup import escape
+
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        err_console.print(f"[red]error:[/] {where}{exc.strerror or exc}", highlight=False, markup=True)
+        err_console.print(f"[red]error:[/] {escape(where + str(exc.strerror or exc))}", highlight=False)
         return 1
     except ArchlabError as exc:
         from rich.markup import escape

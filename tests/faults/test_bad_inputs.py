@@ -171,7 +171,7 @@ def test_out_that_cannot_be_a_folder(tmp_path, capsys, kind):
         assert code == 2 and f"--out {out}" in _one_error(err), err
     assert _listing(tmp_path) == before  # the file is unchanged, nothing was created
     assert Path("/dev/null").is_char_device()
-    assert not Path("/proc/archlab-x").exists()
+    assert not Path("/proc/[red]x").exists()
 
 
 def test_mirror_that_is_not_a_url(tmp_path, capsys, monkeypatch):
@@ -524,3 +524,11 @@ def test_a_second_ctrl_c_does_not_interrupt_the_clean_stop():
         restore()
         signal.signal(signal.SIGINT, previous)
     assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_an_os_error_reaching_the_cli_is_one_line(tmp_path, capsys):
+    """A command without its own --out check (analyze profile) that cannot write: one line, exit 1."""
+    code, err = _run(capsys, "analyze", "profile", "mnist_cnn", "--in-chans", "1", "--latency-runs", "0",
+                     "--out", "/proc/[red]x/y")
+    assert code == 1 and "error: /proc/[red]x: No such file or directory" in _one_error(err), err
+    assert not Path("/proc/[red]x").exists()
