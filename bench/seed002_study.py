@@ -15,6 +15,10 @@ defaults, interleaved round by round, each round into a fresh folder:
   :func:`archlab.train.speed.resolve_speed_options`, the runner's worker/thread schedule).
 - ``now_contiguous``: this checkout with ``train.channels_last: false`` (the memory format's share
   of the gain, everything else equal).
+- ``now_all_threads``: this checkout with ``train.threads`` = the core count (main's thread count;
+  the memory format and the engine at equal threads).
+- ``now_workers_auto``: this checkout with ``--workers auto`` (one single-threaded worker per core:
+  main's default used every core as a thread of one process; runs now default to one thread).
 
 Reports median wall time, spread, ``speedup`` = main / now (target >= 1.3) and, per run, the test
 accuracy and loss of each contestant with the largest differences from main. The runs of ``now``
@@ -55,10 +59,10 @@ LOSS_RTOL = 0.05  # test loss: within 5 %
 STUDY: dict[str, Any] = {
     "name": "seed002_speed",
     "description": "seed-002 mini-VGG variants, smoke-sized with real epochs (bench/seed002_study.py)",
-    "data": {"name": "synthetic", "options": {"num_samples": 800, "image_size": 32, "channels": 3, "num_classes": 4},
+    "data": {"name": "synthetic", "options": {"num_samples": 2000, "image_size": 32, "channels": 3, "num_classes": 4},
              "val_fraction": 0.1, "augment": "cifar"},
     "model": {"name": "mini_vgg"},
-    "train": {"epochs": 3, "batch_size": 32, "optim": {"name": "adam", "lr": 0.001}},
+    "train": {"epochs": 4, "batch_size": 32, "optim": {"name": "adam", "lr": 0.001}},
     "seeds": [1337],
     "baseline": "plain",
     "variants": {
@@ -101,7 +105,7 @@ def _head() -> str | None:
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
-def run_cli(src: Path, study_file: Path, out: Path, threads_env: dict[str, str]) -> tuple[float, float]:
+def run_cli(src: Path, study_file: Path, out: Path, threads_env: dict[str, str], extra: tuple[str, ...] = ()) -> tuple[float, float]:
     """``archlab study run`` of ``study_file`` with the archlab found in ``src``.
 
     Returns:
@@ -111,7 +115,7 @@ def run_cli(src: Path, study_file: Path, out: Path, threads_env: dict[str, str])
     code = "import sys; from archlab.cli import main; sys.exit(main(sys.argv[1:]))"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, "study", "run", str(study_file), "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-c", code, "study", "run", str(study_file), "--out", str(out), *extra],
                           env=env, capture_output=True, text=True, cwd=out.parent)
     dt = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -149,16 +153,20 @@ def main() -> None:
         now_spec = json.loads(json.dumps(spec))
         contiguous = json.loads(json.dumps(spec))
         contiguous["train"]["channels_last"] = False
+        threads2 = json.loads(json.dumps(spec))
+        threads2["train"]["threads"] = os.cpu_count() or 1  # main's thread count, recorded in the config
         base_spec = json.loads(json.dumps(spec))
         if base_src is None:  # emulate main's defaults in this checkout: contiguous, one process
             base_spec["train"].update(channels_last=False)
-        for name, s in {"main": base_spec, "now": now_spec, "now_contiguous": contiguous}.items():
+        for name, s in {"main": base_spec, "now": now_spec, "now_contiguous": contiguous, "now_all_threads": threads2}.items():
             files[name] = tmp / f"{name}.yaml"
             files[name].write_text(yaml.safe_dump(s, sort_keys=False))
         contestants = {
-            f"main_{BASELINE_COMMIT}": (base_src or ROOT, files["main"]),
-            "now": (now_src or ROOT, files["now"]),
-            "now_contiguous": (now_src or ROOT, files["now_contiguous"]),
+            f"main_{BASELINE_COMMIT}": (base_src or ROOT, files["main"], ()),
+            "now": (now_src or ROOT, files["now"], ()),
+            "now_contiguous": (now_src or ROOT, files["now_contiguous"], ()),
+            "now_workers_auto": (now_src or ROOT, files["now"], ("--workers", "auto")),
+            "now_all_threads": (now_src or ROOT, files["now_all_threads"], ()),
         }
         env = {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}  # what a fresh shell gives every contestant
         seconds: dict[str, list[float]] = {k: [] for k in contestants}
@@ -167,9 +175,9 @@ def main() -> None:
         for r in range(warmup + repeats):
             order = list(reversed(contestants)) if r % 2 == 0 else list(contestants)
             for k in order:
-                src, f = contestants[k]
+                src, f, extra = contestants[k]
                 out = tmp / f"{k}-{r}"
-                dt, cpu = run_cli(src, f, out, env)
+                dt, cpu = run_cli(src, f, out, env, extra)
                 print(f"  round {r + 1}: {k:16s} {dt:7.1f} s (CPU {cpu:7.1f} s)", file=sys.stderr, flush=True)
                 if r >= warmup:
                     seconds[k].append(dt)
@@ -207,6 +215,8 @@ def main() -> None:
         "cpu_seconds": cpu,
         "speedup": speedup,
         "speedup_cpu_time": cpu[base]["median_s"] / cpu["now"]["median_s"],
+        "speedup_workers_auto": timing[base]["median_s"] / timing["now_workers_auto"]["median_s"],
+        "speedup_all_threads": timing[base]["median_s"] / timing["now_all_threads"]["median_s"],
         "speedup_best_round": timing[base]["min_s"] / timing["now"]["min_s"],
         "speedup_memory_format_only": timing["now_contiguous"]["median_s"] / timing["now"]["median_s"],
         "target": TARGET,
@@ -216,7 +226,8 @@ def main() -> None:
         "max_diff_vs_main": diffs,
         "per_run": per_run,
     }
-    print(f"seed-002 study ({len(per_run)} runs): main {timing[base]['median_s']:.1f} s, now {timing['now']['median_s']:.1f} s "
+    print(f"seed-002 study ({len(per_run)} runs): main {timing[base]['median_s']:.1f} s, now {timing['now']['median_s']:.1f} s, "
+          f"now --workers auto {timing['now_workers_auto']['median_s']:.1f} s "
           f"-> {speedup:.2f}x (target {TARGET}x; memory format alone {result['speedup_memory_format_only']:.2f}x); "
           f"metrics within tolerance: {within} {diffs}")
     print(f"wrote {write_result('seed002_study', result, args.out, tiny=args.tiny)}")
