@@ -233,7 +233,6 @@ class _Run:
 def _load_model(config: Any, folder: Path, weights_from: Path | None = None):
     from safetensors.torch import load_file
 
-    from archlab.data import Normalize, dataset_stats
     from archlab.errors import CheckpointError
     from archlab.study.execute import load_splits
     from archlab.train.engine import BEST_WEIGHTS, build_run_model
@@ -247,15 +246,10 @@ def _load_model(config: Any, folder: Path, weights_from: Path | None = None):
         model.load_state_dict(load_file(str(path)), strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit the model of {folder}: {str(exc).splitlines()[0]}") from None
-    from archlab.train.engine import resolve_device
+    from archlab.train.engine import input_normalize, resolve_device
 
     model.to(resolve_device(config.device)).eval()  # rotations, twins and excitations run there too
-    d = config.data
-    norm = None
-    if d.normalize == "dataset":
-        norm = Normalize(*dataset_stats(splits.train))
-    elif d.normalize != "none":
-        norm = Normalize(*d.normalize)
+    norm = input_normalize(config, splits)
     if norm is not None:
         norm = norm.to(next(model.parameters()).device)
     return model, config, splits, norm

@@ -690,7 +690,6 @@ def load_run(run_dir: str | Path, *, weights: str = "best") -> tuple[nn.Module, 
         ``(model in eval mode, config, splits, normalize)`` where ``normalize`` maps float images
         in [0, 1] to the model's input (None when the run did not normalize).
     """
-    from archlab.data import Normalize
     from archlab.errors import CheckpointError
 
     run = Path(run_dir)
@@ -729,13 +728,19 @@ def load_run(run_dir: str | Path, *, weights: str = "best") -> tuple[nn.Module, 
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit the model of {cfg_path}: {str(exc).splitlines()[0]}") from None
     model.eval()
+    return model, config, splits, input_normalize(config, splits)
+
+
+def input_normalize(config: TrainConfig, splits: Splits) -> nn.Module | None:
+    """The run's input normalisation as a module (float images in [0, 1] -> model input), or None."""
+    from archlab.data import Normalize
+
     d = config.data
-    norm = None
     if d.normalize == "dataset":
-        norm = Normalize(*dataset_stats(splits.train))
-    elif d.normalize != "none":
-        norm = Normalize(*d.normalize)
-    return model, config, splits, norm
+        return Normalize(*dataset_stats(splits.train))
+    if d.normalize != "none":
+        return Normalize(*d.normalize)
+    return None
 
 
 def provenance(device: torch.device | None = None) -> dict[str, Any]:
