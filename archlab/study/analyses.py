@@ -50,6 +50,7 @@ import torch
 import torch.nn as nn
 
 from archlab.errors import ArchlabError, ConfigError, UnknownNameError
+from archlab.study.metrics import ANALYSIS_METRICS, metric_direction  # noqa: F401  (re-exported)
 
 __all__ = [
     "ANALYSES",
@@ -78,35 +79,7 @@ _OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
 }
 ANALYSES: tuple[str, ...] = tuple(_OPTIONS)
 
-#: per-run metric key -> (higher is better, a fraction shown in % / percentage points).
-ANALYSIS_METRICS: dict[str, tuple[bool, bool]] = {
-    "rotation.pct_angles_correct": (True, False),  # already in % (0..100), as the seed's box plot
-    "rotation.mean_prob": (True, True),
-    "transplant.accuracy": (True, True),
-    "transplant.pct_angles_correct": (True, False),
-    "convergence.epochs_to_target": (False, False),
-    "convergence.seconds_to_target": (False, False),
-    "convergence.val_auc": (True, True),
-    "generalization_gap.gap": (False, False),  # train - test in [-1, 1]: smaller = less overfitting
-    "generalization_gap.train": (True, True),
-    "efficiency.metric_per_mparam": (True, False),
-    "efficiency.metric_per_gflop": (True, False),
-    "gates.mean_final": (True, True),
-    "gates.fraction_open": (True, True),
-}
-
 _CLASS_METRICS = ("accuracy", "f1_macro", "dice")
-
-
-def metric_direction(metric: str) -> tuple[bool, bool]:
-    """``(higher_is_better, percent)`` of an analysis metric key such as ``rotation.mean_prob``.
-
-    Raises:
-        UnknownNameError: not a metric any analysis stores.
-    """
-    if metric not in ANALYSIS_METRICS:
-        raise UnknownNameError("analysis metric", metric, ANALYSIS_METRICS)
-    return ANALYSIS_METRICS[metric]
 
 
 def check_analyses(analyses: Mapping[str, Mapping[str, Any]], where: str = "analyses") -> dict[str, dict[str, Any]]:
@@ -488,7 +461,7 @@ def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable |
         Counts: ``{"stored": ..., "skipped": ..., "failed": ..., "waiting": ...}``.
     """
     from archlab.study.config import RunKey
-    from archlab.study.runner import run_dir
+    from archlab.study.execute import run_dir
 
     emit = emit or (lambda *a: None)
     analyses = check_analyses(study.analyses)

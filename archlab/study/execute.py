@@ -28,10 +28,11 @@ from typing import Any
 import torch
 
 from archlab.errors import ArchlabError, ConfigError
+from archlab.study.config import RunKey
 from archlab.study.progress import ProgressWriter, steps_per_epoch
 from archlab.train.config import DataConfig, TrainConfig
 
-__all__ = ["RunTask", "execute_run", "load_splits", "OWNER_FILE", "check_owner"]
+__all__ = ["RunTask", "execute_run", "load_splits", "run_dir", "OWNER_FILE", "check_owner"]
 
 OWNER_FILE = "owner.json"
 
@@ -54,6 +55,20 @@ def load_splits(data_json: str):
 
     data = DataConfig.model_validate_json(data_json)
     return prepare_data(TrainConfig(data=data))
+
+
+def run_dir(out: Path, key: RunKey) -> Path:
+    """The folder of one run's checkpoints and result: ``out/runs/<dataset>/<variant>/seed<k>``.
+
+    Dataset labels and variant names are validated folder names (:mod:`archlab.study.config`), so
+    every grid cell has its own folder inside ``out``; the check below keeps that true by
+    construction even for a hand-made :class:`RunKey`.
+    """
+    runs = (out / "runs").resolve()
+    path = (runs / key.dataset / key.variant / f"seed{int(key.seed)}").resolve()
+    if path.parent.parent.parent != runs:
+        raise ConfigError(f"run {key.label!r} would not get its own folder under {runs}; rename the dataset/variant")
+    return out / "runs" / key.dataset / key.variant / f"seed{int(key.seed)}"
 
 
 def check_owner(run_dir: Path, owner: dict[str, Any], *, claim: bool) -> None:

@@ -47,7 +47,7 @@ from typing import Any
 
 from archlab.errors import ArchlabError, ConfigError, with_context
 from archlab.study.config import RunKey, Study
-from archlab.study.execute import RunTask, execute_run, load_splits
+from archlab.study.execute import RunTask, execute_run, load_splits, run_dir
 from archlab.study.store import DB_NAME, StudyStore
 from archlab.train.config import TrainConfig
 
@@ -58,20 +58,6 @@ log = logging.getLogger(__name__)
 MAX_WORKER_DEATHS = 2  # a run whose worker is killed this often while running alone is failed
 
 Event = Callable[[str, "RunKey | None", dict[str, Any]], None]  # key None for "round"
-
-
-def run_dir(out: Path, key: RunKey) -> Path:
-    """The folder of one run's checkpoints and result: ``out/runs/<dataset>/<variant>/seed<k>``.
-
-    Dataset labels and variant names are validated folder names (:mod:`archlab.study.config`), so
-    every grid cell has its own folder inside ``out``; the check below keeps that true by
-    construction even for a hand-made :class:`RunKey`.
-    """
-    runs = (out / "runs").resolve()
-    path = (runs / key.dataset / key.variant / f"seed{int(key.seed)}").resolve()
-    if path.parent.parent.parent != runs:
-        raise ConfigError(f"run {key.label!r} would not get its own folder under {runs}; rename the dataset/variant")
-    return out / "runs" / key.dataset / key.variant / f"seed{int(key.seed)}"
 
 
 def choose_threads(workers: int) -> int:

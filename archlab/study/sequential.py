@@ -73,6 +73,7 @@ import numpy as np
 from scipy import stats as sps
 
 from archlab.errors import ConfigError
+from archlab.study.metrics import metric_direction, run_test_size
 
 __all__ = [
     "SequentialDecision",
@@ -491,8 +492,6 @@ def _value(row: Mapping[str, Any], metric: str) -> float | None:
 def _resolution(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
     """The grid of a paired difference: 1/N for accuracy on N test images, else 1e-12."""
     if metric == "accuracy":
-        from archlab.study.stats import run_test_size
-
         n = run_test_size(a) or run_test_size(b)
         if n:
             return 1.0 / n
@@ -572,8 +571,6 @@ def sequential_decisions(
     Returns:
         ``{(dataset, variant): SequentialDecision}``.
     """
-    from archlab.study.stats import metric_direction
-
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05; got {alpha!r}")
     if margin is not None and not (margin > 0 and math.isfinite(margin)):

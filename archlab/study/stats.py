@@ -63,8 +63,8 @@ import numpy as np
 from scipy import stats as sps
 
 from archlab.errors import ConfigError, DataError, UnknownNameError
+from archlab.study.metrics import RATE_METRICS, metric_direction, run_test_size
 from archlab.study.sequential import SequentialDecision, interval_verdict, sequential_decisions
-from archlab.train.metrics import metric_mode
 
 __all__ = [
     "Summary",
@@ -98,7 +98,6 @@ log = logging.getLogger(__name__)
 Outcome = Literal["baseline", "better", "worse", "equivalent", "inconclusive"]
 
 #: Metrics that are rates in [0, 1] (intervals are clipped to that range, shown in %).
-RATE_METRICS = ("accuracy", "f1_macro", "dice")
 
 #: Run statuses the runner writes (anything else is counted under its own name).
 _STATUSES = ("done", "failed", "pending", "running")
@@ -788,31 +787,11 @@ def _metric_value(run: Mapping[str, Any], metric: str) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def metric_direction(metric: str) -> tuple[bool, bool]:
-    """``(higher_is_better, is_rate)`` of a test metric or of a per-run analysis number."""
-    if "." in metric:  # a per-run analysis number, e.g. rotation.pct_angles_correct
-        from archlab.study.analyses import metric_direction as analysis_direction
-
-        return analysis_direction(metric)
-    return metric_mode(metric) == "max", metric in RATE_METRICS
-
-
 def _first_not_none(runs: Sequence[Mapping[str, Any]], key: str) -> int | None:
     for r in runs:
         if r.get(key) is not None:
             return int(r[key])
     return None
-
-
-def run_test_size(run: Mapping[str, Any]) -> int | None:
-    """The test-set size of a run: ``provenance.split_sizes.test``, else ``len(test_targets)``."""
-    prov = run.get("provenance")
-    if isinstance(prov, Mapping) and isinstance(prov.get("split_sizes"), Mapping):
-        n = prov["split_sizes"].get("test")
-        if isinstance(n, int) and n > 0:
-            return n
-    t = run.get("test_targets")
-    return len(t) if t else None
 
 
 def _correctness(run: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -938,13 +917,7 @@ def compare_variants(
         raise ConfigError(f"min_pairs must be >= 2 (a paired t-test needs two pairs), got {min_pairs!r}")
     if margin is not None and not (margin > 0 and math.isfinite(margin)):
         raise ConfigError(f"the equivalence margin of {metric!r} must be a positive number, got {margin!r}")
-    if "." in metric:  # a per-run analysis number, e.g. rotation.pct_angles_correct
-        from archlab.study.analyses import metric_direction
-
-        higher_is_better, percent = metric_direction(metric)
-    else:
-        higher_is_better = metric_mode(metric) == "max"
-        percent = metric in RATE_METRICS
+    higher_is_better, percent = metric_direction(metric)
     bounds = (0.0, 1.0) if percent else None
     if not runs:
         return []
