@@ -86,8 +86,9 @@ def study_run_cmd(
     file: Path = typer.Argument(..., help="study YAML file (template: archlab study new NAME)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="study folder (default runs/<study name>)"),
     workers: str = typer.Option(
-        "1", "--workers", "-w", metavar="N|auto",
-        help="parallel worker processes, or 'auto': one single-threaded worker per core (faster for studies of small models)",
+        "auto", "--workers", "-w", metavar="N|auto",
+        help="parallel worker processes, or 'auto': as many runs side by side as the cores allow for the runs' "
+        "train.threads (1 unless the study sets it). Changes the schedule only, never a result",
     ),
     smoke: bool = typer.Option(False, "--smoke", help="use the study's smoke section (synthetic, tiny)"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run failed runs again"),

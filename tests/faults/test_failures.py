@@ -91,7 +91,7 @@ def test_full_disk_in_the_database_stops_clearly_and_a_rerun_finishes(tmp_path, 
         return real(self, run_id, result)
 
     monkeypatch.setattr(StudyStore, "record_result", record_result)
-    code = main(["study", "run", str(path), "--out", str(out)])
+    code = main(["study", "run", str(path), "--out", str(out), "--workers", "1"])  # one run in flight
     err = capsys.readouterr().err
     assert code == 1, err
     assert "could not write the study database (database or disk is full)" in " ".join(err.split())
