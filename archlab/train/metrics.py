@@ -1,4 +1,9 @@
-"""Evaluation metrics: thin functions over ``torchmetrics.functional``.
+"""Evaluation metrics, computed from one confusion matrix.
+
+The formulas and the float32 arithmetic are those of ``torchmetrics.functional.classification``
+(``multiclass_accuracy`` micro, ``multiclass_f1_score`` macro, ``multiclass_confusion_matrix``),
+to the bit (``tests/train/test_metrics.py`` checks it); computing them here spares every worker
+process torchmetrics' import (about a second of start-up per process).
 
 Classification: overall accuracy, macro F1, Dice, per-class accuracy and the confusion matrix.
 Segmentation: the Dice coefficient averaged over samples, where an empty prediction of an empty
@@ -16,12 +21,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-)
-
 from archlab.errors import ConfigError, UnknownNameError
 
 __all__ = [
@@ -89,11 +88,21 @@ def classification_metrics(logits_or_preds: Tensor, targets: Tensor,
         - logits_or_preds: (B, C) or (B,)
         - targets: (B,)
     """
-    preds = _to_preds(logits_or_preds)
-    targets = _check_targets(preds, targets, num_classes)
-    acc = multiclass_accuracy(preds, targets, num_classes, average="micro")
-    f1 = multiclass_f1_score(preds, targets, num_classes, average="macro")
-    return {"accuracy": float(acc), "f1_macro": float(f1), "dice": float(f1)}
+    cm = confusion_matrix(logits_or_preds, targets, num_classes)  # (C, C)
+    tp = cm.diagonal()
+    fp = cm.sum(dim=0) - tp
+    fn = cm.sum(dim=1) - tp
+    # float32 throughout, in torchmetrics' order of operations (micro accuracy, macro F1)
+    total = (tp + fn).sum().float()
+    acc = tp.sum().float() / total if total > 0 else torch.zeros(())
+    num = 2.0 * tp
+    den = 2.0 * tp + 1.0 * fn + fp
+    f1 = torch.where(den != 0, num / den, torch.zeros(()))
+    weights = torch.ones_like(f1)
+    weights[tp + fp + fn == 0] = 0.0  # a class absent from predictions and targets is left out
+    wsum = weights.sum(-1, keepdim=True)
+    f1_macro = torch.where(wsum != 0, weights * f1 / wsum, torch.zeros(())).sum(-1)
+    return {"accuracy": float(acc), "f1_macro": float(f1_macro), "dice": float(f1_macro)}
 
 
 def confusion_matrix(logits_or_preds: Tensor, targets: Tensor, num_classes: int) -> Tensor:
@@ -112,7 +121,12 @@ def confusion_matrix(logits_or_preds: Tensor, targets: Tensor, num_classes: int)
     """
     preds = _to_preds(logits_or_preds)
     targets = _check_targets(preds, targets, num_classes)
-    return multiclass_confusion_matrix(preds, targets, num_classes).long()
+    for name, t in (("predictions", preds), ("targets", targets)):
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+            raise ConfigError(f"{name} hold class {int(t.min()) if int(t.min()) < 0 else int(t.max())}, "
+                              f"outside 0..{num_classes - 1}")
+    flat = (targets * num_classes + preds).cpu()
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes).long()
 
 
 def per_class_accuracy(preds: Tensor, targets: Tensor, num_classes: int) -> list[float]:

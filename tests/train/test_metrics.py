@@ -98,3 +98,47 @@ def test_metric_mode_and_spec() -> None:
     loss = metric_spec("loss")
     assert loss.worst == math.inf and loss.is_better(0.5, 0.6)
     assert not loss.is_better(0.59, 0.6, min_delta=0.05)
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 7])
+def test_equal_to_torchmetrics_to_the_bit(num_classes: int) -> None:
+    """Accuracy, macro F1 and the confusion matrix equal torchmetrics' (the reference) exactly,
+    including classes absent from predictions and targets (left out of the macro average)."""
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_confusion_matrix,
+        multiclass_f1_score,
+    )
+
+    g = torch.Generator().manual_seed(num_classes)
+    for trial in range(200):
+        n = int(torch.randint(1, 60, (1,), generator=g))
+        present = int(torch.randint(1, num_classes + 1, (1,), generator=g))  # classes used in this trial
+        preds = torch.randint(0, present, (n,), generator=g)
+        targets = torch.randint(0, present, (n,), generator=g)
+        if trial % 3 == 0:
+            preds = torch.where(torch.rand(n, generator=g) < 0.6, targets, preds)
+        got = classification_metrics(preds, targets, num_classes)
+        ref_acc = float(multiclass_accuracy(preds, targets, num_classes, average="micro"))
+        ref_f1 = float(multiclass_f1_score(preds, targets, num_classes, average="macro"))
+        assert got["accuracy"] == ref_acc
+        assert got["f1_macro"] == ref_f1 == got["dice"]
+        assert torch.equal(confusion_matrix(preds, targets, num_classes),
+                           multiclass_confusion_matrix(preds, targets, num_classes).long())
+
+
+def test_class_outside_range_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="outside 0..2"):
+        classification_metrics(torch.tensor([0, 3]), torch.tensor([0, 1]), 3)
+    with pytest.raises(ConfigError, match="class -1"):
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([-1, 1]), 3)
+
+
+def test_worker_imports_stay_light() -> None:
+    """The training engine does not import torchmetrics (a second of start-up in every worker)."""
+    import subprocess
+    import sys
+
+    code = "import sys, archlab.train.engine, archlab.study.execute; print('torchmetrics' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
