@@ -3,9 +3,10 @@
 Model families register small builder functions with :func:`register_model`; heads register their
 classes with :func:`register_head`. :func:`create_model` and :func:`create_head` are the only ways
 in. Registration happens at import of :mod:`archlab.models` / :mod:`archlab.heads` (the only
-import-time side effect in the package), which ``archlab/__init__.py`` imports; this module holds
-the tables only and imports neither (no import cycle), so any ``archlab.*`` import registers
-everything before a lookup can run.
+import-time side effect in the package). This module holds the tables only and imports neither
+(no import cycle): ``archlab/__init__.py`` hands it a loader (:func:`add_loader`) that imports
+them, and every lookup runs the loaders once first. So ``import archlab`` stays light (the CLI
+starts in a tenth of a second, without torch) and every lookup still sees every built-in model.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import contextlib
 import fnmatch
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any
-
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any
 
 from archlab.errors import ConfigError, UnknownNameError
 
@@ -32,8 +31,29 @@ __all__ = [
     "head_entrypoint",
 ]
 
+if TYPE_CHECKING:
+    import torch.nn as nn
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _HEADS: dict[str, Callable[..., nn.Module]] = {}
+_LOADERS: list[Callable[[], None]] = []  # import the built-in families and heads (archlab/__init__.py)
+_loaded = False
+
+
+def add_loader(fn: Callable[[], None]) -> None:
+    """Run ``fn`` (which imports modules that register models/heads) before the first lookup."""
+    global _loaded
+    _LOADERS.append(fn)
+    _loaded = False
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True  # set first: the loaders' imports may look up what they registered
+    for fn in list(_LOADERS):
+        fn()
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
@@ -55,12 +75,14 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | No
 
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching the shell-style ``pattern`` (case-insensitive), sorted."""
+    _ensure_loaded()
     pat = pattern.lower()
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n.lower(), pat))
 
 
 def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     """The builder registered as ``name``; ``UnknownNameError`` with close matches otherwise."""
+    _ensure_loaded()
     if name not in _MODELS:
         raise UnknownNameError("model", name, _MODELS)
     return _MODELS[name]
@@ -129,11 +151,13 @@ def register_head(name: str):
 
 def list_heads(pattern: str = "*") -> list[str]:
     """Registered head names matching ``pattern``, sorted."""
+    _ensure_loaded()
     return sorted(n for n in _HEADS if fnmatch.fnmatch(n, pattern))
 
 
 def head_entrypoint(name: str) -> Callable[..., nn.Module]:
     """The head class/builder registered as ``name``."""
+    _ensure_loaded()
     if name not in _HEADS:
         raise UnknownNameError("head", name, _HEADS)
     return _HEADS[name]

@@ -103,8 +103,12 @@ def study_run_cmd(
     Shows every run in flight (epoch, step) and an ETA. Ctrl-C stops cleanly (exit 130): finished
     runs are kept and the same command resumes the rest.
     """
+    if ray is None and workers.strip() != "1":
+        # worker processes fork from a server that imports torch now, beside this process's imports
+        from archlab.study.workers import start_worker_server
+
+        start_worker_server()
     from archlab._cli.progress import StudyProgress
-    from archlab.study.report import markdown_table
     from archlab.study.runner import choose_workers, run_dir, run_study
 
     study = load_study_with_hint(file, smoke=smoke)
@@ -150,6 +154,8 @@ def study_run_cmd(
                 highlight=False,
             )
             raise typer.Exit(130) from None
+    from archlab.study.report import markdown_table
+
     print_markdown(markdown_table(store.rows(), baseline=study.baseline, metric=main_metric,
                                   settings=study.model_dump(mode="json")))  # the report's verdicts
     console.print(f"report: {out / 'report.html'}  ({out / 'report.md'})", highlight=False)
@@ -233,6 +239,8 @@ def study_report_cmd(directory: Path = typer.Argument(..., help="study folder"))
     md, html = write_study_report(store, directory)
     study = store.get_meta("study") or {}
     metric = "dice" if (study.get("train") or {}).get("monitor") == "dice" else "accuracy"
+    from archlab.study.report import markdown_table
+
     print_markdown(markdown_table(store.rows(), baseline=store.get_meta("baseline"), metric=metric, settings=study))
     console.print(f"report: {html}  ({md})", highlight=False)
 

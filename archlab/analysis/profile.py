@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from archlab.analysis.flops import count_flops
 from archlab.errors import ConfigError
 
 __all__ = ["Profile", "profile", "count_parameters"]
@@ -24,7 +24,7 @@ class Profile:
         params_per_module: parameters of each top-level module (``backbone``, ``head`` ...).
         params_per_stage: parameters of each top-level child of the backbone (when there is one).
         flops: forward FLOPs for one batch of ``input_size`` (multiply-add = 2 FLOPs), from
-            ``torch.utils.flop_counter``.
+            ``torch.utils.flop_counter``'s formulas (:mod:`archlab.analysis.flops`).
         stage_shapes: output shape (without batch) of every top-level child of the backbone and
             of the head, in execution order.
         latency_ms: median forward time in milliseconds (``None`` when not measured).
@@ -91,10 +91,7 @@ def profile(
     if isinstance(head, nn.Module) and stage_parent is not model:
         hooks.append(head.register_forward_hook(_shape_hook(shapes, "head")))
     try:
-        counter = FlopCounterMode(display=False)
-        with counter:
-            model(x)
-        flops = int(counter.get_total_flops())
+        flops = sum(count_flops(model, x).values())
     except RuntimeError as exc:
         raise ConfigError(
             f"cannot profile with input_size {size}: {str(exc).splitlines()[0]}"

@@ -18,6 +18,7 @@ checkpoint and result it reuses against the run's config.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import traceback
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from archlab.study.config import RunKey
 from archlab.study.progress import ProgressWriter, steps_per_epoch
 from archlab.train.config import DataConfig, TrainConfig
 
-__all__ = ["RunTask", "execute_run", "load_splits", "run_dir", "OWNER_FILE", "check_owner"]
+__all__ = ["RunTask", "execute_run", "execute_in_worker", "load_splits", "run_dir", "OWNER_FILE", "check_owner"]
 
 OWNER_FILE = "owner.json"
 
@@ -105,15 +106,29 @@ def check_owner(run_dir: Path, owner: dict[str, Any], *, claim: bool) -> None:
         os.replace(tmp, path)
 
 
+def execute_in_worker(config_json: str, out: str, owner: dict[str, Any] | None, env: dict[str, str]) -> dict[str, Any]:
+    """:func:`execute_run` in a worker process of the study's pool.
+
+    ``env`` is the study process's environment when the run was submitted: a worker forked by the
+    fork server would otherwise keep the environment the server started with (spawn semantics:
+    a run sees the environment of the study at the time it starts).
+    """
+    if env != os.environ:
+        os.environ.clear()
+        os.environ.update(env)
+    return execute_run(config_json, out, owner, in_worker=True)
+
+
 def execute_run(config_json: str, out: str, owner: dict[str, Any] | None = None,
-                parent_pid: int | None = None) -> dict[str, Any]:
+                in_worker: bool = False) -> dict[str, Any]:
     """Train one run; returns ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``.
 
     Args:
         config_json: the resolved run config (its ``threads`` sets torch's intra-op threads).
         out: the run folder.
         owner: the identity this folder must carry (written on first use, checked after).
-        parent_pid: in a worker process, the study process; the worker exits when it dies.
+        in_worker: in a worker process: the worker exits at the next step when the study
+            process has died (kill -9), instead of racing the run's next attempt.
     """
     from archlab.train.engine import train
 
@@ -121,9 +136,11 @@ def execute_run(config_json: str, out: str, owner: dict[str, Any] | None = None,
     # The thread count is part of the config: float reductions depend on it (never on --workers).
     torch.set_num_threads(config.threads or 1)
 
+    parent = multiprocessing.parent_process() if in_worker else None
+
     def watchdog(_step: int) -> None:
         # A worker whose study process died (kill -9) stops instead of racing the next run.
-        if parent_pid is not None and os.getppid() != parent_pid:
+        if parent is not None and not parent.is_alive():
             os._exit(3)
 
     try:

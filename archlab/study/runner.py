@@ -41,14 +41,15 @@ import os
 import signal
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any
 
 from archlab.errors import ArchlabError, ConfigError, with_context
 from archlab.study.config import RunKey, Study
-from archlab.study.execute import RunTask, execute_run, load_splits, run_dir
+from archlab.study.execute import RunTask, execute_in_worker, execute_run, load_splits, run_dir
 from archlab.study.store import DB_NAME, StudyStore
+from archlab.study.workers import Pool, prepare_report
 from archlab.train.config import TrainConfig
 
 __all__ = ["run_study", "StudyLock", "preflight", "run_dir", "choose_threads", "choose_workers"]
@@ -289,13 +290,22 @@ def run_study(
         from archlab.study.backends.ray import require_ray
 
         require_ray()
-    preflight(study)
+    # worker processes, kept across rounds; started now, so that the fork server's imports and each
+    # worker's data loading run beside the preflight instead of after it
+    pools = Pool([d.model_dump_json() for d in study.dataset_configs().values()])
+    try:
+        if ray_address is None and workers != 1 and len(study.grid()) > 1:
+            threads = max(int(study.resolve(k).threads or 1) for k in study.grid()[:1])
+            pools.warm(choose_workers(len(study.grid()), threads) if auto else int(workers))
+        preflight(study)
+    except BaseException:
+        pools.kill()
+        raise
     emit = on_event or (lambda *a: None)
     with StudyLock(out):
         store = StudyStore(out / DB_NAME)
         study_id = _claim_study(store, study, out)
         in_flight: dict[int, RunTask] = {}
-        pools = _Pool()  # worker processes, kept across rounds
 
         def start(t: RunTask) -> None:
             store.mark_running(t.run_id)
@@ -394,75 +404,12 @@ def _rounds(study: Study, store: StudyStore, emit: Event):
             return
 
 
-def _init_worker(parent_pid: int) -> None:
-    """Worker set-up: leave Ctrl-C to the study process, and die with it.
-
-    Workers leave Ctrl-C to the study process, which stops them (see _run_parallel). If the study
-    process is killed (kill -9), a worker notices within a fraction of a second, whether it is
-    training (the per-step watchdog in ``_execute`` also checks) or idle, waiting for its next
-    task: an idle worker blocks on the task queue, which a dead parent never closes for it.
-    """
-    import threading
-    import time
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.2)
-        os._exit(3)
-
-    threading.Thread(target=watch, name="archlab-parent-watch", daemon=True).start()
-
-
-class _Pool:
-    """The study's worker processes, spawned once and kept across rounds of adaptive seeds."""
-
-    def __init__(self) -> None:
-        self.executor: ProcessPoolExecutor | None = None
-        self.workers = 0
-
-    def get(self, workers: int) -> ProcessPoolExecutor:
-        import multiprocessing as mp
-
-        if self.executor is None or self.workers < workers:  # a larger pool serves fewer runs too
-            self.close()
-            ctx = mp.get_context("spawn")  # fork after torch/OpenMP initialisation can deadlock
-            self.executor = ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
-            )
-            self.workers = workers
-        return self.executor
-
-    def renew(self) -> ProcessPoolExecutor:
-        """A fresh pool after the old one broke (a worker was killed)."""
-        workers = self.workers
-        if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-            self.executor = None
-        return self.get(workers)
-
-    def kill(self) -> None:
-        """Stop busy workers now (Ctrl-C); their runs resume from their last checkpoints."""
-        if self.executor is not None:
-            # the executor has no public way to stop busy workers, hence its private process table
-            for proc in list((getattr(self.executor, "_processes", None) or {}).values()):
-                proc.terminate()
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor = None
-
-    def close(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True)
-            self.executor = None
-
-
 def _run_parallel(
     tasks: list[RunTask],
     workers: int,
     start: Callable[[RunTask], None],
     finish: Callable[[RunTask, dict[str, Any]], None],
-    pools: _Pool | None = None,
+    pools: Pool | None = None,
 ) -> None:
     """Run ``tasks`` on ``workers`` spawned processes; a worker killed from outside is survived.
 
@@ -475,7 +422,8 @@ def _run_parallel(
     from concurrent.futures.process import BrokenProcessPool
 
     own = pools is None
-    pools = pools or _Pool()
+    pools = pools or Pool()
+    warmed = False
     pending = list(tasks)
     suspects: list[RunTask] = []
     deaths: dict[int, int] = {}
@@ -483,7 +431,7 @@ def _run_parallel(
 
     def submit(t: RunTask) -> None:
         start(t)
-        running[pool.submit(execute_run, t.config_json, t.out, t.owner, os.getpid())] = t
+        running[pool.submit(execute_in_worker, t.config_json, t.out, t.owner, dict(os.environ))] = t
 
     try:
         pool = pools.get(workers)
@@ -494,6 +442,9 @@ def _run_parallel(
             else:
                 while pending and len(running) < workers:
                     submit(pending.pop(0))
+            if not warmed and not pending and not suspects and len(running) < workers:
+                warmed = True  # a core is idle until the last runs end: import the report's libraries there
+                prepare_report()
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             broken = False
             for fut in done:

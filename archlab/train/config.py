@@ -127,6 +127,7 @@ class TrainConfig(_Strict):
     amp: Literal["auto"] | bool = "auto"  # mixed precision; auto: bf16 (else fp16) on CUDA, off on CPU
     compile: Literal["auto"] | bool = "auto"  # torch.compile; auto: off (never paid back within a measured run)
     channels_last: Literal["auto"] | bool = "auto"  # memory format; auto: on for conv nets (1.1-1.4x on CPU)
+    fused_optimizer: Literal["auto"] | bool = "auto"  # the optimizer's fused kernel; auto: on for cpu/cuda (Adam 3x faster step on CPU)
     threads: int | None = Field(None, ge=1, le=1024)  # torch intra-op threads (None: leave as is; a study sets 1)
     tensorboard: bool = False  # also write RUN_DIR/tensorboard/ event files (per-epoch curves); results unchanged
 

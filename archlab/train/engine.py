@@ -348,7 +348,8 @@ def train(
         loss_fn = build_loss(config.loss, num_classes=num_classes, **config.loss_kwargs)
     o = config.optim
     optimizer = build_optimizer(
-        o.name, param_groups(model, config), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov
+        o.name, param_groups(model, config), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
+        fused=config.fused_optimizer is True,
     )
     sched_kwargs = dict(config.scheduler.kwargs)
     if config.scheduler.name == "plateau":
@@ -637,6 +638,10 @@ def check_same_config(found: dict[str, Any], config: TrainConfig, where: Path) -
     )
 
 
+#: Options whose default is ``"auto"`` but which a config recorded before they existed ran without.
+LEGACY_DEFAULTS: dict[str, Any] = {"fused_optimizer": False}
+
+
 def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
     """A recorded config in today's schema: options added since it was recorded take their defaults.
 
@@ -644,6 +649,7 @@ def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
     means the same computation; one that no longer validates is returned unchanged (and then
     differs from any valid config).
     """
+    config = {**LEGACY_DEFAULTS, **config} if isinstance(config, dict) else config
     try:
         canon = TrainConfig.model_validate(config).model_dump(mode="json")
     except ValueError:

@@ -58,7 +58,7 @@ def _positive(kind: str, name: str, value: Any, allow_zero: bool = False) -> Non
 
 def build_optimizer(name: str, params: Iterable[Any], *, lr: float, weight_decay: float = 0.0,
                     momentum: float = 0.9, nesterov: bool = False,
-                    betas: tuple[float, float] = (0.9, 0.999)) -> Optimizer:
+                    betas: tuple[float, float] = (0.9, 0.999), fused: bool = False) -> Optimizer:
     """Build an optimizer by name.
 
     ``momentum``/``nesterov`` apply to ``sgd`` only, ``betas`` to ``adam``/``adamw`` only; the
@@ -74,6 +74,9 @@ def build_optimizer(name: str, params: Iterable[Any], *, lr: float, weight_decay
         momentum: SGD momentum in [0, 1).
         nesterov: Nesterov momentum for SGD (needs ``momentum > 0``).
         betas: Adam coefficients, each in [0, 1).
+        fused: torch's fused implementation (one kernel updates every parameter; CPU and CUDA):
+            the same update up to float rounding, about 3x faster than the per-tensor loop on CPU
+            (``train.fused_optimizer``, resolved by :func:`archlab.train.speed.resolve_speed_options`).
 
     Returns:
         The torch optimizer.
@@ -94,7 +97,7 @@ def build_optimizer(name: str, params: Iterable[Any], *, lr: float, weight_decay
             raise ConfigError("nesterov=True needs momentum > 0; set momentum (e.g. 0.9) or "
                               "nesterov=False")
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=bool(nesterov),
-                               weight_decay=weight_decay)
+                               weight_decay=weight_decay, **({"fused": True} if fused else {}))
     if nesterov:
         raise ConfigError(f"nesterov=True applies to sgd only, not to {name!r}; "
                           "set nesterov=False")
@@ -102,7 +105,7 @@ def build_optimizer(name: str, params: Iterable[Any], *, lr: float, weight_decay
     if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
         raise ConfigError(f"optimizer option betas={betas!r} must be two numbers in [0, 1)")
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-    return cls(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    return cls(params, lr=lr, betas=betas, weight_decay=weight_decay, **({"fused": True} if fused else {}))
 
 
 class SchedulerWrapper:

@@ -50,7 +50,8 @@ def check_run(config: TrainConfig, splits: Splits) -> None:
         raise ConfigError(f"loss_kwargs {config.loss_kwargs} do not fit loss {config.loss!r}: {exc}") from None
     o = config.optim
     optimizer = build_optimizer(
-        o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov
+        o.name, model.parameters(), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
+        fused=config.fused_optimizer is True,
     )
     kwargs = dict(config.scheduler.kwargs)
     if config.scheduler.name == "plateau":

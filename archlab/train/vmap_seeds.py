@@ -124,7 +124,8 @@ def train_seeds(
     loss_fn = build_loss(config.loss, num_classes=num_classes, **config.loss_kwargs)
     o = config.optim
     optimizer = build_optimizer(
-        o.name, list(params.values()), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov
+        o.name, list(params.values()), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
+        fused=config.fused_optimizer is True,
     )
     scheduler = build_scheduler(
         config.scheduler.name, optimizer, epochs=config.epochs, steps_per_epoch=len(loaders[0][0]),

@@ -63,10 +63,12 @@ def _mid_run(out: Path) -> list[Path]:
 
 
 def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid``: worker processes are forked by the fork server, the study's child."""
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        kids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+    return kids + [g for k in kids for g in _children(k)]
 
 
 def _alive(pid: int) -> bool:

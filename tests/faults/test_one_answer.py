@@ -298,7 +298,8 @@ def test_another_study_file_into_an_existing_folder_is_refused(tmp_path):
 
 # --- 5. a worker killed from outside -------------------------------------------------------------
 def _worker_pids(parent: int) -> list[int]:
-    pids = []
+    """The study's worker processes: children of its fork server (or spawned children of the study)."""
+    procs = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -307,10 +308,10 @@ def _worker_pids(parent: int) -> list[int]:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"spawn_main" in cmd and b"resource_tracker" not in cmd:
-            pids.append(int(entry.name))
-    return pids
+        procs[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmd)
+    servers = {p for p, (pp, cmd) in procs.items() if pp == parent and b"forkserver" in cmd}
+    return sorted(p for p, (pp, cmd) in procs.items()
+                  if pp in servers or (pp == parent and b"spawn_main" in cmd and b"resource_tracker" not in cmd))
 
 
 @pytest.mark.slow
