@@ -133,7 +133,8 @@ def limit_rate(config: TrainConfig, splits, steps: int, device: str = "cpu") -> 
         seconds = time_train_steps(
             build_run_model(config, splits), x.to(dev), y.to(dev), steps=steps, warmup=2,
             channels_last=bool(config.channels_last), amp=bool(config.amp) and dev.type == "cuda",
-            optimizer=lambda p: build_optimizer(o.name, p, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum),
+            optimizer=lambda p: build_optimizer(o.name, p, lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum,
+                                                fused=config.fused_optimizer is True),
             step_times=times, clock=clock,
         )  # fmt: skip
         out[key] = bs / statistics.median(times)

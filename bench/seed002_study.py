@@ -15,16 +15,22 @@ defaults, interleaved round by round, each round into a fresh folder:
   :func:`archlab.train.speed.resolve_speed_options`, the runner's worker/thread schedule).
 - ``now_contiguous``: this checkout with ``train.channels_last: false`` (the memory format's share
   of the gain, everything else equal).
-- ``now_all_threads``: this checkout with ``train.threads`` = the core count (main's thread count;
-  the memory format and the engine at equal threads).
-- ``now_workers_auto``: this checkout with ``--workers auto`` (one single-threaded worker per core:
-  main's default used every core as a thread of one process; runs now default to one thread).
+- ``main_1thread``: main again, with one torch thread (``OMP_NUM_THREADS=1``: main as it runs on a
+  one-core machine). Not timed against: it measures how far main's own per-run metrics move under
+  a rounding-only change, the float tolerance of this study (below).
 
-Reports median wall time, spread, ``speedup`` = main / now (target >= 1.3) and, per run, the test
-accuracy and loss of each contestant with the largest differences from main. The runs of ``now``
-differ from main's by float rounding only (another memory format and thread count sum in another
-order; the same data, init, batches, augmentation draws and dropout masks), which grows over the
-epochs; the tolerance checked is ``ACC_TOL`` on test accuracy and ``LOSS_RTOL`` on test loss.
+Reports median wall time, spread and ``speedup`` = main / now (target >= 1.3).
+
+Same per-run metrics within float tolerance. The runs of ``now`` compute what main's compute, on
+the same data, init, batches, augmentation draws and dropout masks; they differ by float rounding
+only: another memory format (channels_last), thread count (1 per run instead of 2) and the fused
+Adam kernel sum and multiply in another order. Over 176 steps of 4 epochs a chaotic training
+amplifies a 1e-7 rounding difference into different final weights, so the final metrics of two
+rounding-equivalent runs differ by more than rounding. The tolerance is therefore measured, not
+assumed: main's own metrics under a rounding-only change (``main_1thread`` vs ``main``) give, per
+metric, the largest per-run difference rounding produces in this study; ``now`` must stay within
+``ENVELOPE`` times it (and never tighter than 2 test images or ``LOSS_RTOL_MIN``). Before chaos
+grows, the first epoch's training loss of each run must agree with main's to ``FIRST_EPOCH_RTOL``.
 Writes ``bench/results/seed002_study.json``.
 
     python bench/seed002_study.py [--repeats 3]
@@ -53,8 +59,9 @@ from _common import parse_args, spread, write_result  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE_COMMIT = "c88f8a6"
 TARGET = 1.3
-ACC_TOL = 0.03  # test accuracy: at most 3 points (or 2 test images) apart; rounding differences grow with the epochs
-LOSS_RTOL = 0.05  # test loss: within 5 %
+ENVELOPE = 1.5  # now vs main may differ by 1.5x what a rounding-only change does to main itself
+LOSS_RTOL_MIN = 0.05  # test loss: the envelope is never tighter than 5 %
+FIRST_EPOCH_RTOL = 0.01  # epoch-1 training loss (44 steps, before chaos grows): within 1 %
 
 STUDY: dict[str, Any] = {
     "name": "seed002_speed",
@@ -131,6 +138,7 @@ def run_metrics(out: Path) -> dict[str, dict[str, float]]:
         r = json.loads(path.read_text())
         found[f"{path.parent.parent.name}/{path.parent.name}"] = {
             "test_accuracy": r["test"]["accuracy"], "test_loss": r["test"]["loss"], "test_samples": len(r["test_targets"]),
+            "epoch1_train_loss": r["history"][0]["train_loss"],
             "channels_last": r["config"].get("channels_last"), "threads": r["provenance"].get("threads"),
         }  # fmt: skip
     return found
@@ -153,31 +161,28 @@ def main() -> None:
         now_spec = json.loads(json.dumps(spec))
         contiguous = json.loads(json.dumps(spec))
         contiguous["train"]["channels_last"] = False
-        threads2 = json.loads(json.dumps(spec))
-        threads2["train"]["threads"] = os.cpu_count() or 1  # main's thread count, recorded in the config
         base_spec = json.loads(json.dumps(spec))
-        if base_src is None:  # emulate main's defaults in this checkout: contiguous, one process
-            base_spec["train"].update(channels_last=False)
-        for name, s in {"main": base_spec, "now": now_spec, "now_contiguous": contiguous, "now_all_threads": threads2}.items():
+        if base_src is None:  # emulate main's defaults in this checkout: contiguous, per-tensor Adam
+            base_spec["train"].update(channels_last=False, fused_optimizer=False)
+        for name, s in {"main": base_spec, "now": now_spec, "now_contiguous": contiguous}.items():
             files[name] = tmp / f"{name}.yaml"
             files[name].write_text(yaml.safe_dump(s, sort_keys=False))
-        contestants = {
-            f"main_{BASELINE_COMMIT}": (base_src or ROOT, files["main"], ()),
-            "now": (now_src or ROOT, files["now"], ()),
-            "now_contiguous": (now_src or ROOT, files["now_contiguous"], ()),
-            "now_workers_auto": (now_src or ROOT, files["now"], ("--workers", "auto")),
-            "now_all_threads": (now_src or ROOT, files["now_all_threads"], ()),
+        cores = str(os.cpu_count() or 1)  # what a fresh shell gives every contestant
+        contestants = {  # name: (source, study file, extra flags, OMP_NUM_THREADS)
+            f"main_{BASELINE_COMMIT}": (base_src or ROOT, files["main"], (), cores),
+            "now": (now_src or ROOT, files["now"], (), cores),
+            "now_contiguous": (now_src or ROOT, files["now_contiguous"], (), cores),
+            "main_1thread": (base_src or ROOT, files["main"], (), "1"),
         }
-        env = {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}  # what a fresh shell gives every contestant
         seconds: dict[str, list[float]] = {k: [] for k in contestants}
         cpu_seconds: dict[str, list[float]] = {k: [] for k in contestants}
         metrics: dict[str, dict[str, dict[str, float]]] = {}
         for r in range(warmup + repeats):
             order = list(reversed(contestants)) if r % 2 == 0 else list(contestants)
             for k in order:
-                src, f, extra = contestants[k]
+                src, f, extra, omp = contestants[k]
                 out = tmp / f"{k}-{r}"
-                dt, cpu = run_cli(src, f, out, env, extra)
+                dt, cpu = run_cli(src, f, out, {"OMP_NUM_THREADS": omp}, extra)
                 print(f"  round {r + 1}: {k:16s} {dt:7.1f} s (CPU {cpu:7.1f} s)", file=sys.stderr, flush=True)
                 if r >= warmup:
                     seconds[k].append(dt)
@@ -191,22 +196,31 @@ def main() -> None:
     for run in sorted(metrics[base]):
         row = {k: metrics[k].get(run) for k in metrics}
         per_run[run] = row
-    diffs = {
-        k: {
-            "max_abs_test_accuracy": max(abs(per_run[r][k]["test_accuracy"] - per_run[r][base]["test_accuracy"]) for r in per_run),
-            "max_rel_test_loss": max(abs(per_run[r][k]["test_loss"] / per_run[r][base]["test_loss"] - 1) for r in per_run),
+    def max_diffs(k: str) -> dict[str, float]:
+        rows = [(per_run[r][k], per_run[r][base]) for r in per_run]
+        return {
+            "max_abs_test_accuracy": max(abs(a["test_accuracy"] - b["test_accuracy"]) for a, b in rows),
+            "max_rel_test_loss": max(abs(a["test_loss"] / b["test_loss"] - 1) for a, b in rows),
+            "max_rel_epoch1_train_loss": max(abs(a["epoch1_train_loss"] / b["epoch1_train_loss"] - 1) for a, b in rows),
         }
-        for k in metrics if k != base
-    }  # fmt: skip
+
+    diffs = {k: max_diffs(k) for k in metrics if k != base}
     n_test = min(m["test_samples"] for m in metrics[base].values())
-    acc_tol = max(ACC_TOL, 2 / n_test)  # never tighter than two test images
-    within = all(d["max_abs_test_accuracy"] <= acc_tol and d["max_rel_test_loss"] <= LOSS_RTOL for d in diffs.values())
+    envelope = diffs["main_1thread"]  # what rounding alone does to main's own runs
+    acc_tol = max(ENVELOPE * envelope["max_abs_test_accuracy"], 2 / n_test)
+    loss_rtol = max(ENVELOPE * envelope["max_rel_test_loss"], LOSS_RTOL_MIN)
+    within = all(
+        d["max_abs_test_accuracy"] <= acc_tol and d["max_rel_test_loss"] <= loss_rtol
+        and d["max_rel_epoch1_train_loss"] <= FIRST_EPOCH_RTOL
+        for k, d in diffs.items() if k != "main_1thread"
+    )
     result = {
         "device": "cpu",
         "repeats": repeats,
         "now": {"commit": head if now_src is not None else None, "kind": "git archive" if now_src else "working tree"},
         "baseline": {"commit": BASELINE_COMMIT if base_src is not None else None,
-                     "kind": "git archive" if base_src is not None else "emulated (this checkout, channels_last false)"},
+                     "kind": "git archive" if base_src is not None else
+                     "emulated (this checkout, channels_last and fused_optimizer false)"},
         "study": spec,
         "runs": len(per_run),
         "timing": timing,
@@ -215,19 +229,18 @@ def main() -> None:
         "cpu_seconds": cpu,
         "speedup": speedup,
         "speedup_cpu_time": cpu[base]["median_s"] / cpu["now"]["median_s"],
-        "speedup_workers_auto": timing[base]["median_s"] / timing["now_workers_auto"]["median_s"],
-        "speedup_all_threads": timing[base]["median_s"] / timing["now_all_threads"]["median_s"],
         "speedup_best_round": timing[base]["min_s"] / timing["now"]["min_s"],
         "speedup_memory_format_only": timing["now_contiguous"]["median_s"] / timing["now"]["median_s"],
         "target": TARGET,
         "met": speedup >= TARGET and within,
-        "tolerance": {"test_accuracy_abs": acc_tol, "test_samples": n_test, "test_loss_rel": LOSS_RTOL},
+        "tolerance": {"test_accuracy_abs": acc_tol, "test_samples": n_test, "test_loss_rel": loss_rtol,
+                      "epoch1_train_loss_rel": FIRST_EPOCH_RTOL, "envelope_factor": ENVELOPE,
+                      "rounding_envelope_of_main": envelope},
         "metrics_within_tolerance": within,
         "max_diff_vs_main": diffs,
         "per_run": per_run,
     }
     print(f"seed-002 study ({len(per_run)} runs): main {timing[base]['median_s']:.1f} s, now {timing['now']['median_s']:.1f} s, "
-          f"now --workers auto {timing['now_workers_auto']['median_s']:.1f} s "
           f"-> {speedup:.2f}x (target {TARGET}x; memory format alone {result['speedup_memory_format_only']:.2f}x); "
           f"metrics within tolerance: {within} {diffs}")
     print(f"wrote {write_result('seed002_study', result, args.out, tiny=args.tiny)}")
