@@ -98,18 +98,17 @@ def _efficiency(d: dict[str, Any]) -> list[str]:
 
 
 def _seed002_study(d: dict[str, Any]) -> list[str]:
-    t, base = d["timing"], [k for k in d["timing"] if k.startswith("main")][0]
+    t = d["timing"]
+    base = [k for k in t if k.startswith("main") and k != "main_1thread"][0]
     tol = d["tolerance"]
     return [
         f"| Study wall time, {d['runs']} seed-002 mini-VGG runs ({d['study']['train']['epochs']} epochs, synthetic 32x32): "
         f"this checkout's defaults vs {base.replace('_', ' at ')} (per-run test metrics within "
-        f"{tol['test_accuracy_abs']:.2f} acc / {tol['test_loss_rel']:.0%} loss: "
+        f"{tol['test_accuracy_abs']:.3f} acc / {tol['test_loss_rel']:.0%} loss: "
         f"{_yes(d['metrics_within_tolerance'])}) | {t['now']['median_s']:.1f} s | {t[base]['median_s']:.1f} s | "
         f"{_speed(d['speedup'])}{_best(d.get('speedup_best_round'))}; memory format alone "
         f"{d['speedup_memory_format_only']:.2f}x"
-        + (f"; with --workers auto {d['speedup_workers_auto']:.2f}x" if "speedup_workers_auto" in d else "")
-        + (f"; at main's thread count {d['speedup_all_threads']:.2f}x" if "speedup_all_threads" in d else "")
-        + f" | >= {d['target']}x | {_yes(d['met'])} | "
+        f" | >= {d['target']}x | {_yes(d['met'])} | "
         f"{d['hardware']['cpu_count']} CPU cores, torch {d['hardware']['torch']} |"
     ]
 
@@ -293,26 +292,26 @@ def notes(results: Path = RESULTS) -> list[str]:
         if path.name.endswith(".tiny.json"):
             continue
         d = json.loads(path.read_text())
-        base = [k for k in d["timing"] if k.startswith("main")][0]
-        diff = d["max_diff_vs_main"]["now"]
+        base = [k for k in d["timing"] if k.startswith("main") and k != "main_1thread"][0]
+        diff, tol = d["max_diff_vs_main"]["now"], d["tolerance"]
+        env = tol["rounding_envelope_of_main"]
         classes = d["study"]["data"]["options"]["num_classes"]
         out.append(
             f"- **A seed-002 study end to end** (`bench/seed002_study.py`, {d['runs']} runs, {classes} classes, "
             f"{d['repeats']} round(s), {_load_avg(d)}): "
-            f"{d['timing']['now']['median_s']:.1f} s with this checkout's defaults"
-            + (f" ({d['timing']['now_workers_auto']['median_s']:.1f} s with `--workers auto`)" if "now_workers_auto" in d["timing"] else "")
-            + (f" ({d['timing']['now_all_threads']['median_s']:.1f} s with `train.threads` = every core, as main)"
-               if "now_all_threads" in d["timing"] else "")
-            + f" vs {d['timing'][base]['median_s']:.1f} s "
-            f"with main at {d['baseline']['commit'] or 'an emulated baseline'} ({d['speedup']:.2f}x; this checkout with channels_last on vs off: "
-            f"{d['speedup_memory_format_only']:.2f}x)"
-            + (f"; CPU time of all the study's processes {d['cpu_seconds']['now']['median_s']:.1f} s vs "
-               f"{d['cpu_seconds'][base]['median_s']:.1f} s ({d['cpu_seconds'][base]['median_s'] / d['cpu_seconds']['now']['median_s']:.2f}x; "
-               "main's idle second thread spins, so its CPU time includes waiting)" if "cpu_seconds" in d else "")
-            + f". Per-run test metrics differ "
-            f"from main's (same data, init, batches, augmentation and dropout draws; another thread count and memory format sum in another order): at most {diff['max_abs_test_accuracy']:.3f} accuracy and "
-            f"{diff['max_rel_test_loss']:.1%} loss (tolerance {d['tolerance']['test_accuracy_abs']:.3f} / "
-            f"{d['tolerance']['test_loss_rel']:.0%}: {'within' if d['metrics_within_tolerance'] else 'NOT within'}). "
+            f"{d['timing']['now']['median_s']:.1f} s with this checkout's defaults vs {d['timing'][base]['median_s']:.1f} s "
+            f"with main at {d['baseline']['commit'] or 'an emulated baseline'} ({d['speedup']:.2f}x, target "
+            f"{d['target']}x: {'met' if d['met'] else 'NOT met'}; best rounds {d['speedup_best_round']:.2f}x; this checkout "
+            f"with channels_last on vs off: {d['speedup_memory_format_only']:.2f}x). Per-run metrics: the runs compute "
+            "what main's compute on the same data, init, batches, augmentation and dropout draws, in another "
+            "rounding (memory format, one thread per run, fused Adam); over 4 epochs training amplifies rounding, "
+            f"so the tolerance is measured: main itself, run with one thread instead of two, moves its runs by up to "
+            f"{env['max_abs_test_accuracy']:.3f} test accuracy and {env['max_rel_test_loss']:.1%} test loss. This checkout "
+            f"differs from main by at most {diff['max_abs_test_accuracy']:.3f} accuracy and {diff['max_rel_test_loss']:.1%} "
+            f"loss (allowed {tol['test_accuracy_abs']:.3f} / {tol['test_loss_rel']:.1%}: {tol['envelope_factor']}x that "
+            f"envelope, at least 2 test images / 5%), and by {diff['max_rel_epoch1_train_loss']:.2%} in the first "
+            f"epoch's training loss (allowed {tol['epoch1_train_loss_rel']:.0%}): "
+            f"{'within' if d['metrics_within_tolerance'] else 'NOT within'}. "
             + ("Other jobs shared the machine during this measurement; a process with 2 threads (main's default) "
                "loses more to shared cores than single-threaded runs do, so the wall-time ratio depends on the load."
                if d["hardware"].get("load_average_1_5_15min") and d["hardware"]["load_average_1_5_15min"][0] > 3 else "")

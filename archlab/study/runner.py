@@ -76,10 +76,12 @@ def choose_workers(runs: int, threads: int = 1) -> int:
     Runs of a study are independent, so running them side by side scales with the cores, while one
     run's small convolutions and matmuls use a second intra-op thread poorly. bench/study.py, 2
     cores: the quickstart's 15 runs (5 heads x 3 seeds) took 36.6 s this way vs 53.8 s in one
-    process with 2 threads. Each worker's start-up (spawn, import, data) costs a few seconds, so a
-    study of a few one-second runs is faster in one process on an idle machine (6 such runs: 9.9 s
-    vs 6.7 s), and slower on a busy one (6 runs at load average 4-6: 13.8 s vs 50.6 s). The
-    choice changes only the schedule, never a result: every run uses its config's thread count.
+    process with 2 threads. Workers fork from a preloaded fork server (:mod:`archlab.study.workers`)
+    started before the study process imports torch, so their start-up overlaps the study's own
+    (measured with spawned workers, which cost a few seconds each: a study of a few one-second runs
+    was faster in one process on an idle machine, 6 such runs 9.9 s vs 6.7 s, and slower on a busy
+    one, 13.8 s vs 50.6 s at load average 4-6). The choice changes only the schedule, never a
+    result: every run uses its config's thread count.
     """
     return max(1, min((os.cpu_count() or 1) // max(1, threads), runs))
 
@@ -411,7 +413,7 @@ def _run_parallel(
     finish: Callable[[RunTask, dict[str, Any]], None],
     pools: Pool | None = None,
 ) -> None:
-    """Run ``tasks`` on ``workers`` spawned processes; a worker killed from outside is survived.
+    """Run ``tasks`` on ``workers`` worker processes; a worker killed from outside is survived.
 
     A worker killed from outside (the OOM killer, kill -9) breaks the whole process pool, and every
     run in flight comes back with ``BrokenProcessPool`` although only one of them was killed. Those

@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["Pool", "WORKER_PRELOAD", "start_worker_server", "prepare_report"]
 
 
-def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = ()) -> None:
+def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
     """Worker set-up: leave Ctrl-C to the study process, and die with it.
 
     Workers leave Ctrl-C to the study process, which stops them (see _run_parallel). If the study
@@ -35,6 +35,9 @@ def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = ()) -> None:
     from multiprocessing.connection import wait as wait_for
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if env is not None and env != os.environ:  # the study process's environment, as a spawned child has it
+        os.environ.clear()
+        os.environ.update(env)
     parent = mp.parent_process()
 
     def watch() -> None:
@@ -129,7 +132,7 @@ class Pool:
             self._shutdown()
             self.executor = ProcessPoolExecutor(
                 max_workers=workers, mp_context=_worker_context(), initializer=_init_worker,
-                initargs=(os.getpid(), self.data_jsons),
+                initargs=(os.getpid(), self.data_jsons, dict(os.environ)),
             )
             self.workers = workers
         return self.executor

@@ -1,0 +1,42 @@
+"""The study's worker processes (archlab.study.workers): fork server, environment, start-up."""
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+
+import pytest
+
+from archlab.study.workers import WORKER_PRELOAD, Pool, _worker_context, start_worker_server
+
+
+@pytest.mark.skipif("forkserver" not in mp.get_all_start_methods(), reason="no fork server on this platform")
+def test_workers_fork_from_a_server_holding_torch_and_archlab():
+    ctx = _worker_context()
+    assert ctx.get_start_method() == "forkserver"
+    assert {"torch", "archlab.train.engine", "torch._dynamo"} <= set(WORKER_PRELOAD)
+
+
+def test_a_worker_sees_the_environment_of_the_study_process_at_its_start(monkeypatch):
+    start_worker_server()  # started before the variable is set, as `study run` does
+    monkeypatch.setenv("ARCHLAB_TEST_WORKER_ENV", "set-after-the-server-started")
+    pool = Pool()
+    try:
+        got = pool.get(2).submit(os.getenv, "ARCHLAB_TEST_WORKER_ENV").result(timeout=120)
+    finally:
+        pool.close()
+    assert got == "set-after-the-server-started"
+
+
+def test_cli_starts_without_torch():
+    """`archlab` imports lazily: the CLI (and the fork server's start) come before torch is loaded."""
+    code = "import sys, archlab.cli, archlab.study.workers; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_lazy_package_still_lists_every_builtin_model():
+    code = "import archlab; print(len(archlab.list_models()), len(archlab.list_heads()), archlab.errors.ConfigError.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    n_models, n_heads, name = out.stdout.split()
+    assert int(n_models) > 20 and int(n_heads) >= 5 and name == "ConfigError"
