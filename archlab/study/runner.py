@@ -121,32 +121,49 @@ class StudyLock:
             self.fd = None
 
 
-def preflight(study: Study) -> None:
+def preflight(study: Study, pool: Pool | None = None) -> None:
     """Check, before anything runs, everything a run builds: data, model, loaders, loss, optimizer, schedule.
 
     Every dataset is loaded and every variant's config is built once (:func:`archlab.train.preflight.check_run`),
     so a typo in a loss, scheduler or augmentation option stops the study here with exit 2.
 
+    Args:
+        pool: the study's started worker pool; the optimizer and scheduler of each variant are then
+            built there (:func:`archlab.train.preflight.check_optimization_in_worker`: a torch
+            optimizer imports ``torch._dynamo``, which the workers' fork server holds already and
+            this process would otherwise import for nothing), the rest here.
+
     Raises:
         ArchlabError: with the dataset / variant named; nothing has been run.
     """
-    from archlab.train.preflight import check_run
+    from archlab.train.preflight import check_optimization_in_worker, check_run
 
     if study.analyses:  # a typo in an analysis option stops the study before any training
         from archlab.study.analyses import check_analyses
 
         check_analyses(study.analyses)
+    remote: list[tuple[str, str]] = []  # (context, config) whose optimizer the workers build
     for label, data in study.dataset_configs().items():
         try:
             splits = load_splits(data.model_dump_json())
         except ArchlabError as exc:
             raise with_context(exc, f"study {study.name!r} dataset {label!r}") from None
         for variant in study.variants:
+            where = f"study {study.name!r} variant {variant!r} on {label!r}"
             try:
                 cfg = resolved_config(study, RunKey(dataset=label, variant=variant, seed=study.seeds[0]))
-                check_run(cfg, load_splits(cfg.data.model_dump_json()) if cfg.data != data else splits)
+                check_run(cfg, load_splits(cfg.data.model_dump_json()) if cfg.data != data else splits,
+                          optimization=pool is None)
             except ArchlabError as exc:
-                raise with_context(exc, f"study {study.name!r} variant {variant!r} on {label!r}") from None
+                raise with_context(exc, f"{where}") from None
+            if pool is not None:
+                remote.append((where, cfg.model_dump_json()))
+    if remote:  # the workers are up by now (or nearly): their fork server started before this process
+        futures = [(where, pool.get().submit(check_optimization_in_worker, cfg)) for where, cfg in remote]
+        for where, fut in futures:
+            error = fut.result()
+            if error is not None:
+                raise ConfigError(f"{where}: {error}")
 
 
 def resolved_config(study: Study, key: RunKey) -> TrainConfig:
@@ -294,75 +311,80 @@ def run_study(
         require_ray()
     # worker processes, kept across rounds; started now, so that the fork server's imports and each
     # worker's data loading run beside the preflight instead of after it
-    pools = Pool([d.model_dump_json() for d in study.dataset_configs().values()])
+    pools = Pool([d.model_dump_json() for d in study.dataset_configs().values()][:1])  # the first runs' data
     try:
-        if ray_address is None and workers != 1 and len(study.grid()) > 1:
+        warmed = ray_address is None and workers != 1 and len(study.grid()) > 1
+        if warmed:
             threads = max(int(study.resolve(k).threads or 1) for k in study.grid()[:1])
             pools.warm(choose_workers(len(study.grid()), threads) if auto else int(workers))
-        preflight(study)
+        preflight(study, pools if warmed else None)
     except BaseException:
         pools.kill()
         raise
     emit = on_event or (lambda *a: None)
-    with StudyLock(out):
-        store = StudyStore(out / DB_NAME)
-        study_id = _claim_study(store, study, out)
-        in_flight: dict[int, RunTask] = {}
+    try:
+        with StudyLock(out):
+            store = StudyStore(out / DB_NAME)
+            study_id = _claim_study(store, study, out)
+            in_flight: dict[int, RunTask] = {}
 
-        def start(t: RunTask) -> None:
-            store.mark_running(t.run_id)
-            in_flight[t.run_id] = t
-            emit("start", t.key, {"out": t.out})
+            def start(t: RunTask) -> None:
+                store.mark_running(t.run_id)
+                in_flight[t.run_id] = t
+                emit("start", t.key, {"out": t.out})
 
-        def finish(t: RunTask, outcome: dict[str, Any]) -> None:
-            _record(store, t, outcome, emit)
-            in_flight.pop(t.run_id, None)
+            def finish(t: RunTask, outcome: dict[str, Any]) -> None:
+                _record(store, t, outcome, emit)
+                in_flight.pop(t.run_id, None)
 
-        def execute(tasks: list[RunTask]) -> None:
-            if not tasks:
-                return
-            threads = max(int(json.loads(t.config_json).get("threads") or 1) for t in tasks)
-            n = choose_workers(len(tasks), threads) if auto else workers
-            if ray_address is not None:
-                from archlab.study.backends.ray import run_on_ray
+            def execute(tasks: list[RunTask]) -> None:
+                if not tasks:
+                    return
+                threads = max(int(json.loads(t.config_json).get("threads") or 1) for t in tasks)
+                n = choose_workers(len(tasks), threads) if auto else workers
+                if ray_address is not None:
+                    from archlab.study.backends.ray import run_on_ray
 
-                run_on_ray(tasks, ray_address, start=start, finish=finish)
-            elif n == 1 or len(tasks) <= 1:
-                for t in tasks:
-                    start(t)
-                    finish(t, execute_run(t.config_json, t.out, t.owner))
-            else:
-                _run_parallel(tasks, n, start, finish, pools)
+                    run_on_ray(tasks, ray_address, start=start, finish=finish)
+                elif n == 1 or len(tasks) <= 1:
+                    for t in tasks:
+                        start(t)
+                        finish(t, execute_run(t.config_json, t.out, t.owner))
+                else:
+                    _run_parallel(tasks, n, start, finish, pools)
 
-        try:
-            for keys in _rounds(study, store, emit):
-                tasks = []
-                for key in keys:
-                    task, status = _task_for(store, study, out, key, study_id, retry_failed)
-                    if task is None:
-                        emit("skip", key, {"status": status})
-                    else:
-                        tasks.append(task)
-                execute(tasks)
-            pools.close()
-        except KeyboardInterrupt:
-            # Not a failure: the runs in flight keep their checkpoints and resume on the next run.
-            # A second Ctrl-C while this is recorded must not leave runs marked running.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
-                store.mark_interrupted(list(in_flight))
+                for keys in _rounds(study, store, emit):
+                    tasks = []
+                    for key in keys:
+                        task, status = _task_for(store, study, out, key, study_id, retry_failed)
+                        if task is None:
+                            emit("skip", key, {"status": status})
+                        else:
+                            tasks.append(task)
+                    execute(tasks)
+                pools.close()
+            except KeyboardInterrupt:
+                # Not a failure: the runs in flight keep their checkpoints and resume on the next run.
+                # A second Ctrl-C while this is recorded must not leave runs marked running.
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    store.mark_interrupted(list(in_flight))
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+                log.warning("interrupted; %d run(s) stopped and left resumable", len(in_flight))
+                raise
             finally:
-                signal.signal(signal.SIGINT, previous)
-            log.warning("interrupted; %d run(s) stopped and left resumable", len(in_flight))
-            raise
-        finally:
-            pools.kill()  # no-op after close(); stops workers on any error
-        if study.analyses:
-            from archlab.study.analyses import run_analysis_phase
+                pools.kill()  # no-op after close(); stops workers on any error
+            if study.analyses:
+                from archlab.study.analyses import run_analysis_phase
 
-            run_analysis_phase(store, study, out, emit)
-        if report:
-            write_study_report(store, out, study)
+                run_analysis_phase(store, study, out, emit)
+            if report:
+                write_study_report(store, out, study)
+    except BaseException:
+        pools.kill()  # a refused lock or database: the warmed workers go too
+        raise
     return store
 
 

@@ -64,7 +64,7 @@ def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = (), env: dict[st
 #: from it ready to train instead of each importing torch, archlab and the ``torch._dynamo`` that
 #: torch.optim's constructor imports (about 2.3 s per spawned worker on a 2-core machine).
 WORKER_PRELOAD = ("torch", "archlab.models", "archlab.heads", "archlab.study.execute", "archlab.train.engine",
-                  "archlab.analysis.flops", "torch._dynamo")
+                  "archlab.analysis.flops", "torch._dynamo", "archlab.study._fork_server")
 
 
 def _worker_context():
@@ -137,9 +137,10 @@ class Pool:
             self.workers = workers
         return self.executor
 
-    def get(self, workers: int) -> ProcessPoolExecutor:
+    def get(self, workers: int | None = None) -> ProcessPoolExecutor:
+        """The pool, with at least ``workers`` processes (``None``: the pool as started)."""
         self._wait_warm()
-        return self._create(workers)
+        return self._create(workers or max(1, self.workers))
 
     def renew(self) -> ProcessPoolExecutor:
         """A fresh pool after the old one broke (a worker was killed)."""
