@@ -33,7 +33,7 @@ metric, the largest per-run difference rounding produces in this study; ``now`` 
 grows, the first epoch's training loss of each run must agree with main's to ``FIRST_EPOCH_RTOL``.
 Writes ``bench/results/seed002_study.json``.
 
-    python bench/seed002_study.py [--repeats 3]
+    python bench/seed002_study.py [--repeats 3] [--seeds 3 --out bench/results/seed002_study_3seeds.json]
     python bench/seed002_study.py --tiny   # CI: 2 tiny runs, one round; without git history the
                                            # baseline is this checkout with main's settings
 """
@@ -146,8 +146,11 @@ def run_metrics(out: Path) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
-    spec = {**STUDY, **TINY} if args.tiny else STUDY
+    args = parse_args(__doc__.splitlines()[0], lambda p: p.add_argument(
+        "--seeds", type=int, default=1, help="seeds per variant (3: the fewest paired seeds a verdict needs)"))
+    spec = {**STUDY, **TINY} if args.tiny else json.loads(json.dumps(STUDY))
+    if not args.tiny:
+        spec["seeds"] = [1337, *range(args.seeds - 1)]  # the seed-002 study files' seeds: 1337, 0, 1, 2, 3
     repeats, warmup = (1, 0) if args.tiny else (args.repeats, 0)
     with tempfile.TemporaryDirectory(prefix="archlab-bench-seed002-") as tmp:
         tmp = Path(tmp)
@@ -207,11 +210,9 @@ def main() -> None:
     envelope = diffs["main_1thread"]  # what rounding alone does to main's own runs
     acc_tol = max(ENVELOPE * envelope["max_abs_test_accuracy"], 2 / n_test)
     loss_rtol = max(ENVELOPE * envelope["max_rel_test_loss"], LOSS_RTOL_MIN)
-    within = all(
-        d["max_abs_test_accuracy"] <= acc_tol and d["max_rel_test_loss"] <= loss_rtol
-        and d["max_rel_epoch1_train_loss"] <= FIRST_EPOCH_RTOL
-        for k, d in diffs.items() if k != "main_1thread"
-    )
+    d = diffs["now"]  # the default path is what must match; the other contestants are informative
+    within = (d["max_abs_test_accuracy"] <= acc_tol and d["max_rel_test_loss"] <= loss_rtol
+              and d["max_rel_epoch1_train_loss"] <= FIRST_EPOCH_RTOL)
     result = {
         "device": "cpu",
         "repeats": repeats,
