@@ -102,7 +102,8 @@ def _seed002_study(d: dict[str, Any]) -> list[str]:
     base = [k for k in t if k.startswith("main") and k != "main_1thread"][0]
     tol = d["tolerance"]
     return [
-        f"| Study wall time, {d['runs']} seed-002 mini-VGG runs ({d['study']['train']['epochs']} epochs, synthetic 32x32): "
+        f"| Study wall time, {d['runs']} seed-002 mini-VGG runs ({len(d['study']['variants'])} variants x "
+        f"{len(d['study']['seeds'])} seed(s), {d['study']['train']['epochs']} epochs, synthetic 32x32): "
         f"this checkout's defaults vs {base.replace('_', ' at ')} (per-run test metrics within "
         f"{tol['test_accuracy_abs']:.3f} acc / {tol['test_loss_rel']:.0%} loss: "
         f"{_yes(d['metrics_within_tolerance'])}) | {t['now']['median_s']:.1f} s | {t[base]['median_s']:.1f} s | "
@@ -297,7 +298,8 @@ def notes(results: Path = RESULTS) -> list[str]:
         env = tol["rounding_envelope_of_main"]
         classes = d["study"]["data"]["options"]["num_classes"]
         out.append(
-            f"- **A seed-002 study end to end** (`bench/seed002_study.py`, {d['runs']} runs, {classes} classes, "
+            f"- **A seed-002 study end to end** (`bench/seed002_study.py`, {d['runs']} runs = "
+            f"{len(d['study']['variants'])} variants x {len(d['study']['seeds'])} seed(s), {classes} classes, "
             f"{d['repeats']} round(s), {_load_avg(d)}): "
             f"{d['timing']['now']['median_s']:.1f} s with this checkout's defaults vs {d['timing'][base]['median_s']:.1f} s "
             f"with main at {d['baseline']['commit'] or 'an emulated baseline'} ({d['speedup']:.2f}x, target "

@@ -246,3 +246,13 @@ def test_cli_modules_do_not_import_the_entry_point():
             names = [node.module] if isinstance(node, ast.ImportFrom) else (
                 [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             assert "archlab.cli" not in names, f"{path.name} imports archlab.cli"
+
+
+def test_command_entry_runs_exit_handlers_and_keeps_the_exit_code():
+    """`archlab` (cli.entry) skips the interpreter's module teardown, not the exit handlers or the code."""
+    code = ("import atexit, sys; atexit.register(lambda: print('exit handler ran', flush=True)); "
+            "sys.argv = ['archlab', *sys.argv[1:]]; from archlab.cli import entry; entry()")
+    ok = subprocess.run([sys.executable, "-c", code, "models", "mini*"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "mini_vgg" in ok.stdout and ok.stdout.rstrip().endswith("exit handler ran")
+    bad = subprocess.run([sys.executable, "-c", code, "study", "run", "/no/such/study.yaml"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such file" in bad.stderr and "exit handler ran" in bad.stdout
