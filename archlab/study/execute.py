@@ -106,16 +106,19 @@ def check_owner(run_dir: Path, owner: dict[str, Any], *, claim: bool) -> None:
         os.replace(tmp, path)
 
 
-def execute_in_worker(config_json: str, out: str, owner: dict[str, Any] | None, env: dict[str, str]) -> dict[str, Any]:
+def execute_in_worker(config_json: str, out: str, owner: dict[str, Any] | None, env: dict[str, str],
+                      cwd: str | None = None) -> dict[str, Any]:
     """:func:`execute_run` in a worker process of the study's pool.
 
-    ``env`` is the study process's environment when the run was submitted: a worker forked by the
-    fork server would otherwise keep the environment the server started with (spawn semantics:
-    a run sees the environment of the study at the time it starts).
+    ``env`` and ``cwd`` are the study process's environment and working folder when the run was
+    submitted: a worker forked by the fork server would otherwise keep those the server started
+    with (spawn semantics: a run sees the environment and relative paths of the study as it starts).
     """
     if env != os.environ:
         os.environ.clear()
         os.environ.update(env)
+    if cwd is not None and cwd != os.getcwd():
+        os.chdir(cwd)
     return execute_run(config_json, out, owner, in_worker=True)
 
 

@@ -455,7 +455,7 @@ def _run_parallel(
 
     def submit(t: RunTask) -> None:
         start(t)
-        running[pool.submit(execute_in_worker, t.config_json, t.out, t.owner, dict(os.environ))] = t
+        running[pool.submit(execute_in_worker, t.config_json, t.out, t.owner, dict(os.environ), os.getcwd())] = t
 
     try:
         pool = pools.get(workers)

@@ -19,7 +19,8 @@ from typing import Any
 __all__ = ["Pool", "WORKER_PRELOAD", "start_worker_server", "prepare_report"]
 
 
-def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 cwd: str | None = None) -> None:
     """Worker set-up: leave Ctrl-C to the study process, and die with it.
 
     Workers leave Ctrl-C to the study process, which stops them (see _run_parallel). If the study
@@ -38,6 +39,8 @@ def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = (), env: dict[st
     if env is not None and env != os.environ:  # the study process's environment, as a spawned child has it
         os.environ.clear()
         os.environ.update(env)
+    if cwd is not None and cwd != os.getcwd():  # relative data paths resolve as in the study process
+        os.chdir(cwd)
     parent = mp.parent_process()
 
     def watch() -> None:
@@ -73,7 +76,7 @@ def _worker_context():
 
     Never plain fork: forking the study process after torch/OpenMP started threads can deadlock.
     The fork server is a fresh single-threaded interpreter that only imported modules, so its
-    children start clean. Their environment is the study process's at submit time
+    children start clean. Their environment and working folder are the study process's at submit time
     (:func:`archlab.study.execute.execute_in_worker`), as with spawn.
     """
     import multiprocessing as mp
@@ -132,7 +135,7 @@ class Pool:
             self._shutdown()
             self.executor = ProcessPoolExecutor(
                 max_workers=workers, mp_context=_worker_context(), initializer=_init_worker,
-                initargs=(os.getpid(), self.data_jsons, dict(os.environ)),
+                initargs=(os.getpid(), self.data_jsons, dict(os.environ), os.getcwd()),
             )
             self.workers = workers
         return self.executor

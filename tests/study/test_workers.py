@@ -40,3 +40,15 @@ def test_lazy_package_still_lists_every_builtin_model():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     n_models, n_heads, name = out.stdout.split()
     assert int(n_models) > 20 and int(n_heads) >= 5 and name == "ConfigError"
+
+
+def test_a_worker_runs_in_the_working_folder_of_the_study_process(tmp_path, monkeypatch):
+    """Relative data and run paths resolve as in the study process, whatever folder the server started in."""
+    start_worker_server()
+    monkeypatch.chdir(tmp_path)
+    pool = Pool()
+    try:
+        got = pool.get(2).submit(os.getcwd).result(timeout=120)
+    finally:
+        pool.close()
+    assert os.path.realpath(got) == os.path.realpath(tmp_path)
