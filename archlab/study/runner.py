@@ -136,13 +136,13 @@ def preflight(study: Study, pool: Pool | None = None) -> None:
     Raises:
         ArchlabError: with the dataset / variant named; nothing has been run.
     """
-    from archlab.train.preflight import check_optimization_in_worker, check_run
+    from archlab.train.preflight import check_optimization, check_optimization_in_worker, check_run
 
     if study.analyses:  # a typo in an analysis option stops the study before any training
         from archlab.study.analyses import check_analyses
 
         check_analyses(study.analyses)
-    remote: list[tuple[str, str]] = []  # (context, config) whose optimizer the workers build
+    remote: list[tuple[str, TrainConfig]] = []  # (context, config) whose optimizer the workers build
     for label, data in study.dataset_configs().items():
         try:
             splits = load_splits(data.model_dump_json())
@@ -155,15 +155,32 @@ def preflight(study: Study, pool: Pool | None = None) -> None:
                 check_run(cfg, load_splits(cfg.data.model_dump_json()) if cfg.data != data else splits,
                           optimization=pool is None)
             except ArchlabError as exc:
-                raise with_context(exc, f"{where}") from None
+                raise with_context(exc, where) from None
             if pool is not None:
-                remote.append((where, cfg.model_dump_json()))
+                remote.append((where, cfg))
     if remote:  # the workers are up by now (or nearly): their fork server started before this process
-        futures = [(where, pool.get().submit(check_optimization_in_worker, cfg)) for where, cfg in remote]
-        for where, fut in futures:
-            error = fut.result()
-            if error is not None:
+        futures = [(where, cfg, _submit_quietly(pool, check_optimization_in_worker, cfg.model_dump_json()))
+                   for where, cfg in remote]
+        for where, cfg, fut in futures:
+            try:
+                error = fut.result() if fut is not None else None
+            except Exception:  # noqa: BLE001 - the pool broke (a worker killed): checked here below
+                fut = None
+            if fut is None:
+                try:
+                    check_optimization(cfg, load_splits(cfg.data.model_dump_json()))
+                except ArchlabError as exc:
+                    raise with_context(exc, where) from None
+            elif error is not None:
                 raise ConfigError(f"{where}: {error}")
+
+
+def _submit_quietly(pool: Pool, fn: Callable[..., Any], *args: Any) -> Any:
+    """``pool.submit(fn, *args)``, or None when the pool cannot take it (broken: a worker was killed)."""
+    try:
+        return pool.get().submit(fn, *args)
+    except Exception:  # noqa: BLE001 - the caller does the work itself
+        return None
 
 
 def resolved_config(study: Study, key: RunKey) -> TrainConfig:

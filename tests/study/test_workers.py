@@ -52,3 +52,29 @@ def test_a_worker_runs_in_the_working_folder_of_the_study_process(tmp_path, monk
     finally:
         pool.close()
     assert os.path.realpath(got) == os.path.realpath(tmp_path)
+
+
+def test_preflight_checks_the_optimizer_itself_when_the_workers_are_gone(tmp_path):
+    """A pool broken before the preflight (a worker killed) still gets every variant checked, here."""
+    from archlab.errors import ConfigError
+    from archlab.study.config import Study
+    from archlab.study.runner import preflight
+
+    spec = {
+        "name": "broken_pool", "seeds": [0], "baseline": "a",
+        "data": {"name": "synthetic", "options": {"num_samples": 40, "image_size": 16, "channels": 1, "num_classes": 2}},
+        "model": {"name": "mnist_cnn", "kwargs": {}}, "train": {"epochs": 1, "batch_size": 8},
+        "variants": {"a": {}, "b": {"train": {"scheduler": {"name": "step", "kwargs": {"step_sise": 2}}}}},
+    }
+    pool = Pool()
+    try:
+        pool.warm(2)
+        executor = pool.get()
+        for proc in list(executor._processes.values()):  # noqa: SLF001 - kill the workers from outside
+            proc.kill()
+            proc.join()
+        with pytest.raises(ConfigError, match="step_sise") as err:
+            preflight(Study.model_validate(spec), pool)
+        assert "variant 'b'" in str(err.value)
+    finally:
+        pool.kill()
