@@ -33,7 +33,7 @@ from archlab.study.config import RunKey
 from archlab.study.progress import ProgressWriter, steps_per_epoch
 from archlab.train.config import DataConfig, TrainConfig
 
-__all__ = ["RunTask", "execute_run", "execute_in_worker", "load_splits", "run_dir", "OWNER_FILE", "check_owner"]
+__all__ = ["RunTask", "execute_run", "execute_in_worker", "adopt_context", "load_splits", "run_dir", "OWNER_FILE", "check_owner"]
 
 OWNER_FILE = "owner.json"
 
@@ -106,6 +106,15 @@ def check_owner(run_dir: Path, owner: dict[str, Any], *, claim: bool) -> None:
         os.replace(tmp, path)
 
 
+def adopt_context(env: dict[str, str] | None, cwd: str | None) -> None:
+    """Take the study process's environment and working folder (what a spawned child inherits)."""
+    if env is not None and env != os.environ:
+        os.environ.clear()
+        os.environ.update(env)
+    if cwd is not None and cwd != os.getcwd():  # relative data and run paths resolve as in the study
+        os.chdir(cwd)
+
+
 def execute_in_worker(config_json: str, out: str, owner: dict[str, Any] | None, env: dict[str, str],
                       cwd: str | None = None) -> dict[str, Any]:
     """:func:`execute_run` in a worker process of the study's pool.
@@ -114,11 +123,7 @@ def execute_in_worker(config_json: str, out: str, owner: dict[str, Any] | None, 
     submitted: a worker forked by the fork server would otherwise keep those the server started
     with (spawn semantics: a run sees the environment and relative paths of the study as it starts).
     """
-    if env != os.environ:
-        os.environ.clear()
-        os.environ.update(env)
-    if cwd is not None and cwd != os.getcwd():
-        os.chdir(cwd)
+    adopt_context(env, cwd)
     return execute_run(config_json, out, owner, in_worker=True)
 
 

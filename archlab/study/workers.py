@@ -35,12 +35,10 @@ def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = (), env: dict[st
     import threading
     from multiprocessing.connection import wait as wait_for
 
+    from archlab.study.execute import adopt_context, load_splits
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if env is not None and env != os.environ:  # the study process's environment, as a spawned child has it
-        os.environ.clear()
-        os.environ.update(env)
-    if cwd is not None and cwd != os.getcwd():  # relative data paths resolve as in the study process
-        os.chdir(cwd)
+    adopt_context(env, cwd)  # the study process's environment and folder, as a spawned child has them
     parent = mp.parent_process()
 
     def watch() -> None:
@@ -54,7 +52,6 @@ def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = (), env: dict[st
         os._exit(3)
 
     threading.Thread(target=watch, name="archlab-parent-watch", daemon=True).start()
-    from archlab.study.execute import load_splits
 
     for data_json in data_jsons:  # the study's datasets, loaded before the first run arrives
         try:
