@@ -45,9 +45,11 @@ def _config(text: str) -> dict:
 
 def _report_lines(path: Path) -> list[str]:
     """The verdict-bearing lines of report.md: answer lines and table rows, minus timing columns."""
-    keep = []
+    keep, timed = [], False
     for line in path.read_text().splitlines():
-        if re.search(r"\b(better|worse|equivalent|inconclusive)\b", line):
+        if line.startswith("#"):
+            timed = bool(_TIMING.search(line))  # a section about a timing metric
+        elif not timed and re.search(r"\b(better|worse|equivalent|inconclusive)\b", line):
             keep.append(re.sub(r"\d+(\.\d+)?\s*(s|min|h)\b", "<t>", line))
     return keep
 
