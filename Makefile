@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean plain-check
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,5 +21,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
 
+# plain-check: a plain `pip install .` (no extras) in its own environment gives a working CLI: the
+# help, and a smoke study end to end (CI runs it before the suite; issue 22).
+PLAIN := .venv-plain
+plain-check:
+	rm -rf $(PLAIN) && $(PYTHON) -m venv $(PLAIN)
+	$(PLAIN)/bin/pip install -q -c constraints.txt torch==2.13.0
+	$(PLAIN)/bin/pip install -q -c constraints.txt .
+	cd /tmp && $(CURDIR)/$(PLAIN)/bin/archlab --help >/dev/null
+	d=$$(mktemp -d) && cd /tmp && $(CURDIR)/$(PLAIN)/bin/archlab study run $(CURDIR)/studies/quickstart.yaml --smoke --out $$d/quick --workers 1 && rm -rf $$d
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(PLAIN) runs

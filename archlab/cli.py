@@ -272,11 +272,11 @@ def _hide_flag_types(command: Any) -> None:
     """Show no ``<bool>`` type next to on/off flags (``--quiet``, ``--resume/--no-resume``, ``--help``).
 
     typer prints every option's type in the help; for a flag that takes no value it is noise.
+    typer 0.29 vendors its own click, so the context is typer's public ``typer.Context`` (importing
+    ``click`` would need a package a plain ``pip install .`` does not bring).
     """
-    import click
-
     params = list(command.params)
-    help_option = command.get_help_option(click.Context(command, info_name=command.name))
+    help_option = command.get_help_option(typer.Context(command, info_name=command.name))
     if help_option is not None:
         params.append(help_option)
     for param in params:
