@@ -182,7 +182,7 @@ class ResNet(nn.Module):
         return self.layer4(x)  # (B, 512e, H/32, W/32)
 
 
-def stage_flags(value: bool | Sequence[bool], stages: int, option: str) -> tuple[bool, ...]:
+def stage_flags(value: bool | Sequence[bool], stages: int, option: str, owner: str = "ResNet") -> tuple[bool, ...]:
     """One bool for every stage from ``value``: a bool (all stages) or a list of ``stages`` bools.
 
     Raises:
@@ -194,7 +194,7 @@ def stage_flags(value: bool | Sequence[bool], stages: int, option: str) -> tuple
     if isinstance(value, (list, tuple)) and len(value) == stages and all(isinstance(v, bool) for v in value):
         return tuple(value)
     raise ConfigError(
-        f"{option}={value!r} is not understood; allowed: true, false, or a list of {stages} bools "
+        f"{owner}: {option}={value!r} is not understood; allowed: true, false, or a list of {stages} bools "
         f"(one per stage), e.g. [true, true, true, false]"
     )
 
@@ -205,6 +205,7 @@ def _create_resnet(depth: int, *, num_classes: int, in_chans: int, head: str | N
                    activation: str = "relu", norm_conv: bool = False,
                    groups: int = 1, width_per_group: int = 64, name: str | None = None) -> Classifier:
     block, layers = _ARCHS[depth]
+    stage_flags(se, len(layers), "se", name or f"resnet{depth}")  # the message names the model
     backbone = ResNet(block, layers, in_chans, cifar_stem=cifar_stem, se=se, se_reduction=se_reduction,
                       zero_init_residual=zero_init_residual, groups=groups, width_per_group=width_per_group,
                       activation=activation, norm_conv=norm_conv)
