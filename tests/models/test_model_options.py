@@ -63,7 +63,7 @@ def test_every_model_option_is_type_checked(name, kwargs):
 
 
 def test_head_options_are_type_checked_too():
-    with pytest.raises(ConfigError, match=r"head 'ncp_original': option bidirectional='yes'.*allowed: bool"):
+    with pytest.raises(ConfigError, match=r"head 'ncp_original': option bidirectional='yes' is not valid.*allowed: bool"):
         experiment({"name": "mnist_cnn", "head": "ncp_original", "head_kwargs": {"bidirectional": "yes"}},
                    image_size=28, channels=1)
 
