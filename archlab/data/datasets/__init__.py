@@ -24,6 +24,7 @@ from archlab.errors import ConfigError, DataError, UnknownNameError
 __all__ = [
     "register_dataset",
     "list_datasets",
+    "dataset_loader",
     "load_dataset",
     "default_root",
     "missing_file_error",
@@ -61,6 +62,17 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
 def list_datasets() -> list[str]:
     """Names of all registered datasets, sorted."""
     return sorted(_DATASETS)
+
+
+def dataset_loader(name: str) -> Loader:
+    """The loader registered as ``name`` (its keyword parameters other than ``root`` are its options).
+
+    Raises:
+        UnknownNameError: ``name`` is not registered.
+    """
+    if name not in _DATASETS:
+        raise UnknownNameError("dataset", name, _DATASETS)
+    return _DATASETS[name]
 
 
 def default_root() -> Path:
