@@ -211,7 +211,7 @@ def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], what: str) -> 
         hint = hints.get(key)
         if hint is not None and not value_matches(value, hint):
             raise ConfigError(
-                f"{what}: option {key}={value!r} is not valid (a {type(value).__name__}); "
+                f"{what}: option {key}={value!r} is not valid (type {type(value).__name__}); "
                 f"allowed: {describe_type(hint)}"
             )
 

@@ -314,7 +314,7 @@ def _preset(
     for key, value in kwargs.items():
         if not value_matches(value, hints[key]):
             raise ConfigError(
-                f"head {name!r}: option {key}={value!r} is not valid (a {type(value).__name__}); "
+                f"head {name!r}: option {key}={value!r} is not valid (type {type(value).__name__}); "
                 f"allowed: {describe_type(hints[key])}"
             )
     options: dict[str, Any] = {"wiring": dict(wiring), "sensory": sensory, "drop_rate": 0.3}
