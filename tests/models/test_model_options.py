@@ -229,3 +229,20 @@ def test_gate_init_gaussian_is_seeded_and_centred():
 def test_gate_init_bad_schemes_are_refused(bad):
     with pytest.raises(ConfigError, match="gate_init"):
         experiment({"name": "connected_net", "kwargs": {"gate_init": bad}}, image_size=16)
+
+
+# ---------------------------------------------------------------- activation / norm_conv on the other seed backbones
+
+def test_crnet_activation_and_norm_conv_keep_the_count():
+    model = experiment({"name": "crnet", "kwargs": {"activation": "elu", "norm_conv": True}}, image_size=224, channels=1,
+                       num_classes=2)
+    assert count_parameters(model) == 546_882
+    blocks = [model.backbone.block1, model.backbone.block2, model.backbone.block3]
+    assert all(isinstance(b.act, torch.nn.ELU) and isinstance(b.conv, NormalizedConv2d) for b in blocks)
+
+
+def test_mnist_cnn_activation_and_norm_conv_keep_the_count():
+    model = experiment({"name": "mnist_cnn", "kwargs": {"activation": "tanh", "norm_conv": True}}, image_size=28,
+                       channels=1)
+    assert count_parameters(model) == conv(5, 1, 10) + conv(5, 10, 20) + linear(320, 50) + linear(50, 10) == 21_840
+    assert isinstance(model.backbone.act1, torch.nn.Tanh) and isinstance(model.backbone.conv2, NormalizedConv2d)
