@@ -11,9 +11,12 @@ starts in a tenth of a second, without torch) and every lookup still sees every 
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import fnmatch
 import inspect
+import types
+import typing
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +32,8 @@ __all__ = [
     "build_head",
     "list_heads",
     "head_entrypoint",
+    "value_matches",
+    "describe_type",
 ]
 
 if TYPE_CHECKING:
@@ -201,3 +206,79 @@ def _check_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any], what: str) -> 
         if key not in accepted:
             err = UnknownNameError(f"option of {what}", key, accepted)
             raise err
+    hints = _option_hints(target)
+    for key, value in kwargs.items():
+        hint = hints.get(key)
+        if hint is not None and not value_matches(value, hint):
+            raise ConfigError(
+                f"{what}: option {key}={value!r} is not valid (type {type(value).__name__}); "
+                f"allowed: {describe_type(hint)}"
+            )
+
+
+def _option_hints(target: Callable[..., Any]) -> dict[str, Any]:
+    """The evaluated type hints of ``target``'s parameters (``{}`` when they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # a hint naming a TYPE_CHECKING-only class: that builder is checked by its own code
+        return {}
+
+
+_SEQUENCES = (collections.abc.Sequence, list, tuple)
+
+
+def value_matches(value: Any, hint: Any) -> bool:
+    """Whether a config value (as YAML gives it: lists for tuples) fits the type hint ``hint``.
+
+    ``bool`` is not an ``int`` here and a ``str`` is not a sequence of anything, so ``se: "no"`` or
+    ``se: [true, false]`` for a ``bool`` option fails (they are truthy: the silent wrong model).
+    ``float`` accepts ints; classes and hints this checker does not know accept anything.
+    """
+    if hint is Any or hint is object:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(value_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in _SEQUENCES or hint in _SEQUENCES:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            return False
+        if not args:
+            return True
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return len(value) == len(args) and all(value_matches(v, a) for v, a in zip(value, args))
+        return all(value_matches(v, args[0]) for v in value)
+    if origin in (dict, collections.abc.Mapping) or hint in (dict, collections.abc.Mapping):
+        if not isinstance(value, dict):
+            return False
+        return not args or all(value_matches(k, args[0]) and value_matches(v, args[1]) for k, v in value.items())
+    return True
+
+
+def describe_type(hint: Any) -> str:
+    """A type hint as a config writer reads it: ``bool or list of bool``, ``'max', 'concat'``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is None or hint is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe_type(a) for a in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in _SEQUENCES:
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            return "a list [" + ", ".join(describe_type(a) for a in args) + "]"
+        return f"a list of {describe_type(args[0])}" if args else "a list"
+    if origin in (dict, collections.abc.Mapping):
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))

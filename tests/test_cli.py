@@ -256,3 +256,42 @@ def test_command_entry_runs_exit_handlers_and_keeps_the_exit_code():
     assert ok.returncode == 0 and "mini_vgg" in ok.stdout and ok.stdout.rstrip().endswith("exit handler ran")
     bad = subprocess.run([sys.executable, "-c", code, "study", "run", "/no/such/study.yaml"], capture_output=True, text=True)
     assert bad.returncode == 2 and "no such file" in bad.stderr and "exit handler ran" in bad.stdout
+
+
+def test_plain_train_with_the_defaults_runs(capsys, tmp_path, monkeypatch):
+    """Issue 26.1: `archlab train --epochs 1 --out runs/x` with the defaults (mnist_cnn on digits)."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "train", "--epochs", "1", "--out", "runs/x")
+    assert code == 0, err
+    assert "mnist_cnn (head default) on digits" in out and "test accuracy" in out
+    cfg = json.loads((tmp_path / "runs/x/result.json").read_text())["config"]
+    assert cfg["data"]["name"] == "digits" and cfg["data"]["options"] == {"image_size": 28}
+
+
+def test_a_named_dataset_is_not_resized_behind_the_users_back(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--dataset", "digits", "--epochs", "1", "--quiet", "--out", str(tmp_path))
+    assert code == 2
+    assert "mnist_cnn cannot take 1x8x8 inputs" in err and "image_size=28" in err and "--image-size 28" in err
+
+
+@pytest.mark.parametrize("flag", ["--data-root", "--root"])
+def test_train_and_download_share_the_data_root_flag(capsys, tmp_path, flag):
+    """Issue 26.8: one name (--data-root) for one thing in both commands, --root kept as the alias."""
+    code, _, err = run(capsys, "train", "--dataset", "mnist", flag, str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert code == 2 and f"{tmp_path}/mnist/" in err and f"--data-root {tmp_path}" in err
+    code, _, err = run(capsys, "data", "download", "minst", flag, str(tmp_path))
+    assert code == 2 and "minst" in err and "No such option" not in err
+
+
+def test_readme_states_the_on_disk_layout_of_every_dataset():
+    from pathlib import Path
+
+    from archlab.data import list_datasets
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    layout = readme.split("On-disk layout under the data root", 1)[1].split("\n\n", 2)[1]
+    assert "`ROOT/mnist/*.gz`" in layout
+    for name in list_datasets():
+        if name in ("digits", "synthetic", "synthetic_masks"):  # generated or bundled: no files
+            continue
+        assert f"`{name}`" in layout, name

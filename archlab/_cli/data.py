@@ -12,7 +12,9 @@ data_app = typer.Typer(help="Download datasets and audit them for near-duplicate
 @data_app.command("audit")
 def audit_cmd(
     dataset: str = typer.Argument(..., help="registered dataset name, e.g. digits, mnist, cifar10, segmentation"),
-    root: str = typer.Option(None, "--root", help="data root (default $ARCHLAB_DATA or ~/.cache/archlab/data)"),
+    root: str = typer.Option(
+        None, "--data-root", "--root", help="data root, as `archlab train --data-root` (--root: alias; default $ARCHLAB_DATA or ~/.cache/archlab/data)"
+    ),
     options: list[str] = typer.Option([], "--option", "-O", help="dataset option KEY=VALUE, e.g. -O image_size=28"),
     study: Path = typer.Option(None, "--study", help="take the data section (split settings) from this study YAML"),
     val_fraction: float = typer.Option(None, "--val-fraction"),
@@ -89,7 +91,9 @@ def audit_cmd(
 @data_app.command("download")
 def download_cmd(
     name: str = typer.Argument(..., help="dataset: mnist, fashion_mnist, kmnist, emnist, qmnist, cifar10, cifar100, svhn, stl10, quickdraw"),
-    root: str = typer.Option(None, "--root", help="data root (default $ARCHLAB_DATA or ~/.cache/archlab/data)"),
+    root: str = typer.Option(
+        None, "--data-root", "--root", help="data root, as `archlab train --data-root` (--root: alias; default $ARCHLAB_DATA or ~/.cache/archlab/data)"
+    ),
     categories: str = typer.Option(None, "--categories", help="quickdraw: comma-separated categories, e.g. cat,dog"),
     per_class: int = typer.Option(None, "--per-class", help="quickdraw: fetch only the first N drawings per category"),
     mirror: str = typer.Option(None, "--mirror", help="base URL replacing the official hosts (default $ARCHLAB_MIRROR)"),

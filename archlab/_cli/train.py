@@ -44,7 +44,8 @@ def train_cmd(
     head: Optional[str] = typer.Option(None, "--head", help="classification head (default: the model's own)"),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="dataset name, e.g. digits, mnist, image_folder"),
     data_root: Optional[str] = typer.Option(
-        None, "--data-root", help="folder of the dataset files (image_folder: the folder of class folders)"
+        None, "--data-root", "--root",
+        help="data root, as `archlab data download --data-root` (--root: alias; image_folder: the folder of class folders)",
     ),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="dataset option image_size (e.g. 28)"),
     augment: Optional[str] = typer.Option(None, "--augment", help="augmentation preset: none, cifar, spinal_mnist, medical"),
@@ -99,6 +100,7 @@ def train_cmd(
             raise ConfigError(f"--set {key}: {raw!r} is not a YAML value ({getattr(exc, 'problem', exc)})") from None
         _set_path(data, key, value, f"--set {key}")
         origins[key] = f"--set {key}"
+    _default_data_fits_default_model(data)
     cfg = validate_with_origins(data, file_source, origins)
     if cfg.data.name == "image_folder" and cfg.data.root is None:
         raise ConfigError(
@@ -116,6 +118,26 @@ def train_cmd(
         else:  # the other ranks train silently; rank 0 prints
             with console.capture():
                 _run_training(cfg, out, resume=resume, quiet=True)
+
+
+def _default_data_fits_default_model(data: dict[str, Any]) -> None:
+    """Left to the defaults, the data is the run template's: digits at 28 px.
+
+    The default dataset (the embedded 8x8 digits) is smaller than the default model (``mnist_cnn``,
+    28x28) takes; a run that names no dataset and no ``image_size`` gets the template's
+    ``data.options`` (``image_size: 28``), as ``--print-config`` shows, so ``archlab train`` with no
+    flags runs. A named dataset or an explicit ``image_size`` is left as written.
+    """
+    from archlab._cli.schema import RUN_TEMPLATE_DATA  # imports pydantic: loaded only when a run starts
+
+    section = data.get("data")
+    if section is None:
+        section = data["data"] = {}
+    if not isinstance(section, dict) or "name" in section:
+        return
+    options = section.setdefault("options", {})
+    if isinstance(options, dict) and "image_size" not in options:
+        options.update(RUN_TEMPLATE_DATA["options"])
 
 
 def validate_with_origins(data: dict[str, Any], file_source: str, origins: dict[str, str]):

@@ -5,6 +5,7 @@ from archlab.heads.mlp import MLPHead
 from archlab.heads.vgg_classifier import VGGClassifierHead
 from archlab.heads.spinal import SpinalHead
 from archlab.heads.ncp import NCPHead
+from archlab.heads.rnn import RNNHead
 
 __all__ = ["LinearHead", "MLPHead", "VGGClassifierHead", "SpinalHead"]
-__all__ += ["NCPHead"]
+__all__ += ["NCPHead", "RNNHead"]

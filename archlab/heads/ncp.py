@@ -31,19 +31,20 @@ every option of :class:`NCPHead` as an override:
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from archlab._registry import register_head
+from archlab._registry import describe_type, register_head, value_matches
 from archlab.errors import ConfigError, IncompatibleError, UnknownNameError
 from archlab.layers.cfc import CFC_MODES, CfC
 from archlab.layers.ltc import LTC
-from archlab.layers.sequence import SEQUENCE_MODES, SequenceAdapter
+from archlab.layers.sequence import SEQUENCE_MODES, MixedSequence, SequenceAdapter
 from archlab.layers.wirings import Wiring
 
-__all__ = ["NCPHead", "ncp_original", "ncp_double", "ncp_custom", "CELLS", "DEFAULT_NCP", "ORIGINAL_NCP"]
+__all__ = ["NCPHead", "check_sequence", "ncp_original", "ncp_double", "ncp_custom", "CELLS", "DEFAULT_NCP", "ORIGINAL_NCP"]
 
 CELLS = ("ltc", "cfc")
 
@@ -75,6 +76,42 @@ DEFAULT_NCP = {
 }
 
 
+def check_sequence(sequence: str | list[str]) -> list[str]:
+    """``sequence`` (one mode or a list of two or more) as a list of known modes.
+
+    Raises:
+        UnknownNameError: a mode that is not one of :data:`SEQUENCE_MODES`.
+        ConfigError: not a str or a list of str, a list of fewer than two or with a repeated mode.
+    """
+    modes = [sequence] if isinstance(sequence, str) else sequence
+    if not isinstance(modes, (list, tuple)) or not modes or not all(isinstance(m, str) for m in modes):
+        raise ConfigError(
+            f"sequence={sequence!r} must be a mode or a list of modes, e.g. 'rows' or [rows, channels]; "
+            f"allowed modes: {', '.join(SEQUENCE_MODES)}"
+        )
+    for m in modes:
+        if m not in SEQUENCE_MODES:
+            raise UnknownNameError("sequence mode", str(m), SEQUENCE_MODES)
+    if not isinstance(sequence, str) and (len(modes) < 2 or len(set(modes)) != len(modes)):
+        raise ConfigError(f"a mixed sequence lists two or more different modes, got {list(modes)!r}")
+    return list(modes)
+
+
+def _mode_overrides(mode_options: dict[str, dict[str, Any]] | None, mode: str, base: dict[str, Any]) -> dict[str, Any]:
+    if mode_options is None:
+        return {}
+    unknown = [k for k in mode_options if k not in SEQUENCE_MODES]
+    if unknown:
+        raise UnknownNameError("mode_options mode", str(unknown[0]), SEQUENCE_MODES)
+    opts = mode_options.get(mode, {})
+    if not isinstance(opts, dict):
+        raise ConfigError(f"mode_options.{mode} must be a mapping of {', '.join(base)}, got {opts!r}")
+    for key in opts:
+        if key not in base:
+            raise UnknownNameError(f"option of mode_options.{mode}", key, base)
+    return dict(opts)
+
+
 def _make_wiring(spec: Wiring | dict[str, Any] | None) -> Wiring:
     if spec is None:
         return Wiring.from_config(DEFAULT_NCP)
@@ -99,12 +136,15 @@ class NCPHead(nn.Module):
             defaults to ``"ncp"``) or ``None`` for :data:`DEFAULT_NCP` (16 inter, 8 command,
             8 motor; the presets use the thesis' NCPs).
         sequence: ``"channels"`` (z-axis), ``"rows"`` (y-axis), ``"columns"``, ``"patches"`` or
-            ``"xy"``.
+            ``"xy"``; a list of modes (``[rows, channels]``) reads the map in each and concatenates
+            the sequences along time (:class:`~archlab.layers.sequence.MixedSequence`).
         sensory: sensory neurons: each step's features are projected to this many by a Linear
             layer when they differ; ``"auto"`` = the wiring's input size when it is built, else 32;
             ``None`` = no projection (the wiring is built for the step features).
         pool, pool_type, channels, patch_size, stride: map reduction and patching (see
             :class:`~archlab.layers.sequence.SequenceAdapter`).
+        mode_options: per-mode overrides of those five (``{rows: {pool: 8, channels: 4}}``), for
+            mixed sequences; the presets fill it with their per-mode reductions.
         bidirectional: a second cell (own weights, same wiring) reads the reversed sequence.
         drop_rate: dropout before the Linear layer (the thesis used 0.3).
         mixed_memory: an LSTM memory cell before every step.
@@ -130,7 +170,7 @@ class NCPHead(nn.Module):
         num_classes: int,
         cell: str = "ltc",
         wiring: Wiring | dict[str, Any] | None = None,
-        sequence: str = "channels",
+        sequence: str | list[str] = "channels",
         sensory: int | str | None = "auto",
         pool: int | tuple[int, int] | None = None,
         pool_type: str = "avg",
@@ -143,43 +183,39 @@ class NCPHead(nn.Module):
         cfc_mode: str = "default",
         ode_unfolds: int = 6,
         implicit_param_constraints: bool = True,
+        mode_options: dict[str, dict[str, Any]] | None = None,
     ):
         super().__init__()
         if cell not in CELLS:
             raise UnknownNameError("cell", str(cell), CELLS)
         if cfc_mode not in CFC_MODES:
             raise UnknownNameError("cfc_mode", str(cfc_mode), CFC_MODES)
-        if sequence not in SEQUENCE_MODES:
-            raise UnknownNameError("sequence mode", str(sequence), SEQUENCE_MODES)
-        if sequence == "patches" and patch_size is None:  # named as a config file spells it
-            raise ConfigError(
-                "sequence 'patches' needs a patch size: set head_kwargs.patch_size "
-                "(e.g. head_kwargs: {sequence: patches, patch_size: 4})"
-            )
+        modes = check_sequence(sequence)
+        base = {"pool": pool, "pool_type": pool_type, "channels": channels, "patch_size": patch_size, "stride": stride}
+        per_mode = {m: {**base, **_mode_overrides(mode_options, m, base)} for m in modes}
+        for m in modes:
+            if m == "patches" and per_mode[m]["patch_size"] is None:  # named as a config file spells it
+                raise ConfigError(
+                    "sequence 'patches' needs a patch size: set head_kwargs.patch_size "
+                    "(e.g. head_kwargs: {sequence: patches, patch_size: 4})"
+                )
         if not 0.0 <= drop_rate < 1.0:
             raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
         self.in_shape, self.num_classes = tuple(in_shape), num_classes
-        self.cell, self.sequence, self.bidirectional = cell, sequence, bool(bidirectional)
+        self.cell, self.bidirectional = cell, bool(bidirectional)
+        self.sequence = modes[0] if len(modes) == 1 else "+".join(modes)
         wiring = _make_wiring(wiring)
         if sensory == "auto":
             sensory = wiring.input_dim if wiring.is_built() else 32
         elif sensory is not None and (isinstance(sensory, bool) or not isinstance(sensory, int) or sensory < 1):
             raise ConfigError(f"sensory must be a positive int, 'auto' or None, got {sensory!r}")
-        self.adapter = SequenceAdapter(
-            self.in_shape,
-            sequence,
-            pool=pool,
-            pool_type=pool_type,
-            channels=channels,
-            patch_size=patch_size,
-            stride=stride,
-            out_features=sensory,
-        )
+        adapters = [SequenceAdapter(self.in_shape, m, out_features=sensory, **per_mode[m]) for m in modes]
+        self.adapter = adapters[0] if len(adapters) == 1 else MixedSequence(adapters)
         features = self.adapter.out_features
         if wiring.is_built() and wiring.input_dim != features:
             raise IncompatibleError(
                 f"the wiring is built for input_dim={wiring.input_dim} sensory inputs but the "
-                f"{sequence!r} sequence gives {features} features per step; use sensory="
+                f"{self.sequence!r} sequence gives {features} features per step; use sensory="
                 f"{wiring.input_dim} (a projection) or an unbuilt wiring"
             )
         self.wiring = wiring.built_for(features)
@@ -273,9 +309,20 @@ def _preset(
         if key not in accepted:
             raise UnknownNameError(f"option of head {name!r}", key, accepted)
     sequence = kwargs.pop("sequence", default_sequence)
-    if sequence not in SEQUENCE_MODES:
-        raise UnknownNameError("sequence mode", str(sequence), SEQUENCE_MODES)
-    options: dict[str, Any] = {"wiring": dict(wiring), "sensory": sensory, "drop_rate": 0.3, **_PRESET_MODES[name][sequence]}
+    modes = check_sequence(sequence)
+    hints = typing.get_type_hints(NCPHead.__init__)
+    for key, value in kwargs.items():
+        if not value_matches(value, hints[key]):
+            raise ConfigError(
+                f"head {name!r}: option {key}={value!r} is not valid (type {type(value).__name__}); "
+                f"allowed: {describe_type(hints[key])}"
+            )
+    options: dict[str, Any] = {"wiring": dict(wiring), "sensory": sensory, "drop_rate": 0.3}
+    if len(modes) == 1:
+        options.update(_PRESET_MODES[name][modes[0]])
+    else:  # each part keeps the preset's reduction for its mode; explicit options override all parts
+        explicit = {k: kwargs[k] for k in ("pool", "pool_type", "channels", "patch_size", "stride") if k in kwargs}
+        options["mode_options"] = {m: {**_PRESET_MODES[name][m], **explicit} for m in modes}
     options.update(kwargs)
     return NCPHead(in_shape, num_classes, sequence=sequence, **options)
 

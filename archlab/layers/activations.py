@@ -16,6 +16,7 @@ ACT_LAYERS: dict[str, type[nn.Module]] = {
     "swish": nn.SiLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
+    "softplus": nn.Softplus,  # ln(1 + e^x): seed 003's smooth ReLU
     "leaky_relu": nn.LeakyReLU,
     "identity": nn.Identity,
 }

@@ -17,13 +17,18 @@ import torch.nn as nn
 
 from archlab.layers.squeeze_excite import SqueezeExcitation
 
-__all__ = ["BasicBlock", "Bottleneck", "conv1x1", "conv3x3"]
+__all__ = ["BasicBlock", "Bottleneck", "conv1x1", "conv3x3", "make_activation"]
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
     """3x3 convolution with padding, no bias (a BatchNorm follows)."""
     return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=dilation, groups=groups, bias=False,
                      dilation=dilation)
+
+
+def make_activation(act_layer: type[nn.Module]) -> nn.Module:
+    """``act_layer`` instantiated in place where it can be (no extra memory, same values)."""
+    return act_layer(inplace=True) if act_layer in (nn.ReLU, nn.ELU, nn.SiLU, nn.LeakyReLU) else act_layer()
 
 
 def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -43,6 +48,7 @@ class BasicBlock(nn.Module):
         downsample: shortcut projection (``None`` = identity).
         se_reduction: when given, a :class:`SqueezeExcitation` with this reduction ratio rescales
             the residual branch before the addition.
+        act_layer: activation class (its instance keeps torchvision's name ``relu``).
 
     Shape:
         - Input: ``(B, inplanes, H, W)``
@@ -59,11 +65,12 @@ class BasicBlock(nn.Module):
         downsample: nn.Module | None = None,
         *,
         se_reduction: float | None = None,
+        act_layer: type[nn.Module] = nn.ReLU,
     ):
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = make_activation(act_layer)
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
         self.se = SqueezeExcitation(planes, reduction=se_reduction) if se_reduction else None
@@ -89,6 +96,7 @@ class Bottleneck(nn.Module):
         downsample: shortcut projection (``None`` = identity).
         groups, base_width: ResNeXt/wide-ResNet width options (torchvision's meaning).
         se_reduction: SE ratio on the residual branch (``None`` = no SE).
+        act_layer: activation class (its instance keeps torchvision's name ``relu``).
 
     Shape:
         - Input: ``(B, inplanes, H, W)``
@@ -107,6 +115,7 @@ class Bottleneck(nn.Module):
         groups: int = 1,
         base_width: int = 64,
         se_reduction: float | None = None,
+        act_layer: type[nn.Module] = nn.ReLU,
     ):
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
@@ -116,7 +125,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = make_activation(act_layer)
         out_ch = planes * self.expansion
         self.se = SqueezeExcitation(out_ch, reduction=se_reduction) if se_reduction else None
         self.downsample = downsample

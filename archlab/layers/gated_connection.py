@@ -26,10 +26,13 @@ import torch.nn.functional as F
 
 from archlab.errors import ConfigError
 
-__all__ = ["GatedConnection", "INTERPOLATIONS", "MERGES"]
+__all__ = ["GatedConnection", "INTERPOLATIONS", "MERGES", "GATE_ACTIVATIONS"]
 
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
 MERGES = ("concat", "sum", "max", "squeeze")
+#: the gate applied to the logits ``w``: ``sigmoid`` (the blog) or ``identity`` (its "tested
+#: without sigmoid": the gate is ``w`` itself, unbounded).
+GATE_ACTIVATIONS = ("sigmoid", "identity")
 
 
 def _allowed(values: Sequence[str]) -> str:
@@ -50,6 +53,7 @@ class GatedConnection(nn.Module):
             ``"squeeze"`` (concat, then a 1x1 convolution with bias to ``squeeze_channels``).
         squeeze_channels: output channels of the ``squeeze`` merge (required for it, else unused).
         input_names: labels of the inputs for plots and tables (default ``in0``, ``in1``, ...).
+        gate_activation: ``"sigmoid"`` (gate ``sigmoid(w)``) or ``"identity"`` (gate ``w``).
 
     Attributes:
         weight: the gate logits ``w``: ``(num_inputs,)`` when shared, else ``(sum(in_channels),)``.
@@ -69,8 +73,14 @@ class GatedConnection(nn.Module):
         merge: str = "concat",
         squeeze_channels: int | None = None,
         input_names: Sequence[str] | None = None,
+        gate_activation: str = "sigmoid",
     ):
         super().__init__()
+        if gate_activation not in GATE_ACTIVATIONS:
+            raise ConfigError(
+                f"gate_activation={gate_activation!r} is not supported; allowed: {_allowed(GATE_ACTIVATIONS)}"
+            )
+        self.gate_activation = gate_activation
         in_channels = [int(c) for c in in_channels] if isinstance(in_channels, Sequence) else in_channels
         if not isinstance(in_channels, list) or len(in_channels) == 0:
             raise ConfigError(
@@ -122,10 +132,14 @@ class GatedConnection(nn.Module):
         Returns:
             A list of ``num_inputs`` tensors: scalars (shape ``()``) when shared, else ``(C_i,)``.
         """
-        g = torch.sigmoid(self.weight.detach()).cpu()
+        g = self.gate(self.weight.detach()).cpu()
         if self.shared:
             return list(g.unbind(0))
         return list(g.split(self.in_channels))
+
+    def gate(self, w: torch.Tensor) -> torch.Tensor:
+        """The gate values of logits ``w`` (``sigmoid(w)`` or ``w``). Shape: same as ``w``."""
+        return torch.sigmoid(w) if self.gate_activation == "sigmoid" else w
 
     def input_strengths(self, reduce: str = "max") -> torch.Tensor:
         """One value per input: its gate (shared) or the ``max``/``mean`` of its feature-map gates.
@@ -150,7 +164,7 @@ class GatedConnection(nn.Module):
             raise ConfigError(f"GatedConnection built for {self.num_inputs} inputs got {len(inputs)}")
         size = (min(int(x.shape[-2]) for x in inputs), min(int(x.shape[-1]) for x in inputs))
         xs = [self._resize(x, size) for x in inputs]  # each (B, C_i, h, w)
-        gate = torch.sigmoid(self.weight)
+        gate = self.gate(self.weight)
         if self.shared:
             xs = [x * gate[i] for i, x in enumerate(xs)]
         else:
@@ -177,7 +191,7 @@ class GatedConnection(nn.Module):
         new = GatedConnection(
             [self.in_channels[i] for i in idx], self.interpolation, self.shared, [self.init[i] for i in idx],
             self.merge, self.squeeze.out_channels if self.squeeze is not None else None,
-            [self.input_names[i] for i in idx],
+            [self.input_names[i] for i in idx], self.gate_activation,
         )  # fmt: skip
         offsets = [0]
         for c in self.in_channels:
@@ -192,4 +206,5 @@ class GatedConnection(nn.Module):
 
     def extra_repr(self) -> str:
         s = f"in_channels={self.in_channels}, merge={self.merge!r}, shared={self.shared}"
+        s += f", gate_activation={self.gate_activation!r}" if self.gate_activation != "sigmoid" else ""
         return s + f", interpolation={self.interpolation!r}"

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["NormalizedConv2d", "NormalizedLinear", "normalize_weight", "EPS"]
+__all__ = ["NormalizedConv2d", "NormalizedLinear", "normalize_weight", "normalize_convs", "normalize_linears", "EPS"]
 
 #: The blog's constant, added to the norm (not under the square root).
 EPS = 1e-8
@@ -80,3 +80,22 @@ class NormalizedLinear(nn.Linear):
         )  # fmt: skip
         layer.load_state_dict(linear.state_dict())
         return layer
+
+
+def normalize_convs(module: nn.Module, skip: set[int] | frozenset[int] = frozenset()) -> None:
+    """Swap every plain ``nn.Conv2d`` inside ``module`` (not those whose ``id`` is in ``skip``) for a
+    :class:`NormalizedConv2d` carrying its parameters: same names and counts, normalized weights."""
+    for name, child in module.named_children():
+        if type(child) is nn.Conv2d and id(child) not in skip:
+            setattr(module, name, NormalizedConv2d.from_conv(child))
+        else:
+            normalize_convs(child, skip)
+
+
+def normalize_linears(module: nn.Module) -> None:
+    """Swap every plain ``nn.Linear`` inside ``module`` for a :class:`NormalizedLinear` with its weights."""
+    for name, child in module.named_children():
+        if type(child) is nn.Linear:
+            setattr(module, name, NormalizedLinear.from_linear(child))
+        else:
+            normalize_linears(child)

@@ -18,6 +18,10 @@ Modes (``x`` = width, ``y`` = height, ``z`` = channels):
 * ``patches``: step = a ``size`` x ``size`` patch (row-major; overlapping when ``stride < size``),
   features = z * size * size;
 * ``xy``: step = a position (T = H W, row-major), features = the channel vector (C).
+
+:class:`MixedSequence` reads one map in several modes and puts the sequences one after the other
+(the thesis' mixed use of the y- and z-axis, ``rows`` + ``channels``); every part must give the same
+features per step (a projection to the sensory neurons does that).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch.nn.functional as F
 
 from archlab.errors import ConfigError, IncompatibleError, UnknownNameError
 
-__all__ = ["SequenceAdapter", "SEQUENCE_MODES"]
+__all__ = ["SequenceAdapter", "MixedSequence", "SEQUENCE_MODES"]
 
 SEQUENCE_MODES = ("rows", "columns", "channels", "patches", "xy")
 
@@ -192,3 +196,46 @@ class SequenceAdapter(nn.Module):
             f"mode={self.mode!r}, map_shape={self.map_shape}, steps={self.steps}, "
             f"step_features={self.step_features}, out_features={self.out_features}{extra}"
         )
+
+
+class MixedSequence(nn.Module):
+    """Several :class:`SequenceAdapter` reads of one map, concatenated along time.
+
+    Args:
+        adapters: the parts, in order (e.g. a ``rows`` then a ``channels`` adapter), all with the
+            same ``out_features``.
+
+    Attributes:
+        adapters: ``nn.ModuleList`` of the parts.
+        steps: ``sum`` of the parts' steps.
+        out_features: features per step (shared by the parts).
+        mode: the parts' modes joined by ``+`` (``"rows+channels"``).
+
+    Shape:
+        - Input: ``(B, *in_shape)``
+        - Output: ``(B, sum(steps_i), out_features)``
+
+    Raises:
+        IncompatibleError: parts with different features per step.
+    """
+
+    def __init__(self, adapters: list[SequenceAdapter]):
+        super().__init__()
+        if len(adapters) < 2:
+            raise ConfigError(f"a mixed sequence needs two or more modes, got {len(adapters)}")
+        feats = {a.mode: a.out_features for a in adapters}
+        if len(set(feats.values())) != 1:
+            raise IncompatibleError(
+                f"the sequence modes give different features per step ({feats}); project them to one size "
+                "with sensory=N (the NCP head's default 'auto' does)"
+            )
+        self.adapters = nn.ModuleList(adapters)
+        self.steps = sum(a.steps for a in adapters)
+        self.out_features = adapters[0].out_features
+        self.mode = "+".join(a.mode for a in adapters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([a(x) for a in self.adapters], 1)  # (B, sum T_i, F)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, steps={self.steps}, out_features={self.out_features}"

@@ -30,12 +30,14 @@ def to_2tuple(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 
 @torch.no_grad()
 def infer_feature_shape(
-    backbone: nn.Module, in_chans: int, input_size: tuple[int, int], *, model_name: str = "model"
+    backbone: nn.Module, in_chans: int, input_size: tuple[int, int], *, model_name: str = "model",
+    native_size: int | tuple[int, int] | None = None,
 ) -> tuple[int, ...]:
     """Per-sample output shape of ``backbone`` for a ``(1, in_chans, H, W)`` input.
 
     Runs one real forward pass in eval mode (so BatchNorm statistics are not touched) and restores
-    the training flags afterwards.
+    the training flags afterwards. ``native_size`` (the family's own input size) is what the error
+    suggests resizing the data to.
 
     Raises:
         IncompatibleError: the input is too small for the backbone (a kernel or pool larger than
@@ -51,8 +53,7 @@ def infer_feature_shape(
     except RuntimeError as exc:
         raise IncompatibleError(
             f"{model_name} cannot take {in_chans}x{input_size[0]}x{input_size[1]} inputs "
-            f"({str(exc).splitlines()[0]}); use a larger input_size or a dataset option that "
-            "resizes the images (e.g. image_size=28)"
+            f"({str(exc).splitlines()[0]}); {_resize_hint(native_size)}"
         ) from None
     finally:
         for m, flag in zip(backbone.modules(), was_training):
@@ -60,10 +61,21 @@ def infer_feature_shape(
     shape = tuple(out.shape[1:])
     if any(s == 0 for s in shape):
         raise IncompatibleError(
-            f"{model_name} gives an empty feature map {shape} for {input_size} inputs; "
-            "use a larger input_size"
+            f"{model_name} gives an empty feature map {shape} for {input_size} inputs; {_resize_hint(native_size)}"
         )
     return shape
+
+
+def _resize_hint(native_size: int | tuple[int, int] | None) -> str:
+    """How to fix an input the backbone cannot take: resize the data once at load."""
+    if native_size is None:
+        return "use larger inputs: resize the images at load with the dataset option image_size (e.g. image_size=28)"
+    h, w = to_2tuple(native_size)
+    size = str(h) if h == w else f"[{h}, {w}]"
+    return (
+        f"resize the images at load with the dataset option image_size={size} (its native size; a run "
+        f"file's data.options.image_size, `archlab train --image-size {h}`)"
+    )
 
 
 class Classifier(nn.Module):
@@ -77,6 +89,7 @@ class Classifier(nn.Module):
         head: registered head name.
         head_kwargs: head options.
         model_name: name used in error messages.
+        native_size: the family's own input size, suggested when ``input_size`` does not fit.
 
     Attributes:
         backbone, head: the two parts (``model.head`` is what head studies swap).
@@ -98,13 +111,16 @@ class Classifier(nn.Module):
         head: str = "linear",
         head_kwargs: dict[str, Any] | None = None,
         model_name: str = "model",
+        native_size: int | tuple[int, int] | None = None,
     ):
         super().__init__()
         self.backbone = backbone
         self.in_chans = in_chans
         self.input_size = tuple(input_size)
         self.model_name = model_name
-        self.feature_shape = infer_feature_shape(backbone, in_chans, self.input_size, model_name=model_name)
+        self.feature_shape = infer_feature_shape(
+            backbone, in_chans, self.input_size, model_name=model_name, native_size=native_size
+        )
         self.num_features = int(self.feature_shape[0])
         self.num_classes = num_classes
         self.head_name = head
@@ -176,4 +192,5 @@ def build_classifier(
         head=head,
         head_kwargs=kwargs,
         model_name=model_name,
+        native_size=default_input_size,
     )

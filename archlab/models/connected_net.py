@@ -13,6 +13,12 @@ Reference: the blog in seed 002 ("Learning network connectivity", raghakot, 2017
 connections whose gate reached ``threshold`` (trained from scratch); blocks whose output no
 longer reaches the classifier are dropped with their parameters.
 
+Gate options (the blog's experiments): ``gate_activation="identity"`` drops the sigmoid ("I tested
+without sigmoid"); ``gate_init`` is one logit for every gate, or a scheme: ``{scheme: feedforward,
+feedforward: 1.0, rest: 0.5}`` (the edge from the block just before a connection starts at
+``feedforward``, every skip edge at ``rest``) or ``{scheme: gaussian, mean: 0.5, std: 0.1}`` (every
+gate drawn from N(mean, std^2) with the model's init stream). None of them changes the parameters.
+
 Departures from the blog: block 0 takes the raw input (as in the blog's code; a gate on a lone
 input is a scalar the conv absorbs). Conv biases are off by default (the blog's ``bias=False``).
 The default gate init is ``1.0`` (the value ``exp3/train.py`` trained with; the blog reports init
@@ -22,7 +28,7 @@ The default gate init is ``1.0`` (the value ``exp3/train.py`` trained with; the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -32,7 +38,8 @@ from archlab.errors import ConfigError, IncompatibleError
 from archlab.layers.gated_connection import GatedConnection
 from archlab.models._classifier import Classifier, to_2tuple
 
-__all__ = ["ConnectedNet", "ConnectedClassifier", "connected_net", "parse_block", "DEFAULT_BLOCKS", "BLOCK_KINDS"]
+__all__ = ["ConnectedNet", "ConnectedClassifier", "connected_net", "parse_block", "DEFAULT_BLOCKS", "BLOCK_KINDS",
+           "GATE_INIT_SCHEMES"]
 
 #: The blog's layer list: [Conv, Conv, MaxPool, Dropout] x 2 with 32 then 64 filters.
 DEFAULT_BLOCKS: tuple[str, ...] = (
@@ -40,6 +47,34 @@ DEFAULT_BLOCKS: tuple[str, ...] = (
     "conv:64", "conv:64:valid", "maxpool:2", "dropout:0.25",
 )  # fmt: skip
 BLOCK_KINDS = ("conv:N[:same|valid]", "maxpool:K", "avgpool:K", "dropout:P")
+#: ``gate_init`` schemes and their keys (besides ``scheme``) with defaults.
+GATE_INIT_SCHEMES: dict[str, dict[str, float]] = {
+    "feedforward": {"feedforward": 1.0, "rest": 0.5},
+    "gaussian": {"mean": 0.5, "std": 0.1},
+}
+
+
+def _gate_scheme(gate_init: float | dict[str, Any]) -> tuple[str, dict[str, float]]:
+    """``gate_init`` -> ``(scheme, values)``; a number is the scheme ``constant``."""
+    if isinstance(gate_init, (int, float)) and not isinstance(gate_init, bool):
+        return "constant", {"value": float(gate_init)}
+    allowed = "a number, {scheme: feedforward, feedforward: 1.0, rest: 0.5} or {scheme: gaussian, mean: 0.5, std: 0.1}"
+    if not isinstance(gate_init, dict) or gate_init.get("scheme") not in GATE_INIT_SCHEMES:
+        raise ConfigError(f"connected_net: gate_init={gate_init!r} is not understood; allowed: {allowed}")
+    scheme = gate_init["scheme"]
+    values = dict(GATE_INIT_SCHEMES[scheme])
+    for key, v in gate_init.items():
+        if key == "scheme":
+            continue
+        if key not in values or isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(
+                f"connected_net: gate_init key {key}={v!r} is not understood for scheme {scheme!r}; "
+                f"allowed keys: {', '.join(values)} (numbers)"
+            )
+        values[key] = float(v)
+    if scheme == "gaussian" and values["std"] < 0:
+        raise ConfigError(f"connected_net: gate_init std={values['std']} must be >= 0")
+    return scheme, values
 
 
 def parse_block(spec: str) -> tuple[str, Any, str | None]:
@@ -111,7 +146,9 @@ class ConnectedNet(nn.Module):
         blocks: block specs (see :func:`parse_block`), default :data:`DEFAULT_BLOCKS`.
         interpolation, shared, merge, squeeze_channels: options of every
             :class:`~archlab.layers.GatedConnection`.
-        gate_init: initial gate logit ``w`` of every connection (gate ``sigmoid(w)``).
+        gate_init: initial gate logit ``w`` of every connection (gate ``sigmoid(w)``), or a scheme
+            dict (``feedforward`` / ``gaussian``, see the module docstring).
+        gate_activation: ``"sigmoid"`` or ``"identity"`` (gate = ``w``).
         fc_width: width of the Dense layer ending the backbone.
         conv_bias: biases on the convolutions.
         connections: for connection ``j`` (after block ``j``) the sources it keeps, numbered
@@ -135,14 +172,16 @@ class ConnectedNet(nn.Module):
         blocks: Sequence[str] = DEFAULT_BLOCKS,
         interpolation: str = "bilinear",
         shared: bool = True,
-        gate_init: float = 1.0,
+        gate_init: float | dict[str, Any] = 1.0,
         merge: str = "concat",
         squeeze_channels: int | None = None,
         fc_width: int = 512,
         conv_bias: bool = False,
         connections: Sequence[Sequence[int]] | None = None,
+        gate_activation: str = "sigmoid",
     ):
         super().__init__()
+        self.gate_scheme = _gate_scheme(gate_init)
         blocks = [blocks] if isinstance(blocks, str) else list(blocks)
         if not blocks:
             raise ConfigError(f"blocks={blocks!r}: give at least one block; allowed forms: {', '.join(BLOCK_KINDS)}")
@@ -165,8 +204,9 @@ class ConnectedNet(nn.Module):
         shapes: list[tuple[int, int, int] | None] = [(in_chans, *input_size)]
         self.blocks, self.connections = nn.ModuleList(), nn.ModuleList()
         kw = dict(
-            interpolation=interpolation, shared=shared, init=gate_init, merge=merge, squeeze_channels=squeeze_channels
-        )
+            interpolation=interpolation, shared=shared, merge=merge, squeeze_channels=squeeze_channels,
+            gate_activation=gate_activation,
+        )  # fmt: skip
         conn_out: tuple[int, int, int] = shapes[0]
         for i, spec in enumerate(blocks):
             if i > 0:
@@ -187,7 +227,17 @@ class ConnectedNet(nn.Module):
             self.connections.append(nn.Identity())
             return (0, 0, 0)
         src = self.pattern[j]
-        conn = GatedConnection([shapes[s][0] for s in src], input_names=[names[s] for s in src], **kw)
+        scheme, values = self.gate_scheme
+        if scheme == "constant":
+            init: float | list[float] = values["value"]
+        elif scheme == "feedforward":  # source j + 1 is the block just before connection j
+            init = [values["feedforward"] if s == j + 1 else values["rest"] for s in src]
+        else:
+            init = values["mean"]
+        conn = GatedConnection([shapes[s][0] for s in src], input_names=[names[s] for s in src], init=init, **kw)
+        if scheme == "gaussian":
+            with torch.no_grad():
+                conn.weight.normal_(values["mean"], values["std"])
         self.connections.append(conn)
         h, w = min(shapes[s][1] for s in src), min(shapes[s][2] for s in src)
         return (conn.out_channels, h, w)
@@ -289,15 +339,16 @@ def connected_net(
     head: str | None = None,
     head_kwargs: dict | None = None,
     input_size: int | tuple[int, int] | None = None,
-    blocks: Sequence[str] = DEFAULT_BLOCKS,
+    blocks: str | Sequence[str] = DEFAULT_BLOCKS,
     interpolation: str = "bilinear",
     shared: bool = True,
-    gate_init: float = 1.0,
+    gate_init: float | dict[str, Any] = 1.0,
     merge: str = "concat",
     squeeze_channels: int | None = None,
     fc_width: int = 512,
     conv_bias: bool = False,
     connections: Sequence[Sequence[int]] | None = None,
+    gate_activation: Literal["sigmoid", "identity"] = "sigmoid",
 ) -> ConnectedClassifier:
     """Learned-connectivity net (seed 002); default head Dropout(.5) -> Linear(fc_width, C)."""
     size = to_2tuple(input_size if input_size is not None else 32)
@@ -305,6 +356,7 @@ def connected_net(
         blocks=list(blocks) if not isinstance(blocks, str) else [blocks], interpolation=interpolation, shared=shared,
         gate_init=gate_init, merge=merge, squeeze_channels=squeeze_channels, fc_width=fc_width, conv_bias=conv_bias,
         connections=[list(c) for c in connections] if connections is not None else None,
+        gate_activation=gate_activation,
     )  # fmt: skip
     backbone = ConnectedNet(in_chans, size, **build_kwargs)
     if head is None:

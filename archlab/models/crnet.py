@@ -16,6 +16,9 @@ import torch
 import torch.nn as nn
 
 from archlab._registry import register_model
+from archlab.layers.activations import get_act_layer
+from archlab.layers.blocks import make_activation
+from archlab.layers.normalized import NormalizedConv2d
 from archlab.models._classifier import Classifier, build_classifier
 
 __all__ = ["CRNet", "crnet"]
@@ -29,13 +32,15 @@ class CRNetBlock(nn.Sequential):
         - Output: ``(B, out_ch, floor((H - 3) / 2) + 1, ...)``
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 7, batch_norm: bool = False):
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 7, batch_norm: bool = False,
+                 act_layer: type[nn.Module] = nn.ReLU, norm_conv: bool = False):
+        conv = NormalizedConv2d if norm_conv else nn.Conv2d
         layers: dict[str, nn.Module] = {
-            "conv": nn.Conv2d(in_ch, out_ch, kernel_size, stride=1, padding=kernel_size // 2, bias=True)
+            "conv": conv(in_ch, out_ch, kernel_size, stride=1, padding=kernel_size // 2, bias=True)
         }
         if batch_norm:
             layers["bn"] = nn.BatchNorm2d(out_ch)
-        layers["act"] = nn.ReLU(inplace=True)
+        layers["act"] = make_activation(act_layer)
         layers["pool"] = nn.MaxPool2d(3, stride=2)
         super().__init__(OrderedDict(layers))
 
@@ -47,18 +52,23 @@ class CRNet(nn.Module):
         in_chans: input channels.
         channels: output channels of the three blocks.
         kernel_size: convolution kernel size (7 in the paper).
+        activation: activation name of every block (``relu``).
+        norm_conv: weight-normalized convolutions (seed 002's neuron; same parameters).
 
     Shape:
         - Input: ``(B, in_chans, H, W)``
         - Output: ``(B, channels[-1], H', W')``; (128, 13, 13) for 224x224.
     """
 
-    def __init__(self, in_chans: int = 1, channels: Sequence[int] = (32, 64, 128), kernel_size: int = 7):
+    def __init__(self, in_chans: int = 1, channels: Sequence[int] = (32, 64, 128), kernel_size: int = 7,
+                 activation: str = "relu", norm_conv: bool = False):
         super().__init__()
         chs = [in_chans, *channels]
+        act = get_act_layer(activation)
         for i in range(len(channels)):
             # Only the first block has BatchNorm, as in the original CRNet.
-            self.add_module(f"block{i + 1}", CRNetBlock(chs[i], chs[i + 1], kernel_size, batch_norm=i == 0))
+            block = CRNetBlock(chs[i], chs[i + 1], kernel_size, batch_norm=i == 0, act_layer=act, norm_conv=norm_conv)
+            self.add_module(f"block{i + 1}", block)
         self.pool = nn.AvgPool2d(2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,10 +87,12 @@ def crnet(
     input_size: int | tuple[int, int] | None = None,
     channels: Sequence[int] = (32, 64, 128),
     kernel_size: int = 7,
+    activation: str = "relu",
+    norm_conv: bool = False,
 ) -> Classifier:
     """CRNet (seed 000) with a linear head on the flattened (128, 13, 13) map by default."""
     return build_classifier(
-        CRNet(in_chans, channels, kernel_size),
+        CRNet(in_chans, channels, kernel_size, activation, norm_conv),
         num_classes=num_classes,
         in_chans=in_chans,
         input_size=input_size,

@@ -13,24 +13,35 @@ Options reproduce the blog's variants without changing the parameters or their n
   of the head, as the blog replaced all Dense layers (a head rebuilt by ``reset_classifier`` is an
   ordinary one).
 - ``conv_bias=False``: the blog's code (``bias=False``), 1,250,666 parameters.
+- ``rot_pool``: how a rotation-invariant conv merges its rotations: ``max`` (the blog), ``concat``
+  (all ``rotations`` responses kept as channels, so the next layer is ``rotations`` times wider) or
+  ``squeeze`` (concatenated, then a 1x1 convolution back to the conv's width: the blog's "squeeze
+  net style compression", ``out**2 * rotations`` extra parameters per rotation conv).
+- ``activation``: the activation after every conv and the Dense layer (``relu``; e.g. ``elu`` for
+  the blog's "weight-normalized neurons with another activation").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn as nn
 
 from archlab._registry import register_model
 from archlab.errors import ConfigError
-from archlab.layers.normalized import NormalizedConv2d, NormalizedLinear
+from archlab.layers.activations import get_act_layer
+from archlab.layers.blocks import make_activation
+from archlab.layers.normalized import NormalizedConv2d, NormalizedLinear, normalize_linears
 from archlab.layers.rotation_conv import RotationInvariantConv2d
 from archlab.models._classifier import Classifier, build_classifier, infer_feature_shape, to_2tuple
 
-__all__ = ["MiniVGG", "mini_vgg", "rotation_conv_indices"]
+__all__ = ["MiniVGG", "mini_vgg", "rotation_conv_indices", "ROT_POOLS"]
 
 _NUM_CONVS = 4
+#: how a rotation-invariant conv merges its rotations (see the module docstring).
+ROT_POOLS = ("max", "concat", "squeeze")
 
 
 def rotation_conv_indices(rot_convs: int | Sequence[int]) -> tuple[int, ...]:
@@ -66,6 +77,8 @@ class MiniVGG(nn.Module):
         norm_conv: weight-normalized convs (:class:`archlab.layers.NormalizedConv2d`).
         norm_dense: weight-normalized Dense-512 layer.
         conv_bias: biases on the convs (the SPEC's count; the blog's code had none).
+        rot_pool: ``"max"``, ``"concat"`` or ``"squeeze"`` (see the module docstring).
+        activation: activation name after every conv and the Dense layer.
 
     Shape:
         - Input: ``(B, in_chans, H, W)``
@@ -84,31 +97,40 @@ class MiniVGG(nn.Module):
         norm_conv: bool = False,
         norm_dense: bool = False,
         conv_bias: bool = True,
+        rot_pool: str = "max",
+        activation: str = "relu",
     ):
         super().__init__()
         c1, c2 = widths
         rot = rotation_conv_indices(rot_convs)
         if isinstance(rotations, bool) or rotations not in (4, 8):
             raise ConfigError(f"rotations={rotations!r} is not supported; allowed: 4 (90 degrees) or 8 (45 degree ring shifts)")
-        self.rot_convs, self.rotations = rot, rotations
+        if rot_pool not in ROT_POOLS:
+            raise ConfigError(f"mini_vgg: rot_pool={rot_pool!r} is not supported; allowed: {', '.join(map(repr, ROT_POOLS))}")
+        act = get_act_layer(activation)
+        self.rot_convs, self.rotations, self.rot_pool = rot, rotations, rot_pool
+        width = [in_chans]  # channels the next conv receives (a concat rotation conv widens it)
 
-        def conv(i: int, cin: int, cout: int, padding: int) -> nn.Conv2d:
+        def conv(i: int, cout: int, padding: int) -> nn.Conv2d:
             # Every variant is an nn.Conv2d subclass with the same weight/bias: counts and names stay.
+            cin = width[0]
+            width[0] = cout * rotations if i in rot and rot_pool == "concat" else cout
             if i in rot:
                 return RotationInvariantConv2d(
-                    cin, cout, rotations=rotations, padding=padding, bias=conv_bias, normalize=norm_conv
-                )
+                    cin, cout, rotations=rotations, padding=padding, bias=conv_bias, normalize=norm_conv,
+                    pool="max" if rot_pool == "max" else "concat", squeeze=rot_pool == "squeeze",
+                )  # fmt: skip
             cls = NormalizedConv2d if norm_conv else nn.Conv2d
             return cls(cin, cout, 3, padding=padding, bias=conv_bias)
 
         self.stage1 = nn.Sequential(
-            conv(1, in_chans, c1, 1), nn.ReLU(inplace=True),  # "same"
-            conv(2, c1, c1, 0), nn.ReLU(inplace=True),  # "valid"
+            conv(1, c1, 1), make_activation(act),  # "same"
+            conv(2, c1, 0), make_activation(act),  # "valid"
             nn.MaxPool2d(2), nn.Dropout(drop_rate),
         )
         self.stage2 = nn.Sequential(
-            conv(3, c1, c2, 1), nn.ReLU(inplace=True),
-            conv(4, c2, c2, 0), nn.ReLU(inplace=True),
+            conv(3, c2, 1), make_activation(act),
+            conv(4, c2, 0), make_activation(act),
             nn.MaxPool2d(2), nn.Dropout(drop_rate),
         )
         conv_shape = infer_feature_shape(
@@ -116,7 +138,7 @@ class MiniVGG(nn.Module):
         )
         flat = conv_shape[0] * conv_shape[1] * conv_shape[2]
         linear = NormalizedLinear if norm_dense else nn.Linear
-        self.fc = nn.Sequential(nn.Flatten(1), linear(flat, fc_width), nn.ReLU(inplace=True))
+        self.fc = nn.Sequential(nn.Flatten(1), linear(flat, fc_width), make_activation(act))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stage2(self.stage1(x))  # (B, c2, H', W')
@@ -139,16 +161,19 @@ def mini_vgg(
     norm_conv: bool = False,
     norm_dense: bool = False,
     conv_bias: bool = True,
+    rot_pool: Literal["max", "concat", "squeeze"] = "max",
+    activation: str = "relu",
 ) -> Classifier:
     """Mini-VGG (seed 002); default head Dropout(.5) -> Linear(512, C).
 
-    ``rot_convs``/``rotations``, ``norm_conv``/``norm_dense`` and ``conv_bias`` select the blog's
-    variants (see :class:`MiniVGG`); ``norm_dense`` also normalizes every Linear of the head.
+    ``rot_convs``/``rotations``/``rot_pool``, ``norm_conv``/``norm_dense``, ``activation`` and
+    ``conv_bias`` select the blog's variants (see :class:`MiniVGG`); ``norm_dense`` also normalizes every Linear of the head.
     """
     size = to_2tuple(input_size if input_size is not None else 32)
     backbone = MiniVGG(
         in_chans, size, tuple(widths), fc_width, drop_rate,
         rot_convs=rot_convs, rotations=rotations, norm_conv=norm_conv, norm_dense=norm_dense, conv_bias=conv_bias,
+        rot_pool=rot_pool, activation=activation,
     )  # fmt: skip
     model = build_classifier(
         backbone,
@@ -162,14 +187,5 @@ def mini_vgg(
         model_name="mini_vgg",
     )
     if norm_dense:
-        _normalize_linears(model.head)
+        normalize_linears(model.head)
     return model
-
-
-def _normalize_linears(module: nn.Module) -> None:
-    """Swap every ``nn.Linear`` inside ``module`` for a :class:`NormalizedLinear` with its weights."""
-    for name, child in module.named_children():
-        if type(child) is nn.Linear:
-            setattr(module, name, NormalizedLinear.from_linear(child))
-        else:
-            _normalize_linears(child)

@@ -20,7 +20,8 @@ layers (Liao & Poggio's "time-specific" BN) while the convolutions stay shared â
 4 * C parameters per extra step and stage.
 
 ``residual=False`` drops the identity (x <- F(x)): the plain CNN of the same depth, seed 003's
-first baseline.
+first baseline. ``activation`` replaces every ReLU (e.g. ``softplus``, ln(1 + e^x), the smooth
+activation seed 003 describes); it has no parameters, so the count does not change.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch.nn as nn
 
 from archlab._registry import register_model
 from archlab.errors import ConfigError
+from archlab.layers.activations import get_act_layer
 from archlab.models._classifier import Classifier, build_classifier
 from archlab.pretrained import WeightLayout
 
@@ -47,19 +49,20 @@ class PreActUnit(nn.Module):
     Args:
         channels: channels C (input = output).
         num_norms: number of BN sets; step ``t`` uses set ``t`` (``num_norms == 1``: always set 0).
+        activation: activation name (``relu``).
 
     Shape:
         - Input: ``(B, C, H, W)``
         - Output: ``(B, C, H, W)``
     """
 
-    def __init__(self, channels: int, num_norms: int = 1):
+    def __init__(self, channels: int, num_norms: int = 1, activation: str = "relu"):
         super().__init__()
         self.bn1 = nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(num_norms))
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
         self.bn2 = nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(num_norms))
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.relu = nn.ReLU()
+        self.relu = get_act_layer(activation)()
 
     def forward(self, x: torch.Tensor, step: int = 0) -> torch.Tensor:
         i = step if len(self.bn1) > 1 else 0
@@ -77,6 +80,7 @@ class RecurrentStage(nn.Module):
         norm: ``"shared"`` or ``"per_step"`` BN inside a shared F (ignored when untied: every block
             has its own BN anyway).
         residual: add the identity (``False``: x <- F(x)).
+        activation: activation name inside F.
 
     Shape:
         - Input: ``(B, C, H, W)``
@@ -84,13 +88,14 @@ class RecurrentStage(nn.Module):
     """
 
     def __init__(self, channels: int, unroll: int, *, tie_weights: bool = True, norm: str = "shared",
-                 residual: bool = True):
+                 residual: bool = True, activation: str = "relu"):
         super().__init__()
         self.unroll, self.tie_weights, self.norm, self.residual = unroll, tie_weights, norm, residual
+        self.activation = activation
         if tie_weights:
-            self.block = PreActUnit(channels, unroll if norm == "per_step" else 1)
+            self.block = PreActUnit(channels, unroll if norm == "per_step" else 1, activation)
         else:
-            self.blocks = nn.ModuleList(PreActUnit(channels) for _ in range(unroll))
+            self.blocks = nn.ModuleList(PreActUnit(channels, 1, activation) for _ in range(unroll))
 
     def step_function(self, t: int) -> nn.Module:
         """The F used at step ``t`` (the same module for every t when tied)."""
@@ -101,7 +106,7 @@ class RecurrentStage(nn.Module):
         if not self.tie_weights:
             return copy.deepcopy(self)
         ch = self.block.conv1.in_channels
-        new = RecurrentStage(ch, self.unroll, tie_weights=False, residual=self.residual)
+        new = RecurrentStage(ch, self.unroll, tie_weights=False, residual=self.residual, activation=self.activation)
         for t, blk in enumerate(new.blocks):
             i = t if len(self.block.bn1) > 1 else 0
             blk.conv1.load_state_dict(self.block.conv1.state_dict())
@@ -133,6 +138,7 @@ class RecurrentResNet(nn.Module):
         tie_weights: share F over the steps of a stage.
         norm: ``"shared"`` or ``"per_step"`` BatchNorm (see the module docstring).
         residual: identity shortcut (``False`` = plain CNN of the same depth).
+        activation: activation name of every unit, transition and the final BN-act.
 
     Shape:
         - Input: ``(B, in_chans, H, W)``
@@ -151,8 +157,10 @@ class RecurrentResNet(nn.Module):
         tie_weights: bool = True,
         norm: str = "shared",
         residual: bool = True,
+        activation: str = "relu",
     ):
         super().__init__()
+        act = get_act_layer(activation)
         widths = [int(w) for w in widths]
         if not widths or any(w < 1 for w in widths):
             raise ConfigError(f"widths must be positive channel counts, got {widths}")
@@ -169,11 +177,12 @@ class RecurrentResNet(nn.Module):
         for i, (w, t) in enumerate(zip(widths, unrolls)):
             stage = nn.Module()
             if i > 0:
-                stage.transition = nn.Sequential(nn.BatchNorm2d(widths[i - 1]), nn.ReLU(),
+                stage.transition = nn.Sequential(nn.BatchNorm2d(widths[i - 1]), act(),
                                                  nn.Conv2d(widths[i - 1], w, 3, stride=2, padding=1, bias=False))
-            stage.recurrent = RecurrentStage(w, t, tie_weights=tie_weights, norm=norm, residual=residual)
+            stage.recurrent = RecurrentStage(w, t, tie_weights=tie_weights, norm=norm, residual=residual,
+                                             activation=activation)
             self.stages.append(stage)
-        self.final = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU())
+        self.final = nn.Sequential(nn.BatchNorm2d(widths[-1]), act())
         self.out_channels = widths[-1]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -216,13 +225,16 @@ def recurrent_resnet(
     tie_weights: bool = True,
     norm: str = "shared",
     residual: bool = True,
+    activation: str = "relu",
 ) -> Classifier:
     """Recurrent ResNet (Liao & Poggio 2016), unrolled 7 times per stage by default as in seed 003.
 
     ``tie_weights=False`` is the equivalent deep ResNet, ``unroll=1`` the shallow one,
-    ``residual=False`` the plain CNN; ``norm="per_step"`` unties BatchNorm only.
+    ``residual=False`` the plain CNN; ``norm="per_step"`` unties BatchNorm only; ``activation``
+    replaces every ReLU (``softplus`` for seed 003's ln(1 + e^x)).
     """
-    backbone = RecurrentResNet(in_chans, widths, unroll, tie_weights=tie_weights, norm=norm, residual=residual)
+    backbone = RecurrentResNet(in_chans, widths, unroll, tie_weights=tie_weights, norm=norm, residual=residual,
+                               activation=activation)
     return build_classifier(
         backbone,
         num_classes=num_classes,

@@ -21,7 +21,13 @@ Options (departures from the ImageNet definition, off by default):
   adaptation for 32x32 inputs (e.g. the ResNet-18 of the CIFAR speed runs). conv1's weight then
   has another shape than torchvision's (load ImageNet weights with ``strict=False``).
 - ``se=True``: a Squeeze-Excitation module (ratio ``se_reduction``, 16 in SENet) on the residual
-  branch of every block, as in SE-ResNet; its ``se.*`` keys are extra to torchvision's.
+  branch of every block, as in SE-ResNet; its ``se.*`` keys are extra to torchvision's. A list of
+  one bool per stage chooses the stages (``[true, true, true, false]``: seed 004's SE-ResNet without
+  the last stage's SE blocks).
+- ``activation``: the activation of every block and the stem (``relu``; any name of
+  :data:`archlab.layers.activations.ACT_LAYERS`).
+- ``norm_conv=True``: every convolution of the backbone (stem, blocks, projections; not SE's) is a
+  weight-normalized :class:`~archlab.layers.NormalizedConv2d` (seed 002's neuron): same parameters.
 """
 
 from __future__ import annotations
@@ -33,13 +39,15 @@ import torch.nn as nn
 
 from archlab._registry import register_model
 from archlab.errors import ConfigError
-from archlab.layers.blocks import BasicBlock, Bottleneck, conv1x1
+from archlab.layers.activations import get_act_layer
+from archlab.layers.blocks import BasicBlock, Bottleneck, conv1x1, make_activation
+from archlab.layers.normalized import normalize_convs
 from archlab.layers.squeeze_excite import SqueezeExcitation
 from archlab.models._classifier import Classifier, build_classifier
 from archlab.layers._init import materialize, meta_construction, reset_norms
 from archlab.pretrained import WeightLayout
 
-__all__ = ["ResNet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
+__all__ = ["ResNet", "stage_flags", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
            "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d"]
 
 _ARCHS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int, int]]] = {
@@ -59,13 +67,15 @@ class ResNet(nn.Module):
         layers: blocks per stage.
         in_chans: input channels.
         cifar_stem: 3x3 stride-1 stem without max-pool (for 32x32 inputs).
-        se: Squeeze-Excitation in every block.
+        se: Squeeze-Excitation in every block, or one bool per stage.
         se_reduction: SE reduction ratio.
         zero_init_residual: zero the last BN of every residual branch (torchvision's option).
         widths: channels of the four stages.
         groups: groups of every Bottleneck's 3x3 convolution (ResNeXt's cardinality).
         width_per_group: channels per group of that convolution at 64 planes (64 = ResNet,
             128 = Wide ResNet-*-2, 4 or 8 = ResNeXt's "Gx4d"/"Gx8d").
+        activation: activation name of the stem and every block.
+        norm_conv: weight-normalized convolutions (not the SE layers').
 
     Shape:
         - Input: ``(B, in_chans, H, W)``
@@ -87,14 +97,18 @@ class ResNet(nn.Module):
         in_chans: int = 3,
         *,
         cifar_stem: bool = False,
-        se: bool = False,
+        se: bool | Sequence[bool] = False,
         se_reduction: float = 16,
         zero_init_residual: bool = False,
         widths: Sequence[int] = (64, 128, 256, 512),
         groups: int = 1,
         width_per_group: int = 64,
+        activation: str = "relu",
+        norm_conv: bool = False,
     ):
         super().__init__()
+        se_stages = stage_flags(se, len(widths), "se")
+        act = get_act_layer(activation)
         if len(layers) != len(widths) or any(n < 1 for n in layers):
             raise ConfigError(f"layers must give >= 1 block for each of the {len(widths)} stages, "
                               f"got {list(layers)}")
@@ -113,13 +127,17 @@ class ResNet(nn.Module):
             else:
                 self.conv1 = nn.Conv2d(in_chans, self.inplanes, 7, stride=2, padding=3, bias=False)
             self.bn1 = nn.BatchNorm2d(self.inplanes)
-            self.relu = nn.ReLU(inplace=True)
+            self.relu = make_activation(act)
             self.maxpool = nn.Identity() if cifar_stem else nn.MaxPool2d(3, stride=2, padding=1)
-            se_r = se_reduction if se else None
             for i, (planes, n) in enumerate(zip(widths, layers)):
-                self.add_module(f"layer{i + 1}", self._make_layer(block, planes, n, 1 if i == 0 else 2, se_r))
+                se_r = se_reduction if se_stages[i] else None
+                self.add_module(f"layer{i + 1}", self._make_layer(block, planes, n, 1 if i == 0 else 2, se_r, act))
         self.out_channels = self.inplanes
         materialize(self, device, self._init_weights)
+        if norm_conv:
+            skip = {id(m.fc1) for m in self.modules() if isinstance(m, SqueezeExcitation)}
+            skip |= {id(m.fc2) for m in self.modules() if isinstance(m, SqueezeExcitation)}
+            normalize_convs(self, skip=skip)
 
     def _init_weights(self) -> None:
         """torchvision's ResNet initialisation; SE layers keep PyTorch's default (as timm's SE-ResNets)."""
@@ -141,12 +159,14 @@ class ResNet(nn.Module):
                     nn.init.zeros_(m.bn2.weight)
 
     def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
-                    stride: int, se_reduction: float | None) -> nn.Sequential:
+                    stride: int, se_reduction: float | None, act: type[nn.Module]) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
                                        nn.BatchNorm2d(planes * block.expansion))
         kw: dict = {"se_reduction": se_reduction}
+        if act is not nn.ReLU:
+            kw["act_layer"] = act
         if block is Bottleneck:
             kw.update(groups=self.groups, base_width=self.width_per_group)
         layers = [block(self.inplanes, planes, stride, downsample, **kw)]
@@ -162,13 +182,33 @@ class ResNet(nn.Module):
         return self.layer4(x)  # (B, 512e, H/32, W/32)
 
 
+def stage_flags(value: bool | Sequence[bool], stages: int, option: str, owner: str = "ResNet") -> tuple[bool, ...]:
+    """One bool for every stage from ``value``: a bool (all stages) or a list of ``stages`` bools.
+
+    Raises:
+        ConfigError: anything else (``"no"``, ``1``, a list of the wrong length or with non-bools):
+            a truthy non-bool must never quietly switch the option on everywhere.
+    """
+    if isinstance(value, bool):
+        return (value,) * stages
+    if isinstance(value, (list, tuple)) and len(value) == stages and all(isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise ConfigError(
+        f"{owner}: {option}={value!r} is not understood; allowed: true, false, or a list of {stages} bools "
+        f"(one per stage), e.g. [true, true, true, false]"
+    )
+
+
 def _create_resnet(depth: int, *, num_classes: int, in_chans: int, head: str | None,
                    head_kwargs: dict | None, input_size: int | tuple[int, int] | None,
-                   cifar_stem: bool, se: bool, se_reduction: float, zero_init_residual: bool,
+                   cifar_stem: bool, se: bool | Sequence[bool], se_reduction: float, zero_init_residual: bool,
+                   activation: str = "relu", norm_conv: bool = False,
                    groups: int = 1, width_per_group: int = 64, name: str | None = None) -> Classifier:
     block, layers = _ARCHS[depth]
+    stage_flags(se, len(layers), "se", name or f"resnet{depth}")  # the message names the model
     backbone = ResNet(block, layers, in_chans, cifar_stem=cifar_stem, se=se, se_reduction=se_reduction,
-                      zero_init_residual=zero_init_residual, groups=groups, width_per_group=width_per_group)
+                      zero_init_residual=zero_init_residual, groups=groups, width_per_group=width_per_group,
+                      activation=activation, norm_conv=norm_conv)
     return build_classifier(
         backbone,
         num_classes=num_classes,
@@ -184,79 +224,89 @@ def _create_resnet(depth: int, *, num_classes: int, in_chans: int, head: str | N
 
 @register_model
 def resnet18(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-             input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-             se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+             input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+             se_reduction: float = 16, zero_init_residual: bool = False,
+             activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """ResNet-18 (torchvision ``resnet18``); ``cifar_stem`` for 32x32 inputs, ``se`` for SE-ResNet-18."""
     return _create_resnet(18, **locals())
 
 
 @register_model
 def resnet34(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-             input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-             se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+             input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+             se_reduction: float = 16, zero_init_residual: bool = False,
+             activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """ResNet-34 (torchvision ``resnet34``); ``cifar_stem`` for 32x32 inputs, ``se`` for SE-ResNet-34."""
     return _create_resnet(34, **locals())
 
 
 @register_model
 def resnet50(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-             input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-             se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+             input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+             se_reduction: float = 16, zero_init_residual: bool = False,
+             activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """ResNet-50 (torchvision ``resnet50``, V1.5); ``cifar_stem`` for 32x32 inputs, ``se`` for SE-ResNet-50."""
     return _create_resnet(50, **locals())
 
 
 @register_model
 def resnet101(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-              input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-              se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+              input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+              se_reduction: float = 16, zero_init_residual: bool = False,
+              activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """ResNet-101 (torchvision ``resnet101``, V1.5); ``cifar_stem`` for 32x32 inputs, ``se`` for SE-ResNet-101."""
     return _create_resnet(101, **locals())
 
 
 @register_model
 def resnet152(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-              input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-              se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+              input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+              se_reduction: float = 16, zero_init_residual: bool = False,
+              activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """ResNet-152 (torchvision ``resnet152``, V1.5; blocks 3-8-36-3)."""
     return _create_resnet(152, **locals())
 
 
 @register_model
 def wide_resnet50_2(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-                    input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-                    se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+                    input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+                    se_reduction: float = 16, zero_init_residual: bool = False,
+                    activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """Wide ResNet-50-2 (torchvision ``wide_resnet50_2``): ResNet-50 with twice the inner width."""
     return _create_resnet(50, width_per_group=128, name="wide_resnet50_2", **locals())
 
 
 @register_model
 def wide_resnet101_2(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-                     input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-                     se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+                     input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+                     se_reduction: float = 16, zero_init_residual: bool = False,
+                     activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """Wide ResNet-101-2 (torchvision ``wide_resnet101_2``): ResNet-101 with twice the inner width."""
     return _create_resnet(101, width_per_group=128, name="wide_resnet101_2", **locals())
 
 
 @register_model
 def resnext50_32x4d(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-                    input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-                    se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+                    input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+                    se_reduction: float = 16, zero_init_residual: bool = False,
+                    activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """ResNeXt-50 32x4d (torchvision ``resnext50_32x4d``): 32 groups of 4 channels at 64 planes."""
     return _create_resnet(50, groups=32, width_per_group=4, name="resnext50_32x4d", **locals())
 
 
 @register_model
 def resnext101_32x8d(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-                     input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-                     se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+                     input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+                     se_reduction: float = 16, zero_init_residual: bool = False,
+                     activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """ResNeXt-101 32x8d (torchvision ``resnext101_32x8d``): 32 groups of 8 channels at 64 planes."""
     return _create_resnet(101, groups=32, width_per_group=8, name="resnext101_32x8d", **locals())
 
 
 @register_model
 def resnext101_64x4d(*, num_classes: int, in_chans: int = 3, head: str | None = None, head_kwargs: dict | None = None,
-                     input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool = False,
-                     se_reduction: float = 16, zero_init_residual: bool = False) -> Classifier:
+                     input_size: int | tuple[int, int] | None = None, cifar_stem: bool = False, se: bool | Sequence[bool] = False,
+                     se_reduction: float = 16, zero_init_residual: bool = False,
+                     activation: str = "relu", norm_conv: bool = False) -> Classifier:
     """ResNeXt-101 64x4d (torchvision ``resnext101_64x4d``): 64 groups of 4 channels at 64 planes."""
     return _create_resnet(101, groups=64, width_per_group=4, name="resnext101_64x4d", **locals())

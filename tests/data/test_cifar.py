@@ -92,7 +92,7 @@ def test_cifar100_fine_and_coarse(tmp_path, protocol):
 
 def test_missing_batch(tmp_path):
     with pytest.raises(
-        DataError, match=r"data_batch_1; get it with `archlab data download cifar10 --root "
+        DataError, match=r"data_batch_1; get it with `archlab data download cifar10 --data-root "
     ):
         load_dataset("cifar10", root=tmp_path)
 

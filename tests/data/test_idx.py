@@ -140,7 +140,7 @@ def test_missing_file_says_how_to_get_it(tmp_path):
     with pytest.raises(
         DataError,
         match=r"file not found: .*mnist/train-images-idx3-ubyte.gz; "
-        r"get it with `archlab data download mnist --root .*`",
+        r"get it with `archlab data download mnist --data-root .*`",
     ):
         load_dataset("mnist", root=tmp_path)
 

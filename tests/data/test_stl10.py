@@ -73,5 +73,5 @@ def test_truncated_and_bad_labels(tmp_path):
     with pytest.raises(DataError, match=r"labels must be 1..10"):
         load_dataset("stl10", root=tmp_path)
     (folder / "train_y.bin").unlink()
-    with pytest.raises(DataError, match=r"get it with `archlab data download stl10 --root "):
+    with pytest.raises(DataError, match=r"get it with `archlab data download stl10 --data-root "):
         load_dataset("stl10", root=tmp_path)

@@ -38,7 +38,7 @@ def test_layout_and_labels(tmp_path):
 
 def test_missing_file_points_at_download(tmp_path):
     with pytest.raises(
-        DataError, match=r"train_32x32.mat; get it with `archlab data download svhn --root "
+        DataError, match=r"train_32x32.mat; get it with `archlab data download svhn --data-root "
     ):
         load_dataset("svhn", root=tmp_path)
 

@@ -188,10 +188,10 @@ def test_spatial_on_vgg5_fails_at_construction_naming_shape_and_fix():
         (dict(activation="relux"), r"unknown activation 'relux'; allowed: elu, gelu.*relu.*did you mean"),
         (dict(activation="softmaxx"), r"unknown activation 'softmaxx'; allowed: elu"),
         (dict(split="thirds"), r"split must be one of halves, spatial, got 'thirds'"),
-        (dict(split=None), r"split must be one of halves, spatial, got None"),
+        (dict(split=None), r"option split=None is not valid \(type NoneType\); allowed: str"),  # the registry's type check
         (dict(global_pool="mean"), r"global_pool must be one of flatten, avg, max with split='halves', got 'mean'"),
         (dict(split="spatial", global_pool="flatten"), r"global_pool must be one of max, avg with split='spatial'"),
-        (dict(batch_norm=1), r"batch_norm must be true or false, got 1"),
+        (dict(batch_norm=1), r"option batch_norm=1 is not valid \(type int\); allowed: bool"),
         (dict(num_classes=0), r"num_classes must be an int >= 1, got 0"),
     ],
 )

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from archlab.data._dataset import ImageDataset
+from archlab.data.load_options import LOAD_OPTIONS, apply_load_options
 from archlab.errors import ConfigError, DataError, UnknownNameError
 
 __all__ = [
     "register_dataset",
     "list_datasets",
+    "dataset_loader",
     "load_dataset",
     "default_root",
     "missing_file_error",
@@ -62,6 +64,17 @@ def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
+def dataset_loader(name: str) -> Loader:
+    """The loader registered as ``name`` (its keyword parameters other than ``root`` are its options).
+
+    Raises:
+        UnknownNameError: ``name`` is not registered.
+    """
+    if name not in _DATASETS:
+        raise UnknownNameError("dataset", name, _DATASETS)
+    return _DATASETS[name]
+
+
 def default_root() -> Path:
     """The data root used when ``root`` is None: ``$ARCHLAB_DATA`` or ``~/.cache/archlab/data``."""
     return Path(os.environ.get(DATA_ROOT_ENV, "~/.cache/archlab/data")).expanduser()
@@ -84,7 +97,9 @@ def load_dataset(
         name: a registered name (see :func:`list_datasets`).
         root: data root; file-based datasets read ``root/<name>/``; ``image_folder`` reads
             ``root`` itself. Default :func:`default_root`.
-        **options: the dataset's options (e.g. ``image_size=28`` for ``digits``).
+        **options: the dataset's options (e.g. ``image_size=28`` for ``digits``), and the options
+            every dataset takes (:mod:`archlab.data.load_options`: ``image_size``, ``channels``,
+            ``per_class``, ``subset``, ``subset_seed``) where the loader has none of that name.
 
     Returns:
         ``{"train": ImageDataset}`` plus ``"test"`` when the format has an official test set.
@@ -97,18 +112,20 @@ def load_dataset(
     if name not in _DATASETS:
         raise UnknownNameError("dataset", name, _DATASETS)
     fn = _DATASETS[name]
-    accepted = _options(fn)
+    own = _options(fn)
+    accepted = own + [k for k in LOAD_OPTIONS if k not in own]
     unknown = [k for k in options if k not in accepted]
     if unknown:
         raise ConfigError(
             f"unknown option {unknown[0]!r} for dataset {name!r}; accepted options: "
             f"{', '.join(accepted) if accepted else '(none)'}"
         )
+    shared = {k: v for k, v in options.items() if k not in own}
     root_path = Path(root).expanduser() if root is not None else default_root()
-    parts = fn(root=root_path, **options)
+    parts = fn(root=root_path, **{k: v for k, v in options.items() if k in own})
     if "train" not in parts:  # a loader bug, not a user error
         raise RuntimeError(f"loader of dataset {name!r} returned no 'train' part")
-    return parts
+    return apply_load_options(parts, name, shared) if shared else parts
 
 
 def missing_file_error(path: Path, dataset: str) -> DataError:
@@ -119,7 +136,7 @@ def missing_file_error(path: Path, dataset: str) -> DataError:
     root = next((p.parent for p in path.parents if p.name == dataset), path.parent)
     return DataError(
         f"{dataset}: file not found: {path}; get it with `archlab data download {dataset} "
-        f"--root {root}` (or place the official files in {path.parent}; their addresses and "
+        f"--data-root {root}` (or place the official files in {path.parent}; their addresses and "
         "checksums are in archlab.data.download)"
     )
 

@@ -143,7 +143,7 @@ def _read_category(path: Path, per_class: int | None) -> np.ndarray:
     except (ValueError, OSError, EOFError) as e:
         raise DataError(
             f"{path}: not a readable .npy file ({e}); download it again with "
-            f"`archlab data download quickdraw --categories '{path.stem}' --root DIR`"
+            f"`archlab data download quickdraw --categories '{path.stem}' --data-root DIR`"
         ) from e
     if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != _PIXELS or len(arr) == 0:
         raise DataError(
@@ -187,7 +187,7 @@ def load_quickdraw(
         if not names:
             raise DataError(
                 f"quickdraw: no <category>.npy files in {folder}; get some with "
-                f"`archlab data download quickdraw --categories cat,dog --root {root}`"
+                f"`archlab data download quickdraw --categories cat,dog --data-root {root}`"
             )
     if len(names) < 2:
         raise DataError(
@@ -199,7 +199,7 @@ def load_quickdraw(
         if not path.is_file():
             raise DataError(
                 f"quickdraw: file not found: {path}; get it with `archlab data download "
-                f"quickdraw --categories '{name}' --root {root}` (or place the official "
+                f"quickdraw --categories '{name}' --data-root {root}` (or place the official "
                 f"{name}.npy in {folder})"
             )
         x = _read_category(path, per_class)
