@@ -409,7 +409,7 @@ def run_study(
     return store
 
 
-def _rounds(study: Study, store: StudyStore, emit: Event):
+def _rounds(study: Study, store: StudyStore, emit: Event) -> Iterator[list[RunKey]]:
     """The grid cells to run, round by round (one round for a fixed seed list).
 
     Adaptive seeds: round ``r`` holds seeds ``0 .. looks[r]-1`` of every (dataset, variant) still
