@@ -16,7 +16,8 @@ The walk of one ``run_study`` call:
 6. The analysis phase (:mod:`archlab.study.analyses`) and the report, still under the lock.
 
 Leaving the executor's ``with`` block by an exception stops its workers — the one place they are
-stopped. A run's config is resolved in one place, :class:`RunConfigs`.
+stopped. A run's config is resolved in one place, :class:`RunConfigs`. This module imports torch
+but not the training engine: the engine's imports run after the workers started, beside them.
 
 Fairness by construction (what makes variants comparable):
 - The split depends on the dataset entry's ``split_seed`` only, so every variant and seed of a
@@ -73,8 +74,6 @@ from archlab.study.config import RunKey, Study
 from archlab.study.execute import load_splits, run_dir
 from archlab.study.store import DB_NAME, StudyStore
 from archlab.train.config import TrainConfig
-from archlab.train.engine import config_diff, normalize_config
-from archlab.train.preflight import check_run
 from archlab.train.speed import resolve_speed_options
 
 __all__ = ["run_study", "StudyLock", "preflight", "RunConfigs", "RunRecorder", "run_dir", "choose_threads",
@@ -164,6 +163,10 @@ def preflight(study: Study, executor: Executor | None = None, configs: RunConfig
     Raises:
         ArchlabError: with the dataset / variant named; nothing has been run.
     """
+    # the engine's imports (~0.7 s: data, augmentation, profiler) come after the workers started, so
+    # they overlap the workers' start-up; this module itself imports only torch (study start-up)
+    from archlab.train.preflight import check_run
+
     configs = configs or RunConfigs(study)
     remote = executor is not None and executor.checks_optimizers
     if study.analyses:  # a typo in an analysis option stops the study before any training
@@ -232,6 +235,9 @@ def _set_aside(out: Path, folder: Path) -> Path:
 def _task_for(store: StudyStore, configs: RunConfigs, out: Path, key: RunKey, study_id: str,
               retry_failed: bool) -> tuple[RunTask | None, str]:
     """The task of one grid cell, or None when it is done/failed; refuses a changed recorded config."""
+    # after the preflight, which imported the engine (kept out of this module's imports: study start-up)
+    from archlab.train.engine import config_diff, normalize_config
+
     resolved = configs.resolved(key)
     # JSON values already (str keys, lists): equal to the stored config read back iff the same config
     cfg = resolved.model_dump(mode="json")
