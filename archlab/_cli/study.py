@@ -105,7 +105,7 @@ def study_run_cmd(
     """
     if ray is None and workers.strip() != "1":
         # worker processes fork from a server that imports torch now, beside this process's imports
-        from archlab.study.workers import start_worker_server
+        from archlab.study.backends.local import start_worker_server
 
         start_worker_server()
     from archlab._cli.progress import StudyProgress

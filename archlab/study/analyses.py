@@ -14,7 +14,8 @@ A study file turns analyses on with ``analyses:`` (a list of names, or a mapping
 
 After all training, :func:`run_analysis_phase` computes every analysis on every finished run that
 lacks it, from the run folder (the tested weights, ``best.safetensors``) and the stored history.
-Each (run, analysis) result is written in one transaction: its scalar numbers as ``final_metrics``
+Each (run, analysis) result is written in one transaction
+(:meth:`archlab.study.store.StudyStore.record_analysis`): its scalar numbers as ``final_metrics``
 rows with ``split = 'analysis'`` and key ``<analysis>.<metric>``, and its curves as JSON in
 ``analysis_data(run_id, analysis, data)``. The ``analysis_data`` row marks the result as done, so a
 phase killed at any point (kill -9 included) resumes with the missing results only and stores
@@ -59,7 +60,6 @@ __all__ = [
     "check_analyses",
     "run_analysis_phase",
     "analysis_sections",
-    "ensure_analysis_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,58 +115,6 @@ def check_analyses(analyses: Mapping[str, Mapping[str, Any]], where: str = "anal
             raise ConfigError(f"{where}.{name}.metric = {full['metric']!r}; allowed: {', '.join(_CLASS_METRICS)}")
         out[name] = full
     return out
-
-
-# ------------------------------------------------------------------------------------------------
-# Storage
-
-
-_TABLE = (
-    "CREATE TABLE IF NOT EXISTS analysis_data (run_id INTEGER NOT NULL REFERENCES runs(id), "
-    "analysis TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (run_id, analysis))"
-)
-
-
-def ensure_analysis_table(store: Any) -> None:
-    """Create ``analysis_data`` in an older study database (no-op when present)."""
-    with store.tx() as c:
-        c.execute(_TABLE)
-
-
-def _done(store: Any) -> dict[tuple[int, str], Any]:
-    """``{(run_id, analysis): the options it was computed with}`` of every stored result."""
-    out = {}
-    for r, a, d in store.conn.execute("SELECT run_id, analysis, data FROM analysis_data"):
-        out[(int(r), str(a))] = json.loads(d).get("options")
-    return out
-
-
-def _record(store: Any, run_id: int, analysis: str, metrics: Mapping[str, float], data: Mapping[str, Any]) -> None:
-    """One transaction: the numbers, the curves and the done mark of one (run, analysis).
-
-    A result computed with other options is replaced (its numbers and curves) in the same
-    transaction, so a run never holds numbers of two option sets.
-    """
-    blob = json.dumps(data, sort_keys=True, allow_nan=False)
-    with store.tx() as c:
-        c.execute("DELETE FROM analysis_data WHERE run_id = ? AND analysis = ?", (run_id, analysis))
-        prefix = f"{analysis}."
-        c.execute("DELETE FROM final_metrics WHERE run_id = ? AND split = 'analysis' AND substr(key, 1, ?) = ?",
-                  (run_id, len(prefix), prefix))
-        c.executemany(
-            "INSERT INTO final_metrics(run_id, split, key, value) VALUES (?, 'analysis', ?, ?)",
-            [(run_id, f"{analysis}.{k}", float(v)) for k, v in metrics.items()],
-        )
-        c.execute("INSERT INTO analysis_data(run_id, analysis, data) VALUES (?, ?, ?)", (run_id, analysis, blob))
-
-
-def load_analysis_data(store: Any) -> dict[tuple[int, str], dict[str, Any]]:
-    """``{(run_id, analysis): data}`` of every stored analysis result (empty for an old database)."""
-    try:
-        rows = store.conn.execute("SELECT run_id, analysis, data FROM analysis_data").fetchall()
-    except Exception:  # sqlite3.OperationalError: a database from before analyses
-        return {}
-    return {(int(r), str(a)): json.loads(d) for r, a, d in rows}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -468,9 +416,8 @@ def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable |
     counts = {"stored": 0, "skipped": 0, "failed": 0, "waiting": 0}
     if not analyses:
         return counts
-    ensure_analysis_table(store)
     out = Path(out)
-    done = _done(store)
+    done = {k: d.get("options") for k, d in store.analysis_data().items()}
     rows = [r for r in store.rows(with_predictions=False) if r["status"] == "done"]
     runs: dict[tuple[str, str, int], _Run] = {}
     for r in rows:
@@ -519,7 +466,7 @@ def _analyse_run(store: Any, run: _Run, ds: str, var: str, seed: int, analyses: 
             counts["failed"] += 1
             emit("analysis_failed", key, {"analysis": name, "error": f"non-finite {bad}"})
             continue
-        _record(store, run.row["id"], name, metrics, {**data, "options": opts_json})
+        store.record_analysis(run.row["id"], name, metrics, {**data, "options": opts_json})
         if "skipped" not in data:
             counts["stored"] += 1
         emit("analysis", key, {"analysis": name, "metrics": metrics})
@@ -791,13 +738,13 @@ def analysis_sections(rows: Sequence[Mapping[str, Any]], store: Any, *, baseline
 
     Args:
         rows: ``store.rows()`` (each with ``row["analysis"]``).
-        store: the study store (for the curves in ``analysis_data``).
+        store: the study store (:meth:`archlab.study.store.StudyStore.analysis_data`: the curves).
         baseline, alpha, min_pairs: as the report's accuracy tables.
 
     Returns:
         One :class:`Section` per analysis with results, in :data:`ANALYSES` order (empty when none).
     """
-    data = load_analysis_data(store)
+    data = store.analysis_data()
     if not data:
         return []
     names = [a for a in ANALYSES if any(k[1] == a for k in data)]

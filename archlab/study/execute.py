@@ -1,8 +1,9 @@
 """Executing one study run, wherever it runs: the study process, a worker process or a Ray task.
 
-Every backend (:mod:`archlab.study.runner`'s in-process loop and worker pool,
-:mod:`archlab.study.backends.ray`) calls :func:`execute_run` with the same arguments and sends
-its outcome dict back to the study process, the only writer of the study database.
+Every backend (:mod:`archlab.study.backends`: inline, local worker processes, Ray) calls
+:func:`execute_run` with the same arguments and sends its outcome dict back to the study process,
+the only writer of the study database. Nothing here knows about processes: a worker's watchdog
+comes in as a callback (:func:`archlab.study.backends.local.execute_in_worker`).
 
 Invariance (SPEC §5): everything that decides a run's numbers is in its resolved config, the
 torch thread count included (``train.threads``, fixed by the study, never derived from
@@ -18,10 +19,9 @@ checkpoint and result it reuses against the run's config.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import traceback
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,20 +33,9 @@ from archlab.study.config import RunKey
 from archlab.study.progress import ProgressWriter, steps_per_epoch
 from archlab.train.config import DataConfig, TrainConfig
 
-__all__ = ["RunTask", "execute_run", "execute_in_worker", "adopt_context", "load_splits", "run_dir", "OWNER_FILE", "check_owner"]
+__all__ = ["execute_run", "load_splits", "run_dir", "OWNER_FILE", "check_owner"]
 
 OWNER_FILE = "owner.json"
-
-
-@dataclass
-class RunTask:
-    """One run to execute: its grid cell, database id, resolved config and folder."""
-
-    key: Any  # archlab.study.config.RunKey
-    run_id: int
-    config_json: str
-    out: str
-    owner: dict[str, Any]
 
 
 @lru_cache(maxsize=4)
@@ -106,50 +95,22 @@ def check_owner(run_dir: Path, owner: dict[str, Any], *, claim: bool) -> None:
         os.replace(tmp, path)
 
 
-def adopt_context(env: dict[str, str] | None, cwd: str | None) -> None:
-    """Take the study process's environment and working folder (what a spawned child inherits)."""
-    if env is not None and env != os.environ:
-        os.environ.clear()
-        os.environ.update(env)
-    if cwd is not None and cwd != os.getcwd():  # relative data and run paths resolve as in the study
-        os.chdir(cwd)
-
-
-def execute_in_worker(config_json: str, out: str, owner: dict[str, Any] | None, env: dict[str, str],
-                      cwd: str | None = None) -> dict[str, Any]:
-    """:func:`execute_run` in a worker process of the study's pool.
-
-    ``env`` and ``cwd`` are the study process's environment and working folder when the run was
-    submitted: a worker forked by the fork server would otherwise keep those the server started
-    with (spawn semantics: a run sees the environment and relative paths of the study as it starts).
-    """
-    adopt_context(env, cwd)
-    return execute_run(config_json, out, owner, in_worker=True)
-
-
 def execute_run(config_json: str, out: str, owner: dict[str, Any] | None = None,
-                in_worker: bool = False) -> dict[str, Any]:
+                watchdog: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train one run; returns ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``.
 
     Args:
         config_json: the resolved run config (its ``threads`` sets torch's intra-op threads).
         out: the run folder.
         owner: the identity this folder must carry (written on first use, checked after).
-        in_worker: in a worker process: the worker exits at the next step when the study
-            process has died (kill -9), instead of racing the run's next attempt.
+        watchdog: called before every step (a worker process exits there when the study process
+            has died, kill -9, instead of racing the run's next attempt).
     """
     from archlab.train.engine import train
 
     config = TrainConfig.model_validate_json(config_json)
     # The thread count is part of the config: float reductions depend on it (never on --workers).
     torch.set_num_threads(config.threads or 1)
-
-    parent = multiprocessing.parent_process() if in_worker else None
-
-    def watchdog(_step: int) -> None:
-        # A worker whose study process died (kill -9) stops instead of racing the next run.
-        if parent is not None and not parent.is_alive():
-            os._exit(3)
 
     try:
         if owner is not None:
@@ -160,7 +121,8 @@ def execute_run(config_json: str, out: str, owner: dict[str, Any] | None = None,
                                   config.epochs)
 
         def on_step(step: int) -> None:
-            watchdog(step)
+            if watchdog is not None:
+                watchdog()
             progress(step)
 
         result = train(config, out, resume=True, splits=splits, on_step=on_step)

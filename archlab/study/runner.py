@@ -1,4 +1,23 @@
-"""Running a study: expand the grid, run what is not done, store everything (SPEC §5, §11).
+"""Running a study: take the folder, plan the rounds, hand their runs to an executor, store everything (SPEC §5, §11).
+
+The walk of one ``run_study`` call:
+
+1. **Lock** the study folder (:class:`StudyLock`): a second ``study run`` of it is refused here,
+   before any worker starts or any dataset loads.
+2. **Executor** (:mod:`archlab.study.backends`): inline (``workers=1``), local worker processes or
+   Ray; it starts its workers now (:meth:`~archlab.study.backends.base.Executor.warm`), so their
+   start-up overlaps the preflight.
+3. **Preflight** (:func:`preflight`): every dataset is loaded and every variant's run built once.
+4. **Store**: the database is opened and claimed for this study (:class:`archlab.study.store.StudyStore`).
+5. **Rounds** (:func:`_rounds`): the grid, or with ``seeds: {until: conclusive}`` round after round
+   of seeds until the sequential test decides; each round's cells become tasks (:func:`_task_for`)
+   and go to ``executor.run``, whose callbacks (:class:`RunRecorder`) mark runs running and store
+   their outcomes in this process, the only writer of the database.
+6. The analysis phase (:mod:`archlab.study.analyses`) and the report, still under the lock.
+
+Leaving the executor's ``with`` block by an exception stops its workers — the one place they are
+stopped. A run's config is resolved in one place, :class:`RunConfigs`. This module imports torch
+but not the training engine: the engine's imports run after the workers started, beside them.
 
 Fairness by construction (what makes variants comparable):
 - The split depends on the dataset entry's ``split_seed`` only, so every variant and seed of a
@@ -16,9 +35,8 @@ Fairness by construction (what makes variants comparable):
 
 Resumption: finished runs are skipped; an interrupted run (status ``running``) restarts from its
 last checkpoint in ``DIR/runs/<dataset>/<variant>/seed<k>``; failed runs (NaN loss, an exception)
-keep their reason and are retried only with ``retry_failed``. Only this process writes the
-database; worker processes (or Ray tasks, :mod:`archlab.study.backends.ray`) send their results back.
-Ctrl-C stops the workers and puts the runs in flight back to ``pending``: a re-run resumes them.
+keep their reason and are retried only with ``retry_failed``. Ctrl-C stops the workers and puts
+the runs in flight back to ``pending``: a re-run resumes them.
 
 One study, one answer (SPEC §5, §11):
 - A run's numbers depend only on its recorded config, whose ``threads`` the study fixes (default
@@ -30,60 +48,40 @@ One study, one answer (SPEC §5, §11):
   ``owner.json`` (study id, cell, config digest): a copied or foreign folder is refused.
 - A folder holding another study (name or baseline) is refused.
 - A worker killed from outside costs only a retry of the runs it took down
-  (:func:`_run_parallel`).
+  (:class:`archlab.study.backends.local.LocalExecutor`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import signal
 import uuid
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, wait
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from archlab.errors import ArchlabError, ConfigError, with_context
+from archlab.study.analyses import analysis_sections, check_analyses, run_analysis_phase
+from archlab.study.backends.base import Executor, Outcome, RunTask
+from archlab.study.backends.inline import InlineExecutor
+from archlab.study.backends.local import LocalExecutor, choose_threads, choose_workers
+from archlab.study.backends.ray import RayExecutor, require_ray
 from archlab.study.config import RunKey, Study
-from archlab.study.execute import RunTask, execute_in_worker, execute_run, load_splits, run_dir
+from archlab.study.execute import load_splits, run_dir
 from archlab.study.store import DB_NAME, StudyStore
-from archlab.study.workers import Pool, prepare_report
 from archlab.train.config import TrainConfig
+from archlab.train.speed import resolve_speed_options
 
-__all__ = ["run_study", "StudyLock", "preflight", "run_dir", "choose_threads", "choose_workers"]
+__all__ = ["run_study", "StudyLock", "preflight", "RunConfigs", "RunRecorder", "run_dir", "choose_threads",
+           "choose_workers", "write_study_report"]
 
 log = logging.getLogger(__name__)
 
-MAX_WORKER_DEATHS = 2  # a run whose worker is killed this often while running alone is failed
-
 Event = Callable[[str, "RunKey | None", dict[str, Any]], None]  # key None for "round"
-
-
-def choose_threads(workers: int) -> int:
-    """Torch threads that ``workers`` parallel runs can each use on this machine (at least one).
-
-    Not used to set a run's thread count (that is ``train.threads``, part of the run's config);
-    kept for benchmarks that compare schedules.
-    """
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
-
-
-def choose_workers(runs: int, threads: int = 1) -> int:
-    """Worker processes for ``workers="auto"``: as many ``threads``-thread runs as there are cores.
-
-    Runs of a study are independent, so running them side by side scales with the cores, while one
-    run's small convolutions and matmuls use a second intra-op thread poorly. bench/study.py, 2
-    cores: the quickstart's 15 runs (5 heads x 3 seeds) took 36.6 s this way vs 53.8 s in one
-    process with 2 threads. Workers fork from a preloaded fork server (:mod:`archlab.study.workers`)
-    started before the study process imports torch, so their start-up overlaps the study's own
-    (measured with spawned workers, which cost a few seconds each: a study of a few one-second runs
-    was faster in one process on an idle machine, 6 such runs 9.9 s vs 6.7 s, and slower on a busy
-    one, 13.8 s vs 50.6 s at load average 4-6). The choice changes only the schedule, never a
-    result: every run uses its config's thread count.
-    """
-    return max(1, min((os.cpu_count() or 1) // max(1, threads), runs))
 
 
 class StudyLock:
@@ -94,8 +92,6 @@ class StudyLock:
         self.fd: int | None = None
 
     def __enter__(self) -> StudyLock:
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -113,36 +109,69 @@ class StudyLock:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import fcntl
-
         if self.fd is not None:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
 
 
-def preflight(study: Study, pool: Pool | None = None) -> None:
+class RunConfigs:
+    """The configs of a study's runs, each resolved here and only here, once per run.
+
+    Args:
+        study: the validated study.
+
+    :meth:`plain` is the study's config of a cell (:meth:`archlab.study.config.Study.resolve`),
+    available before any data is loaded (its thread count sizes the workers). :meth:`resolved` is
+    what a run records and trains with: ``"auto"`` speed options made ``true``/``false`` by a fixed
+    rule of the model and device type (:func:`archlab.train.speed.resolve_speed_options`), so the
+    stored config says what ran. The preflight and the tasks share them.
+    """
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+        self._plain: dict[RunKey, TrainConfig] = {}
+        self._resolved: dict[RunKey, TrainConfig] = {}
+
+    def plain(self, key: RunKey) -> TrainConfig:
+        """The cell's config as the study file gives it (speed options may still be ``"auto"``)."""
+        if key not in self._plain:
+            self._plain[key] = self.study.resolve(key)
+        return self._plain[key]
+
+    def resolved(self, key: RunKey) -> TrainConfig:
+        """The config the run of ``key`` records and trains with (loads the run's data once)."""
+        if key not in self._resolved:
+            cfg = self.plain(key)
+            self._resolved[key] = resolve_speed_options(cfg, load_splits(cfg.data.model_dump_json()))
+        return self._resolved[key]
+
+
+def preflight(study: Study, executor: Executor | None = None, configs: RunConfigs | None = None) -> None:
     """Check, before anything runs, everything a run builds: data, model, loaders, loss, optimizer, schedule.
 
     Every dataset is loaded and every variant's config is built once (:func:`archlab.train.preflight.check_run`),
     so a typo in a loss, scheduler or augmentation option stops the study here with exit 2.
 
     Args:
-        pool: the study's started worker pool; the optimizer and scheduler of each variant are then
-            built there (:func:`archlab.train.preflight.check_optimization_in_worker`: a torch
-            optimizer imports ``torch._dynamo``, which the workers' fork server holds already and
-            this process would otherwise import for nothing), the rest here.
+        executor: the study's executor; when it :attr:`~archlab.study.backends.base.Executor.checks_optimizers`
+            (started local workers: a torch optimizer imports ``torch._dynamo``, which their fork
+            server holds already and this process would otherwise import for nothing), the
+            optimizer and scheduler of each variant are built there, the rest here.
+        configs: the study's run configs (a new :class:`RunConfigs` when ``None``).
 
     Raises:
         ArchlabError: with the dataset / variant named; nothing has been run.
     """
-    from archlab.train.preflight import check_optimization, check_optimization_in_worker, check_run
+    # the engine's imports (~0.7 s: data, augmentation, profiler) come after the workers started, so
+    # they overlap the workers' start-up; this module itself imports only torch (study start-up)
+    from archlab.train.preflight import check_run
 
+    configs = configs or RunConfigs(study)
+    remote = executor is not None and executor.checks_optimizers
     if study.analyses:  # a typo in an analysis option stops the study before any training
-        from archlab.study.analyses import check_analyses
-
         check_analyses(study.analyses)
-    remote: list[tuple[str, TrainConfig]] = []  # (context, config) whose optimizer the workers build
+    checks: list[tuple[str, TrainConfig]] = []  # (context, config) whose optimizer the executor builds
     for label, data in study.dataset_configs().items():
         try:
             splits = load_splits(data.model_dump_json())
@@ -151,48 +180,14 @@ def preflight(study: Study, pool: Pool | None = None) -> None:
         for variant in study.variants:
             where = f"study {study.name!r} variant {variant!r} on {label!r}"
             try:
-                cfg = resolved_config(study, RunKey(dataset=label, variant=variant, seed=study.seeds[0]))
+                cfg = configs.resolved(RunKey(dataset=label, variant=variant, seed=study.seeds[0]))
                 check_run(cfg, load_splits(cfg.data.model_dump_json()) if cfg.data != data else splits,
-                          optimization=pool is None)
+                          optimization=not remote)
             except ArchlabError as exc:
                 raise with_context(exc, where) from None
-            if pool is not None:
-                remote.append((where, cfg))
-    if remote:  # the workers are up by now (or nearly): their fork server started before this process
-        futures = [(where, cfg, _submit_quietly(pool, check_optimization_in_worker, cfg.model_dump_json()))
-                   for where, cfg in remote]
-        for where, cfg, fut in futures:
-            try:
-                error = fut.result() if fut is not None else None
-            except Exception:  # noqa: BLE001 - the pool broke (a worker killed): checked here below
-                fut = None
-            if fut is None:
-                try:
-                    check_optimization(cfg, load_splits(cfg.data.model_dump_json()))
-                except ArchlabError as exc:
-                    raise with_context(exc, where) from None
-            elif error is not None:
-                raise ConfigError(f"{where}: {error}")
-
-
-def _submit_quietly(pool: Pool, fn: Callable[..., Any], *args: Any) -> Any:
-    """``pool.submit(fn, *args)``, or None when the pool cannot take it (broken: a worker was killed)."""
-    try:
-        return pool.get().submit(fn, *args)
-    except Exception:  # noqa: BLE001 - the caller does the work itself
-        return None
-
-
-def resolved_config(study: Study, key: RunKey) -> TrainConfig:
-    """The config a run of ``key`` records and trains with: the study's, speed options made concrete.
-
-    ``"auto"`` speed options become ``true``/``false`` by a fixed rule of the model and device type
-    (:func:`archlab.train.speed.resolve_speed_options`), so the stored config says what ran.
-    """
-    from archlab.train.speed import resolve_speed_options
-
-    cfg = study.resolve(key)
-    return resolve_speed_options(cfg, load_splits(cfg.data.model_dump_json()))
+            checks.append((where, cfg))
+    if remote and checks:
+        executor.check_optimizers(checks)
 
 
 def _claim_study(store: StudyStore, study: Study, out: Path) -> str:
@@ -237,20 +232,22 @@ def _set_aside(out: Path, folder: Path) -> Path:
     raise ConfigError(f"{out / 'replaced'} is full; clean it up")
 
 
-def _task_for(store: StudyStore, study: Study, out: Path, key: RunKey, study_id: str,
+def _task_for(store: StudyStore, configs: RunConfigs, out: Path, key: RunKey, study_id: str,
               retry_failed: bool) -> tuple[RunTask | None, str]:
     """The task of one grid cell, or None when it is done/failed; refuses a changed recorded config."""
+    # after the preflight, which imported the engine (kept out of this module's imports: study start-up)
     from archlab.train.engine import config_diff, normalize_config
 
-    cfg = resolved_config(study, key).model_dump(mode="json")
-    canon = json.loads(json.dumps(cfg, sort_keys=True))
+    resolved = configs.resolved(key)
+    # JSON values already (str keys, lists): equal to the stored config read back iff the same config
+    cfg = resolved.model_dump(mode="json")
     run_id, status, stored = store.ensure_run(key.dataset, key.variant, key.seed, cfg)
     folder = run_dir(out, key)
-    if stored != canon and normalize_config(stored) == canon:
+    if stored != cfg and normalize_config(stored) == cfg:
         store.migrate_config(run_id, cfg)  # recorded before options were added: the same computation
-        stored = canon
-    if stored != canon:
-        diff = "; ".join(config_diff(stored, canon)[:6])
+        stored = cfg
+    if stored != cfg:
+        diff = "; ".join(config_diff(stored, cfg)[:6])
         if status == "failed" and retry_failed:
             # A failed run retried under a corrected config starts afresh; its old folder is kept aside.
             if folder.exists():
@@ -275,7 +272,77 @@ def _task_for(store: StudyStore, study: Study, out: Path, key: RunKey, study_id:
         return None, status
     # Whose folder this is; the config itself is checked against the checkpoint and result inside.
     owner = {"study_id": study_id, "dataset": key.dataset, "variant": key.variant, "seed": key.seed}
-    return RunTask(key, run_id, json.dumps(cfg), str(folder), owner), status
+    return RunTask(key, run_id, json.dumps(cfg), str(folder), owner, int(resolved.threads or 1)), status
+
+
+def _round_tasks(store: StudyStore, configs: RunConfigs, out: Path, keys: Sequence[RunKey], study_id: str,
+                 retry_failed: bool, emit: Event) -> list[RunTask]:
+    """The tasks of one round's cells; a cell that is done (or failed, kept) is reported skipped."""
+    tasks = []
+    for key in keys:
+        task, status = _task_for(store, configs, out, key, study_id, retry_failed)
+        if task is None:
+            emit("skip", key, {"status": status})
+        else:
+            tasks.append(task)
+    return tasks
+
+
+class RunRecorder:
+    """The executor's callbacks, in the study process: the only writer of the study database.
+
+    Args:
+        store: the open study database.
+        emit: the progress callback of :func:`run_study`.
+    """
+
+    def __init__(self, store: StudyStore, emit: Event) -> None:
+        self.store = store
+        self.emit = emit
+        self.in_flight: dict[int, RunTask] = {}
+
+    def start(self, task: RunTask) -> None:
+        """``on_start``: mark the run running (one more attempt)."""
+        self.store.mark_running(task.run_id)
+        self.in_flight[task.run_id] = task
+        self.emit("start", task.key, {"out": task.out})
+
+    def finish(self, task: RunTask, outcome: Outcome) -> None:
+        """``on_finish``: store the result (the run is done) or the failure with its reason."""
+        if outcome["ok"]:
+            self.store.record_result(task.run_id, outcome["result"])
+            self.emit("done", task.key, outcome["result"])
+        else:
+            self.store.mark_failed(task.run_id, outcome["error"])
+            log.warning("run %s failed: %s", task.key.label, outcome["error"].splitlines()[0])
+            self.emit("failed", task.key, {"error": outcome["error"]})
+        self.in_flight.pop(task.run_id, None)
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """On Ctrl-C, put the runs in flight back to ``pending`` (they keep their checkpoints), then re-raise."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            # Not a failure: the runs resume on the next `study run`. A second Ctrl-C while this is
+            # recorded must not leave runs marked running.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self.store.mark_interrupted(list(self.in_flight))
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            log.warning("interrupted; %d run(s) stopped and left resumable", len(self.in_flight))
+            raise
+
+
+def _make_executor(study: Study, workers: int | str, ray_address: str | None) -> Executor:
+    """The study's executor: Ray, the study process alone (``workers=1``), or local worker processes."""
+    if ray_address is not None:
+        return RayExecutor(ray_address)
+    if workers == 1:
+        return InlineExecutor()
+    first = next(iter(study.dataset_configs().values()))  # the first runs' data, loaded by each worker
+    return LocalExecutor(workers, [first.model_dump_json()])
 
 
 def run_study(
@@ -294,8 +361,9 @@ def run_study(
         study: the validated study.
         out: the study folder.
         workers: parallel worker processes (1: in this process), or ``"auto"``
-            (:func:`choose_workers`: one per core for one-thread runs; the CLI's default). Changes only the schedule: each run uses its config's
-            ``threads``, so results are identical for any ``workers`` (and on Ray).
+            (:func:`choose_workers`: one per core for one-thread runs; the CLI's default). Changes only
+            the schedule: each run uses its config's ``threads``, so results are identical for any
+            ``workers`` (and on Ray).
         retry_failed: run failed runs again (by default they keep their recorded failure); a failed
             run whose variant's config was corrected restarts afresh.
         on_event: progress callback ``(kind, key, info)`` with kind in
@@ -314,98 +382,40 @@ def run_study(
         The open :class:`StudyStore`.
 
     Raises:
+        ConfigError: a bad ``workers`` or ``out``, a folder locked by another ``study run`` (before
+            any worker starts or any dataset loads), a config the preflight refuses.
         KeyboardInterrupt: after the runs in flight were stopped and put back to ``pending``.
     """
     out = Path(out)
-    auto = workers == "auto"
-    if not auto and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers must be 'auto' or an int of at least 1, got {workers!r}")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder; give a folder for the study")
     if ray_address is not None:
-        from archlab.study.backends.ray import require_ray
-
-        require_ray()
-    # worker processes, kept across rounds; started now, so that the fork server's imports and each
-    # worker's data loading run beside the preflight instead of after it
-    pools = Pool([d.model_dump_json() for d in study.dataset_configs().values()][:1])  # the first runs' data
-    try:
-        warmed = ray_address is None and workers != 1 and len(study.grid()) > 1
-        if warmed:
-            threads = max(int(study.resolve(k).threads or 1) for k in study.grid()[:1])
-            pools.warm(choose_workers(len(study.grid()), threads) if auto else int(workers))
-        preflight(study, pools if warmed else None)
-    except BaseException:
-        pools.kill()
-        raise
+        require_ray()  # before the folder is made
     emit = on_event or (lambda *a: None)
-    try:
-        with StudyLock(out):
+    grid = study.grid()
+    with StudyLock(out):
+        configs = RunConfigs(study)
+        with _make_executor(study, workers, ray_address) as executor:
+            executor.warm(len(grid), int(configs.plain(grid[0]).threads or 1))  # beside the preflight
+            preflight(study, executor, configs)
             store = StudyStore(out / DB_NAME)
             study_id = _claim_study(store, study, out)
-            in_flight: dict[int, RunTask] = {}
-
-            def start(t: RunTask) -> None:
-                store.mark_running(t.run_id)
-                in_flight[t.run_id] = t
-                emit("start", t.key, {"out": t.out})
-
-            def finish(t: RunTask, outcome: dict[str, Any]) -> None:
-                _record(store, t, outcome, emit)
-                in_flight.pop(t.run_id, None)
-
-            def execute(tasks: list[RunTask]) -> None:
-                if not tasks:
-                    return
-                threads = max(int(json.loads(t.config_json).get("threads") or 1) for t in tasks)
-                n = choose_workers(len(tasks), threads) if auto else workers
-                if ray_address is not None:
-                    from archlab.study.backends.ray import run_on_ray
-
-                    run_on_ray(tasks, ray_address, start=start, finish=finish)
-                elif n == 1 or len(tasks) <= 1:
-                    for t in tasks:
-                        start(t)
-                        finish(t, execute_run(t.config_json, t.out, t.owner))
-                else:
-                    _run_parallel(tasks, n, start, finish, pools)
-
-            try:
+            recorder = RunRecorder(store, emit)
+            with recorder.interruptible():
                 for keys in _rounds(study, store, emit):
-                    tasks = []
-                    for key in keys:
-                        task, status = _task_for(store, study, out, key, study_id, retry_failed)
-                        if task is None:
-                            emit("skip", key, {"status": status})
-                        else:
-                            tasks.append(task)
-                    execute(tasks)
-                pools.close()
-            except KeyboardInterrupt:
-                # Not a failure: the runs in flight keep their checkpoints and resume on the next run.
-                # A second Ctrl-C while this is recorded must not leave runs marked running.
-                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-                try:
-                    store.mark_interrupted(list(in_flight))
-                finally:
-                    signal.signal(signal.SIGINT, previous)
-                log.warning("interrupted; %d run(s) stopped and left resumable", len(in_flight))
-                raise
-            finally:
-                pools.kill()  # no-op after close(); stops workers on any error
-            if study.analyses:
-                from archlab.study.analyses import run_analysis_phase
-
-                run_analysis_phase(store, study, out, emit)
-            if report:
-                write_study_report(store, out, study)
-    except BaseException:
-        pools.kill()  # a refused lock or database: the warmed workers go too
-        raise
+                    tasks = _round_tasks(store, configs, out, keys, study_id, retry_failed, emit)
+                    if tasks:
+                        executor.run(tasks, recorder.start, recorder.finish)
+        if study.analyses:
+            run_analysis_phase(store, study, out, emit)
+        if report:
+            write_study_report(store, out, study)
     return store
 
 
-def _rounds(study: Study, store: StudyStore, emit: Event):
+def _rounds(study: Study, store: StudyStore, emit: Event) -> Iterator[list[RunKey]]:
     """The grid cells to run, round by round (one round for a fixed seed list).
 
     Adaptive seeds: round ``r`` holds seeds ``0 .. looks[r]-1`` of every (dataset, variant) still
@@ -417,6 +427,7 @@ def _rounds(study: Study, store: StudyStore, emit: Event):
     if plan is None:
         yield grid
         return
+    # scipy-backed: imported by adaptive studies only, so a fixed-seed study starts without it
     from archlab.study.sequential import plan_looks, sequential_decisions
 
     looks = plan_looks(plan.min, plan.max, plan.step)
@@ -445,96 +456,10 @@ def _rounds(study: Study, store: StudyStore, emit: Event):
             return
 
 
-def _run_parallel(
-    tasks: list[RunTask],
-    workers: int,
-    start: Callable[[RunTask], None],
-    finish: Callable[[RunTask, dict[str, Any]], None],
-    pools: Pool | None = None,
-) -> None:
-    """Run ``tasks`` on ``workers`` worker processes; a worker killed from outside is survived.
-
-    A worker killed from outside (the OOM killer, kill -9) breaks the whole process pool, and every
-    run in flight comes back with ``BrokenProcessPool`` although only one of them was killed. Those
-    runs become suspects: the pool is rebuilt and each suspect runs again *alone*, resuming from its
-    last checkpoint. A suspect whose worker dies while it runs alone is the cause: after
-    :data:`MAX_WORKER_DEATHS` such deaths it is recorded failed ("worker killed"); the others go on.
-    """
-    from concurrent.futures.process import BrokenProcessPool
-
-    own = pools is None
-    pools = pools or Pool()
-    warmed = False
-    pending = list(tasks)
-    suspects: list[RunTask] = []
-    deaths: dict[int, int] = {}
-    running: dict[Any, RunTask] = {}
-
-    def submit(t: RunTask) -> None:
-        start(t)
-        running[pool.submit(execute_in_worker, t.config_json, t.out, t.owner, dict(os.environ), os.getcwd())] = t
-
-    try:
-        pool = pools.get(workers)
-        while pending or suspects or running:
-            if suspects:  # isolate: one suspect at a time, nothing beside it
-                if not running:
-                    submit(suspects.pop(0))
-            else:
-                while pending and len(running) < workers:
-                    submit(pending.pop(0))
-            if not warmed and not pending and not suspects and len(running) < workers:
-                warmed = True  # a core is idle until the last runs end: import the report's libraries there
-                prepare_report()
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken = False
-            for fut in done:
-                t = running.pop(fut)
-                try:
-                    outcome = fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    alone = not running and len(done) == 1
-                    if alone:
-                        deaths[t.run_id] = deaths.get(t.run_id, 0) + 1
-                    if deaths.get(t.run_id, 0) >= MAX_WORKER_DEATHS:
-                        finish(t, {"ok": False, "error": (
-                            f"worker killed: the process training this run died {deaths[t.run_id]} times while it "
-                            "ran alone (killed from outside, e.g. by the out-of-memory killer); lower batch_size or "
-                            "run fewer workers, then --retry-failed")})
-                    else:
-                        log.warning("a worker process died; run %s will be resumed", t.key.label)
-                        suspects.append(t)
-                    continue
-                except Exception as exc:  # the result could not come back (pickling, ...)
-                    outcome = {"ok": False, "error": f"worker error: {type(exc).__name__}: {exc}"}
-                finish(t, outcome)
-            if broken:
-                for fut, t in list(running.items()):  # the rest of the broken pool's runs
-                    running.pop(fut)
-                    suspects.append(t)
-                pool = pools.renew()
-    except BaseException:
-        # Ctrl-C (or a database error): stop the workers now instead of waiting for their runs;
-        # their checkpoints are crash-safe, so the runs resume later.
-        pools.kill()
-        raise
-    if own:
-        pools.close()
-
-
-def _record(store: StudyStore, task: RunTask, outcome: dict[str, Any], emit: Event) -> None:
-    if outcome["ok"]:
-        store.record_result(task.run_id, outcome["result"])
-        emit("done", task.key, outcome["result"])
-    else:
-        store.mark_failed(task.run_id, outcome["error"])
-        log.warning("run %s failed: %s", task.key.label, outcome["error"].splitlines()[0])
-        emit("failed", task.key, {"error": outcome["error"]})
-
-
 def write_study_report(store: StudyStore, out: Path, study: Study | None = None) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` for the study in ``out``."""
+    # matplotlib/scipy-backed: imported here (or beforehand in a background thread while the last
+    # runs train, archlab.study.backends.local.prepare_report), never when the study starts
     from archlab.study.report import write_report
 
     name = study.name if study else store.get_meta("name", out.name)
@@ -544,8 +469,6 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
     train_cfg = study.train if study else (store.get_meta("study") or {}).get("train", {})
     metrics = ("dice", "accuracy", "f1_macro") if train_cfg.get("monitor") == "dice" else ("accuracy", "f1_macro")
     rows = store.rows()
-    from archlab.study.analyses import analysis_sections
-
     sections = analysis_sections(rows, store, baseline=baseline, alpha=study.alpha if study else 0.05)
     # margins, alpha, primary metric, seed plan, descriptions (an old folder's meta lacks some: defaults)
     settings = study.model_dump(mode="json") if study else store.get_meta("study")

@@ -11,7 +11,9 @@ Tables:
                                                       final_metrics rows with split 'analysis'
                                                       (archlab.study.analyses)
 
-Only the study runner's main process writes; workers send results back to it.
+Every SQL statement of archlab lives here: the runner and the analysis phase write through
+:class:`StudyStore`'s methods, and only the study runner's main process writes (workers and Ray
+tasks send their results back to it).
 """
 
 from __future__ import annotations
@@ -296,6 +298,37 @@ class StudyStore:
                 ),
             )
 
+    # -- analyses ------------------------------------------------------------------------------
+    def record_analysis(self, run_id: int, analysis: str, metrics: dict[str, float], data: dict[str, Any]) -> None:
+        """One transaction: the numbers, the curves and the done mark of one (run, analysis).
+
+        The numbers become ``final_metrics`` rows with split ``'analysis'`` and key
+        ``<analysis>.<metric>``; ``data`` (JSON, with the options it was computed with) becomes the
+        ``analysis_data`` row that marks the result done. A result computed with other options is
+        replaced (its numbers and curves) in the same transaction, so a run never holds numbers of
+        two option sets.
+        """
+        blob = json.dumps(data, sort_keys=True, allow_nan=False)
+        prefix = f"{analysis}."
+        with self.tx() as c:
+            c.execute("DELETE FROM analysis_data WHERE run_id = ? AND analysis = ?", (run_id, analysis))
+            c.execute("DELETE FROM final_metrics WHERE run_id = ? AND split = 'analysis' AND substr(key, 1, ?) = ?",
+                      (run_id, len(prefix), prefix))
+            c.executemany(
+                "INSERT INTO final_metrics(run_id, split, key, value) VALUES (?, 'analysis', ?, ?)",
+                [(run_id, f"{analysis}.{k}", float(v)) for k, v in metrics.items()],
+            )
+            c.execute("INSERT INTO analysis_data(run_id, analysis, data) VALUES (?, ?, ?)", (run_id, analysis, blob))
+
+    def analysis_data(self) -> dict[tuple[int, str], dict[str, Any]]:
+        """``{(run_id, analysis): data}`` of every stored analysis result (its curves and ``options``)."""
+        try:
+            rows = self.conn.execute("SELECT run_id, analysis, data FROM analysis_data").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged("table analysis_data", f"cannot be read ({exc})") from None
+        return {(int(r), str(a)): self._json(d, f"table analysis_data, run id {r}, {a!r}, column data")
+                for r, a, d in rows}
+
     def status_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
         for status, n in self.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"):
@@ -425,6 +458,7 @@ _COLUMNS: dict[str, set[str]] = {
     "epoch_metrics": {"run_id", "epoch", "key", "value"},
     "final_metrics": {"run_id", "split", "key", "value"},
     "predictions": {"run_id", "preds", "targets"},
+    "analysis_data": {"run_id", "analysis", "data"},
 }
 
 

@@ -23,9 +23,7 @@ from archlab.study.analyses import (
     _pareto,
     _Run,
     check_analyses,
-    ensure_analysis_table,
     gate_consistency,
-    load_analysis_data,
 )
 from archlab.study.config import Study
 from archlab.study.runner import run_study
@@ -76,7 +74,7 @@ def test_smoke_study_with_analyses(tmp_path):
             assert a["transplant.accuracy"] == pytest.approx(r["test"]["accuracy"], abs=1e-6)  # float32 metric
         # efficiency = test metric / (params / 1e6)
         assert a["efficiency.metric_per_mparam"] == pytest.approx(r["test"]["accuracy"] / (r["params"] / 1e6))
-    data = load_analysis_data(store)
+    data = store.analysis_data()
     assert len(data) == 4 * 4
     rot = data[(rows[0]["id"], "rotation")]
     assert rot["angles"] == [float(a) for a in range(0, 360, 5)] and len(rot["curve"]) == 72
@@ -104,7 +102,7 @@ def test_smoke_study_with_analyses(tmp_path):
     store = run_study(changed, tmp_path, workers=1, report=False,
                       on_event=lambda k, key, info: events.append((k, info)))
     assert [i["analysis"] for k, i in events if k == "analysis"] == ["rotation"] * 4
-    data = load_analysis_data(store)
+    data = store.analysis_data()
     assert len(data) == 16 and data[(rows[0]["id"], "rotation")]["angles"] == [0.0, 90.0, 180.0, 270.0]
     assert data[(rows[0]["id"], "rotation")]["options"] == {"images": 200, "step": 90, "batch_size": 512}
     n = store.conn.execute("SELECT COUNT(*) FROM final_metrics WHERE split = 'analysis' AND key LIKE 'rotation.%'")
@@ -168,12 +166,12 @@ def test_pareto_front():
 def test_old_database_gets_the_table(tmp_path):
     path = tmp_path / DB_NAME
     store = StudyStore(path)
-    store.conn.execute("DROP TABLE analysis_data")
-    assert load_analysis_data(store) == {}
-    ensure_analysis_table(store)
-    ensure_analysis_table(store)  # idempotent
-    assert load_analysis_data(store) == {}
+    store.conn.execute("DROP TABLE analysis_data")  # a database from before analyses
     store.close()
+    store = StudyStore(path)  # opening it creates the table (defined once, in the store's schema)
+    assert store.analysis_data() == {}
+    store.close()
+    assert StudyStore(path).analysis_data() == {}  # idempotent
 
 
 _CHILD = textwrap.dedent(
@@ -307,7 +305,7 @@ def test_gates_excitation_feature_reuse_and_generalization_gap(tmp_path):
     store = run_study(study, tmp_path, workers=1)
     rows = store.rows()
     assert all(r["status"] == "done" for r in rows), [r["error"] for r in rows]
-    data = load_analysis_data(store)
+    data = store.analysis_data()
     by = {(r["variant"], r["seed"]): r for r in rows}
     for (variant, seed), r in by.items():
         gg = r["analysis"]

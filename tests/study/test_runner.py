@@ -3,11 +3,13 @@
 import pytest
 
 from archlab.errors import ConfigError
+from archlab.study.backends.local import Pool
 from archlab.study.config import Study
 from archlab.study.runner import StudyLock, run_study
 from archlab.study.store import StudyStore
+from archlab.train import engine
 
-from .conftest import study_dict
+from .conftest import SMALL_DATA, study_dict
 
 
 def _metrics(store):
@@ -61,6 +63,19 @@ def test_lock_refuses_a_second_runner(tmp_path):
     with StudyLock(tmp_path):
         with pytest.raises(ConfigError, match="being run by another process"):
             run_study(Study.model_validate(study_dict()), tmp_path, report=False)
+
+
+def test_a_locked_folder_is_refused_before_any_worker_starts_or_any_dataset_loads(tmp_path, monkeypatch):
+    """The lock comes first: a second `study run` of a folder does no start-up work before it is refused."""
+    work = []
+    monkeypatch.setattr(Pool, "warm", lambda self, workers: work.append(f"{workers} workers started"))
+    monkeypatch.setattr(engine, "prepare_data", lambda *a, **k: work.append("a dataset loaded"))
+    data = {**SMALL_DATA, "options": {**SMALL_DATA["options"], "seed": 12345}}  # never loaded (cached) before
+    with StudyLock(tmp_path):
+        with pytest.raises(ConfigError, match="being run by another process"):
+            run_study(Study.model_validate(study_dict(data=data)), tmp_path, workers=2, report=False)
+    assert work == []
+    assert not (tmp_path / "results.sqlite").exists()
 
 
 def test_corrupt_database_is_reported_not_overwritten(tmp_path):

@@ -1,4 +1,4 @@
-"""The study's worker processes (archlab.study.workers): fork server, environment, start-up."""
+"""The study's worker processes (archlab.study.backends.local): fork server, environment, start-up."""
 
 import multiprocessing as mp
 import os
@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from archlab.study.workers import WORKER_PRELOAD, Pool, _worker_context, start_worker_server
+from archlab.study.backends.local import WORKER_PRELOAD, LocalExecutor, Pool, start_worker_server, worker_context
 
 
 @pytest.mark.skipif("forkserver" not in mp.get_all_start_methods(), reason="no fork server on this platform")
 def test_workers_fork_from_a_server_holding_torch_and_archlab():
-    ctx = _worker_context()
+    ctx = worker_context()
     assert ctx.get_start_method() == "forkserver"
     assert {"torch", "archlab.train.engine", "torch._dynamo"} <= set(WORKER_PRELOAD)
 
@@ -30,7 +30,7 @@ def test_a_worker_sees_the_environment_of_the_study_process_at_its_start(monkeyp
 
 def test_cli_starts_without_torch():
     """`archlab` imports lazily: the CLI (and the fork server's start) come before torch is loaded."""
-    code = "import sys, archlab.cli, archlab.study.workers; print('torch' in sys.modules)"
+    code = "import sys, archlab.cli, archlab.study.backends.local; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -66,15 +66,16 @@ def test_preflight_checks_the_optimizer_itself_when_the_workers_are_gone(tmp_pat
         "model": {"name": "mnist_cnn", "kwargs": {}}, "train": {"epochs": 1, "batch_size": 8},
         "variants": {"a": {}, "b": {"train": {"scheduler": {"name": "step", "kwargs": {"step_sise": 2}}}}},
     }
-    pool = Pool()
+    local = LocalExecutor(2)
     try:
-        pool.warm(2)
-        executor = pool.get()
+        local.warm(runs=2, threads=1)
+        assert local.checks_optimizers
+        executor = local.pool.get()
         for proc in list(executor._processes.values()):  # noqa: SLF001 - kill the workers from outside
             proc.kill()
             proc.join()
         with pytest.raises(ConfigError, match="step_sise") as err:
-            preflight(Study.model_validate(spec), pool)
+            preflight(Study.model_validate(spec), local)
         assert "variant 'b'" in str(err.value)
     finally:
-        pool.kill()
+        local.kill()

@@ -1,4 +1,4 @@
-"""Imported by the study's fork server only (the last entry of :data:`archlab.study.workers.WORKER_PRELOAD`).
+"""Imported by the study's fork server only (the last entry of :data:`archlab.study.backends.local.WORKER_PRELOAD`).
 
 The fork server (a fresh interpreter that imported torch and archlab) exits when the study process
 does. Python's normal exit would then tear down its ~2,000 modules for ~0.7 s while it still holds
