@@ -282,7 +282,7 @@ def _has_rotation_convs(model: nn.Module) -> bool:
 
 
 def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
-    from archlab.analysis.transplant import _accuracy
+    from archlab.analysis.transplant import accuracy
 
     model, config, splits, norm = _check_rotatable(run)
     is_base = run.row["variant"] == ctx.baseline
@@ -305,7 +305,7 @@ def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     rot, data = _rotation_numbers(twin, norm, images, labels, _angles(opts["step"]), opts["batch_size"])
     test = splits.test
     imgs = test.images.float() / 255.0 if test.images.dtype == torch.uint8 else test.images.float()
-    acc = _accuracy(twin, imgs, test.labels.long(), norm, opts["batch_size"], None)
+    acc = accuracy(twin, imgs, test.labels.long(), norm, opts["batch_size"], None)
     return {"accuracy": acc, "pct_angles_correct": rot["pct_angles_correct"]}, {**data, "source": source}
 
 
