@@ -40,20 +40,19 @@ from archlab.analysis.profile import profile
 from archlab.data import Splits
 from archlab.errors import ConfigError, TrainingFailed
 from archlab.train.config import TrainConfig
-from archlab.train.engine import (
-    RunResult,
-    _autocast,
-    _loaders,
+from archlab.train.metrics import classification_metrics, metric_spec
+from archlab.train.precision import autocast
+from archlab.train.results import RunResult, provenance
+from archlab.train.run import (
+    build_loaders,
+    build_optimization,
     build_run_model,
     model_input_size,
     prepare_data,
-    provenance,
     resolve_device,
 )
-from archlab.train.losses import build_loss
-from archlab.train.metrics import classification_metrics, metric_spec
-from archlab.train.optim import build_optimizer, build_scheduler
 from archlab.train.speed import resolve_speed_options
+from archlab.train.task import ClassificationTask
 
 __all__ = ["train_seeds"]
 
@@ -120,21 +119,13 @@ def train_seeds(
         for n in names
     }  # name -> (K, *shape)
     buffers = {n: b.to(device) for n, b in base.named_buffers()}
-    loaders = [_loaders(c, splits, device) for c in configs]  # per seed: (train, val, test)
-    loss_fn = build_loss(config.loss, num_classes=num_classes, **config.loss_kwargs)
-    o = config.optim
-    optimizer = build_optimizer(
-        o.name, list(params.values()), lr=o.lr, weight_decay=o.weight_decay, momentum=o.momentum, nesterov=o.nesterov,
-        fused=config.fused_optimizer is True,
-    )
-    scheduler = build_scheduler(
-        config.scheduler.name, optimizer, epochs=config.epochs, steps_per_epoch=len(loaders[0][0]),
-        **config.scheduler.kwargs,
-    )  # fmt: skip
+    loaders = [build_loaders(c, splits, device) for c in configs]  # per seed: (train, val, test)
+    loss_fn = ClassificationTask(num_classes).build_loss(config)
+    optimizer, scheduler = build_optimization(config, list(params.values()), len(loaders[0][0]))
     spec = metric_spec(config.monitor)
 
     def loss_and_logits(p, x, y):
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = functional_call(base, (p, buffers), (x,))
         loss = loss_fn(logits.float(), y)
         return loss, (loss.detach(), logits.detach())  # grad's aux: what the history needs
@@ -147,7 +138,7 @@ def train_seeds(
         base.eval()
         logits, ys = [], []
         for x, y in loaders[0][split].epoch(0):  # unshuffled, no random transform: the same for every seed
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 logits.append(forward(params, x).float())  # (K, B, classes)
             ys.append(y)
         base.train()
