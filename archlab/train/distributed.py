@@ -33,6 +33,10 @@ How a DDP run stays the *same run* as the single-process one (SPEC §1.1):
 - *Files.* Only rank 0 writes checkpoints, ``best.safetensors`` and ``result.json``; a barrier
   follows every write. A checkpoint stores every rank's RNG state, so a resumed DDP run continues
   each rank's dropout stream.
+
+The engine trains with a *process strategy*: :class:`DistContext` in a DDP run, :class:`SingleProcess`
+otherwise. Both answer the same calls (shard a batch, sum over ranks, wait, wrap the model), so the
+training loop (:func:`archlab.train.engine.fit`) has one code path and no DDP branches.
 """
 
 from __future__ import annotations
