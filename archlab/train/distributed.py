@@ -440,7 +440,7 @@ def _differentiable_all_reduce() -> Callable[[torch.Tensor], torch.Tensor]:
     ``torch.distributed.nn.functional.all_reduce`` warns that it is deprecated); older torch
     versions get the older function.
     """
-    import torch.distributed._functional_collectives as fc
+    import torch.distributed._functional_collectives as fc  # which collectives exist depends on the torch version
 
     if hasattr(fc, "all_reduce_backward"):
         return lambda t: fc.all_reduce(t, "sum", dist.group.WORLD)

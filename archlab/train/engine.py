@@ -38,6 +38,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -169,6 +170,7 @@ def train(
     folder = RunFolder(out, resume=resume) if out is not None else None
     if folder is not None:
         folder.restore(run, state)
+    # order matters at each epoch's end: gates and curves are recorded before the checkpoint saves them
     hooks = [GateRecorder(), TensorBoardCurves(out), *([folder] if folder else []), Callbacks(on_step, on_epoch)]
     fit(run, state, hooks)
     if state.best_weights is not None:
@@ -188,7 +190,7 @@ def fit(run: Run, state: TrainState, hooks: Sequence[Hook] = ()) -> TrainState:
 
     The global RNG (dropout) is used as the caller left it: :func:`train` seeds it, or a resume
     restores it. ``state`` is advanced in place; at its end ``state.best_weights`` holds the weights
-    of the best validation epoch (``None`` when no epoch improved on a resumed best).
+    of the best validation epoch.
 
     Args:
         run: the assembled run (:func:`archlab.train.run.build_run`, with optimizer and scheduler).
@@ -231,7 +233,7 @@ def fit(run: Run, state: TrainState, hooks: Sequence[Hook] = ()) -> TrainState:
 
 def train_step(
     run: Run, step_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
-) -> tuple[torch.Tensor, object, torch.Tensor]:
+) -> tuple[torch.Tensor, Any, torch.Tensor]:
     """One optimizer step on a (global) batch: forward, loss, backward, clip, step, schedule.
 
     Returns:
