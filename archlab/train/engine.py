@@ -93,12 +93,15 @@ from archlab.train.state import TrainState
 from archlab.train.transfer import transfer_provenance
 
 __all__ = [
+    "EpochSums",
     "RunFolder",
     "TrainState",
+    "end_epoch",
     "fit",
     "load_run",
     "load_weights",
     "train",
+    "train_step",
     # the run folder's names (archlab.train.results) and the run's parts (archlab.train.run)
     "BEST_WEIGHTS",
     "CKPT_DIR",
