@@ -8,7 +8,7 @@ For each model, interleaved round by round:
   convert, normalize), the step and the per-step bookkeeping; the per-epoch validation and the final
   test are not training and are reported apart (``end_to_end_images_per_s``: training images / the
   whole ``train()`` call).
-- ``limit``: the pure-compute limit — :func:`archlab.train.speed.time_train_steps`: fwd + bwd + the
+- ``limit``: the pure-compute limit — :func:`_timing.time_train_steps`: fwd + bwd + the
   same optimizer on one resident batch of the same size, same model (same init) and the same memory
   format, no data path, no bookkeeping.
 
@@ -38,12 +38,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import parse_args, write_result  # noqa: E402
+from _timing import time_train_steps  # noqa: E402
 
 from archlab.data import dataset_stats  # noqa: E402
 from archlab.train.config import TrainConfig  # noqa: E402
-from archlab.train.engine import build_run_model, prepare_data, resolve_device, train  # noqa: E402
+from archlab.train.engine import train  # noqa: E402
 from archlab.train.optim import build_optimizer  # noqa: E402
-from archlab.train.speed import resolve_speed_options, time_train_steps  # noqa: E402
+from archlab.train.run import build_run_model, prepare_data, resolve_device  # noqa: E402
+from archlab.train.speed import resolve_speed_options  # noqa: E402
 
 TARGET = 0.95
 

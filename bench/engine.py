@@ -45,7 +45,8 @@ from _common import parse_args, spread, write_result  # noqa: E402
 
 from archlab.data import dataset_stats  # noqa: E402
 from archlab.train.config import TrainConfig  # noqa: E402
-from archlab.train.engine import build_run_model, prepare_data, train  # noqa: E402
+from archlab.train.engine import train  # noqa: E402
+from archlab.train.run import build_run_model, prepare_data  # noqa: E402
 from archlab.train.losses import build_loss  # noqa: E402
 from archlab.train.optim import build_optimizer  # noqa: E402
 from archlab.train.speed import resolve_speed_options  # noqa: E402

@@ -8,7 +8,7 @@ Four parts, each timed with warm-up excluded and the device synchronised:
 1. ``efficiency``: the engine (data resident on the GPU, defaults resolved by
    :func:`archlab.train.speed.resolve_speed_options` — on CUDA: bf16 AMP where supported,
    channels_last for conv nets, cudnn.benchmark) vs the pure-compute limit (fwd + bwd + optimizer
-   on one resident batch, same model and format, :func:`archlab.train.speed.time_train_steps`),
+   on one resident batch, same model and format, :func:`_timing.time_train_steps`),
    for ``mnist_cnn`` and CIFAR-size ``mini_vgg`` (as in ``bench/efficiency.py``).
 2. ``formats``: per-step time of ``mini_vgg`` and ResNet-18 (CIFAR stem) in fp32 / bf16 AMP x
    contiguous / channels_last: the AMP and channels_last gains on this GPU.
@@ -37,12 +37,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import parse_args, sync, write_result  # noqa: E402
+from _timing import time_train_steps  # noqa: E402
 from efficiency import engine_rates, limit_rate  # noqa: E402
 
 from archlab import create_model  # noqa: E402
 from archlab.train.config import TrainConfig  # noqa: E402
-from archlab.train.engine import prepare_data, resolve_device, train  # noqa: E402
-from archlab.train.speed import resolve_speed_options, time_train_steps  # noqa: E402
+from archlab.train.engine import train  # noqa: E402
+from archlab.train.run import prepare_data, resolve_device  # noqa: E402
+from archlab.train.speed import resolve_speed_options  # noqa: E402
 from archlab.train.vmap_seeds import train_seeds  # noqa: E402
 
 FULL = {

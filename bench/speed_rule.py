@@ -3,7 +3,7 @@
 ``archlab.train.speed.resolve_speed_options`` picks ``channels_last`` for a model whose forward
 FLOPs are at least ``CONV_SHARE_CHANNELS_LAST`` convolutions — a fixed rule, so a run's result
 depends only on its config. This benchmark times one training step (fwd + bwd + Adam on a resident
-batch) of each model in both formats with :func:`archlab.train.speed.probe_memory_format`
+batch) of each model in both formats with :func:`_timing.probe_memory_format`
 (interleaved rounds, alternating which format goes first) and reports, per model, the conv FLOP
 share, the rule's choice, the measured speed-up and whether the rule picked the faster format
 (``agrees``; a model where the two formats are within 5 % counts as agreeing either way). With one
@@ -27,9 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import parse_args, write_result  # noqa: E402
+from _timing import probe_memory_format  # noqa: E402
 
 from archlab import create_model  # noqa: E402
-from archlab.train.speed import CONV_SHARE_CHANNELS_LAST, probe_memory_format  # noqa: E402
+from archlab.train.speed import CONV_SHARE_CHANNELS_LAST  # noqa: E402
 
 # name -> (model, in_chans, size, batch, options)
 CASES: dict[str, tuple[str, int, int, int, dict[str, Any]]] = {

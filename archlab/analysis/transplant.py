@@ -28,7 +28,7 @@ from archlab.errors import CheckpointError, ConfigError
 from archlab.layers.normalized import NormalizedConv2d
 from archlab.layers.rotation_conv import RotationInvariantConv2d
 
-__all__ = ["rotation_twin", "transplant", "transplant_analysis", "eligible_convs", "SEED_TWINS"]
+__all__ = ["accuracy", "rotation_twin", "transplant", "transplant_analysis", "eligible_convs", "SEED_TWINS"]
 
 #: The blog's transplant grid: (rotations, last n convs).
 SEED_TWINS: tuple[tuple[int, int], ...] = ((8, 4), (8, 3), (8, 2), (8, 1), (4, 4), (4, 3), (4, 2), (4, 1))
@@ -123,7 +123,27 @@ def transplant(source: nn.Module, target: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, transform, batch_size: int, device) -> float:
+def accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None,
+    batch_size: int,
+    device: str | torch.device | None,
+) -> float:
+    """Top-1 accuracy of ``model`` on ``images`` in eval mode (the modules' train flags are restored).
+
+    Args:
+        model: a classifier.
+        images: float images in [0, 1].
+        labels: their classes.
+        transform: the run's input normalisation, or ``None``.
+        batch_size: images per forward pass.
+        device: where to run; ``None`` = the model's device.
+
+    Shape:
+        - images: :math:`(N, C, H, W)`; labels: :math:`(N,)`
+    """
     flags = [m.training for m in model.modules()]
     model.eval()
     try:
@@ -182,7 +202,7 @@ def transplant_analysis(
     )  # fmt: skip
     imgs = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     labs = torch.as_tensor(labels).long().flatten()
-    acc = {n: _accuracy(m, imgs, labs, transform, batch_size, device) for n, m in models.items()}
+    acc = {n: accuracy(m, imgs, labs, transform, batch_size, device) for n, m in models.items()}
     path = Path(out_dir) / "transplant_accuracy.csv"
     with path.open("w", newline="") as f:
         w = csv.writer(f)

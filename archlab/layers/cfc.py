@@ -34,7 +34,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import ConfigError
-from archlab.layers.ltc import LSTMCell, _finish, _initial_state, _timespans, _to_batch_first, _wiring_from_module
+from archlab.layers.ltc import LSTMCell
+from archlab.layers.recurrent import (
+    finish_sequence,
+    initial_state,
+    resolve_timespans,
+    to_batch_first,
+    wiring_from_ncps,
+)
 from archlab.layers.wirings import Wiring
 
 __all__ = ["LeCun", "CfCCell", "WiredCfCCell", "CfC", "CFC_MODES"]
@@ -294,12 +301,12 @@ class CfC(nn.Module):
         hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
         timespans: torch.Tensor | float | None = None,
     ) -> tuple[torch.Tensor, Any]:
-        x, batched = _to_batch_first(input, self.batch_first)
+        x, batched = to_batch_first(input, self.batch_first)
         b, t_len, _ = x.shape
-        h, c = _initial_state(hx, b, self.state_size, self.use_mixed, batched, x)
+        h, c = initial_state(hx, b, self.state_size, self.use_mixed, batched, x)
         if not batched and isinstance(timespans, torch.Tensor):
             timespans = timespans.reshape(1, t_len)
-        ts_all = _timespans(timespans, b, t_len, x)  # float or (B, T)
+        ts_all = resolve_timespans(timespans, b, t_len, x)  # float or (B, T)
         outs = []
         out = None
         weights = self.rnn_cell.masked_weights()  # the masks are applied once, not every step
@@ -312,7 +319,7 @@ class CfC(nn.Module):
             if self.return_sequences:
                 outs.append(self.fc(out))
         y = torch.stack(outs, 1) if self.return_sequences else self.fc(out)
-        return _finish(y, h, c, self.use_mixed, self.batch_first, batched, self.return_sequences)
+        return finish_sequence(y, h, c, self.use_mixed, self.batch_first, batched, self.return_sequences)
 
     @classmethod
     def from_ncps(cls, module: nn.Module) -> CfC:
@@ -321,7 +328,7 @@ class CfC(nn.Module):
         if getattr(module, "wired_mode", False):
             ncps_wiring = module.wiring
             mode = cell._layers[0].mode
-            wiring = _wiring_from_module(
+            wiring = wiring_from_ncps(
                 ncps_wiring,
                 torch.as_tensor(np.asarray(ncps_wiring.adjacency_matrix)),
                 torch.as_tensor(np.asarray(ncps_wiring.sensory_adjacency_matrix)),

@@ -45,7 +45,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from archlab.errors import ConfigError
-from archlab.layers.wirings import Wiring, custom, fully_connected
+from archlab.layers.recurrent import (
+    finish_sequence,
+    initial_state,
+    resolve_timespans,
+    to_batch_first,
+    wiring_from_ncps,
+)
+from archlab.layers.wirings import Wiring, fully_connected
 
 __all__ = ["LTCCell", "LTC", "LSTMCell"]
 
@@ -625,7 +632,7 @@ class LTCCell(nn.Module):
         # capacitance over the step length
         perm = lay.perm
         cm = self._pos(self.cm)[perm]  # (N,)
-        ts = _timespans(timespans, b, t_len, x)
+        ts = resolve_timespans(timespans, b, t_len, x)
         if isinstance(ts, float):
             cmt = (cm / (ts / u)).view(1, n, 1).expand(t_len, n, 1)  # (T, N, 1)
         else:
@@ -760,11 +767,11 @@ class LTC(nn.Module):
         hx: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
         timespans: torch.Tensor | float | None = None,
     ) -> tuple[torch.Tensor, Any]:
-        x, batched = _to_batch_first(input, self.batch_first)
+        x, batched = to_batch_first(input, self.batch_first)
         b, t_len, _ = x.shape
         if not batched and isinstance(timespans, torch.Tensor):
             timespans = timespans.reshape(1, t_len)
-        h, c = _initial_state(hx, b, self.state_size, self.use_mixed, batched, x)
+        h, c = initial_state(hx, b, self.state_size, self.use_mixed, batched, x)
         cell = self.rnn_cell
         prep = cell.prepare(x, timespans)
         if self.use_mixed:
@@ -778,13 +785,13 @@ class LTC(nn.Module):
             seq = cell.unfold(prep, h)  # (B, T, N)
             h = seq[:, -1]
         y = cell.map_outputs(seq if self.return_sequences else seq[:, -1])
-        return _finish(y, h, c, self.use_mixed, self.batch_first, batched, self.return_sequences)
+        return finish_sequence(y, h, c, self.use_mixed, self.batch_first, batched, self.return_sequences)
 
     @classmethod
     def from_ncps(cls, module: nn.Module, fused: bool = True) -> LTC:
         """An archlab ``LTC`` equal to an ``ncps.torch.LTC`` (same wiring, weights and options)."""
         cell = module.rnn_cell
-        wiring = _wiring_from_module(module._wiring, cell.sparsity_mask, cell.sensory_sparsity_mask)
+        wiring = wiring_from_ncps(module._wiring, cell.sparsity_mask, cell.sensory_sparsity_mask)
         new = cls(
             module.input_size,
             wiring,
@@ -805,85 +812,3 @@ class LTC(nn.Module):
 
     def extra_repr(self) -> str:
         return f"return_sequences={self.return_sequences}, batch_first={self.batch_first}, mixed_memory={self.use_mixed}"
-
-
-# ---------------------------------------------------------------------- shared with CfC
-
-
-def _wiring_from_module(ncps_wiring: Any, mask: torch.Tensor, sensory_mask: torch.Tensor) -> Wiring:
-    """A custom wiring with the synapses a ncps module really uses (its masks) and the ncps layers.
-
-    The masks rule: an ncps wiring object reused after the module was built has more synapses.
-    """
-    import numpy as np
-
-    def signed(m: torch.Tensor, adj: Any) -> np.ndarray:
-        m = (m.detach().cpu().numpy() != 0).astype(np.int32)
-        a = np.asarray(adj) if adj is not None and np.shape(adj) == m.shape else np.ones_like(m)
-        return m * np.where(a < 0, -1, 1)
-
-    layers = [list(map(int, ncps_wiring.get_neurons_of_layer(i))) for i in range(ncps_wiring.num_layers)]
-    return custom(
-        signed(mask, ncps_wiring.adjacency_matrix),
-        signed(sensory_mask, ncps_wiring.sensory_adjacency_matrix),
-        output_dim=int(ncps_wiring.output_dim),
-        layers=layers,
-    )
-
-
-def _timespans(timespans: Any, b: int, t_len: int, x: torch.Tensor) -> float | torch.Tensor:
-    """Elapsed times as a float (the same everywhere) or a ``(B, T)`` tensor.
-
-    Accepts ``None`` (1.0), a number, ``(B, T)``, ``(B, T, 1)`` or ``(T,)`` (per step).
-    """
-    if timespans is None:
-        return 1.0
-    if isinstance(timespans, (int, float)):
-        return float(timespans)
-    ts = torch.as_tensor(timespans, dtype=x.dtype, device=x.device)
-    if ts.dim() == 3 and ts.shape[-1] == 1:
-        ts = ts[..., 0]
-    if ts.dim() == 1 and ts.shape[0] == t_len:
-        ts = ts.view(1, t_len).expand(b, t_len)
-    if ts.shape != (b, t_len):
-        raise ConfigError(
-            f"timespans must have shape ({b}, {t_len}), ({b}, {t_len}, 1) or ({t_len},) for inputs of "
-            f"batch {b} and {t_len} steps, got {tuple(ts.shape)}"
-        )
-    return ts
-
-
-def _to_batch_first(x: torch.Tensor, batch_first: bool) -> tuple[torch.Tensor, bool]:
-    if x.dim() == 2:
-        return x.unsqueeze(0), False
-    if x.dim() != 3:
-        raise ConfigError(f"expected input of shape (B, T, F) or (T, F), got {tuple(x.shape)}")
-    return (x if batch_first else x.transpose(0, 1)), True
-
-
-def _initial_state(hx: Any, b: int, n: int, mixed: bool, batched: bool, x: torch.Tensor):
-    if hx is None:
-        z = x.new_zeros(b, n)
-        return z, (x.new_zeros(b, n) if mixed else None)
-    if mixed:
-        if isinstance(hx, torch.Tensor):
-            raise ConfigError("with mixed_memory=True the state is a tuple (h0, c0), got one tensor")
-        h, c = hx
-    else:
-        h, c = hx, None
-    if not batched:
-        h = h.unsqueeze(0)
-        c = c.unsqueeze(0) if c is not None else None
-    if h.shape != (b, n):
-        raise ConfigError(f"initial state must have shape ({b}, {n}), got {tuple(h.shape)}")
-    return h, c
-
-
-def _finish(y, h, c, mixed, batch_first, batched, return_sequences):
-    if return_sequences and not batch_first:
-        y = y.transpose(0, 1)
-    if not batched:
-        y = y.squeeze(1 if (return_sequences and not batch_first) else 0)
-        h = h[0]
-        c = c[0] if c is not None else None
-    return y, ((h, c) if mixed else h)

@@ -152,23 +152,16 @@ class _Run:
 
 
 def _load_model(config: Any, folder: Path, weights_from: Path | None = None):
-    from safetensors.torch import load_file
-
     from archlab.errors import CheckpointError
     from archlab.study.execute import load_splits
-    from archlab.train.engine import BEST_WEIGHTS, build_run_model
+    from archlab.train.engine import BEST_WEIGHTS, load_weights
+    from archlab.train.run import input_normalize, resolve_device
 
     splits = load_splits(config.data.model_dump_json())
-    model = build_run_model(config, splits, pretrained=False)
     path = (weights_from or folder) / BEST_WEIGHTS
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; the run's tested weights are needed for the analysis")
-    try:
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not fit the model of {folder}: {str(exc).splitlines()[0]}") from None
-    from archlab.train.engine import input_normalize, resolve_device
-
+    model = load_weights(config, splits, path, owner=folder)
     model.to(resolve_device(config.device)).eval()  # rotations, twins and excitations run there too
     norm = input_normalize(config, splits)
     if norm is not None:
@@ -230,7 +223,7 @@ def _has_rotation_convs(model: nn.Module) -> bool:
 
 
 def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
-    from archlab.analysis.transplant import _accuracy
+    from archlab.analysis.transplant import accuracy
 
     model, config, splits, norm = _check_rotatable(run)
     is_base = run.row["variant"] == ctx.baseline
@@ -253,7 +246,7 @@ def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     rot, data = _rotation_numbers(twin, norm, images, labels, _angles(opts["step"]), opts["batch_size"])
     test = splits.test
     imgs = test.images.float() / 255.0 if test.images.dtype == torch.uint8 else test.images.float()
-    acc = _accuracy(twin, imgs, test.labels.long(), norm, opts["batch_size"], None)
+    acc = accuracy(twin, imgs, test.labels.long(), norm, opts["batch_size"], None)
     return {"accuracy": acc, "pct_angles_correct": rot["pct_angles_correct"]}, {**data, "source": source}
 
 
@@ -291,9 +284,8 @@ def _a_convergence(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
 
 def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     from archlab.data import Splits
-    from archlab.train.engine import _loaders, evaluate
-    from archlab.train.losses import build_loss
-    from archlab.train.segmentation import build_segmentation_loss
+    from archlab.train.run import build_loaders
+    from archlab.train.task import task_for
 
     model, config, splits, _ = run.load()
     seg = _is_seg(model)
@@ -305,10 +297,9 @@ def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, d
     # The training split evaluated like the test split: eval mode, eval transform, the same
     # normalisation (the train split stands in the validation slot of the loaders).
     as_eval = Splits(train=splits.train, val=splits.train, test=splits.test)
-    _, train_eval, _ = _loaders(config, as_eval, device, targets="masks" if seg else "labels")
-    loss_fn = (build_segmentation_loss(config.loss, **config.loss_kwargs) if seg
-               else build_loss(config.loss, num_classes=splits.train.num_classes, **config.loss_kwargs))
-    train_metrics, _, _ = evaluate(model, train_eval, loss_fn, splits.train.num_classes)
+    task = task_for(model, splits)
+    _, train_eval, _ = build_loaders(config, as_eval, device, targets=task.targets)
+    train_metrics, _, _ = task.evaluate(model, train_eval, task.build_loss(config))
     tr = float(train_metrics[metric])
     return {"gap": tr - float(test_value), "train": tr}, {"metric": metric, "train": train_metrics,
                                                           "test": run.row.get("test")}

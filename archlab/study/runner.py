@@ -215,9 +215,11 @@ def _claim_study(store: StudyStore, study: Study, out: Path) -> str:
 
 def _has_progress(folder: Path) -> bool:
     """True when a run folder holds training progress (a checkpoint, best weights or a result)."""
+    from archlab.train.checkpoint import checkpoint_folders
     from archlab.train.engine import BEST_WEIGHTS, CKPT_DIR, RESULT_FILE
 
-    return any((folder / n).exists() for n in (CKPT_DIR, CKPT_DIR + ".staging", BEST_WEIGHTS, RESULT_FILE))
+    paths = (*checkpoint_folders(folder / CKPT_DIR), folder / BEST_WEIGHTS, folder / RESULT_FILE)
+    return any(p.exists() for p in paths)
 
 
 def _set_aside(out: Path, folder: Path) -> Path:

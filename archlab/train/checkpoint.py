@@ -29,9 +29,9 @@ import shutil
 import random
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,12 +47,15 @@ __all__ = [
     "MODEL_FILE",
     "STATE_FILE",
     "capture_rng_state",
+    "checkpoint_folders",
     "load_checkpoint",
     "load_state_dict_file",
     "read_weights",
     "recover_checkpoint",
     "restore_rng_state",
+    "previous_dir",
     "save_checkpoint",
+    "staging_dir",
 ]
 
 log = logging.getLogger(__name__)
@@ -160,16 +163,6 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _temp_file(final: Path, pending: list[tuple[Path, Path]]) -> Iterator[IO[bytes]]:
-    """Open a temporary sibling of ``final``; on success record (tmp, final) in ``pending``."""
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    pending.append((tmp, final))  # recorded first so a failure below still cleans it up
-    with open(tmp, "wb") as fh:
-        yield fh
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def save_checkpoint(dir: Path, *, model: nn.Module, config: dict[str, Any],
                     state: dict[str, Any]) -> Path:
     """Write a checkpoint directory atomically (see the module docstring).
@@ -212,7 +205,7 @@ def save_checkpoint(dir: Path, *, model: nn.Module, config: dict[str, Any],
     # The three files are written into a staging folder, then the folders are swapped: a kill at
     # any moment leaves either the previous or the new checkpoint complete (see recover_checkpoint).
     recover_checkpoint(dir)
-    staging, previous = _staging(dir), _previous(dir)
+    staging, previous = staging_dir(dir), previous_dir(dir)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
@@ -243,7 +236,7 @@ def recover_checkpoint(dir: Path) -> bool:
     complete ``.new`` is promoted, else the ``.old`` one is restored; leftovers are removed.
     """
     dir = Path(dir)
-    staging, previous = _staging(dir), _previous(dir)
+    staging, previous = staging_dir(dir), previous_dir(dir)
     if not dir.exists():
         if (staging / _COMPLETE).is_file():
             os.replace(staging, dir)
@@ -256,12 +249,23 @@ def recover_checkpoint(dir: Path) -> bool:
     return (dir / STATE_FILE).is_file()
 
 
-def _staging(dir: Path) -> Path:
+def staging_dir(dir: Path) -> Path:
+    """Where :func:`save_checkpoint` writes the next checkpoint of ``dir`` before the swap (``<dir>.new``)."""
     return dir.with_name(dir.name + ".new")
 
 
-def _previous(dir: Path) -> Path:
+def previous_dir(dir: Path) -> Path:
+    """Where the replaced checkpoint of ``dir`` waits during the swap (``<dir>.old``)."""
     return dir.with_name(dir.name + ".old")
+
+
+def checkpoint_folders(dir: Path) -> tuple[Path, Path, Path]:
+    """Every folder a checkpoint at ``dir`` may occupy: ``dir`` and its staging and previous folders.
+
+    A run folder holding any of them holds training progress (a kill may leave only the staging one).
+    """
+    dir = Path(dir)
+    return dir, staging_dir(dir), previous_dir(dir)
 
 
 def _write_synced(path: Path, data: bytes) -> None:

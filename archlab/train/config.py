@@ -19,7 +19,7 @@ class _Strict(BaseModel):
 
 
 def _audit_threshold() -> float:
-    from archlab.analysis.audit import DEFAULT_THRESHOLD
+    from archlab.analysis.audit import DEFAULT_THRESHOLD  # lazy: the config schema loads without torch (CLI start)
 
     return float(DEFAULT_THRESHOLD)
 
@@ -79,7 +79,7 @@ class ModelConfig(_Strict):
         # a missing file is reported when the model is built (a study's preflight, before any run)
         if self.pretrained is not None and self.pretrained_sha256 is None and os.path.isfile(
                 os.path.expanduser(self.pretrained)):
-            from archlab.train.transfer import file_sha256
+            from archlab.train.transfer import file_sha256  # lazy: the config schema loads without torch (CLI start)
 
             object.__setattr__(self, "pretrained_sha256", file_sha256(self.pretrained))
         return self

@@ -33,12 +33,17 @@ How a DDP run stays the *same run* as the single-process one (SPEC §1.1):
 - *Files.* Only rank 0 writes checkpoints, ``best.safetensors`` and ``result.json``; a barrier
   follows every write. A checkpoint stores every rank's RNG state, so a resumed DDP run continues
   each rank's dropout stream.
+
+The engine trains with a *process strategy*: :class:`DistContext` in a DDP run, :class:`SingleProcess`
+otherwise. Both answer the same calls (shard a batch, sum over ranks, wait, wrap the model), so the
+training loop (:func:`archlab.train.engine.fit`) has one code path and no DDP branches.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -48,13 +53,17 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from archlab._seed import derive_seed
 from archlab.errors import ConfigError
+from archlab.train.checkpoint import capture_rng_state, restore_rng_state
 
 __all__ = [
     "DistContext",
     "GlobalBatchNorm",
+    "Processes",
+    "SingleProcess",
     "current",
     "is_main",
     "launch",
@@ -251,16 +260,12 @@ class DistContext:
 
     def wrap(self, model: nn.Module, *, compile: bool = False) -> nn.Module:
         """``DistributedDataParallel(model)`` (then ``torch.compile`` when asked), for the train step."""
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         ids = [self.device.index] if self.device.type == "cuda" else None
         # no per-step buffer sync: BatchNorm statistics are already global and every other buffer is
         # fixed (masks, wirings), so broadcasting rank 0's buffers each step would only cost time.
-        import inspect
-
-        newer = "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters  # torch >= 2.13
+        newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters  # torch >= 2.13
         no_sync = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
-        ddp = DDP(model, device_ids=ids, **no_sync)
+        ddp = DistributedDataParallel(model, device_ids=ids, **no_sync)
         return torch.compile(ddp) if compile else ddp
 
     # -- randomness ---------------------------------------------------------------------------
@@ -276,8 +281,6 @@ class DistContext:
         A checkpoint from a run with another process count (or a single-process one) has no state
         for this rank: ranks > 0 then start a fresh stream derived from the step.
         """
-        from archlab.train.checkpoint import restore_rng_state
-
         states = saved.get("rng_ranks")
         if isinstance(states, list) and len(states) == self.world_size:
             restore_rng_state(states[self.rank])
@@ -287,9 +290,84 @@ class DistContext:
 
     def gather_rng(self) -> list[dict[str, Any]]:
         """Every rank's RNG state (:func:`capture_rng_state`), for rank 0's checkpoint."""
-        from archlab.train.checkpoint import capture_rng_state
-
         return self.gather(capture_rng_state())
+
+    # -- the engine's process strategy (the same calls as SingleProcess) --------------------------
+
+    @property
+    def context(self) -> DistContext:
+        """The context evaluation shards its batches with."""
+        return self
+
+    def global_sums(
+        self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The training accumulators summed over all ranks."""
+        g_loss, g_correct, g_seen = self.sum(loss_sum, correct, seen)
+        return g_loss, g_correct.long(), int(g_seen)
+
+
+class SingleProcess:
+    """The engine's process strategy without ``torchrun``: one process, every collective the identity.
+
+    It answers the calls :class:`DistContext` answers for a DDP run, so the training loop has one
+    code path for both (``fit`` never asks which it has).
+
+    Args:
+        device: the device the run trains on.
+    """
+
+    rank = 0
+    world_size = 1
+    is_main = True
+    context = None  # evaluation needs no sharding
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def check_batches(self, num_samples: int, batch_size: int, drop_last: bool) -> None:
+        """Every batch fits one process."""
+
+    def convert_batchnorm(self, model: nn.Module) -> nn.Module:
+        """BatchNorm statistics are already those of the whole batch."""
+        return model
+
+    def shard_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """The whole batch, and no loss weight (the mean loss is the batch's).
+
+        Shape:
+            - x: :math:`(B, ...)` -> :math:`(B, ...)`
+        """
+        return x, y, None
+
+    def global_sums(
+        self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return loss_sum, correct, seen
+
+    def barrier(self) -> None:
+        """Nobody to wait for."""
+
+    def main_first(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
+    def seed_dropout(self, seed: int) -> None:
+        """The single-process dropout stream is the one the engine seeded."""
+
+    def restore_rank_rng(self, saved: dict[str, Any], seed: int, global_step: int) -> None:
+        """The checkpoint's one RNG state was restored already."""
+
+    def gather_rng(self) -> None:
+        """No other rank's RNG state to store."""
+        return None
+
+    def wrap(self, model: nn.Module, *, compile: bool = False) -> nn.Module:
+        """The module the train step calls: ``model``, or ``torch.compile(model)`` when asked."""
+        return torch.compile(model) if compile else model
+
+
+#: What the engine trains with: one process, or this process's place in a DDP run.
+Processes = SingleProcess | DistContext
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -362,7 +440,7 @@ def _differentiable_all_reduce() -> Callable[[torch.Tensor], torch.Tensor]:
     ``torch.distributed.nn.functional.all_reduce`` warns that it is deprecated); older torch
     versions get the older function.
     """
-    import torch.distributed._functional_collectives as fc
+    import torch.distributed._functional_collectives as fc  # which collectives exist depends on the torch version
 
     if hasattr(fc, "all_reduce_backward"):
         return lambda t: fc.all_reduce(t, "sum", dist.group.WORLD)

@@ -2,7 +2,7 @@
 
 A model whose ``task`` attribute is ``"segmentation"`` (``archlab.models.unet.UNet``) returns a
 :class:`archlab.models.unet.SegmentationOutput`; its data loader yields float masks (B, 1, H, W)
-in {0, 1} as targets. The engine then
+in {0, 1} as targets. Its run's :class:`archlab.train.task.SegmentationTask` then
 
 - trains on ``mask_loss(mask_logits, mask) + has_mask_weight * BCE(has_mask_logit, mask non-empty)``
   where ``mask_loss`` is the config's ``bce_dice`` (seed 000's weights BCE 0.4 + Dice 1.0) or
@@ -16,7 +16,6 @@ in {0, 1} as targets. The engine then
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 from archlab.errors import ConfigError, DataError, IncompatibleError
 from archlab.train.losses import build_loss
 from archlab.train.metrics import classification_metrics, dice_per_sample
+from archlab.train.precision import autocast
 
 __all__ = [
     "SegmentationLoss",
@@ -151,7 +151,7 @@ def evaluate_segmentation(
                 preds.append(empty.long())
                 targets.append(empty.long())
                 continue
-        with _autocast(loader.device, amp):
+        with autocast(loader.device, amp):
             out = model(x)
         loss_sum += loss_fn(out, y).double() * y.shape[0]
         n += y.shape[0]
@@ -173,8 +173,3 @@ def evaluate_segmentation(
     metrics["loss"] = float(loss_sum) / max(n, 1)
     return metrics, p, t
 
-
-def _autocast(device: torch.device, enabled: bool) -> Any:
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)

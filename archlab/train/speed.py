@@ -7,7 +7,7 @@ depend only on its recorded config, so ``"auto"`` is never decided by a timed pr
 resolved config (``true``/``false``) is what ``config.json`` and the study database store.
 
 The rules, and the measurements behind them (``bench/speed_rule.py`` re-derives them with
-:func:`probe_memory_format` on the machine it runs on and writes ``bench/results/speed_rule.json``):
+``probe_memory_format`` (``bench/_timing.py``) on the machine it runs on and writes ``bench/results/speed_rule.json``):
 
 - ``channels_last: auto`` -> ``true`` when 2-d convolutions carry at least
   :data:`CONV_SHARE_CHANNELS_LAST` (10 %) of the model's forward FLOPs (:func:`conv_flop_share`,
@@ -46,29 +46,28 @@ resolved config, results stay exactly reproducible on CPU.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from archlab._registry import create_model
+from archlab.analysis.flops import count_flops
+from archlab.data import Splits
 from archlab.errors import ConfigError
+from archlab.layers.rotation_conv import RotationInvariantConv2d
+from archlab.train.config import ModelConfig, TrainConfig
+from archlab.train.run import model_input_size, prepare_data, resolve_device
 
 __all__ = [
     "CONV_SHARE_CHANNELS_LAST",
-    "ProbeResult",
     "channels_last_for",
+    "channels_last_rule",
     "conv_flop_share",
-    "enable_compile_cache",
-    "layout_stable_dropout",
-    "probe_memory_format",
     "needs_resolving",
     "resolve_speed_options",
     "speed_provenance",
-    "time_train_steps",
 ]
 
 CONV_SHARE_CHANNELS_LAST = 0.1  # conv FLOP share from which channels_last is chosen (bench/speed_rule.py)
@@ -91,8 +90,6 @@ def conv_flop_share(model: nn.Module, input_size: tuple[int, ...]) -> float:
     x = torch.zeros((1, *input_size), device=device)
     was_training = model.training
     model.eval()
-    from archlab.analysis.flops import count_flops
-
     try:
         with torch.no_grad():
             counts = count_flops(model, x)
@@ -106,8 +103,6 @@ def conv_flop_share(model: nn.Module, input_size: tuple[int, ...]) -> float:
 
 
 def _device_type(device: str) -> str:
-    from archlab.train.engine import resolve_device
-
     return resolve_device(device).type
 
 
@@ -119,8 +114,6 @@ def channels_last_for(model: nn.Module, input_size: tuple[int, ...]) -> bool:
     with 8 rotations (measured 0.93x: ``mini_vgg`` ``8_rot_4``; the same layer deeper in the network,
     ``8_rot_1``..``8_rot_3``, still gains 1.06x).
     """
-    from archlab.layers.rotation_conv import RotationInvariantConv2d
-
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if isinstance(first, RotationInvariantConv2d) and first.rotations == 8:
         return False
@@ -129,9 +122,6 @@ def channels_last_for(model: nn.Module, input_size: tuple[int, ...]) -> bool:
 
 @lru_cache(maxsize=256)
 def _rule_for_model(model_json: str, num_classes: int, in_chans: int, size: tuple[int, int]) -> bool:
-    from archlab._registry import create_model
-    from archlab.train.config import ModelConfig
-
     m = ModelConfig.model_validate_json(model_json)
     with torch.random.fork_rng(devices=[]):  # the structure does not depend on the seed; leave the RNG as it was
         torch.manual_seed(0)
@@ -140,12 +130,12 @@ def _rule_for_model(model_json: str, num_classes: int, in_chans: int, size: tupl
     return channels_last_for(model, (in_chans, *size))
 
 
-def needs_resolving(config) -> bool:
+def needs_resolving(config: TrainConfig) -> bool:
     """Whether any speed option of ``config`` is still ``"auto"``."""
     return "auto" in (config.channels_last, config.compile, config.amp, config.fused_optimizer)
 
 
-def resolve_speed_options(config, splits=None):
+def resolve_speed_options(config: TrainConfig, splits: Splits | None = None) -> TrainConfig:
     """``config`` with every ``"auto"`` speed option replaced by its concrete, rule-based choice.
 
     Deterministic: the same config and data shape give the same choice on every machine of the
@@ -172,57 +162,15 @@ def resolve_speed_options(config, splits=None):
     return config.model_copy(update=update) if update else config
 
 
-def channels_last_rule(config, splits=None) -> bool:
+def channels_last_rule(config: TrainConfig, splits: Splits | None = None) -> bool:
     """The measured rule (:func:`channels_last_for`) for the model and input size of ``config``."""
-    from archlab.train.engine import model_input_size, prepare_data
-
     if splits is None:
         splits = prepare_data(config)
     size = tuple(int(s) for s in model_input_size(config, splits))
     return _rule_for_model(config.model.model_dump_json(), splits.train.num_classes, splits.train.in_chans, size)
 
 
-def layout_stable_dropout(model: nn.Module) -> int:
-    """Make every dropout of ``model`` draw its mask as in the contiguous format.
-
-    ``bernoulli_`` fills a mask in memory order, so a channels_last activation would get other
-    dropout masks from the same RNG stream than a contiguous one — another random draw, not a
-    rounding difference (measured: a seed-002 mini-VGG's test accuracy moved by 12 points). A
-    forward pre-hook hands each dropout (in training) a contiguous copy of a 4-d channels_last
-    input: the masks are then the contiguous run's, and the next convolution returns to
-    channels_last by itself (its weights are channels_last). Costs one copy of the activation.
-
-    Returns:
-        The number of dropout modules hooked.
-    """
-
-    def to_contiguous(module: nn.Module, args: tuple) -> tuple | None:
-        x = args[0] if args else None
-        if module.training and isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_contiguous():
-            return (x.contiguous(), *args[1:])
-        return None
-
-    hooked = 0
-    for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
-            m.register_forward_pre_hook(to_contiguous)
-            hooked += 1
-    return hooked
-
-
-def enable_compile_cache() -> str:
-    """Point torch.compile's on-disk caches at ``~/.cache/archlab/inductor`` (unless already set).
-
-    Inductor's FX-graph and kernel caches then survive the process and the machine's /tmp cleaning,
-    so the second run of the same model skips most of the compile time. Returns the folder.
-    """
-    default = os.path.join(os.path.expanduser("~"), ".cache", "archlab", "inductor")
-    folder = os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", default)
-    os.makedirs(folder, exist_ok=True)
-    return folder
-
-
-def speed_provenance(config, device: torch.device) -> dict[str, Any]:
+def speed_provenance(config: TrainConfig, device: torch.device) -> dict[str, Any]:
     """What the run actually used for speed (for the result's provenance)."""
     amp = bool(config.amp) and device.type == "cuda"
     info: dict[str, Any] = {
@@ -236,157 +184,3 @@ def speed_provenance(config, device: torch.device) -> dict[str, Any]:
     if amp:
         info["amp_dtype"] = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     return info
-
-
-# --- timing (benchmarks and the rule's derivation only; never called by a run) ---------------------
-
-
-def time_train_steps(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    steps: int,
-    warmup: int = 3,
-    channels_last: bool = False,
-    amp: bool = False,
-    optimizer: Callable[[Any], torch.optim.Optimizer] | None = None,
-    step_times: list[float] | None = None,
-    clock: Callable[[], float] = time.perf_counter,
-) -> float:
-    """Seconds per training step (fwd + bwd + Adam) of ``model`` on one resident batch.
-
-    This is the pure-compute limit of a training loop: no data path, no metrics, no host syncs
-    inside the timed steps. The model is trained in place (pass a copy).
-
-    Args:
-        model: the model (moved to ``x.device`` and to the memory format here).
-        x / y: the batch and its labels, on the device.
-        steps: timed steps (median of single-step times is not used: the mean over ``steps``
-            consecutive steps, synchronised once at each end, is what a loop sustains).
-        warmup: untimed steps first (allocator, oneDNN/cuDNN algorithm choice).
-        channels_last: model and batch in ``torch.channels_last``.
-        amp: autocast to bfloat16 (CUDA).
-        optimizer: builds the optimizer from the parameters (default Adam, lr 1e-3).
-        step_times: when given, each timed step is also timed on its own (synchronised) and its
-            seconds appended here (a median of these resists other processes' load spikes).
-        clock: the clock (``time.process_time`` measures this process's CPU time: on a CPU shared with
-            other jobs it counts the work, not the waiting).
-
-    Shape:
-        - x: :math:`(B, C, H, W)`; y: :math:`(B,)`
-    """
-    device = x.device
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-        layout_stable_dropout(model)  # as the engine does
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = optimizer(model.parameters()) if optimizer is not None else torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x)
-        loss = loss_fn(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t0 = clock()
-    last = t0
-    for _ in range(steps):
-        step()
-        if step_times is not None:
-            _sync(device)
-            now = clock()
-            step_times.append(now - last)
-            last = now
-    _sync(device)
-    return (clock() - t0) / steps
-
-
-@dataclass
-class ProbeResult:
-    """What :func:`probe_memory_format` measured (seconds per training step, median of rounds)."""
-
-    contiguous_s: float
-    channels_last_s: float
-    rounds: int
-    steps: int
-    conv_flop_share: float
-    rule_choice: bool  # what resolve_speed_options picks for this model
-
-    @property
-    def faster(self) -> str:
-        return "channels_last" if self.channels_last_s < self.contiguous_s else "contiguous"
-
-    @property
-    def speedup(self) -> float:
-        """contiguous time / channels_last time (> 1: channels_last is faster)."""
-        return self.contiguous_s / self.channels_last_s
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "faster": self.faster, "speedup": self.speedup}
-
-
-def probe_memory_format(
-    build: Callable[[], nn.Module],
-    input_size: tuple[int, int, int],
-    *,
-    batch_size: int = 64,
-    num_classes: int = 10,
-    device: str | torch.device = "cpu",
-    rounds: int = 3,
-    steps: int = 5,
-    warmup: int = 2,
-    seed: int = 0,
-) -> ProbeResult:
-    """Time a training step of ``build()`` in both memory formats, interleaved round by round.
-
-    Used by ``bench/speed_rule.py`` to derive and check the channels_last rule, never by a run (a
-    timed choice could differ between two runs of one config). With one CPU thread it times this
-    process's CPU time (robust to other jobs on the machine), else the wall clock.
-
-    Args:
-        build: returns a fresh model (the same initial weights each call).
-        input_size: ``(C, H, W)`` of one sample.
-        batch_size / num_classes: the batch timed.
-        device: where to time.
-        rounds: interleaved rounds; each times ``steps`` steps of each format.
-        steps / warmup: timed and untimed steps per round.
-        seed: the random batch.
-
-    Returns:
-        A :class:`ProbeResult` (median seconds per step of each format).
-    """
-    device = torch.device(device)
-    # one CPU thread: this process's CPU time is the work, whatever else runs on the machine
-    clock = time.process_time if device.type == "cpu" and torch.get_num_threads() == 1 else time.perf_counter
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn((batch_size, *input_size), generator=g).to(device)
-    y = torch.randint(0, num_classes, (batch_size,), generator=g).to(device)
-    times: dict[bool, list[float]] = {False: [], True: []}
-    for r in range(rounds):
-        for cl in ((False, True) if r % 2 == 0 else (True, False)):  # alternate the order: no format always goes first
-            times[cl].append(time_train_steps(build(), x, y, steps=steps, warmup=warmup, channels_last=cl, clock=clock))
-    model = build()
-    share = conv_flop_share(model, input_size)
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-    return ProbeResult(
-        contiguous_s=med[False],
-        channels_last_s=med[True],
-        rounds=rounds,
-        steps=steps,
-        conv_flop_share=share,
-        rule_choice=channels_last_for(model, input_size),
-    )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -37,6 +37,7 @@ from typing import Any
 import torch.nn as nn
 
 from archlab.errors import ConfigError, ConfigMismatch
+from archlab.pretrained import load_pretrained
 
 __all__ = ["file_sha256", "apply_transfer", "freeze_module", "param_groups", "transfer_provenance"]
 
@@ -124,8 +125,6 @@ def apply_transfer(model: nn.Module, config: Any, *, load: bool = True) -> dict[
     backbone = _backbone(model)
     info: dict[str, Any] = {}
     if m.pretrained and load:
-        from archlab.pretrained import load_pretrained
-
         actual = file_sha256(m.pretrained)
         if m.pretrained_sha256 is not None and m.pretrained_sha256 != actual:
             raise ConfigMismatch(

@@ -3,7 +3,7 @@
 import torch
 
 from archlab.study.config import RunKey, load_study
-from archlab.train.engine import _loaders, build_run_model, prepare_data
+from archlab.train.run import build_loaders, build_run_model, prepare_data
 
 
 def _variants(write_study, seed=0):
@@ -24,7 +24,7 @@ def test_variants_of_a_seed_share_split_batches_and_backbone_init(write_study):
         assert torch.equal(splits[v].test.labels, splits["a"].test.labels)
         assert torch.equal(splits[v].train.images, splits["a"].train.images)
         backbones[v] = build_run_model(cfg, splits[v]).backbone.state_dict()
-        train_loader = _loaders(cfg, splits[v], torch.device("cpu"))[0]
+        train_loader = build_loaders(cfg, splits[v], torch.device("cpu"))[0]
         batches[v] = [y for _, y in train_loader.epoch(1)]
     for v in cfgs:
         assert backbones[v].keys() == backbones["a"].keys()
@@ -38,6 +38,6 @@ def test_another_seed_gets_another_init_and_order(write_study):
     w0 = build_run_model(a0, splits).backbone.state_dict()
     w1 = build_run_model(a1, splits).backbone.state_dict()
     assert not all(torch.equal(w0[k], w1[k]) for k in w0 if w0[k].is_floating_point())
-    y0 = next(iter(_loaders(a0, splits, torch.device("cpu"))[0].epoch(0)))[1]
-    y1 = next(iter(_loaders(a1, splits, torch.device("cpu"))[0].epoch(0)))[1]
+    y0 = next(iter(build_loaders(a0, splits, torch.device("cpu"))[0].epoch(0)))[1]
+    y1 = next(iter(build_loaders(a1, splits, torch.device("cpu"))[0].epoch(0)))[1]
     assert not torch.equal(y0, y1)

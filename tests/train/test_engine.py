@@ -5,7 +5,9 @@ import torch
 
 from archlab.errors import TrainingFailed
 from archlab.train import engine
+from archlab.train import task as task_module
 from archlab.train.config import TrainConfig
+from archlab.train.task import ClassificationTask
 
 
 def small_config(**kw):
@@ -76,13 +78,13 @@ def test_finished_run_is_not_retrained(tmp_path):
 
 def test_test_split_evaluated_once_with_best_val_weights(monkeypatch):
     seen = []
-    real = engine.evaluate
+    real = ClassificationTask.evaluate
 
-    def spy(model, loader, *a, **kw):
+    def spy(self, model, loader, *a, **kw):
         seen.append(loader.dataset)
-        return real(model, loader, *a, **kw)
+        return real(self, model, loader, *a, **kw)
 
-    monkeypatch.setattr(engine, "evaluate", spy)
+    monkeypatch.setattr(ClassificationTask, "evaluate", spy)
     cfg = small_config()
     splits = engine.prepare_data(cfg)
     res = engine.train(cfg, splits=splits)
@@ -94,7 +96,7 @@ def test_test_split_evaluated_once_with_best_val_weights(monkeypatch):
 
 
 def test_nan_loss_fails_clearly(monkeypatch):
-    real = engine.build_loss
+    real = task_module.build_loss
 
     def nan_loss(name, **kw):
         inner = real(name, **kw)
@@ -107,7 +109,7 @@ def test_nan_loss_fails_clearly(monkeypatch):
 
         return f
 
-    monkeypatch.setattr(engine, "build_loss", nan_loss)
+    monkeypatch.setattr(task_module, "build_loss", nan_loss)
     with pytest.raises(TrainingFailed, match="loss became nan"):
         engine.train(small_config())
 

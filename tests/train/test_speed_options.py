@@ -24,7 +24,6 @@ from archlab.train.speed import (
     CONV_SHARE_CHANNELS_LAST,
     conv_flop_share,
     needs_resolving,
-    probe_memory_format,
     resolve_speed_options,
 )
 
@@ -139,46 +138,8 @@ def test_conv_flop_share_of_the_rule():
     assert conv_flop_share(dense, (1, 28, 28)) == 0.0 < CONV_SHARE_CHANNELS_LAST
 
 
-class _SlowInFormat(nn.Module):
-    """A conv net that is made slow in one memory format (a deterministic check of the probe)."""
-
-    def __init__(self, slow_channels_last: bool):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 4, 3)
-        self.fc = nn.Linear(4, 3)
-        self.slow_channels_last = slow_channels_last
-
-    def forward(self, x):
-        is_cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if is_cl == self.slow_channels_last:  # real CPU work (the probe may time CPU time, which a sleep does not use)
-            w = torch.ones(256, 256)
-            for _ in range(6):
-                w = (w @ w).clamp_(max=1.0)
-        return self.fc(self.conv(x).mean((2, 3)))
-
-
-@pytest.mark.parametrize("slow_channels_last", [True, False])
-def test_probe_picks_the_faster_format_when_one_is_made_slow(slow_channels_last):
-    torch.set_num_threads(1)
-    p = probe_memory_format(lambda: _SlowInFormat(slow_channels_last), (2, 8, 8), batch_size=4, num_classes=3,
-                            rounds=3, steps=3, warmup=1)
-    assert p.faster == ("contiguous" if slow_channels_last else "channels_last")
-
-
-def test_probe_picks_channels_last_for_mini_vgg_on_cpu():
-    """mini_vgg on CPU: channels_last ~1.3-1.5x faster per training step (bench/speed_rule.py)."""
-
-    def build():
-        torch.manual_seed(0)
-        return create_model("mini_vgg", num_classes=10, in_chans=3, input_size=(32, 32))
-
-    torch.set_num_threads(1)
-    p = probe_memory_format(build, (3, 32, 32), batch_size=64, rounds=3, steps=2, warmup=1)
-    assert p.faster == "channels_last" and p.rule_choice is True, p.to_dict()
-
-
 def test_compile_cache_folder_is_persistent(tmp_path, monkeypatch):
-    from archlab.train.speed import enable_compile_cache
+    from archlab.train.run import enable_compile_cache
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -207,7 +168,7 @@ def test_rule_exception_rotation_conv_reading_the_image():
 def test_channels_last_keeps_the_dropout_masks_of_mini_vgg():
     """mini_vgg drops out 4-d conv features: channels_last must not change the masks (rounding only).
 
-    Without :func:`archlab.train.speed.layout_stable_dropout` the masks are filled in memory order
+    Without :func:`archlab.train.run.layout_stable_dropout` the masks are filled in memory order
     and differ; the losses then move by ~1e-2 after one epoch instead of ~1e-6.
     """
     over = dict(data={"name": "synthetic", "options": {"num_samples": 120, "image_size": 32, "channels": 3,
