@@ -323,14 +323,22 @@ def _aligned_ncc(a: torch.Tensor, b: torch.Tensor, steps: int, border: int,
     best = torch.full((P,), -2.0, device=a.device)
     best_theta = torch.zeros(P, 2, 3, device=a.device)
     with torch.no_grad():
+        # the 25 shifts: integer ones are slices of the border-replicated image, half-pixel ones
+        # the mean of two or four of them (what bilinear resampling gives), no resampling needed
+        pad = F.pad(b[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # (P, s+2, s+2)
+        whole = {(dy, dx): pad[:, 1 + dy : 1 + dy + s, 1 + dx : 1 + dx + s] for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
         for z, dy, dx in _COARSE:
-            if True:
-                if True:
-                    th = torch.tensor([[z, 0.0, 2 * dx / s], [0.0, z, 2 * dy / s]], device=a.device).expand(P, 2, 3)
-                    c = _ncc(ac, _warp(b, th)[inner])
-                    better = c > best
-                    best = torch.where(better, c, best)
-                    best_theta[better] = th[better]
+            th = torch.tensor([[z, 0.0, 2 * dx / s], [0.0, z, 2 * dy / s]], device=a.device).expand(P, 2, 3)
+            if z == 1.0:
+                ys = (math.floor(dy), math.ceil(dy))
+                xs = (math.floor(dx), math.ceil(dx))
+                view = sum(whole[(y, x)] for y in set(ys) for x in set(xs)) / (len(set(ys)) * len(set(xs)))
+            else:
+                view = _warp(b, th)
+            c = _ncc(ac, view[inner])
+            better = c > best
+            best = torch.where(better, c, best)
+            best_theta[better] = th[better]
     if steps <= 0:
         return best
     if refine_above is not None:
