@@ -13,25 +13,37 @@ search to any archlab dataset and its train/val/test split:
    little instead of jumping a bin edge. Slightly noisy copies then stay far below the threshold
    while distinct images stay above it (measured in ``tests/analysis/test_audit.py``).
    The default candidate descriptor is :func:`thumbnail_descriptor` instead — a small blurred
-   grey thumbnail, zero-mean and L2-normalised, so its cosine similarity is the normalised
-   cross-correlation of the two thumbnails: unlike the histograms it barely moves under 1-px
-   shifts, small crops and brightness/contrast changes (measured: the histogram hash moves a
-   1-px-shifted digit further than the nearest *distinct* digit, see ``bench/audit.py``).
+   grey thumbnail of the image *centred on its intensity centroid*, zero-mean and L2-normalised,
+   so its cosine similarity is the normalised cross-correlation of the thumbnails: unlike the
+   histograms it barely moves under shifts (the centring undoes them — without it a thin "1"
+   shifted sideways by 1 px lands farther from its source than other writers' "1"s), small
+   crops and brightness/contrast changes (measured: ``bench/results/audit_calibration.json``).
 2. :func:`near_duplicate_pairs` — cosine distance ``1 - <h_i, h_j>`` of all pairs, as chunked
    matrix products (never a Python loop over pairs); pairs with distance ``< threshold`` are
    kept. An exact pruning skips blocks that cannot hold a pair: rows are bucketed on their two
    principal directions and only neighbouring buckets are multiplied. With verification on, this
-   is a loose *prefilter* (high recall); the decision is made by step 3.
+   is a loose *prefilter* (high recall), capped at the :data:`DEFAULT_NEIGHBOURS` nearest images
+   of each image (exact k-nearest neighbours within the threshold), so that self-similar data
+   (tens of thousands of handwritten digits) give at most ``DEFAULT_NEIGHBOURS * N`` candidates
+   to verify; the decision is made by steps 3 and 4.
 3. :func:`pixel_similarity` — verification of every candidate pair at the pixel level: both
-   images as 32x32 grey thumbnails (Gaussian blur sigma 1 px), the second aligned to the first by
+   images as grey thumbnails of at most 32x32 (Gaussian blur sigma 1 px), the second aligned to the first by
    a coarse search over small shifts and zooms refined by gradient steps on a small affine warp
-   (|scale - 1| <= 0.12, shift <= 5 %; about 2 ms per pair on one CPU thread), scored by the normalised cross-correlation (NCC) of the
+   (|scale - 1| <= 0.12, shift <= 5 %), scored by the normalised cross-correlation (NCC) of the
    overlap. NCC ignores brightness and contrast; the alignment absorbs 1-px shifts and small
-   crops; the blur absorbs re-encoding and noise. A pair is a near-duplicate when the score is at
-   least ``min_similarity`` (:data:`DEFAULT_MIN_SIMILARITY`, calibrated on real images, below).
-4. :func:`audit_splits` — classifies the pairs: inside one split, across splits (leakage), and
+   crops; the blur absorbs re-encoding and noise. A pair can be a near-duplicate when the score is
+   at least ``min_similarity`` (:data:`DEFAULT_MIN_SIMILARITY`, calibrated on real images, below).
+4. :func:`crowd_test` (issue 24) — on real handwriting a similarity cut alone fails: different
+   writers' "1"s of the same slant correlate at 0.997 after alignment, as closely as a
+   re-encoded photograph (10,000 distinct MNIST digits: 1,411 pairs flagged at 0.996). A pair is
+   kept only when its residual ``1 - similarity`` is at most :data:`DEFAULT_CROWD_RATIO` of both
+   images' next-best match (Lowe's ratio test), or when it is at least :data:`COPY_SIMILARITY`
+   (closer than any two distinct images of the calibration). Precision and recall on real MNIST
+   digits (a calibration half and a held-out half), scikit-learn's digits and scikit-image's
+   photographs with planted copies: ``bench/results/audit_calibration.json``.
+5. :func:`audit_splits` — classifies the pairs: inside one split, across splits (leakage), and
    with contradicting labels (class labels, or for segmentation data "has a mask" vs "empty").
-5. :func:`clean_split_indices` / :func:`write_audit` — a cleaned split (kept positions per split)
+6. :func:`clean_split_indices` / :func:`write_audit` — a cleaned split (kept positions per split)
    written as JSON; ``DataConfig.clean_split`` points a run or study at it
    (:func:`archlab.data.splits.apply_clean_split`).
 
