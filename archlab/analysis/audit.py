@@ -304,15 +304,24 @@ def _match_histograms(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     clip at 0 or 255, which an affine NCC cannot — while keeping ``b``'s spatial structure.
     Shape: (P, s, s) x2 -> (P, s, s)."""
     va = a.flatten(1).sort(dim=1).values
-    rank = b.flatten(1).argsort(dim=1).argsort(dim=1)
-    return va.gather(1, rank).view_as(b)
+    order = b.flatten(1).argsort(dim=1)  # (P, s*s): b's pixels, darkest first
+    out = torch.empty_like(va).scatter_(1, order, va)  # the k-th darkest pixel of b gets a's k-th value
+    return out.view_as(b)
 
 
 def _warp(b: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """``b`` resampled through the affine maps ``theta`` (normalised coordinates, border padding).
 
+    The sampling grid is ``F.affine_grid``'s (align_corners=False), built as one batched matrix
+    product with the pixel centres — several times faster than ``F.affine_grid`` on the CPU for
+    many small images (it sets the per-pair verification cost).
+
     Shape: b (P, s, s), theta (P, 2, 3) -> (P, s, s)."""
-    grid = F.affine_grid(theta, (b.shape[0], 1, *b.shape[-2:]), align_corners=False)
+    P, H, W = b.shape
+    ys = (torch.arange(H, dtype=b.dtype, device=b.device) * 2 + 1) / H - 1
+    xs = (torch.arange(W, dtype=b.dtype, device=b.device) * 2 + 1) / W - 1
+    base = torch.stack([xs.repeat(H), ys.repeat_interleave(W), torch.ones(H * W, dtype=b.dtype, device=b.device)], 1)
+    grid = torch.matmul(base, theta.to(b.dtype).transpose(1, 2)).view(P, H, W, 2)  # (P, H, W, 2) x, y
     return F.grid_sample(b[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
 
 
