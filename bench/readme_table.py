@@ -218,8 +218,9 @@ def _generic(name: str, d: dict[str, Any]) -> list[str]:
 
 def _audit_calibration(d: dict[str, Any]) -> list[str]:
     """Audit precision/recall on real images with planted near-copies (bench/_audit_calibration.py)."""
-    out, t = [], d["target"]
+    out = []
     for name, s in d["sets"].items():
+        t = d["target"].get(name, d["target"])  # per set since issue 24 (handwriting: 0.9)
         r, seed = s["settings"]["archlab_default"], s["settings"]["seed_histogram_hash"]
         worst = min(r["per_transformation"].items(), key=lambda kv: kv[1]["recall"])
         out.append(
@@ -372,7 +373,9 @@ def notes(results: Path = RESULTS) -> list[str]:
         seed = d["pooled"]["seed_histogram_hash"]
         out.append(
             f"- **Audit correctness** (`bench/audit.py` -> `audit_calibration.json`, {_load_avg(d)}; descriptor "
-            f"threshold {d['defaults']['threshold']}, min_similarity {d['defaults']['min_similarity']}): "
+            f"threshold {d['defaults']['threshold']}, min_similarity {d['defaults']['min_similarity']}"
+            + (f", {d['defaults']['neighbours']} neighbours per image, ratio test {d['defaults']['crowd_ratio']}"
+               if "crowd_ratio" in d["defaults"] else "") + "): "
             + "; ".join(parts) + f". The seed's histogram hash alone at {d['defaults']['seed_histogram_threshold']}: "
             f"precision {seed['precision']:.3f}, recall {seed['recall']:.3f} (it misses shifts, crops and "
             "brightness/contrast changes)."

@@ -34,10 +34,11 @@ def test_audit_bench_tiny(tmp_path):
 
     cal = json.loads((tmp_path / "audit_calibration.json").read_text())
     assert cal["name"] == "audit_calibration" and cal["tiny"] is True
-    assert set(cal["sets"]) == {"digits", "photos"}
+    assert set(cal["sets"]) == {"digits", "photos", "handwriting", "handwriting_heldout"}
     for s in cal["sets"].values():
-        for setting in ("archlab_default", "seed_histogram_hash"):
+        for setting in ("archlab_default", "no_ratio_test", "seed_histogram_hash"):
             r = s["settings"][setting]
             assert set(r["per_transformation"]) == set(cal["transformations"])
             assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
-    assert cal["pooled"]["archlab_default"]["planted"] == 2 * 6 * cal["per_kind"]
+    assert cal["pooled"]["archlab_default"]["planted"] == 4 * 6 * cal["per_kind"]
+    assert cal["target"]["handwriting_heldout"] == {"precision": 0.9, "recall": 0.9}
