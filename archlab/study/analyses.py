@@ -551,7 +551,8 @@ def _fmt(v: float | None, percent: bool) -> str:
 
 def _stats_table(rows: Sequence[Mapping[str, Any]], baseline: str, metric: str, alpha: float,
                  min_pairs: int) -> tuple[list[str], list[list[str]]]:
-    from archlab.study.stats import compare_variants, format_p
+    from archlab.study.stats import compare_variants
+    from archlab.study.wording import format_p, verdict_text
 
     _, percent = metric_direction(metric)
     unit = " (%)" if percent else ""
@@ -568,7 +569,7 @@ def _stats_table(rows: Sequence[Mapping[str, Any]], baseline: str, metric: str, 
             ci_txt = f" [{_fmt(ci[0], percent)}, {_fmt(ci[1], percent)}]" if ci and None not in ci else ""
             delta = f"{'+' if p.mean_diff >= 0 else ''}{_fmt(p.mean_diff, percent)}{ci_txt}"
         body.append([vs.dataset, vs.variant, str(s.n if s else 0), mean, delta,
-                     format_p(p.t_p if p is not None else None), vs.verdict])
+                     format_p(p.t_p if p is not None else None), verdict_text(vs)])
     return head, body
 
 

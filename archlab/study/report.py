@@ -49,7 +49,10 @@ from archlab.errors import ConfigError, OutputWriteError
 from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variants
 from archlab.study.config import DEFAULT_MARGINS  # the one source of the default margins (and their reason)
 from archlab.study.sequential import plan_looks
-from archlab.study.stats import VariantStats, compare_variants, format_diff, format_p, metric_direction
+from archlab.study.metrics import metric_direction
+from archlab.study.stats import VariantStats, compare_variants
+from archlab.study import wording
+from archlab.study.wording import format_diff, format_margin, format_p
 
 __all__ = ["write_report", "markdown_table", "ReportSettings", "REPORT_MD", "REPORT_HTML",
            "DEFAULT_MARGINS", "SMALL_TEST_SET"]
@@ -494,7 +497,7 @@ def _analyse(
         by_note: dict[str, list[str]] = {}  # a note shared by several variants is said once
         for m in metrics:
             for vs in tables[m]:
-                for n in vs.notes:
+                for n in wording.notes(vs):
                     names = by_note.setdefault(n, [])
                     if vs.variant not in names:
                         names.append(vs.variant)
@@ -677,7 +680,7 @@ def _comparison_rows(stats: list[VariantStats], metric: str) -> tuple[list[str],
     with_images = any(vs.image_test is not None for vs in stats)
     with_aso = any(vs.paired is not None and vs.paired.aso_variant is not None for vs in stats)
     margin = next((vs.margin for vs in stats if vs.margin is not None), None)
-    tost_head = f"p (TOST {_fmt_margin(margin, metric)})" if margin is not None else None
+    tost_head = f"p (TOST {format_margin(margin, _is_percent(metric))})" if margin is not None else None
     head = ["Variant", "n", "Mean ± std", "95 % CI (t)", "Δ vs baseline [CI]", "d_z", "p (t)"]
     head += [tost_head] if tost_head else []
     head += ["p (Wilcoxon)"]
@@ -694,13 +697,9 @@ def _comparison_rows(stats: list[VariantStats], metric: str) -> tuple[list[str],
         row += [format_p(p.wilcoxon_p if p else None)]
         row += [_fmt_image_test(vs)] if with_images else []
         row += [_fmt_aso(vs)] if with_aso else []
-        row += [vs.verdict]
+        row += [wording.verdict_text(vs)]
         rows.append(row)
     return head, rows
-
-
-def _fmt_margin(m: float, metric: str) -> str:
-    return f"±{m * 100:.2g} pp" if _is_percent(metric) else f"±{m:.3g}"
 
 
 def _compact_rows(stats: list[VariantStats], metric: str) -> tuple[list[str], list[list[str]]]:
@@ -710,7 +709,7 @@ def _compact_rows(stats: list[VariantStats], metric: str) -> tuple[list[str], li
         [vs.variant, _fmt_runs(vs), _fmt_count(vs.params), _fmt_flops(vs.flops),
          _fmt_seconds(vs.train_seconds), _fmt_mean_std(vs),
          _fmt_ci(vs.summary.ci_t if vs.summary else None, metric), _fmt_delta(vs, with_ci=True),
-         vs.verdict]
+         wording.verdict_text(vs)]
         for vs in stats
     ]
     return head, rows
@@ -725,7 +724,8 @@ def _sequential_rows(a: _Analysis) -> tuple[list[str], list[list[str]], list[Var
             if vs.is_baseline or dec is None:
                 continue
             rows.append([vs.variant, d.name, str(dec.look), str(dec.n_pairs),
-                         ", ".join(map(str, dec.lost_seeds)) or _DASH, vs.outcome, dec.reason])
+                         ", ".join(map(str, dec.lost_seeds)) or _DASH, str(vs.outcome),
+                         wording.sequential_reason(dec, vs.margin, vs.metric)])
             stats.append(vs)
     return head, rows, stats
 
@@ -780,71 +780,9 @@ def _status_line(counts: Mapping[str, int]) -> str:
 
 def _methods(a: _Analysis, min_pairs: int) -> list[str]:
     s = a.settings
-    k = a.family
-    margins = ", ".join(
-        f"{m} {_fmt_margin(mm, m)}" for m in a.metrics if (mm := s.margin(m)) is not None) or "none"
-    per = s.alpha / k
-    out = [
-        "Design. Every variant is trained with the same seeds as the baseline; run seed s of a "
-        "variant and of the baseline share the data split, batch order and augmentation draws, so "
-        "the comparison is paired by seed. A seed that failed (an error or a non-finite loss) on "
-        "either side is reported as lost and the comparison uses the complete pairs only (“on k of "
-        "n seeds”); failure rates are compared with Boschloo's exact test.",
-        f"Verdicts. For each variant, dataset and metric the mean paired difference Δ = variant − "
-        f"baseline gets a confidence interval; the verdict is better or worse when the interval "
-        f"excludes 0, equivalent when it lies inside ±m (equivalence margins: {margins}), and "
-        f"inconclusive otherwise, in which case the report gives the smallest difference the seeds "
-        f"detect at 80 % power and about how many seeds would detect the observed difference or "
-        f"show equivalence (noncentral t; a fixed-design estimate). Reading equivalence off the "
-        f"interval is the two one-sided tests procedure (TOST; Schuirmann 1987) at half the "
-        f"interval's error rate per side. Identical results on every pair are equivalent; the same "
-        f"non-zero difference on every pair (no spread, t infinite) is decided only by the exact "
-        f"sign test, p = 2^(1−n), at the same level.",
-        f"Multiplicity. {a.primary} is the primary metric: its {k} comparison"
-        f"{'s' if k != 1 else ''} share α = {s.alpha:g} by Bonferroni (α/{k} = {per:.4g} each), "
-        f"so the probability of any wrong primary verdict is at most {s.alpha:g}; the Δ interval "
-        f"shown is the one that decided. Other metrics are exploratory: unadjusted 95 % intervals.",
-    ]
-    looks = s.looks()
-    if looks:
-        plan = s.seeds_plan or {}
-        out.append(
-            f"Sequential design. Seeds were added in rounds (min {plan.get('min')}, max "
-            f"{plan.get('max')}, step {plan.get('step', 1)}; looks at {', '.join(map(str, looks))} "
-            "seeds) until the primary comparison was decided. Error rates are kept under the "
-            "repeated looks by Lan–DeMets alpha spending with the O'Brien–Fleming-type function "
-            "(Lan & DeMets 1983) on the information fraction (complete pairs / max; the final look "
-            "spends the rest). Because the variance is estimated from a few seeds, the spending is "
-            "applied to the paired t statistics directly: their joint null distribution, which does "
-            "not depend on the variance, is simulated once per design (200 000 paths, fixed seed) "
-            "and each boundary spends exactly its share (converting normal boundaries at equal "
-            "nominal level, Jennison & Turnbull 2000 §11.4, exceeded alpha: 5.5 % at 5 %; it is "
-            "used only above 60 pairs). The verdict is read off the repeated confidence interval "
-            "(Jennison & Turnbull 1989) at the look that stopped, which keeps its coverage under "
-            "any stopping rule, including stopping for equivalence.")
-    else:
-        out.append(
-            f"Fixed seeds. The interval is the Student-t interval of the paired differences; fewer "
-            f"than {min_pairs} complete pairs give “inconclusive” unless the results are identical "
-            "on every pair.")
-    out.append(
-        "Also shown (not deciding): mean ± sample std and the 95 % t interval per variant (clipped "
-        "to [0, 100] % for rates, marked ‡; no percentile bootstrap, which under-covers at a few "
-        "seeds); Cohen's d_z; the unadjusted paired t p-value; the TOST p-value at the margin; the "
-        "exact Wilcoxon signed-rank test on differences rounded to whole test images (ties and "
-        "zeros enumerated exactly); Almost Stochastic Order ε_min in both directions (Dror et al. "
-        "2019, deepsig's algorithm; below 0.2 the first almost stochastically dominates). For "
-        "accuracy with stored predictions, the seeds × images test treats seeds and test images as "
-        "crossed random factors (two-way mean squares, Satterthwaite df; Clark 1973): it asks "
-        "whether a difference would hold on new test images; a better/worse verdict it does not "
-        "confirm is flagged.")
-    if len(a.datasets) >= 2:
-        out.append(
-            "Across datasets. Interquartile mean with stratified bootstrap intervals and the "
-            "probability of improvement over the baseline (Agarwal et al. 2021, rliable; percentile "
-            "intervals, descriptive), and average ranks with the Friedman test and the Nemenyi "
-            "critical difference (Demšar 2006).")
-    return out
+    return wording.methods(primary=a.primary, metrics=a.metrics, margins={m: s.margin(m) for m in a.metrics},
+                           alpha=s.alpha, family=a.family, looks=s.looks(), seeds_plan=s.seeds_plan,
+                           min_pairs=min_pairs, datasets=len(a.datasets))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -858,10 +796,7 @@ def _answer_lines(a: _Analysis) -> list[tuple[str, str]]:
         for vs in d.per_metric[a.primary]:
             if vs.is_baseline:
                 continue
-            text = vs.answer
-            if multi and text.startswith(f"{vs.variant}: "):
-                text = f"{vs.variant} ({d.name}): " + text[len(vs.variant) + 2:]
-            out.append((vs.outcome, text))
+            out.append((str(vs.outcome), wording.answer_line(vs, with_dataset=multi)))
     return out
 
 
@@ -904,7 +839,7 @@ def _render_md(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -> 
             stats = d.per_metric[m]
             out += [f"### Test {m} vs baseline{unit}{tag}", ""]
             if stats:
-                out += [f"Δ column: {_md(stats[0].ci_label)}.", ""]
+                out += [f"Δ column: {_md(wording.interval_label(stats[0]))}.", ""]
             out += [_md_table(*_comparison_rows(stats, m)), ""]
         if d.figures:
             out += ["### Plots", ""]
@@ -1023,7 +958,7 @@ def _render_html(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -
             stats_m = d.per_metric[m]
             out.append(f"<h3>Test {_h(m)} vs baseline{_h(unit)}{_h(tag)}</h3>")
             if stats_m:
-                out.append(f'<p class="cilabel">Δ column: {_h(stats_m[0].ci_label)}.</p>')
+                out.append(f'<p class="cilabel">Δ column: {_h(wording.interval_label(stats_m[0]))}.</p>')
             out.append(_html_table(*_comparison_rows(stats_m, m), stats_m))
         if d.figures:
             out.append("<h3>Plots</h3>")
