@@ -786,7 +786,142 @@ def _methods(a: _Analysis, min_pairs: int) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Rendering
+# The document: sections of blocks, one model for both renderers
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A paragraph; ``escape=False`` for generated text that may use Markdown punctuation as is."""
+
+    text: str
+    cls: str = ""  # the HTML class
+    lead: str = ""  # a bold lead-in ("Warning:")
+    escape: bool = True
+
+
+@dataclass(frozen=True)
+class Bullets:
+    """A bullet list; ``item_classes`` colour the items in HTML (the answer lines by verdict)."""
+
+    items: tuple[str, ...]
+    cls: str = ""
+    item_classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Failures:
+    """The failed runs of a dataset: ``(variant, seed, error)``; HTML folds each traceback."""
+
+    items: tuple[tuple[str, int, str], ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table; column 0 holds a study-provided name, ``stats`` (one per row) marks the baseline row
+    and colours the verdict column."""
+
+    head: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    stats: tuple[VariantStats, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A sub-heading inside a section."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    """A figure: a PNG written next to the report (Markdown) and embedded (HTML)."""
+
+    figure: _Figure
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Content an analysis already rendered in both formats."""
+
+    markdown: str
+    html: str
+
+
+Block = Paragraph | Bullets | Failures | Table | Heading | Image | Rendered
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level section: a heading and its blocks (``anchor``: the HTML id)."""
+
+    title: str
+    blocks: tuple[Block, ...]
+    anchor: str = ""
+
+
+@dataclass(frozen=True)
+class Document:
+    """The whole report: the title line, then sections (and loose blocks: warnings, "no runs")."""
+
+    study_name: str
+    baseline: str
+    primary: str
+    metrics: tuple[str, ...]
+    alpha: float
+    body: tuple[Section | Block, ...]
+
+
+def _dataset_section(k: int, d: _Dataset, a: _Analysis) -> Section:
+    blocks: list[Block] = [Paragraph(_status_line(d.status_counts) + ".", cls="status")]
+    if d.failures:
+        blocks += [Paragraph("Failed runs:"), Failures(tuple(d.failures))]
+    if d.notes:
+        blocks += [Paragraph("Notes:"), Bullets(tuple(d.notes), cls="notes")]
+    head, rows = _overview_rows(d, a.metrics)
+    blocks += [Heading("Overview"), Table(tuple(head), tuple(map(tuple, rows)), tuple(d.per_metric[a.metrics[0]]))]
+    for m in a.metrics:
+        unit = " (values in %, differences in percentage points)" if _is_percent(m) else ""
+        tag = " — primary" if m == a.primary else " — exploratory"
+        stats = d.per_metric[m]
+        blocks.append(Heading(f"Test {m} vs baseline{unit}{tag}"))
+        if stats:
+            blocks.append(Paragraph(f"Δ column: {wording.interval_label(stats[0])}.", cls="cilabel"))
+        head, rows = _comparison_rows(stats, m)
+        blocks.append(Table(tuple(head), tuple(map(tuple, rows)), tuple(stats)))
+    if d.figures:
+        blocks += [Heading("Plots")] + [Image(f) for f in d.figures]
+    return Section(f"Dataset: {d.name}", tuple(blocks), f"dataset-{k}")
+
+
+def _document(study_name: str, baseline: str, a: _Analysis, min_pairs: int,
+              analyses: Sequence[Section] = ()) -> Document:
+    """The report as sections: answer, warnings, context, seeds used, across datasets, one per
+    dataset, then the study's analyses and the Methods."""
+    body: list[Section | Block] = []
+    if not a.datasets:
+        body = [Paragraph("No runs yet."), *analyses]
+        return Document(study_name, baseline, a.primary, a.metrics, a.settings.alpha, tuple(body))
+    answers = _answer_lines(a)
+    body.append(Section("Answer", (Bullets(tuple(t for _, t in answers) or ("only the baseline was run",),
+                                           cls="answer", item_classes=tuple(o for o, _ in answers)),), "answer"))
+    body += [Paragraph(w, cls="warning", lead="Warning:") for w in a.warnings]
+    if a.context:
+        body.append(Section("Context", (Bullets(tuple(a.context), cls="context"),), "context"))
+    head, rows, stats = _sequential_rows(a)
+    if rows:
+        body.append(Section("Seeds used (sequential design)",
+                            (Table(tuple(head), tuple(map(tuple, rows)), tuple(stats)),), "seeds"))
+    if a.aggregates:
+        head, rows = _aggregate_rows(a)
+        blocks: list[Block] = [Table(tuple(head), tuple(map(tuple, rows)))]
+        if a.ranking is not None:
+            blocks.append(Paragraph(_ranking_text(a.ranking)))
+        body.append(Section(f"Across datasets ({a.primary})", tuple(blocks), "across"))
+    body += [_dataset_section(k, d, a) for k, d in enumerate(a.datasets)]
+    body += list(analyses)
+    methods = tuple(Paragraph(p, cls="method", escape=False) for p in _methods(a, min_pairs))
+    body.append(Section("Methods", methods, "methods"))
+    return Document(study_name, baseline, a.primary, a.metrics, a.settings.alpha, tuple(body))
 
 
 def _answer_lines(a: _Analysis) -> list[tuple[str, str]]:
@@ -800,53 +935,45 @@ def _answer_lines(a: _Analysis) -> list[tuple[str, str]]:
     return out
 
 
-def _render_md(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -> str:
-    s = a.settings
-    out = [f"# Study report: {_md(study_name)}", "",
-           f"Baseline: **{_md(baseline)}** · primary metric: {a.primary} · metrics: "
-           f"{', '.join(a.metrics)} · α = {s.alpha:g} · archlab {__version__}", ""]
-    if not a.datasets:
-        out += ["No runs yet.", ""]
-        return "\n".join(out).rstrip() + "\n"
-    out += ["## Answer", ""]
-    answers = _answer_lines(a)
-    out += [f"- {_md(text)}" for _, text in answers] or ["- only the baseline was run"]
-    out += [""]
-    if a.warnings:
-        for w in a.warnings:
-            out += [f"**Warning:** {_md(w)}", ""]
-    if a.context:
-        out += ["## Context", ""] + [f"- {_md(c)}" for c in a.context] + [""]
-    head, rows, _ = _sequential_rows(a)
-    if rows:
-        out += ["## Seeds used (sequential design)", "", _md_table(head, rows), ""]
-    if a.aggregates:
-        out += [f"## Across datasets ({a.primary})", "", _md_table(*_aggregate_rows(a)), ""]
-        if a.ranking is not None:
-            out += [_md(_ranking_text(a.ranking)), ""]
-    for d in a.datasets:
-        out += [f"## Dataset: {_md(d.name)}", "", _status_line(d.status_counts) + ".", ""]
-        if d.failures:
-            out += ["Failed runs:", ""]
-            out += [f"- {_md(v)} seed {s_}: {_md(_reason(why))}" for v, s_, why in d.failures]
-            out += [""]
-        if d.notes:
-            out += ["Notes:", ""] + [f"- {_md(n)}" for n in d.notes] + [""]
-        out += ["### Overview", "", _md_table(*_overview_rows(d, a.metrics)), ""]
-        for m in a.metrics:
-            unit = " (values in %, differences in percentage points)" if _is_percent(m) else ""
-            tag = " — primary" if m == a.primary else " — exploratory"
-            stats = d.per_metric[m]
-            out += [f"### Test {m} vs baseline{unit}{tag}", ""]
-            if stats:
-                out += [f"Δ column: {_md(wording.interval_label(stats[0]))}.", ""]
-            out += [_md_table(*_comparison_rows(stats, m)), ""]
-        if d.figures:
-            out += ["### Plots", ""]
-            for f in d.figures:
-                out += [f"![{_md(f.title)}]({f.file})", "", _md(f.caption), ""]
-    out += ["## Methods", ""] + [p + "\n" for p in _methods(a, min_pairs)]
+# ------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_block(b: Block) -> list[str]:
+    """The lines of one block, each block followed by an empty line."""
+    if isinstance(b, Paragraph):
+        text = _md(b.text) if b.escape else b.text
+        return [f"**{b.lead}** {text}" if b.lead else text, ""]
+    if isinstance(b, Bullets):
+        return [f"- {_md(t)}" for t in b.items] + [""]
+    if isinstance(b, Failures):
+        return [f"- {_md(v)} seed {s}: {_md(_reason(why))}" for v, s, why in b.items] + [""]
+    if isinstance(b, Table):
+        return [_md_table(list(b.head), [list(r) for r in b.rows]), ""]
+    if isinstance(b, Heading):
+        return [f"### {_md(b.text)}", ""]
+    if isinstance(b, Image):
+        return [f"![{_md(b.figure.title)}]({b.figure.file})", "", _md(b.figure.caption), ""]
+    return [b.markdown.rstrip(), ""]
+
+
+def render_markdown(doc: Document) -> str:
+    """``report.md``: the document in CommonMark (study-provided strings backslash-escaped)."""
+    out = [f"# Study report: {_md(doc.study_name)}", "",
+           f"Baseline: **{_md(doc.baseline)}** · primary metric: {doc.primary} · metrics: "
+           f"{', '.join(doc.metrics)} · α = {doc.alpha:g} · archlab {__version__}", ""]
+    for part in doc.body:
+        if isinstance(part, Section):
+            out += [f"## {_md(part.title)}", ""]
+            for b in part.blocks:
+                out += _md_block(b)
+        else:
+            out += _md_block(part)
     return "\n".join(out).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# HTML
 
 
 _CSS = """
@@ -874,14 +1001,13 @@ figcaption{font-size:.85em;color:#5a6478}
 """
 
 
-def _html_table(head: list[str], rows: list[list[str]], stats: list[VariantStats] | None,
-                verdict_col: str = "Verdict") -> str:
+def _html_table(t: Table, verdict_col: str = "Verdict") -> str:
     out = ['<div class="scroll"><table>', "<thead><tr>"]
-    out += [f'<th scope="col">{_h(h)}</th>' for h in head]
+    out += [f'<th scope="col">{_h(h)}</th>' for h in t.head]
     out += ["</tr></thead><tbody>"]
-    vcol = head.index(verdict_col) if verdict_col in head else -1
-    for i, row in enumerate(rows):
-        vs = stats[i] if stats is not None else None
+    vcol = t.head.index(verdict_col) if verdict_col in t.head else -1
+    for i, row in enumerate(t.rows):
+        vs = t.stats[i] if t.stats is not None else None
         cls = ' class="baseline"' if vs is not None and vs.is_baseline else ""
         out.append(f"<tr{cls}>")
         for j, cell in enumerate(row):
@@ -894,8 +1020,38 @@ def _html_table(head: list[str], rows: list[list[str]], stats: list[VariantStats
     return "".join(out)
 
 
-def _render_html(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -> str:
-    s = a.settings
+def _html_failure(v: str, s: int, why: str) -> str:
+    head = f"{_h(v)} seed {s}: {_h(_reason(why))}"
+    if "\n" in why.strip():  # the traceback, folded (no script needed)
+        return f"<li><details><summary>{head}</summary><pre>{_h(why.strip()[:4000])}</pre></details></li>"
+    return f"<li>{head}</li>"
+
+
+def _html_block(b: Block) -> list[str]:
+    if isinstance(b, Paragraph):
+        cls = f' class="{b.cls}"' if b.cls else ""
+        lead = f"<strong>{_h(b.lead)}</strong> " if b.lead else ""
+        return [f"<p{cls}>{lead}{_h(b.text)}</p>"]
+    if isinstance(b, Bullets):
+        classes = b.item_classes or ("",) * len(b.items)
+        items = [f'<li class="{_h(c)}">{_h(t)}</li>' if c else f"<li>{_h(t)}</li>"
+                 for t, c in zip(b.items, classes)]
+        return [f'<ul class="{b.cls}">', *items, "</ul>"]
+    if isinstance(b, Failures):
+        return ['<ul class="failures">', *(_html_failure(*f) for f in b.items), "</ul>"]
+    if isinstance(b, Table):
+        return [_html_table(b)]
+    if isinstance(b, Heading):
+        return [f"<h3>{_h(b.text)}</h3>"]
+    if isinstance(b, Image):
+        b64 = base64.b64encode(b.figure.png).decode("ascii")
+        return [f'<figure><img alt="{_h(b.figure.title)}" src="data:image/png;base64,{b64}">'
+                f"<figcaption>{_h(b.figure.caption)}</figcaption></figure>"]
+    return [b.html]
+
+
+def render_html(doc: Document) -> str:
+    """``report.html``: the same document as one self-contained page (every name escaped, no scripts)."""
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -903,75 +1059,22 @@ def _render_html(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "img-src data:; style-src 'unsafe-inline'\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Study report: {_h(study_name)}</title>",
+        f"<title>Study report: {_h(doc.study_name)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>Study report: {_h(study_name)}</h1>",
-        f'<p class="meta">Baseline <strong>{_h(baseline)}</strong> · primary metric {_h(a.primary)} · '
-        f"metrics {_h(', '.join(a.metrics))} · α = {s.alpha:g} · archlab {_h(__version__)}</p>",
+        f"<h1>Study report: {_h(doc.study_name)}</h1>",
+        f'<p class="meta">Baseline <strong>{_h(doc.baseline)}</strong> · primary metric {_h(doc.primary)} · '
+        f"metrics {_h(', '.join(doc.metrics))} · α = {doc.alpha:g} · archlab {_h(__version__)}</p>",
     ]
-    if not a.datasets:
-        out.append("<p>No runs yet.</p></body></html>")
-        return "\n".join(out) + "\n"
-    out.append('<section id="answer"><h2>Answer</h2><ul class="answer">')
-    answers = _answer_lines(a)
-    out += [f'<li class="{_h(o)}">{_h(t)}</li>' for o, t in answers] or ["<li>only the baseline was run</li>"]
-    out.append("</ul></section>")
-    for w in a.warnings:
-        out.append(f'<p class="warning"><strong>Warning:</strong> {_h(w)}</p>')
-    if a.context:
-        out.append('<section id="context"><h2>Context</h2><ul class="context">')
-        out += [f"<li>{_h(c)}</li>" for c in a.context]
-        out.append("</ul></section>")
-    head, rows, stats = _sequential_rows(a)
-    if rows:
-        out.append('<section id="seeds"><h2>Seeds used (sequential design)</h2>')
-        out.append(_html_table(head, rows, stats) + "</section>")
-    if a.aggregates:
-        out.append(f'<section id="across"><h2>Across datasets ({_h(a.primary)})</h2>')
-        out.append(_html_table(*_aggregate_rows(a), None))
-        if a.ranking is not None:
-            out.append(f"<p>{_h(_ranking_text(a.ranking))}</p>")
-        out.append("</section>")
-    for k, d in enumerate(a.datasets):
-        out.append(f'<section id="dataset-{k}"><h2>Dataset: {_h(d.name)}</h2>')
-        out.append(f'<p class="status">{_h(_status_line(d.status_counts))}.</p>')
-        if d.failures:
-            out.append('<p>Failed runs:</p><ul class="failures">')
-            for v, s_, why in d.failures:
-                head_ = f"{_h(v)} seed {s_}: {_h(_reason(why))}"
-                if "\n" in why.strip():  # the traceback, folded (no script needed)
-                    full = _h(why.strip()[:4000])
-                    out.append(f"<li><details><summary>{head_}</summary><pre>{full}</pre></details></li>")
-                else:
-                    out.append(f"<li>{head_}</li>")
-            out.append("</ul>")
-        if d.notes:
-            out.append('<p>Notes:</p><ul class="notes">')
-            out += [f"<li>{_h(n)}</li>" for n in d.notes]
-            out.append("</ul>")
-        first = d.per_metric[a.metrics[0]]
-        out.append("<h3>Overview</h3>")
-        out.append(_html_table(*_overview_rows(d, a.metrics), first))
-        for m in a.metrics:
-            unit = " (values in %, differences in percentage points)" if _is_percent(m) else ""
-            tag = " — primary" if m == a.primary else " — exploratory"
-            stats_m = d.per_metric[m]
-            out.append(f"<h3>Test {_h(m)} vs baseline{_h(unit)}{_h(tag)}</h3>")
-            if stats_m:
-                out.append(f'<p class="cilabel">Δ column: {_h(wording.interval_label(stats_m[0]))}.</p>')
-            out.append(_html_table(*_comparison_rows(stats_m, m), stats_m))
-        if d.figures:
-            out.append("<h3>Plots</h3>")
-            for f in d.figures:
-                b64 = base64.b64encode(f.png).decode("ascii")
-                out.append(
-                    f'<figure><img alt="{_h(f.title)}" src="data:image/png;base64,{b64}">'
-                    f"<figcaption>{_h(f.caption)}</figcaption></figure>"
-                )
-        out.append("</section>")
-    out.append('<section id="methods"><h2>Methods</h2>')
-    out += [f'<p class="method">{_h(p)}</p>' for p in _methods(a, min_pairs)]
-    out.append("</section></body></html>")
+    for part in doc.body:
+        if isinstance(part, Section):
+            anchor = f' id="{_h(part.anchor)}"' if part.anchor else ""
+            out.append(f"<section{anchor}><h2>{_h(part.title)}</h2>")
+            for b in part.blocks:
+                out += _html_block(b)
+            out.append("</section>")
+        else:
+            out += _html_block(part)
+    out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
@@ -1088,20 +1191,14 @@ def write_report(
     for d in a.datasets:
         for f in d.figures:
             write_atomic(out_dir / f.file, f.png)
-    md_path, html_path = out_dir / REPORT_MD, out_dir / REPORT_HTML
-    md = _render_md(study_name, baseline, a, min_pairs)
-    page = _render_html(study_name, baseline, a, min_pairs)
-    # `sections` (the study's analyses) go before the Methods, which end the report
-    md_tail = md.index("\n## Methods") if "\n## Methods" in md else len(md)
-    html_tail = page.index('<section id="methods">') if '<section id="methods">' in page else page.index("</body></html>")
-    md_extra, html_extra = "", ""
-    for title, sec_md, sec_html, figs in sections:
+    extra = []
+    for title, sec_md, sec_html, figs in sections:  # the study's analyses, before the Methods
         for file, png, *_ in figs:
             write_atomic(out_dir / file, png)
-        md_extra += f"\n## {_md(title)}\n\n{sec_md.rstrip()}\n"
-        html_extra += f"<section><h2>{_h(title)}</h2>\n{sec_html}</section>\n"
-    md = md[:md_tail] + md_extra + md[md_tail:]
-    page = page[:html_tail] + html_extra + page[html_tail:]
+        extra.append(Section(title, (Rendered(sec_md, sec_html),)))
+    doc = _document(study_name, baseline, a, min_pairs, extra)
+    md_path, html_path = out_dir / REPORT_MD, out_dir / REPORT_HTML
+    md, page = render_markdown(doc), render_html(doc)
     write_atomic(md_path, md.encode("utf-8"))
     write_atomic(html_path, page.encode("utf-8"))
     return md_path, html_path

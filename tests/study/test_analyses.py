@@ -30,6 +30,7 @@ from archlab.study.analyses import (
 from archlab.study.config import Study
 from archlab.study.runner import run_study
 from archlab.study.stats import compare_variants
+from archlab.study.wording import verdict_text
 from archlab.study.store import DB_NAME, StudyStore
 
 TINY = {
@@ -283,7 +284,7 @@ def test_rotation_invariant_conv_is_more_robust_to_rotation(tmp_path):
     rows = store.rows()
     stats = compare_variants(rows, baseline="plain", metric="rotation.pct_angles_correct")
     rot = next(s for s in stats if s.variant == "rot4_all")
-    assert rot.outcome == "better", rot.verdict
+    assert rot.outcome == "better", verdict_text(rot)
     assert rot.paired.mean_diff > 10  # percentage points of angles classified correctly
     # the plain net is near-perfect upright: robustness, not accuracy, is what differs
     plain_acc = np.mean([r["test"]["accuracy"] for r in rows if r["variant"] == "plain"])
