@@ -13,6 +13,13 @@ optimizer, schedule, threads and hardware), how many seeds each comparison used 
 and failures, an overview, one comparison table per metric, learning curves and per-seed
 distributions. It ends with a Methods section that a paper can cite.
 
+The report is one :class:`Document`: the title line and a sequence of :class:`Section` (heading
+and blocks: :class:`Paragraph`, :class:`Bullets`, :class:`Failures`, :class:`Table`,
+:class:`Heading`, :class:`Image`, and :class:`Rendered` for an analysis that renders itself), built
+once by :func:`_document` and rendered by :func:`render_markdown` and :func:`render_html` (same
+content). The study's analyses are sections placed before the Methods. Every sentence about a
+verdict comes from :mod:`archlab.study.wording`; this module only lays them out.
+
 Settings come from the study (:class:`ReportSettings`, read from the stored study meta), with
 defaults, so folders written by older versions still report.
 
@@ -48,13 +55,14 @@ from archlab import __version__
 from archlab.errors import ConfigError, OutputWriteError
 from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variants
 from archlab.study.config import DEFAULT_MARGINS  # the one source of the default margins (and their reason)
-from archlab.study.sequential import plan_looks
-from archlab.study.metrics import metric_direction
-from archlab.study.stats import VariantStats, compare_variants
 from archlab.study import wording
+from archlab.study.metrics import metric_direction
+from archlab.study.sequential import plan_looks
+from archlab.study.stats import VariantStats, compare_variants
 from archlab.study.wording import format_diff, format_margin, format_p
 
-__all__ = ["write_report", "markdown_table", "ReportSettings", "REPORT_MD", "REPORT_HTML",
+__all__ = ["write_report", "markdown_table", "render_markdown", "render_html", "Document", "Section",
+           "ReportSettings", "REPORT_MD", "REPORT_HTML",
            "DEFAULT_MARGINS", "SMALL_TEST_SET"]
 
 REPORT_MD = "report.md"

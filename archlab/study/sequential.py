@@ -59,6 +59,10 @@ in the decision and the comparison uses the remaining pairs ("on k of n seeds").
 only once every seed ``< n`` of both sides has finished or failed (nothing pending or running),
 so the decisions are a deterministic function of the stored rows: the runner after a round and
 the report later compute the same thing.
+
+A :class:`SequentialDecision` holds numbers and :class:`~archlab.study.verdicts.Reason` codes
+(``STOPPED``; ``CONTINUING`` or ``MAX_SEEDS_REACHED`` with the cause; ``WAITING_FIRST_LOOK``);
+:func:`archlab.study.wording.sequential_reason` says it in words.
 """
 
 from __future__ import annotations

@@ -1,7 +1,17 @@
 """Statistics over stored study runs: spread, intervals, paired tests, power and the four verdicts.
 
 Pure functions: they read run rows (plain dicts, see :func:`compare_variants`) and return frozen
-dataclasses; nothing is written and nothing random happens without an explicit seed.
+dataclasses of **numbers and codes** — a :class:`~archlab.study.verdicts.Verdict`, the
+:class:`~archlab.study.verdicts.Reason` codes that explain it, :class:`~archlab.study.verdicts.Note`
+codes for anomalous runs, and every number a sentence needs (pairs, lost seeds, the deciding
+interval, detectable difference, seeds needed, ...). No sentence is written here:
+:mod:`archlab.study.wording` words the results. Nothing is stored and nothing random happens
+without an explicit seed.
+
+:func:`compare_variants` runs in steps: group the rows, describe each (dataset, variant)
+(counts, failures, spread), compare it with the baseline (pairs, paired tests, the deciding
+interval, verdict and reasons), then the checks beside the verdict (seeds × images, failure rates).
+A new condition is a new code in :mod:`archlab.study.verdicts`, set in the step that detects it.
 
 **The verdict** of a comparison (variant vs baseline, one metric, one dataset) is read off one
 confidence interval of the mean paired difference ``variant - baseline`` over seeds (pairing run
@@ -1033,6 +1043,15 @@ def _checks(var_side: _Side, base_side: _Side, info: dict[str, Any], design: _De
     return out
 
 
+def _check_comparison(alpha: float, confidence: float, min_pairs: int, margin: float | None, metric: str) -> None:
+    _check_alpha(alpha)
+    _check_confidence(confidence)
+    if min_pairs < 2:
+        raise ConfigError(f"min_pairs must be >= 2 (a paired t-test needs two pairs), got {min_pairs!r}")
+    if margin is not None and not (margin > 0 and math.isfinite(margin)):
+        raise ConfigError(f"the equivalence margin of {metric!r} must be a positive number, got {margin!r}")
+
+
 def compare_variants(
     runs: Sequence[Mapping[str, Any]],
     *,
@@ -1058,7 +1077,8 @@ def compare_variants(
 
     The steps: :func:`_group` the rows, :func:`_describe` each (dataset, variant), :func:`_compare`
     it with the baseline (pairs, tests, the deciding interval, the verdict and its reasons), then
-    :func:`_checks` (seeds × images, failure rates). Words: :mod:`archlab.study.wording`.
+    :func:`_checks` (seeds × images, failure rates); the body is ~35 lines, the rest is this
+    docstring. Words: :mod:`archlab.study.wording`.
 
     Args:
         runs: the study's run rows.
@@ -1087,12 +1107,7 @@ def compare_variants(
         DataError: the same (dataset, variant, seed) twice, or paired runs tested on different
             targets.
     """
-    _check_alpha(alpha)
-    _check_confidence(confidence)
-    if min_pairs < 2:
-        raise ConfigError(f"min_pairs must be >= 2 (a paired t-test needs two pairs), got {min_pairs!r}")
-    if margin is not None and not (margin > 0 and math.isfinite(margin)):
-        raise ConfigError(f"the equivalence margin of {metric!r} must be a positive number, got {margin!r}")
+    _check_comparison(alpha, confidence, min_pairs, margin, metric)
     higher_is_better, percent = metric_direction(metric)
     if not runs:
         return []
