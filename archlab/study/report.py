@@ -57,6 +57,7 @@ from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variant
 from archlab.study.config import DEFAULT_MARGINS  # the one source of the default margins (and their reason)
 from archlab.study import wording
 from archlab.study.metrics import metric_direction
+from archlab.study.record import RunRecord
 from archlab.study.sequential import plan_looks
 from archlab.study.stats import VariantStats, compare_variants
 from archlab.study.wording import format_diff, format_margin, format_p
@@ -351,19 +352,19 @@ def _primary(metrics: tuple[str, ...], settings: ReportSettings) -> tuple[str, t
     return p, (p,) + tuple(m for m in metrics if m != p)
 
 
-def _split_sizes(runs: Sequence[Mapping[str, Any]], ds: str) -> dict[str, int | None]:
+def _split_sizes(runs: Sequence[RunRecord], ds: str) -> dict[str, int | None]:
     """Train/val/test sizes of a dataset from the first finished run that recorded them."""
     out: dict[str, int | None] = {"train": None, "val": None, "test": None}
     for r in runs:
-        if str(r.get("dataset")) != ds or r.get("status") != "done":
+        if str(r.dataset) != ds or r.status != "done":
             continue
-        prov = r.get("provenance") if isinstance(r.get("provenance"), Mapping) else {}
+        prov = r.provenance if isinstance(r.provenance, Mapping) else {}
         sizes = prov.get("split_sizes") if isinstance(prov.get("split_sizes"), Mapping) else {}
         for k in out:
             if out[k] is None and isinstance(sizes.get(k), int):
                 out[k] = int(sizes[k])
-        if out["test"] is None and r.get("test_targets"):
-            out["test"] = len(r["test_targets"])
+        if out["test"] is None and r.test_targets:
+            out["test"] = len(r.test_targets)
         if all(v is not None for v in out.values()):
             break
     return out
@@ -397,11 +398,11 @@ def _describe_train(cfg: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _hardware(runs: Sequence[Mapping[str, Any]]) -> str | None:
+def _hardware(runs: Sequence[RunRecord]) -> str | None:
     seen = []
     for r in runs:
-        prov = r.get("provenance")
-        if r.get("status") != "done" or not isinstance(prov, Mapping):
+        prov = r.provenance
+        if r.status != "done" or not isinstance(prov, Mapping):
             continue
         bits = []
         if prov.get("gpu"):
@@ -426,7 +427,7 @@ def _hardware(runs: Sequence[Mapping[str, Any]]) -> str | None:
     return seen[0] + (f" (and {len(seen) - 1} other setup{'s' if len(seen) > 2 else ''})" if len(seen) > 1 else "")
 
 
-def _context(runs: Sequence[Mapping[str, Any]], baseline: str, settings: ReportSettings,
+def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
              datasets: list[_Dataset]) -> tuple[list[str], list[str]]:
     lines, warnings = [], []
     if settings.description:
@@ -441,16 +442,16 @@ def _context(runs: Sequence[Mapping[str, Any]], baseline: str, settings: ReportS
         text += f": {desc}" if desc else ""
         text += f" [{'; '.join(over)}]" if over else ""
         lines.append(text)
-    base_cfg = next((r.get("config") for r in runs if str(r.get("variant")) == baseline
-                     and isinstance(r.get("config"), Mapping)), None)
+    base_cfg = next((r.config for r in runs if str(r.variant) == baseline
+                     and isinstance(r.config, Mapping)), None)
     if base_cfg:
         lines.append(f"Training ({baseline}): {_describe_train(base_cfg)}")
     if settings.split == "per_seed":
         lines.append("Split: train/val redrawn per seed (identical across the variants of a seed)")
     for d in datasets:
         # which data a dataset label stands for (two image folders of one size differ by root only)
-        data_cfg = next((r["config"]["data"] for r in runs if str(r.get("dataset")) == d.name
-                         and isinstance(r.get("config"), Mapping) and isinstance(r["config"].get("data"), Mapping)),
+        data_cfg = next((r.config["data"] for r in runs if str(r.dataset) == d.name
+                         and isinstance(r.config, Mapping) and isinstance(r.config.get("data"), Mapping)),
                         None)
         if data_cfg:
             opts = ", ".join(f"{k}={v}" for k, v in sorted((data_cfg.get("options") or {}).items()))
@@ -473,7 +474,7 @@ def _context(runs: Sequence[Mapping[str, Any]], baseline: str, settings: ReportS
 
 
 def _analyse(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     baseline: str,
     metrics: tuple[str, ...],
     settings: ReportSettings,
@@ -481,7 +482,7 @@ def _analyse(
     with_figures: bool,
 ) -> _Analysis:
     primary, metrics = _primary(metrics, settings)
-    family = max(1, len({(str(r["dataset"]), str(r["variant"])) for r in runs if str(r["variant"]) != baseline}))
+    family = max(1, len({(str(r.dataset), str(r.variant)) for r in runs if str(r.variant) != baseline}))
     looks = settings.looks()
     per_metric = {
         m: compare_variants(
@@ -535,7 +536,7 @@ def _png(fig: Figure) -> bytes:
 
 
 def _learning_curves(
-    runs: Sequence[Mapping[str, Any]], ds: str, variants: list[str], metric: str
+    runs: Sequence[RunRecord], ds: str, variants: list[str], metric: str
 ) -> Figure | None:
     key = f"val_{metric}"
     scale = 100.0 if _is_percent(metric) else 1.0
@@ -547,11 +548,11 @@ def _learning_curves(
     for i, var in enumerate(variants):
         curves = []
         for r in runs:
-            if (str(r.get("dataset")), str(r.get("variant")), r.get("status")) != (ds, var, "done"):
+            if (str(r.dataset), str(r.variant), r.status) != (ds, var, "done"):
                 continue
             ys = [
                 float(row[key]) if row.get(key) is not None else math.nan
-                for row in (r.get("history") or [])
+                for row in (r.history or [])
             ]
             if ys:
                 curves.append(ys)
@@ -637,7 +638,7 @@ def _distribution(stats: list[VariantStats], metric: str) -> Figure | None:
 
 
 def _figures(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     ds: str,
     tables: dict[str, list[VariantStats]],
     metrics: Sequence[str],
@@ -1103,7 +1104,7 @@ def _settings(settings: ReportSettings | Mapping[str, Any] | None, alpha: float 
 
 
 def markdown_table(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     baseline: str,
     *,
     metric: str = "accuracy",
@@ -1142,7 +1143,7 @@ def markdown_table(
 
 
 def write_report(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     out_dir: Path,
     *,
     study_name: str,

@@ -71,13 +71,13 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
 from archlab.errors import ConfigError
 from archlab.study.metrics import metric_direction, run_test_size
+from archlab.study.record import RunRecord
 from archlab.study.verdicts import Reason, Verdict
 
 __all__ = [
@@ -480,15 +480,15 @@ def calibrated_t_boundaries(pairs: Sequence[int], cum_alpha: Sequence[float], *,
     return tuple(out)
 
 
-def _value(row: Mapping[str, Any], metric: str) -> float | None:
-    test = row.get("analysis") if "." in metric else row.get("test")  # analysis numbers have a "."
+def _value(row: RunRecord, metric: str) -> float | None:
+    test = row.analysis if "." in metric else row.test  # analysis numbers have a "."
     if not isinstance(test, Mapping) or test.get(metric) is None:
         return None
     v = float(test[metric])
     return v if math.isfinite(v) else None
 
 
-def _resolution(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
+def _resolution(a: RunRecord, b: RunRecord, metric: str) -> float:
     """The grid of a paired difference: 1/N for accuracy on N test images, else 1e-12."""
     if metric == "accuracy":
         n = run_test_size(a) or run_test_size(b)
@@ -497,22 +497,22 @@ def _resolution(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> floa
     return 1e-12
 
 
-def family_size(rows: Sequence[Mapping[str, Any]], baseline: str) -> int:
+def family_size(rows: Sequence[RunRecord], baseline: str) -> int:
     """Number of (dataset, variant) comparisons against ``baseline`` in ``rows`` (at least 1)."""
-    return max(1, len({(str(r["dataset"]), str(r["variant"])) for r in rows if str(r["variant"]) != baseline}))
+    return max(1, len({(str(r.dataset), str(r.variant)) for r in rows if str(r.variant) != baseline}))
 
 
 def comparison_inputs(
-    rows: Sequence[Mapping[str, Any]], *, baseline: str, metric: str
+    rows: Sequence[RunRecord], *, baseline: str, metric: str
 ) -> dict[tuple[str, str], tuple[dict[int, float], list[int], int]]:
     """Per (dataset, variant): paired differences by seed, lost seeds and the completeness bound.
 
     ``complete_through`` is the smallest seed that is not finished-or-failed on both sides (seeds
     are taken in the runner's order 0, 1, 2, ...).
     """
-    by: dict[str, dict[str, dict[int, Mapping[str, Any]]]] = {}
+    by: dict[str, dict[str, dict[int, RunRecord]]] = {}
     for r in rows:
-        by.setdefault(str(r["dataset"]), {}).setdefault(str(r["variant"]), {})[int(r["seed"])] = r
+        by.setdefault(str(r.dataset), {}).setdefault(str(r.variant), {})[int(r.seed)] = r
     out = {}
     for ds, variants in by.items():
         base = variants.get(baseline, {})
@@ -524,14 +524,14 @@ def comparison_inputs(
             complete_through = 0
             for s in sorted(set(runs) | set(base)):
                 a, b = runs.get(s), base.get(s)
-                terminal = a is not None and b is not None and a.get("status") in ("done", "failed") \
-                    and b.get("status") in ("done", "failed")
+                terminal = a is not None and b is not None and a.status in ("done", "failed") \
+                    and b.status in ("done", "failed")
                 if terminal and s == complete_through:
                     complete_through = s + 1
                 if a is None or b is None:
                     continue
-                va = _value(a, metric) if a.get("status") == "done" else None
-                vb = _value(b, metric) if b.get("status") == "done" else None
+                va = _value(a, metric) if a.status == "done" else None
+                vb = _value(b, metric) if b.status == "done" else None
                 if va is not None and vb is not None:
                     # on the metric's grid: an accuracy is a count of images / N, so equal counts give
                     # equal differences even when the floats differ in the last bit
@@ -544,7 +544,7 @@ def comparison_inputs(
 
 
 def sequential_decisions(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[RunRecord],
     *,
     baseline: str,
     metric: str,

@@ -74,6 +74,7 @@ from scipy import stats as sps
 
 from archlab.errors import ConfigError, DataError, UnknownNameError
 from archlab.study.metrics import RATE_METRICS, metric_direction, run_test_size
+from archlab.study.record import RunRecord
 from archlab.study.sequential import SequentialDecision, interval_verdict, sequential_decisions
 from archlab.study.verdicts import Interval, Note, Reason, Verdict
 
@@ -779,38 +780,38 @@ def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
 # From run rows to per-variant statistics
 
 
-def _metric_value(run: Mapping[str, Any], metric: str) -> float | None:
+def _metric_value(run: RunRecord, metric: str) -> float | None:
     # "rotation.pct_angles_correct": a per-run analysis number (archlab.study.analyses)
-    test = run.get("analysis") if "." in metric else run.get("test")
+    test = run.analysis if "." in metric else run.test
     if not isinstance(test, Mapping) or test.get(metric) is None:
         return None
     v = float(test[metric])
     return v if math.isfinite(v) else None
 
 
-def _first_not_none(runs: Sequence[Mapping[str, Any]], key: str) -> int | None:
+def _first_not_none(runs: Sequence[RunRecord], key: str) -> int | None:
     for r in runs:
-        if r.get(key) is not None:
-            return int(r[key])
+        if getattr(r, key) is not None:
+            return int(getattr(r, key))
     return None
 
 
-def _correctness(run: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    preds, targets = run.get("test_predictions"), run.get("test_targets")
+def _correctness(run: RunRecord) -> tuple[np.ndarray, np.ndarray] | None:
+    preds, targets = run.test_predictions, run.test_targets
     if preds is None or targets is None:
         return None
     p = np.asarray(preds, dtype=np.int64)
     t = np.asarray(targets, dtype=np.int64)
     if p.shape != t.shape or p.ndim != 1:
         raise DataError(
-            f"run ({run.get('dataset')!r}, {run.get('variant')!r}, seed {run.get('seed')}) has "
+            f"run ({run.dataset!r}, {run.variant!r}, seed {run.seed}) has "
             f"{p.size} test predictions but {t.size} test targets; they must match one to one"
         )
     return p == t, t
 
 
 def _image_test_for(
-    base_runs: Mapping[int, Mapping[str, Any]], var_runs: Mapping[int, Mapping[str, Any]],
+    base_runs: Mapping[int, RunRecord], var_runs: Mapping[int, RunRecord],
     seeds: Sequence[int],
 ) -> tuple[ImageTest | None, bool]:
     """The seeds × images test over ``seeds``, and whether it was skipped because the test
@@ -822,7 +823,7 @@ def _image_test_for(
             return None, False
         if bc[1].shape != vc[1].shape or not np.array_equal(bc[1], vc[1]):
             raise DataError(
-                f"seed {s}: variant {var_runs[s].get('variant')!r} and the baseline were tested on "
+                f"seed {s}: variant {var_runs[s].variant!r} and the baseline were tested on "
                 "different test targets; runs of one seed must share the split. Re-run the study "
                 "so that every variant of a seed uses the same data split"
             )
@@ -860,24 +861,24 @@ class _Design:
 class _Side:
     """One (dataset, variant): its runs by seed and what they give on the metric."""
 
-    runs: dict[int, Mapping[str, Any]]
+    runs: dict[int, RunRecord]
     values: dict[int, float]  # seed -> finite test value of the metric (finished runs)
     lost: set[int]  # failed, or finished without a finite value
 
 
-def _side(by_seed: Mapping[int, Mapping[str, Any]], metric: str) -> _Side:
+def _side(by_seed: Mapping[int, RunRecord], metric: str) -> _Side:
     values = {s: v for s, r in by_seed.items()
-              if r.get("status") == "done" and (v := _metric_value(r, metric)) is not None}
-    lost = {s for s, r in by_seed.items() if r.get("status") == "failed"
-            or (r.get("status") == "done" and s not in values)}
+              if r.status == "done" and (v := _metric_value(r, metric)) is not None}
+    lost = {s for s, r in by_seed.items() if r.status == "failed"
+            or (r.status == "done" and s not in values)}
     return _Side(dict(by_seed), values, lost)
 
 
-def _group(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[int, Mapping[str, Any]]]]:
+def _group(runs: Sequence[RunRecord]) -> dict[str, dict[str, dict[int, RunRecord]]]:
     """``{dataset: {variant: {seed: run}}}`` in order of first appearance; a repeat is an error."""
-    grouped: dict[str, dict[str, dict[int, Mapping[str, Any]]]] = {}
+    grouped: dict[str, dict[str, dict[int, RunRecord]]] = {}
     for r in runs:
-        ds, var, s = str(r["dataset"]), str(r["variant"]), int(r["seed"])
+        ds, var, s = str(r.dataset), str(r.variant), int(r.seed)
         by_seed = grouped.setdefault(ds, {}).setdefault(var, {})
         if s in by_seed:
             raise DataError(
@@ -895,15 +896,15 @@ def _describe(ds: str, var: str, side: _Side, design: _Design) -> dict[str, Any]
     failures, missing = [], []
     for s in seeds_sorted:
         r = side.runs[s]
-        st = str(r.get("status"))
+        st = str(r.status)
         counts[st] = counts.get(st, 0) + 1
         if st == "failed":
-            failures.append((s, str(r.get("error") or "no reason recorded")))
+            failures.append((s, str(r.error or "no reason recorded")))
         elif st == "done" and s not in side.values:
             missing.append(s)
-    done_runs = [side.runs[s] for s in seeds_sorted if side.runs[s].get("status") == "done"]
-    all_runs = done_runs + [side.runs[s] for s in seeds_sorted if side.runs[s].get("status") != "done"]
-    secs = [float(r["train_seconds"]) for r in done_runs if r.get("train_seconds") is not None]
+    done_runs = [side.runs[s] for s in seeds_sorted if side.runs[s].status == "done"]
+    all_runs = done_runs + [side.runs[s] for s in seeds_sorted if side.runs[s].status != "done"]
+    secs = [float(r.train_seconds) for r in done_runs if r.train_seconds is not None]
     sizes = {n for r in done_runs if (n := run_test_size(r))}
     values = [side.values[s] for s in sorted(side.values)]
     bounds = (0.0, 1.0) if design.percent else None
@@ -1031,11 +1032,11 @@ def _checks(var_side: _Side, base_side: _Side, info: dict[str, Any], design: _De
             notes.append(Note.TEST_IMAGES_DIFFER)
         if it is not None and info["outcome"] in (Verdict.BETTER, Verdict.WORSE) and it.p >= design.level:
             reasons.append(Reason.NOT_CONFIRMED_BY_IMAGES)
-    var_fail = sum(1 for r in var_side.runs.values() if r.get("status") == "failed")
-    base_fail = sum(1 for r in base_side.runs.values() if r.get("status") == "failed")
+    var_fail = sum(1 for r in var_side.runs.values() if r.status == "failed")
+    base_fail = sum(1 for r in base_side.runs.values() if r.status == "failed")
     if var_fail or base_fail:
-        nv = sum(1 for r in var_side.runs.values() if r.get("status") in ("done", "failed"))
-        nb = sum(1 for r in base_side.runs.values() if r.get("status") in ("done", "failed"))
+        nv = sum(1 for r in var_side.runs.values() if r.status in ("done", "failed"))
+        nb = sum(1 for r in base_side.runs.values() if r.status in ("done", "failed"))
         out["failure_counts"] = (var_fail, nv, base_fail, nb)
         out["failure_p"] = failure_test(var_fail, nv, base_fail, nb)
         notes.append(Note.FAILURES)
@@ -1053,7 +1054,7 @@ def _check_comparison(alpha: float, confidence: float, min_pairs: int, margin: f
 
 
 def compare_variants(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     *,
     baseline: str,
     metric: str = "accuracy",
@@ -1111,7 +1112,7 @@ def compare_variants(
     higher_is_better, percent = metric_direction(metric)
     if not runs:
         return []
-    variants_seen = list(dict.fromkeys(str(r["variant"]) for r in runs))
+    variants_seen = list(dict.fromkeys(str(r.variant) for r in runs))
     if baseline not in variants_seen:
         raise UnknownNameError("baseline variant", baseline, variants_seen)
     grouped = _group(runs)

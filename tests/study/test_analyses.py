@@ -64,19 +64,19 @@ def test_smoke_study_with_analyses(tmp_path):
     events = []
     store = run_study(study, tmp_path, workers=1, on_event=lambda k, key, info: events.append((k, info)))
     rows = store.rows()
-    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    assert len(rows) == 4 and all(r.status == "done" for r in rows)
     for r in rows:
-        a = r["analysis"]
+        a = r.analysis
         for key in ("rotation.pct_angles_correct", "rotation.mean_prob", "transplant.accuracy",
                     "transplant.pct_angles_correct", "convergence.val_auc", "efficiency.metric_per_mparam"):
-            assert key in a and np.isfinite(a[key]), (r["variant"], key)
+            assert key in a and np.isfinite(a[key]), (r.variant, key)
         assert 0 <= a["rotation.pct_angles_correct"] <= 100 and 0 <= a["rotation.mean_prob"] <= 1
         # the baseline's "transplant" is its own weights: the same numbers as its rotation analysis
-        if r["variant"] == "plain":
+        if r.variant == "plain":
             assert a["transplant.pct_angles_correct"] == pytest.approx(a["rotation.pct_angles_correct"])
-            assert a["transplant.accuracy"] == pytest.approx(r["test"]["accuracy"], abs=1e-6)  # float32 metric
+            assert a["transplant.accuracy"] == pytest.approx(r.test["accuracy"], abs=1e-6)  # float32 metric
         # efficiency = test metric / (params / 1e6)
-        assert a["efficiency.metric_per_mparam"] == pytest.approx(r["test"]["accuracy"] / (r["params"] / 1e6))
+        assert a["efficiency.metric_per_mparam"] == pytest.approx(r.test["accuracy"] / (r.params / 1e6))
     data = load_analysis_data(store)
     assert len(data) == 4 * 4
     rot = data[(rows[0]["id"], "rotation")]
@@ -237,7 +237,7 @@ def test_kill_9_during_the_analysis_phase_stores_each_result_once(tmp_path):
     ).fetchall()
     assert all(n == 1 for *_, n in per_run)
     assert {k for _, k, _ in per_run} >= {"rotation.pct_angles_correct", "rotation.mean_prob", "convergence.val_auc"}
-    assert all("rotation.pct_angles_correct" in r["analysis"] for r in store.rows(with_predictions=False))
+    assert all("rotation.pct_angles_correct" in r.analysis for r in store.rows(with_predictions=False))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def test_rotation_invariant_conv_is_more_robust_to_rotation(tmp_path):
     assert rot.outcome == "better", verdict_text(rot)
     assert rot.paired.mean_diff > 10  # percentage points of angles classified correctly
     # the plain net is near-perfect upright: robustness, not accuracy, is what differs
-    plain_acc = np.mean([r["test"]["accuracy"] for r in rows if r["variant"] == "plain"])
+    plain_acc = np.mean([r.test["accuracy"] for r in rows if r.variant == "plain"])
     assert plain_acc > 0.9
 
 
@@ -307,23 +307,23 @@ def test_gates_excitation_feature_reuse_and_generalization_gap(tmp_path):
     })
     store = run_study(study, tmp_path, workers=1)
     rows = store.rows()
-    assert all(r["status"] == "done" for r in rows), [r["error"] for r in rows]
+    assert all(r.status == "done" for r in rows), [r.error for r in rows]
     data = load_analysis_data(store)
-    by = {(r["variant"], r["seed"]): r for r in rows}
+    by = {(r.variant, r.seed): r for r in rows}
     for (variant, seed), r in by.items():
-        gg = r["analysis"]
-        assert gg["generalization_gap.gap"] == pytest.approx(gg["generalization_gap.train"] - r["test"]["accuracy"])
+        gg = r.analysis
+        assert gg["generalization_gap.gap"] == pytest.approx(gg["generalization_gap.train"] - r.test["accuracy"])
         assert 0 <= gg["generalization_gap.train"] <= 1
-        gates, exc, reuse = (data[(r["id"], a)] for a in ("gates", "excitation", "feature_reuse"))
+        gates, exc, reuse = (data[(r.id, a)] for a in ("gates", "excitation", "feature_reuse"))
         assert ("skipped" in gates) == (variant != "connected")
         assert ("skipped" in exc) == (variant != "se")
         assert ("skipped" in reuse) == (variant != "dense")
     finals = []
     for seed in (0, 1):
         r = by[("connected", seed)]
-        g = data[(r["id"], "gates")]
+        g = data[(r.id, "gates")]
         assert all(len(t) == 2 for t in g["trajectory"].values())  # one entry per epoch
-        assert r["analysis"]["gates.mean_final"] == pytest.approx(np.mean(g["final"]))
+        assert r.analysis["gates.mean_final"] == pytest.approx(np.mean(g["final"]))
         finals.append(g["final"])
         e = data[(by[("se", seed)]["id"], "excitation")]
         assert e["classes"] == [0, 1, 2] and all(len(v) == 3 for v in e["blocks"].values())

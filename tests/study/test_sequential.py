@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from archlab.errors import ConfigError
+from archlab.study.record import RunRecord
 from archlab.study.sequential import (
     SequentialDecision,
     interval_verdict,
@@ -182,8 +183,8 @@ def test_equal_variants_come_out_equivalent_with_a_wide_margin():
 
 
 def _row(variant, seed, acc, status="done"):
-    return {"dataset": "d", "variant": variant, "seed": seed, "status": status,
-            "test": {"accuracy": acc} if status == "done" else None}
+    return RunRecord(dataset="d", variant=variant, seed=seed, status=status,
+                     test={"accuracy": acc} if status == "done" else None)
 
 
 def test_decisions_from_rows_are_deterministic_and_split_alpha():
@@ -202,7 +203,7 @@ def test_decisions_from_rows_are_deterministic_and_split_alpha():
     assert sequential_decisions(list(reversed(rows)), baseline="a", metric="accuracy", margin=0.01,
                                 alpha=0.05, looks=looks) == dec
     # a pending seed holds the look back: the decision waits for it
-    pending = [r for r in rows if not (r["variant"] == "bad" and r["seed"] == 1)] + [_row("bad", 1, None, "running")]
+    pending = [r for r in rows if not (r.variant == "bad" and r.seed == 1)] + [_row("bad", 1, None, "running")]
     d = sequential_decisions(pending, baseline="a", metric="accuracy", margin=0.01, alpha=0.05, looks=looks)
     assert d[("d", "bad")].look == 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from archlab.study.stats import (
     tost_power,
     wilcoxon_signed_rank,
 )
+from archlab.study.record import RunRecord
 from archlab.study.verdicts import Interval, Note, Reason, Verdict
 from archlab.study.wording import answer_line, format_p, interval_label, notes, verdict_text
 
@@ -38,13 +40,13 @@ def run(variant, seed, acc=None, *, dataset="digits", status="done", error=None,
     if status == "done":
         test = {"accuracy": acc, "f1_macro": acc, "dice": acc,
                 "loss": loss if loss is not None else 1.0 - acc}
-    return {
-        "dataset": dataset, "variant": variant, "seed": seed, "status": status, "error": error,
-        "params": params if status == "done" else None, "flops": 5000 if status == "done" else None,
-        "train_seconds": 2.0 + seed if status == "done" else None, "test": test, "val": test,
-        "best_epoch": 1 if status == "done" else None, "history": [],
-        "test_predictions": preds, "test_targets": targets,
-    }
+    done = status == "done"
+    return RunRecord(
+        dataset=dataset, variant=variant, seed=seed, status=status, error=error,
+        params=params if done else None, flops=5000 if done else None,
+        train_seconds=2.0 + seed if done else None, test=test, val=test,
+        best_epoch=1 if done else None, history=[], test_predictions=preds, test_targets=targets,
+    )
 
 
 def grid(accs: dict[str, list[float]], **kw):
@@ -386,7 +388,7 @@ def test_equivalent_better_worse_and_the_deciding_interval():
     assert stats["close"].outcome == "equivalent" and stats["good"].outcome == "better"
     assert stats["bad"].outcome == "worse" and verdict_text(stats["bad"]).startswith("worse by -29.")
     for v in ("close", "good", "bad"):
-        d = np.array([r["test"]["accuracy"] for r in runs if r["variant"] == v]) - np.array(base)
+        d = np.array([r.test["accuracy"] for r in runs if r.variant == v]) - np.array(base)
         ref = sps.ttest_rel(d, np.zeros_like(d)).confidence_interval(1 - 0.05 / 3)  # Bonferroni over 3
         assert stats[v].ci == pytest.approx((ref.low, ref.high))
         assert interval_label(stats[v]) == "98.33 % CI (Bonferroni over 3 comparisons)"
@@ -513,10 +515,10 @@ def test_split_per_seed_test_images_skip_the_crossed_test():
 def test_needs_same_targets_within_a_seed():
     runs = [run("base", s, 0.5, preds=[0, 1], targets=[0, 0]) for s in range(3)]
     runs += [run("v", s, 0.5, preds=[0, 1], targets=[0, 0]) for s in range(3)]
-    runs[4]["test_targets"] = [1, 1]
+    runs[4] = replace(runs[4], test_targets=[1, 1])
     with pytest.raises(DataError, match="different test targets"):
         compare_variants(runs, baseline="base")
-    runs[4]["test_targets"] = [0, 0, 0]
+    runs[4] = replace(runs[4], test_targets=[0, 0, 0])
     with pytest.raises(DataError, match="3 test targets"):
         compare_variants(runs, baseline="base")
 
@@ -534,7 +536,7 @@ def test_adaptive_primary_uses_the_sequential_decision():
         assert stats[v].paired_seeds == tuple(range(dec[("digits", v)].look))
     assert stats["twin"].paired_seeds == (0, 1, 2)  # decided at the first look
     assert "group-sequential" in interval_label(stats["bad"])
-    early = [r for r in runs if r["seed"] < 2] + [run("base", 2, status="running")]
+    early = [r for r in runs if r.seed < 2] + [run("base", 2, status="running")]
     waiting = by_variant(compare_variants(early, baseline="base", margin=0.01, looks=looks))["bad"]
     assert waiting.outcome == "inconclusive" and verdict_text(waiting) == (
         "inconclusive: waiting for the first look (3 seeds finished on both sides)")
