@@ -1119,7 +1119,7 @@ def markdown_table(
     are the report's when ``metric`` is the primary metric and ``settings`` are the study's.
 
     Args:
-        runs: the study's run rows (see :func:`archlab.study.stats.compare_variants`).
+        runs: the study's run records (:meth:`archlab.study.store.StudyStore.rows`).
         baseline: the baseline variant.
         metric: the test metric shown.
         alpha: overrides ``settings.alpha``.
@@ -1162,7 +1162,7 @@ def write_report(
     the same rows.
 
     Args:
-        runs: the study's run rows (see :func:`archlab.study.stats.compare_variants`).
+        runs: the study's run records (:meth:`archlab.study.store.StudyStore.rows`).
         out_dir: folder to write into (created if missing).
         study_name: shown in the title.
         baseline: the baseline variant.

@@ -557,7 +557,7 @@ def sequential_decisions(
     """The sequential decision of every (dataset, variant) comparison, from stored run rows.
 
     Args:
-        rows: :meth:`archlab.study.store.StudyStore.rows` dicts (``dataset``, ``variant``,
+        rows: :meth:`archlab.study.store.StudyStore.rows` records (``dataset``, ``variant``,
             ``seed``, ``status``, ``test``).
         baseline: the baseline variant.
         metric: the primary metric.

@@ -1,6 +1,6 @@
 """Statistics over stored study runs: spread, intervals, paired tests, power and the four verdicts.
 
-Pure functions: they read run rows (plain dicts, see :func:`compare_variants`) and return frozen
+Pure functions: they read run records (:class:`~archlab.study.record.RunRecord`) and return frozen
 dataclasses of **numbers and codes** — a :class:`~archlab.study.verdicts.Verdict`, the
 :class:`~archlab.study.verdicts.Reason` codes that explain it, :class:`~archlab.study.verdicts.Note`
 codes for anomalous runs, and every number a sentence needs (pairs, lost seeds, the deciding
@@ -1070,8 +1070,8 @@ def compare_variants(
 ) -> list[VariantStats]:
     """Group run rows by (dataset, variant), pair each variant with the baseline by seed, decide.
 
-    A run row is a dict with at least ``dataset``, ``variant``, ``seed`` and ``status``; finished
-    runs (``status == "done"``) carry ``test`` (metric -> value) and optionally ``params``,
+    Each run is a :class:`~archlab.study.record.RunRecord`; finished runs (``status == "done"``)
+    carry ``test`` (metric -> value) and optionally ``params``,
     ``flops``, ``train_seconds``, ``test_predictions``/``test_targets``, ``provenance`` and
     ``error`` (failed). Only finished runs with a finite test value of ``metric`` enter the
     statistics; the others are counted by status, and a seed that either side lost is named.
@@ -1082,7 +1082,7 @@ def compare_variants(
     docstring. Words: :mod:`archlab.study.wording`.
 
     Args:
-        runs: the study's run rows.
+        runs: the study's run records (:meth:`archlab.study.store.StudyStore.rows`).
         baseline: name of the baseline variant.
         metric: test metric to compare (``accuracy``, ``f1_macro``, ``dice``, ``loss``).
         alpha: the study's family-wise error rate.

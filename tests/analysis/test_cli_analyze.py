@@ -57,7 +57,7 @@ def test_pruned_variant_trains_in_the_same_study(tmp_path, capsys):
     assert set(rows) == {"full", "pruned_1"} and all(r.status == "done" for r in rows.values())
     model = engine.load_run(run)[0]
     pruned = model.prune(1.0)
-    assert rows["pruned_1"]["params"] == sum(p.numel() for p in pruned.parameters()) != rows["full"]["params"]
+    assert rows["pruned_1"].params == sum(p.numel() for p in pruned.parameters()) != rows["full"].params
     assert sum(len(c) for c in pruned.build_kwargs["connections"]) < sum(len(c) for c in model.backbone.pattern)
 
 

@@ -192,7 +192,7 @@ def test_ctrl_c_in_the_single_process_runner_leaves_the_run_resumable(tmp_path, 
     store = StudyStore(out / "results.sqlite")
     rows = store.rows()
     assert [r.status for r in rows] == ["pending"] * len(ref)  # interrupted, not failed
-    assert rows[0]["error"] is None and rows[0]["attempts"] == 1
+    assert rows[0].error is None and rows[0].attempts == 1
     assert _lock_is_free(out)
     store.close()
     assert metrics(run_study(load_study(path), out, report=False)) == ref

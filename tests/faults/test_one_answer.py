@@ -217,7 +217,7 @@ def test_two_datasets_get_two_folders(tmp_path):
     assert len(rows) == 2 and {r.status for r in rows} == {"done"}
     owners = [json.loads((tmp_path / "out" / "runs" / r.dataset / "a" / "seed0" / "owner.json").read_text()) for r in rows]
     assert {o["dataset"] for o in owners} == {"synthetic16", "other"}
-    assert rows[0]["test_predictions"] != rows[1]["test_predictions"] or rows[0]["test_targets"] != rows[1]["test_targets"]
+    assert rows[0].test_predictions != rows[1].test_predictions or rows[0].test_targets != rows[1].test_targets
 
 
 # --- 4. foreign state is refused -----------------------------------------------------------------

@@ -79,10 +79,10 @@ def test_smoke_study_with_analyses(tmp_path):
         assert a["efficiency.metric_per_mparam"] == pytest.approx(r.test["accuracy"] / (r.params / 1e6))
     data = load_analysis_data(store)
     assert len(data) == 4 * 4
-    rot = data[(rows[0]["id"], "rotation")]
+    rot = data[(rows[0].id, "rotation")]
     assert rot["angles"] == [float(a) for a in range(0, 360, 5)] and len(rot["curve"]) == 72
     assert rot["images"] == len(rot["per_image_pct"]) == 15  # the whole test split (25 % of 60 < 200)
-    assert np.mean(rot["per_image_pct"]) == pytest.approx(rows[0]["analysis"]["rotation.pct_angles_correct"])
+    assert np.mean(rot["per_image_pct"]) == pytest.approx(rows[0].analysis["rotation.pct_angles_correct"])
     assert sum(1 for k, _ in events if k == "analysis") == 16
     # the same paired statistics as accuracy, on an analysis metric
     stats = compare_variants(rows, baseline="plain", metric="rotation.pct_angles_correct")
@@ -106,8 +106,8 @@ def test_smoke_study_with_analyses(tmp_path):
                       on_event=lambda k, key, info: events.append((k, info)))
     assert [i["analysis"] for k, i in events if k == "analysis"] == ["rotation"] * 4
     data = load_analysis_data(store)
-    assert len(data) == 16 and data[(rows[0]["id"], "rotation")]["angles"] == [0.0, 90.0, 180.0, 270.0]
-    assert data[(rows[0]["id"], "rotation")]["options"] == {"images": 200, "step": 90, "batch_size": 512}
+    assert len(data) == 16 and data[(rows[0].id, "rotation")]["angles"] == [0.0, 90.0, 180.0, 270.0]
+    assert data[(rows[0].id, "rotation")]["options"] == {"images": 200, "step": 90, "batch_size": 512}
     n = store.conn.execute("SELECT COUNT(*) FROM final_metrics WHERE split = 'analysis' AND key LIKE 'rotation.%'")
     assert n.fetchone()[0] == 4 * 2
 
@@ -325,10 +325,10 @@ def test_gates_excitation_feature_reuse_and_generalization_gap(tmp_path):
         assert all(len(t) == 2 for t in g["trajectory"].values())  # one entry per epoch
         assert r.analysis["gates.mean_final"] == pytest.approx(np.mean(g["final"]))
         finals.append(g["final"])
-        e = data[(by[("se", seed)]["id"], "excitation")]
+        e = data[(by[("se", seed)].id, "excitation")]
         assert e["classes"] == [0, 1, 2] and all(len(v) == 3 for v in e["blocks"].values())
         assert all(0.0 <= x <= 1.0 for per in e["blocks"].values() for vec in per.values() for x in vec)
-        reuse = data[(by[("dense", seed)]["id"], "feature_reuse")]
+        reuse = data[(by[("dense", seed)].id, "feature_reuse")]
         assert len(reuse["blocks"]) == 3
     md = (tmp_path / "report.md").read_text()
     assert f"| synthetic16 | connected | 2 | {gate_consistency(finals):.3f} |" in md

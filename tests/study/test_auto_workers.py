@@ -39,9 +39,9 @@ def test_auto_runs_every_run_with_one_thread_even_when_resuming(tmp_path):
     first = {(r.variant, r.seed): r for r in rows}
     again = run_study(s, out, workers="auto", report=False)
     redone = {(r.variant, r.seed): r for r in again.rows()}[("a", 0)]
-    assert redone["provenance"]["threads"] == per_core
-    assert redone["test"] == first[("a", 0)]["test"]
-    assert redone["test_predictions"] == first[("a", 0)]["test_predictions"]
+    assert redone.provenance["threads"] == per_core
+    assert redone.test == first[("a", 0)].test
+    assert redone.test_predictions == first[("a", 0)].test_predictions
     again.close()
 
 

@@ -36,7 +36,7 @@ def test_study_commands(tmp_path, capsys):
     assert len(rows) == 4
     for col in ("dataset", "variant", "seed", "status", "test_accuracy", "params", "train_seconds"):
         assert col in rows[0]
-    assert {r.status for r in rows} == {"done"}
+    assert {r["status"] for r in rows} == {"done"}
 
     code, text, _ = run(capsys, "study", "export", out, "--format", "json")
     assert code == 0 and len(json.loads(text)) == 4

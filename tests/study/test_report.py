@@ -288,7 +288,7 @@ def test_bad_arguments(tmp_path):
 
 def _strip(runs):
     """Rows as an old study folder stores them: no config, no provenance."""
-    return [{k: v for k, v in r.items() if k not in ("config", "provenance")} for r in runs]
+    return [replace(r, config=None, provenance=None) for r in runs]
 
 
 def test_old_folder_without_settings_or_provenance(tmp_path):
@@ -345,8 +345,8 @@ def test_across_datasets_section(tmp_path):
         for v, acc in (("base", 0.9), ("good", 0.95), ("bad", 0.6)):
             for s in range(3):
                 a = acc + 0.01 * k + 0.004 * s
-                runs.append(dict(make_run(v, s, acc, dataset=d),
-                                 test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 1 - a}))
+                runs.append(replace(make_run(v, s, acc, dataset=d),
+                                    test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 1 - a}))
     md, html = write_report(runs, tmp_path, study_name="multi", baseline="base", metrics=("accuracy",))
     text = md.read_text(encoding="utf-8")
     across = text.split("## Across datasets (accuracy)")[1].split("\n## ")[0]
@@ -359,7 +359,7 @@ def test_across_datasets_section(tmp_path):
 
 def test_rate_intervals_are_clipped_at_two_seeds(tmp_path):
     runs = [make_run("base", s, 0.9) for s in range(2)]
-    runs += [dict(make_run("top", s, 0.9), test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 0.1})
+    runs += [replace(make_run("top", s, 0.9), test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 0.1})
              for s, a in enumerate((0.99, 1.0))]
     md, _ = write_report(runs, tmp_path, study_name="c", baseline="base", metrics=("accuracy",))
     row = cells(md.read_text(encoding="utf-8").split("### Test accuracy")[1], "top")
