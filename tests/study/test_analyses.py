@@ -28,10 +28,11 @@ from archlab.study.analyses import (
     load_analysis_data,
 )
 from archlab.study.config import Study
+from archlab.study.record import RunRecord
 from archlab.study.runner import run_study
 from archlab.study.stats import compare_variants
-from archlab.study.wording import verdict_text
 from archlab.study.store import DB_NAME, StudyStore
+from archlab.study.wording import verdict_text
 
 TINY = {
     "name": "synthetic",
@@ -140,7 +141,7 @@ def test_every_stored_metric_has_a_direction():
 
 def test_convergence_numbers_from_history():
     hist = [{"epoch": i + 1, "val_accuracy": v, "seconds": 2.0 * (i + 1)} for i, v in enumerate([0.5, 0.7, 0.9, 0.8])]
-    run = _Run({"history": hist}, Path("."), "accuracy")
+    run = _Run(RunRecord(dataset="d", variant="a", seed=0, status="done", history=hist), Path("."), "accuracy")
     ctx = _Context("b", "accuracy", {})
     m, d = _a_convergence(run, {"target": 0.75, "fraction_of_best": 0.95, "metric": None}, ctx)
     assert m["epochs_to_target"] == 3 and m["seconds_to_target"] == 6.0
