@@ -215,10 +215,10 @@ def study_status_cmd(directory: Path = typer.Argument(..., help="study folder"))
         a = agg.setdefault((r.dataset, r.variant), [0, 0, 0])
         a[0 if r.status == "done" else 1 if r.status == "failed" else 2] += 1
         if r.status == "failed":
-            console.print(f"[red]failed[/] {r['dataset']}/{r['variant']}/seed{r['seed']}: "
-                          f"{(r['error'] or '').splitlines()[0]}", highlight=False)
+            console.print(f"[red]failed[/] {r.dataset}/{r.variant}/seed{r.seed}: "
+                          f"{(r.error or '').splitlines()[0]}", highlight=False)
         elif r.status == "running":
-            label = f"{r['dataset']}/{r['variant']}/seed{r['seed']}"
+            label = f"{r.dataset}/{r.variant}/seed{r.seed}"
             rec = read_progress(run_dir(directory, RunKey(dataset=r.dataset, variant=r.variant, seed=r.seed)))
             where = (f"epoch {rec['epoch']}/{rec['epochs']}, step {rec['step']}/{rec['steps_per_epoch']}"
                      if rec else "no progress recorded yet")
