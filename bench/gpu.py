@@ -172,7 +172,7 @@ def study(device: str, p: dict[str, Any]) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         rows = store.rows()
         store.close()
-    acc = statistics.fmean(r["test"]["accuracy"] for r in rows) if rows else float("nan")
+    acc = statistics.fmean(r.test["accuracy"] for r in rows) if rows else float("nan")
     print(f"study: {len(rows)} runs in {seconds:.1f} s", flush=True)
     return {"study": spec, "runs": len(rows), "wall_s": seconds, "mean_test_accuracy": acc,
             "train_images_per_run": int(p["study_samples"] * 0.7) * p["study_epochs"]}

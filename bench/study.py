@@ -57,7 +57,7 @@ TINY: dict[str, Any] = {
 
 def _accuracy(store) -> float:
     rows = store.rows()
-    return statistics.fmean(r["test"]["accuracy"] for r in rows) if rows else float("nan")
+    return statistics.fmean(r.test["accuracy"] for r in rows) if rows else float("nan")
 
 
 def main() -> None:

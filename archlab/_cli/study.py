@@ -212,14 +212,14 @@ def study_status_cmd(directory: Path = typer.Argument(..., help="study folder"))
     table = Table("dataset", "variant", "done", "failed", "left")
     agg: dict[tuple[str, str], list[int]] = {}
     for r in store.rows(with_predictions=False, with_history=False):
-        a = agg.setdefault((r["dataset"], r["variant"]), [0, 0, 0])
-        a[0 if r["status"] == "done" else 1 if r["status"] == "failed" else 2] += 1
-        if r["status"] == "failed":
-            console.print(f"[red]failed[/] {r['dataset']}/{r['variant']}/seed{r['seed']}: "
-                          f"{(r['error'] or '').splitlines()[0]}", highlight=False)
-        elif r["status"] == "running":
-            label = f"{r['dataset']}/{r['variant']}/seed{r['seed']}"
-            rec = read_progress(run_dir(directory, RunKey(dataset=r["dataset"], variant=r["variant"], seed=r["seed"])))
+        a = agg.setdefault((r.dataset, r.variant), [0, 0, 0])
+        a[0 if r.status == "done" else 1 if r.status == "failed" else 2] += 1
+        if r.status == "failed":
+            console.print(f"[red]failed[/] {r.dataset}/{r.variant}/seed{r.seed}: "
+                          f"{(r.error or '').splitlines()[0]}", highlight=False)
+        elif r.status == "running":
+            label = f"{r.dataset}/{r.variant}/seed{r.seed}"
+            rec = read_progress(run_dir(directory, RunKey(dataset=r.dataset, variant=r.variant, seed=r.seed)))
             where = (f"epoch {rec['epoch']}/{rec['epochs']}, step {rec['step']}/{rec['steps_per_epoch']}"
                      if rec else "no progress recorded yet")
             state = "running" if holder is not None else "[yellow]interrupted[/]"
@@ -261,11 +261,11 @@ def study_export_cmd(
         raise ConfigError(f"--format must be csv or json, got {fmt!r}")
     rows = []
     for r in _open_store(directory).rows(with_predictions=False, with_history=False):
-        row = {k: r.get(k) for k in EXPORT_COLUMNS}
-        for split in ("test", "val"):
-            for k, v in (r[split] or {}).items():
+        row = {k: getattr(r, k, None) for k in EXPORT_COLUMNS}
+        for split, metrics in (("test", r.test), ("val", r.val)):
+            for k, v in (metrics or {}).items():
                 row[f"{split}_{k}"] = v
-        row["error"] = (r["error"] or "").splitlines()[0] if r["error"] else None
+        row["error"] = (r.error or "").splitlines()[0] if r.error else None
         rows.append({k: row.get(k) for k in EXPORT_COLUMNS})
     if fmt == "json":
         print(json.dumps(rows, indent=1))

@@ -25,7 +25,7 @@ all runs' numbers of one analysis always come from the same options. A run an an
 gates of a model without gated connections) gets a ``{"skipped": reason}`` row and no numbers.
 
 Every per-run number is compared across variants like accuracy: :func:`archlab.study.stats.compare_variants`
-accepts ``metric="rotation.pct_angles_correct"`` (read from ``row["analysis"]``) with the
+accepts ``metric="rotation.pct_angles_correct"`` (read from ``RunRecord.analysis``) with the
 direction and unit of :data:`ANALYSIS_METRICS`, so the same paired t-test, Wilcoxon, Holm
 correction and verdict rules apply. :func:`analysis_sections` renders those tables and the figures
 for the study report.
@@ -52,6 +52,7 @@ import torch.nn as nn
 
 from archlab.errors import ArchlabError, ConfigError, UnknownNameError
 from archlab.study.metrics import ANALYSIS_METRICS, metric_direction  # noqa: F401  (re-exported)
+from archlab.study.record import RunRecord
 
 __all__ = [
     "ANALYSES",
@@ -133,7 +134,7 @@ class _NotYet(Exception):
 class _Run:
     """One finished run as the analyses see it (the model is loaded on first use)."""
 
-    row: dict[str, Any]
+    row: RunRecord
     folder: Path
     metric: str
     _loaded: tuple | None = field(default=None, repr=False)
@@ -142,7 +143,7 @@ class _Run:
     def config(self):
         from archlab.train.config import TrainConfig
 
-        return TrainConfig.model_validate(self.row["config"])
+        return TrainConfig.model_validate(self.row.config)
 
     def load(self) -> tuple[nn.Module, Any, Any, Callable | None]:
         """``(model in eval mode, config, splits, normalize)`` with the tested weights."""
@@ -226,22 +227,22 @@ def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     from archlab.analysis.transplant import accuracy
 
     model, config, splits, norm = _check_rotatable(run)
-    is_base = run.row["variant"] == ctx.baseline
+    is_base = run.row.variant == ctx.baseline
     if not is_base and not _has_rotation_convs(model):
         raise _Skip("no rotation-invariant convolution: a transplant needs a rotation twin of the baseline")
     if is_base:
         twin, source = model, "itself (the reference every twin is compared with)"
     else:
-        base = ctx.runs.get((run.row["dataset"], ctx.baseline, run.row["seed"]))
+        base = ctx.runs.get((run.row.dataset, ctx.baseline, run.row.seed))
         if base is None:
-            raise _NotYet(f"baseline {ctx.baseline!r} seed {run.row['seed']} has not finished")
+            raise _NotYet(f"baseline {ctx.baseline!r} seed {run.row.seed} has not finished")
         from archlab.errors import CheckpointError
 
         try:
             twin, *_ = _load_model(config, run.folder, weights_from=base.folder)
         except CheckpointError as exc:
             raise _Skip(f"the baseline's weights do not fit this variant's parameters ({exc})") from None
-        source = f"{ctx.baseline} seed {run.row['seed']}"
+        source = f"{ctx.baseline} seed {run.row.seed}"
     images, labels = _test_images(splits, opts["images"])
     rot, data = _rotation_numbers(twin, norm, images, labels, _angles(opts["step"]), opts["batch_size"])
     test = splits.test
@@ -251,7 +252,7 @@ def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
 
 
 def _history_metric(run: _Run, metric: str) -> tuple[list[float], list[float]]:
-    hist = run.row.get("history") or []
+    hist = run.row.history or []
     key = f"val_{metric}"
     vals = [float(h[key]) for h in hist if h.get(key) is not None]
     secs = [float(h.get("seconds") or math.nan) for h in hist if h.get(key) is not None]
@@ -290,7 +291,7 @@ def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, d
     model, config, splits, _ = run.load()
     seg = _is_seg(model)
     metric = opts["metric"] or ("dice" if seg else ctx.metric)
-    test_value = (run.row.get("test") or {}).get(metric)
+    test_value = (run.row.test or {}).get(metric)
     if test_value is None:
         raise _Skip(f"the run has no test {metric}")
     device = next(model.parameters()).device
@@ -302,13 +303,13 @@ def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, d
     train_metrics, _, _ = task.evaluate(model, train_eval, task.build_loss(config))
     tr = float(train_metrics[metric])
     return {"gap": tr - float(test_value), "train": tr}, {"metric": metric, "train": train_metrics,
-                                                          "test": run.row.get("test")}
+                                                          "test": run.row.test}
 
 
 def _a_efficiency(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     metric = opts["metric"] or ctx.metric
-    value = (run.row.get("test") or {}).get(metric)
-    params, flops = run.row.get("params"), run.row.get("flops")
+    value = (run.row.test or {}).get(metric)
+    params, flops = run.row.params, run.row.flops
     if value is None or not params:
         raise _Skip(f"the run has no test {metric} or parameter count")
     metrics = {"metric_per_mparam": float(value) / (params / 1e6)}
@@ -409,17 +410,17 @@ def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable |
         return counts
     out = Path(out)
     done = {k: d.get("options") for k, d in store.analysis_data().items()}
-    rows = [r for r in store.rows(with_predictions=False) if r["status"] == "done"]
+    rows = [r for r in store.rows(with_predictions=False) if r.status == "done"]
     runs: dict[tuple[str, str, int], _Run] = {}
     for r in rows:
-        key = RunKey(dataset=r["dataset"], variant=r["variant"], seed=r["seed"])
-        runs[(r["dataset"], r["variant"], r["seed"])] = _Run(r, run_dir(out, key), study.decisive_metric())
+        key = RunKey(dataset=r.dataset, variant=r.variant, seed=r.seed)
+        runs[(r.dataset, r.variant, r.seed)] = _Run(r, run_dir(out, key), study.decisive_metric())
     ctx = _Context(baseline=study.baseline, metric=study.decisive_metric(), runs=runs)
     threads_before = torch.get_num_threads()
     try:
         for (ds, var, seed), run in runs.items():
             # the run's own thread count: an analysis's numbers must not depend on the machine either
-            torch.set_num_threads(int(run.row["config"].get("threads") or 1))
+            torch.set_num_threads(int(run.row.config.get("threads") or 1))
             _analyse_run(store, run, ds, var, seed, analyses, done, ctx, counts, emit)
     finally:
         torch.set_num_threads(threads_before)
@@ -434,7 +435,7 @@ def _analyse_run(store: Any, run: _Run, ds: str, var: str, seed: int, analyses: 
     key = RunKey(dataset=ds, variant=var, seed=seed)
     for name, opts in analyses.items():
         opts_json = json.loads(json.dumps(opts))
-        if (run.row["id"], name) in done and done[(run.row["id"], name)] == opts_json:
+        if (run.row.id, name) in done and done[(run.row.id, name)] == opts_json:
             continue  # computed with these options: stored once, never again
         try:
             metrics, data = _FUNCS[name](run, opts, ctx)
@@ -457,7 +458,7 @@ def _analyse_run(store: Any, run: _Run, ds: str, var: str, seed: int, analyses: 
             counts["failed"] += 1
             emit("analysis_failed", key, {"analysis": name, "error": f"non-finite {bad}"})
             continue
-        store.record_analysis(run.row["id"], name, metrics, {**data, "options": opts_json})
+        store.record_analysis(run.row.id, name, metrics, {**data, "options": opts_json})
         if "skipped" not in data:
             counts["stored"] += 1
         emit("analysis", key, {"analysis": name, "metrics": metrics})
@@ -487,9 +488,10 @@ def _fmt(v: float | None, percent: bool) -> str:
     return f"{v * 100:.2f}" if percent else f"{v:.4g}"
 
 
-def _stats_table(rows: Sequence[Mapping[str, Any]], baseline: str, metric: str, alpha: float,
+def _stats_table(rows: Sequence[RunRecord], baseline: str, metric: str, alpha: float,
                  min_pairs: int) -> tuple[list[str], list[list[str]]]:
-    from archlab.study.stats import compare_variants, format_p
+    from archlab.study.stats import compare_variants
+    from archlab.study.wording import format_p, verdict_text
 
     _, percent = metric_direction(metric)
     unit = " (%)" if percent else ""
@@ -506,7 +508,7 @@ def _stats_table(rows: Sequence[Mapping[str, Any]], baseline: str, metric: str, 
             ci_txt = f" [{_fmt(ci[0], percent)}, {_fmt(ci[1], percent)}]" if ci and None not in ci else ""
             delta = f"{'+' if p.mean_diff >= 0 else ''}{_fmt(p.mean_diff, percent)}{ci_txt}"
         body.append([vs.dataset, vs.variant, str(s.n if s else 0), mean, delta,
-                     format_p(p.t_p if p is not None else None), vs.verdict])
+                     format_p(p.t_p if p is not None else None), verdict_text(vs)])
     return head, body
 
 
@@ -540,9 +542,9 @@ def _by_variant(rows, data, name: str) -> dict[tuple[str, str], list[tuple[int, 
     """``{(dataset, variant): [(seed, data), ...]}`` of the stored (not skipped) results of ``name``."""
     out: dict[tuple[str, str], list[tuple[int, dict]]] = {}
     for r in rows:
-        d = data.get((r["id"], name))
+        d = data.get((r.id, name))
         if d is not None and "skipped" not in d:
-            out.setdefault((r["dataset"], r["variant"]), []).append((int(r["seed"]), d))
+            out.setdefault((r.dataset, r.variant), []).append((int(r.seed), d))
     return out
 
 
@@ -586,15 +588,15 @@ def _efficiency_figures(rows) -> list[tuple[str, bytes, str, str]]:
     from matplotlib.figure import Figure
 
     figs = []
-    done = [r for r in rows if r["status"] == "done"]
-    for ds in dict.fromkeys(r["dataset"] for r in done):
+    done = [r for r in rows if r.status == "done"]
+    for ds in dict.fromkeys(r.dataset for r in done):
         pts = {}
-        for r in (r for r in done if r["dataset"] == ds):
-            a = (r.get("analysis") or {})
+        for r in (r for r in done if r.dataset == ds):
+            a = (r.analysis or {})
             if "efficiency.metric_per_mparam" not in a:
                 continue
-            value = a["efficiency.metric_per_mparam"] * r["params"] / 1e6
-            pts.setdefault(r["variant"], []).append((r["params"], r.get("flops") or 0, value))
+            value = a["efficiency.metric_per_mparam"] * r.params / 1e6
+            pts.setdefault(r.variant, []).append((r.params, r.flops or 0, value))
         if not pts:
             continue
         fig = Figure(figsize=(10, 4.2))
@@ -723,12 +725,12 @@ def _feature_reuse_figures(groups) -> list[tuple[str, bytes, str, str]]:
     return figs
 
 
-def analysis_sections(rows: Sequence[Mapping[str, Any]], store: Any, *, baseline: str, alpha: float = 0.05,
+def analysis_sections(rows: Sequence[RunRecord], store: Any, *, baseline: str, alpha: float = 0.05,
                       min_pairs: int = 3) -> list[Section]:
     """The report sections of the stored analyses: paired-statistics tables and figures.
 
     Args:
-        rows: ``store.rows()`` (each with ``row["analysis"]``).
+        rows: ``store.rows()`` (:class:`~archlab.study.record.RunRecord`, with ``analysis``).
         store: the study store (:meth:`archlab.study.store.StudyStore.analysis_data`: the curves).
         baseline, alpha, min_pairs: as the report's accuracy tables.
 
@@ -739,7 +741,7 @@ def analysis_sections(rows: Sequence[Mapping[str, Any]], store: Any, *, baseline
     if not data:
         return []
     names = [a for a in ANALYSES if any(k[1] == a for k in data)]
-    keys = sorted({k for r in rows for k in (r.get("analysis") or {})})
+    keys = sorted({k for r in rows for k in (r.analysis or {})})
     sections = []
     for name in names:
         md, html, figs = [], [], []

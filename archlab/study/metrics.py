@@ -13,9 +13,9 @@ read, so none of them imports another for it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from archlab.errors import UnknownNameError
+from archlab.study.record import RunRecord
 from archlab.train.metrics import metric_mode
 
 __all__ = ["RATE_METRICS", "ANALYSIS_METRICS", "metric_direction", "run_test_size"]
@@ -55,12 +55,12 @@ def metric_direction(metric: str) -> tuple[bool, bool]:
     return metric_mode(metric) == "max", metric in RATE_METRICS
 
 
-def run_test_size(run: Mapping[str, Any]) -> int | None:
+def run_test_size(run: RunRecord) -> int | None:
     """The test-set size of a run row: ``provenance.split_sizes.test``, else ``len(test_targets)``."""
-    prov = run.get("provenance")
+    prov = run.provenance
     if isinstance(prov, Mapping) and isinstance(prov.get("split_sizes"), Mapping):
         n = prov["split_sizes"].get("test")
         if isinstance(n, int) and n > 0:
             return n
-    t = run.get("test_targets")
+    t = run.test_targets
     return len(t) if t else None

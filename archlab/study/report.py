@@ -13,6 +13,13 @@ optimizer, schedule, threads and hardware), how many seeds each comparison used 
 and failures, an overview, one comparison table per metric, learning curves and per-seed
 distributions. It ends with a Methods section that a paper can cite.
 
+The report is one :class:`Document`: the title line and a sequence of :class:`Section` (heading
+and blocks: :class:`Paragraph`, :class:`Bullets`, :class:`Failures`, :class:`Table`,
+:class:`Heading`, :class:`Image`, and :class:`Rendered` for an analysis that renders itself), built
+once by :func:`_document` and rendered by :func:`render_markdown` and :func:`render_html` (same
+content). The study's analyses are sections placed before the Methods. Every sentence about a
+verdict comes from :mod:`archlab.study.wording`; this module only lays them out.
+
 Settings come from the study (:class:`ReportSettings`, read from the stored study meta), with
 defaults, so folders written by older versions still report.
 
@@ -48,10 +55,15 @@ from archlab import __version__
 from archlab.errors import ConfigError, OutputWriteError
 from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variants
 from archlab.study.config import DEFAULT_MARGINS  # the one source of the default margins (and their reason)
+from archlab.study import wording
+from archlab.study.metrics import metric_direction
+from archlab.study.record import RunRecord
 from archlab.study.sequential import plan_looks
-from archlab.study.stats import VariantStats, compare_variants, format_diff, format_p, metric_direction
+from archlab.study.stats import VariantStats, compare_variants
+from archlab.study.wording import format_diff, format_margin, format_p
 
-__all__ = ["write_report", "markdown_table", "ReportSettings", "REPORT_MD", "REPORT_HTML",
+__all__ = ["write_report", "markdown_table", "render_markdown", "render_html", "Document", "Section",
+           "ReportSettings", "REPORT_MD", "REPORT_HTML",
            "DEFAULT_MARGINS", "SMALL_TEST_SET"]
 
 REPORT_MD = "report.md"
@@ -340,19 +352,19 @@ def _primary(metrics: tuple[str, ...], settings: ReportSettings) -> tuple[str, t
     return p, (p,) + tuple(m for m in metrics if m != p)
 
 
-def _split_sizes(runs: Sequence[Mapping[str, Any]], ds: str) -> dict[str, int | None]:
+def _split_sizes(runs: Sequence[RunRecord], ds: str) -> dict[str, int | None]:
     """Train/val/test sizes of a dataset from the first finished run that recorded them."""
     out: dict[str, int | None] = {"train": None, "val": None, "test": None}
     for r in runs:
-        if str(r.get("dataset")) != ds or r.get("status") != "done":
+        if str(r.dataset) != ds or r.status != "done":
             continue
-        prov = r.get("provenance") if isinstance(r.get("provenance"), Mapping) else {}
+        prov = r.provenance if isinstance(r.provenance, Mapping) else {}
         sizes = prov.get("split_sizes") if isinstance(prov.get("split_sizes"), Mapping) else {}
         for k in out:
             if out[k] is None and isinstance(sizes.get(k), int):
                 out[k] = int(sizes[k])
-        if out["test"] is None and r.get("test_targets"):
-            out["test"] = len(r["test_targets"])
+        if out["test"] is None and r.test_targets:
+            out["test"] = len(r.test_targets)
         if all(v is not None for v in out.values()):
             break
     return out
@@ -386,11 +398,11 @@ def _describe_train(cfg: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _hardware(runs: Sequence[Mapping[str, Any]]) -> str | None:
+def _hardware(runs: Sequence[RunRecord]) -> str | None:
     seen = []
     for r in runs:
-        prov = r.get("provenance")
-        if r.get("status") != "done" or not isinstance(prov, Mapping):
+        prov = r.provenance
+        if r.status != "done" or not isinstance(prov, Mapping):
             continue
         bits = []
         if prov.get("gpu"):
@@ -415,7 +427,7 @@ def _hardware(runs: Sequence[Mapping[str, Any]]) -> str | None:
     return seen[0] + (f" (and {len(seen) - 1} other setup{'s' if len(seen) > 2 else ''})" if len(seen) > 1 else "")
 
 
-def _context(runs: Sequence[Mapping[str, Any]], baseline: str, settings: ReportSettings,
+def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
              datasets: list[_Dataset]) -> tuple[list[str], list[str]]:
     lines, warnings = [], []
     if settings.description:
@@ -430,16 +442,16 @@ def _context(runs: Sequence[Mapping[str, Any]], baseline: str, settings: ReportS
         text += f": {desc}" if desc else ""
         text += f" [{'; '.join(over)}]" if over else ""
         lines.append(text)
-    base_cfg = next((r.get("config") for r in runs if str(r.get("variant")) == baseline
-                     and isinstance(r.get("config"), Mapping)), None)
+    base_cfg = next((r.config for r in runs if str(r.variant) == baseline
+                     and isinstance(r.config, Mapping)), None)
     if base_cfg:
         lines.append(f"Training ({baseline}): {_describe_train(base_cfg)}")
     if settings.split == "per_seed":
         lines.append("Split: train/val redrawn per seed (identical across the variants of a seed)")
     for d in datasets:
         # which data a dataset label stands for (two image folders of one size differ by root only)
-        data_cfg = next((r["config"]["data"] for r in runs if str(r.get("dataset")) == d.name
-                         and isinstance(r.get("config"), Mapping) and isinstance(r["config"].get("data"), Mapping)),
+        data_cfg = next((r.config["data"] for r in runs if str(r.dataset) == d.name
+                         and isinstance(r.config, Mapping) and isinstance(r.config.get("data"), Mapping)),
                         None)
         if data_cfg:
             opts = ", ".join(f"{k}={v}" for k, v in sorted((data_cfg.get("options") or {}).items()))
@@ -462,7 +474,7 @@ def _context(runs: Sequence[Mapping[str, Any]], baseline: str, settings: ReportS
 
 
 def _analyse(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     baseline: str,
     metrics: tuple[str, ...],
     settings: ReportSettings,
@@ -470,7 +482,7 @@ def _analyse(
     with_figures: bool,
 ) -> _Analysis:
     primary, metrics = _primary(metrics, settings)
-    family = max(1, len({(str(r["dataset"]), str(r["variant"])) for r in runs if str(r["variant"]) != baseline}))
+    family = max(1, len({(str(r.dataset), str(r.variant)) for r in runs if str(r.variant) != baseline}))
     looks = settings.looks()
     per_metric = {
         m: compare_variants(
@@ -494,7 +506,7 @@ def _analyse(
         by_note: dict[str, list[str]] = {}  # a note shared by several variants is said once
         for m in metrics:
             for vs in tables[m]:
-                for n in vs.notes:
+                for n in wording.notes(vs):
                     names = by_note.setdefault(n, [])
                     if vs.variant not in names:
                         names.append(vs.variant)
@@ -524,7 +536,7 @@ def _png(fig: Figure) -> bytes:
 
 
 def _learning_curves(
-    runs: Sequence[Mapping[str, Any]], ds: str, variants: list[str], metric: str
+    runs: Sequence[RunRecord], ds: str, variants: list[str], metric: str
 ) -> Figure | None:
     key = f"val_{metric}"
     scale = 100.0 if _is_percent(metric) else 1.0
@@ -536,11 +548,11 @@ def _learning_curves(
     for i, var in enumerate(variants):
         curves = []
         for r in runs:
-            if (str(r.get("dataset")), str(r.get("variant")), r.get("status")) != (ds, var, "done"):
+            if (str(r.dataset), str(r.variant), r.status) != (ds, var, "done"):
                 continue
             ys = [
                 float(row[key]) if row.get(key) is not None else math.nan
-                for row in (r.get("history") or [])
+                for row in (r.history or [])
             ]
             if ys:
                 curves.append(ys)
@@ -626,7 +638,7 @@ def _distribution(stats: list[VariantStats], metric: str) -> Figure | None:
 
 
 def _figures(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     ds: str,
     tables: dict[str, list[VariantStats]],
     metrics: Sequence[str],
@@ -677,7 +689,7 @@ def _comparison_rows(stats: list[VariantStats], metric: str) -> tuple[list[str],
     with_images = any(vs.image_test is not None for vs in stats)
     with_aso = any(vs.paired is not None and vs.paired.aso_variant is not None for vs in stats)
     margin = next((vs.margin for vs in stats if vs.margin is not None), None)
-    tost_head = f"p (TOST {_fmt_margin(margin, metric)})" if margin is not None else None
+    tost_head = f"p (TOST {format_margin(margin, _is_percent(metric))})" if margin is not None else None
     head = ["Variant", "n", "Mean ± std", "95 % CI (t)", "Δ vs baseline [CI]", "d_z", "p (t)"]
     head += [tost_head] if tost_head else []
     head += ["p (Wilcoxon)"]
@@ -694,13 +706,9 @@ def _comparison_rows(stats: list[VariantStats], metric: str) -> tuple[list[str],
         row += [format_p(p.wilcoxon_p if p else None)]
         row += [_fmt_image_test(vs)] if with_images else []
         row += [_fmt_aso(vs)] if with_aso else []
-        row += [vs.verdict]
+        row += [wording.verdict_text(vs)]
         rows.append(row)
     return head, rows
-
-
-def _fmt_margin(m: float, metric: str) -> str:
-    return f"±{m * 100:.2g} pp" if _is_percent(metric) else f"±{m:.3g}"
 
 
 def _compact_rows(stats: list[VariantStats], metric: str) -> tuple[list[str], list[list[str]]]:
@@ -710,7 +718,7 @@ def _compact_rows(stats: list[VariantStats], metric: str) -> tuple[list[str], li
         [vs.variant, _fmt_runs(vs), _fmt_count(vs.params), _fmt_flops(vs.flops),
          _fmt_seconds(vs.train_seconds), _fmt_mean_std(vs),
          _fmt_ci(vs.summary.ci_t if vs.summary else None, metric), _fmt_delta(vs, with_ci=True),
-         vs.verdict]
+         wording.verdict_text(vs)]
         for vs in stats
     ]
     return head, rows
@@ -725,7 +733,8 @@ def _sequential_rows(a: _Analysis) -> tuple[list[str], list[list[str]], list[Var
             if vs.is_baseline or dec is None:
                 continue
             rows.append([vs.variant, d.name, str(dec.look), str(dec.n_pairs),
-                         ", ".join(map(str, dec.lost_seeds)) or _DASH, vs.outcome, dec.reason])
+                         ", ".join(map(str, dec.lost_seeds)) or _DASH, str(vs.outcome),
+                         wording.sequential_reason(dec, vs.margin, vs.metric)])
             stats.append(vs)
     return head, rows, stats
 
@@ -780,75 +789,148 @@ def _status_line(counts: Mapping[str, int]) -> str:
 
 def _methods(a: _Analysis, min_pairs: int) -> list[str]:
     s = a.settings
-    k = a.family
-    margins = ", ".join(
-        f"{m} {_fmt_margin(mm, m)}" for m in a.metrics if (mm := s.margin(m)) is not None) or "none"
-    per = s.alpha / k
-    out = [
-        "Design. Every variant is trained with the same seeds as the baseline; run seed s of a "
-        "variant and of the baseline share the data split, batch order and augmentation draws, so "
-        "the comparison is paired by seed. A seed that failed (an error or a non-finite loss) on "
-        "either side is reported as lost and the comparison uses the complete pairs only (“on k of "
-        "n seeds”); failure rates are compared with Boschloo's exact test.",
-        f"Verdicts. For each variant, dataset and metric the mean paired difference Δ = variant − "
-        f"baseline gets a confidence interval; the verdict is better or worse when the interval "
-        f"excludes 0, equivalent when it lies inside ±m (equivalence margins: {margins}), and "
-        f"inconclusive otherwise, in which case the report gives the smallest difference the seeds "
-        f"detect at 80 % power and about how many seeds would detect the observed difference or "
-        f"show equivalence (noncentral t; a fixed-design estimate). Reading equivalence off the "
-        f"interval is the two one-sided tests procedure (TOST; Schuirmann 1987) at half the "
-        f"interval's error rate per side. Identical results on every pair are equivalent; the same "
-        f"non-zero difference on every pair (no spread, t infinite) is decided only by the exact "
-        f"sign test, p = 2^(1−n), at the same level.",
-        f"Multiplicity. {a.primary} is the primary metric: its {k} comparison"
-        f"{'s' if k != 1 else ''} share α = {s.alpha:g} by Bonferroni (α/{k} = {per:.4g} each), "
-        f"so the probability of any wrong primary verdict is at most {s.alpha:g}; the Δ interval "
-        f"shown is the one that decided. Other metrics are exploratory: unadjusted 95 % intervals.",
-    ]
-    looks = s.looks()
-    if looks:
-        plan = s.seeds_plan or {}
-        out.append(
-            f"Sequential design. Seeds were added in rounds (min {plan.get('min')}, max "
-            f"{plan.get('max')}, step {plan.get('step', 1)}; looks at {', '.join(map(str, looks))} "
-            "seeds) until the primary comparison was decided. Error rates are kept under the "
-            "repeated looks by Lan–DeMets alpha spending with the O'Brien–Fleming-type function "
-            "(Lan & DeMets 1983) on the information fraction (complete pairs / max; the final look "
-            "spends the rest). Because the variance is estimated from a few seeds, the spending is "
-            "applied to the paired t statistics directly: their joint null distribution, which does "
-            "not depend on the variance, is simulated once per design (200 000 paths, fixed seed) "
-            "and each boundary spends exactly its share (converting normal boundaries at equal "
-            "nominal level, Jennison & Turnbull 2000 §11.4, exceeded alpha: 5.5 % at 5 %; it is "
-            "used only above 60 pairs). The verdict is read off the repeated confidence interval "
-            "(Jennison & Turnbull 1989) at the look that stopped, which keeps its coverage under "
-            "any stopping rule, including stopping for equivalence.")
-    else:
-        out.append(
-            f"Fixed seeds. The interval is the Student-t interval of the paired differences; fewer "
-            f"than {min_pairs} complete pairs give “inconclusive” unless the results are identical "
-            "on every pair.")
-    out.append(
-        "Also shown (not deciding): mean ± sample std and the 95 % t interval per variant (clipped "
-        "to [0, 100] % for rates, marked ‡; no percentile bootstrap, which under-covers at a few "
-        "seeds); Cohen's d_z; the unadjusted paired t p-value; the TOST p-value at the margin; the "
-        "exact Wilcoxon signed-rank test on differences rounded to whole test images (ties and "
-        "zeros enumerated exactly); Almost Stochastic Order ε_min in both directions (Dror et al. "
-        "2019, deepsig's algorithm; below 0.2 the first almost stochastically dominates). For "
-        "accuracy with stored predictions, the seeds × images test treats seeds and test images as "
-        "crossed random factors (two-way mean squares, Satterthwaite df; Clark 1973): it asks "
-        "whether a difference would hold on new test images; a better/worse verdict it does not "
-        "confirm is flagged.")
-    if len(a.datasets) >= 2:
-        out.append(
-            "Across datasets. Interquartile mean with stratified bootstrap intervals and the "
-            "probability of improvement over the baseline (Agarwal et al. 2021, rliable; percentile "
-            "intervals, descriptive), and average ranks with the Friedman test and the Nemenyi "
-            "critical difference (Demšar 2006).")
-    return out
+    return wording.methods(primary=a.primary, metrics=a.metrics, margins={m: s.margin(m) for m in a.metrics},
+                           alpha=s.alpha, family=a.family, looks=s.looks(), seeds_plan=s.seeds_plan,
+                           min_pairs=min_pairs, datasets=len(a.datasets))
 
 
 # ------------------------------------------------------------------------------------------------
-# Rendering
+# The document: sections of blocks, one model for both renderers
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A paragraph; ``escape=False`` for generated text that may use Markdown punctuation as is."""
+
+    text: str
+    cls: str = ""  # the HTML class
+    lead: str = ""  # a bold lead-in ("Warning:")
+    escape: bool = True
+
+
+@dataclass(frozen=True)
+class Bullets:
+    """A bullet list; ``item_classes`` colour the items in HTML (the answer lines by verdict)."""
+
+    items: tuple[str, ...]
+    cls: str = ""
+    item_classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Failures:
+    """The failed runs of a dataset: ``(variant, seed, error)``; HTML folds each traceback."""
+
+    items: tuple[tuple[str, int, str], ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table; column 0 holds a study-provided name, ``stats`` (one per row) marks the baseline row
+    and colours the verdict column."""
+
+    head: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    stats: tuple[VariantStats, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A sub-heading inside a section."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    """A figure: a PNG written next to the report (Markdown) and embedded (HTML)."""
+
+    figure: _Figure
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Content an analysis already rendered in both formats."""
+
+    markdown: str
+    html: str
+
+
+Block = Paragraph | Bullets | Failures | Table | Heading | Image | Rendered
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level section: a heading and its blocks (``anchor``: the HTML id)."""
+
+    title: str
+    blocks: tuple[Block, ...]
+    anchor: str = ""
+
+
+@dataclass(frozen=True)
+class Document:
+    """The whole report: the title line, then sections (and loose blocks: warnings, "no runs")."""
+
+    study_name: str
+    baseline: str
+    primary: str
+    metrics: tuple[str, ...]
+    alpha: float
+    body: tuple[Section | Block, ...]
+
+
+def _dataset_section(k: int, d: _Dataset, a: _Analysis) -> Section:
+    blocks: list[Block] = [Paragraph(_status_line(d.status_counts) + ".", cls="status")]
+    if d.failures:
+        blocks += [Paragraph("Failed runs:"), Failures(tuple(d.failures))]
+    if d.notes:
+        blocks += [Paragraph("Notes:"), Bullets(tuple(d.notes), cls="notes")]
+    head, rows = _overview_rows(d, a.metrics)
+    blocks += [Heading("Overview"), Table(tuple(head), tuple(map(tuple, rows)), tuple(d.per_metric[a.metrics[0]]))]
+    for m in a.metrics:
+        unit = " (values in %, differences in percentage points)" if _is_percent(m) else ""
+        tag = " — primary" if m == a.primary else " — exploratory"
+        stats = d.per_metric[m]
+        blocks.append(Heading(f"Test {m} vs baseline{unit}{tag}"))
+        if stats:
+            blocks.append(Paragraph(f"Δ column: {wording.interval_label(stats[0])}.", cls="cilabel"))
+        head, rows = _comparison_rows(stats, m)
+        blocks.append(Table(tuple(head), tuple(map(tuple, rows)), tuple(stats)))
+    if d.figures:
+        blocks += [Heading("Plots")] + [Image(f) for f in d.figures]
+    return Section(f"Dataset: {d.name}", tuple(blocks), f"dataset-{k}")
+
+
+def _document(study_name: str, baseline: str, a: _Analysis, min_pairs: int,
+              analyses: Sequence[Section] = ()) -> Document:
+    """The report as sections: answer, warnings, context, seeds used, across datasets, one per
+    dataset, then the study's analyses and the Methods."""
+    body: list[Section | Block] = []
+    if not a.datasets:
+        body = [Paragraph("No runs yet."), *analyses]
+        return Document(study_name, baseline, a.primary, a.metrics, a.settings.alpha, tuple(body))
+    answers = _answer_lines(a)
+    body.append(Section("Answer", (Bullets(tuple(t for _, t in answers) or ("only the baseline was run",),
+                                           cls="answer", item_classes=tuple(o for o, _ in answers)),), "answer"))
+    body += [Paragraph(w, cls="warning", lead="Warning:") for w in a.warnings]
+    if a.context:
+        body.append(Section("Context", (Bullets(tuple(a.context), cls="context"),), "context"))
+    head, rows, stats = _sequential_rows(a)
+    if rows:
+        body.append(Section("Seeds used (sequential design)",
+                            (Table(tuple(head), tuple(map(tuple, rows)), tuple(stats)),), "seeds"))
+    if a.aggregates:
+        head, rows = _aggregate_rows(a)
+        blocks: list[Block] = [Table(tuple(head), tuple(map(tuple, rows)))]
+        if a.ranking is not None:
+            blocks.append(Paragraph(_ranking_text(a.ranking)))
+        body.append(Section(f"Across datasets ({a.primary})", tuple(blocks), "across"))
+    body += [_dataset_section(k, d, a) for k, d in enumerate(a.datasets)]
+    body += list(analyses)
+    methods = tuple(Paragraph(p, cls="method", escape=False) for p in _methods(a, min_pairs))
+    body.append(Section("Methods", methods, "methods"))
+    return Document(study_name, baseline, a.primary, a.metrics, a.settings.alpha, tuple(body))
 
 
 def _answer_lines(a: _Analysis) -> list[tuple[str, str]]:
@@ -858,60 +940,49 @@ def _answer_lines(a: _Analysis) -> list[tuple[str, str]]:
         for vs in d.per_metric[a.primary]:
             if vs.is_baseline:
                 continue
-            text = vs.answer
-            if multi and text.startswith(f"{vs.variant}: "):
-                text = f"{vs.variant} ({d.name}): " + text[len(vs.variant) + 2:]
-            out.append((vs.outcome, text))
+            out.append((str(vs.outcome), wording.answer_line(vs, with_dataset=multi)))
     return out
 
 
-def _render_md(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -> str:
-    s = a.settings
-    out = [f"# Study report: {_md(study_name)}", "",
-           f"Baseline: **{_md(baseline)}** · primary metric: {a.primary} · metrics: "
-           f"{', '.join(a.metrics)} · α = {s.alpha:g} · archlab {__version__}", ""]
-    if not a.datasets:
-        out += ["No runs yet.", ""]
-        return "\n".join(out).rstrip() + "\n"
-    out += ["## Answer", ""]
-    answers = _answer_lines(a)
-    out += [f"- {_md(text)}" for _, text in answers] or ["- only the baseline was run"]
-    out += [""]
-    if a.warnings:
-        for w in a.warnings:
-            out += [f"**Warning:** {_md(w)}", ""]
-    if a.context:
-        out += ["## Context", ""] + [f"- {_md(c)}" for c in a.context] + [""]
-    head, rows, _ = _sequential_rows(a)
-    if rows:
-        out += ["## Seeds used (sequential design)", "", _md_table(head, rows), ""]
-    if a.aggregates:
-        out += [f"## Across datasets ({a.primary})", "", _md_table(*_aggregate_rows(a)), ""]
-        if a.ranking is not None:
-            out += [_md(_ranking_text(a.ranking)), ""]
-    for d in a.datasets:
-        out += [f"## Dataset: {_md(d.name)}", "", _status_line(d.status_counts) + ".", ""]
-        if d.failures:
-            out += ["Failed runs:", ""]
-            out += [f"- {_md(v)} seed {s_}: {_md(_reason(why))}" for v, s_, why in d.failures]
-            out += [""]
-        if d.notes:
-            out += ["Notes:", ""] + [f"- {_md(n)}" for n in d.notes] + [""]
-        out += ["### Overview", "", _md_table(*_overview_rows(d, a.metrics)), ""]
-        for m in a.metrics:
-            unit = " (values in %, differences in percentage points)" if _is_percent(m) else ""
-            tag = " — primary" if m == a.primary else " — exploratory"
-            stats = d.per_metric[m]
-            out += [f"### Test {m} vs baseline{unit}{tag}", ""]
-            if stats:
-                out += [f"Δ column: {_md(stats[0].ci_label)}.", ""]
-            out += [_md_table(*_comparison_rows(stats, m)), ""]
-        if d.figures:
-            out += ["### Plots", ""]
-            for f in d.figures:
-                out += [f"![{_md(f.title)}]({f.file})", "", _md(f.caption), ""]
-    out += ["## Methods", ""] + [p + "\n" for p in _methods(a, min_pairs)]
+# ------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_block(b: Block) -> list[str]:
+    """The lines of one block, each block followed by an empty line."""
+    if isinstance(b, Paragraph):
+        text = _md(b.text) if b.escape else b.text
+        return [f"**{b.lead}** {text}" if b.lead else text, ""]
+    if isinstance(b, Bullets):
+        return [f"- {_md(t)}" for t in b.items] + [""]
+    if isinstance(b, Failures):
+        return [f"- {_md(v)} seed {s}: {_md(_reason(why))}" for v, s, why in b.items] + [""]
+    if isinstance(b, Table):
+        return [_md_table(list(b.head), [list(r) for r in b.rows]), ""]
+    if isinstance(b, Heading):
+        return [f"### {_md(b.text)}", ""]
+    if isinstance(b, Image):
+        return [f"![{_md(b.figure.title)}]({b.figure.file})", "", _md(b.figure.caption), ""]
+    return [b.markdown.rstrip(), ""]
+
+
+def render_markdown(doc: Document) -> str:
+    """``report.md``: the document in CommonMark (study-provided strings backslash-escaped)."""
+    out = [f"# Study report: {_md(doc.study_name)}", "",
+           f"Baseline: **{_md(doc.baseline)}** · primary metric: {doc.primary} · metrics: "
+           f"{', '.join(doc.metrics)} · α = {doc.alpha:g} · archlab {__version__}", ""]
+    for part in doc.body:
+        if isinstance(part, Section):
+            out += [f"## {_md(part.title)}", ""]
+            for b in part.blocks:
+                out += _md_block(b)
+        else:
+            out += _md_block(part)
     return "\n".join(out).rstrip() + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# HTML
 
 
 _CSS = """
@@ -939,14 +1010,13 @@ figcaption{font-size:.85em;color:#5a6478}
 """
 
 
-def _html_table(head: list[str], rows: list[list[str]], stats: list[VariantStats] | None,
-                verdict_col: str = "Verdict") -> str:
+def _html_table(t: Table, verdict_col: str = "Verdict") -> str:
     out = ['<div class="scroll"><table>', "<thead><tr>"]
-    out += [f'<th scope="col">{_h(h)}</th>' for h in head]
+    out += [f'<th scope="col">{_h(h)}</th>' for h in t.head]
     out += ["</tr></thead><tbody>"]
-    vcol = head.index(verdict_col) if verdict_col in head else -1
-    for i, row in enumerate(rows):
-        vs = stats[i] if stats is not None else None
+    vcol = t.head.index(verdict_col) if verdict_col in t.head else -1
+    for i, row in enumerate(t.rows):
+        vs = t.stats[i] if t.stats is not None else None
         cls = ' class="baseline"' if vs is not None and vs.is_baseline else ""
         out.append(f"<tr{cls}>")
         for j, cell in enumerate(row):
@@ -959,8 +1029,38 @@ def _html_table(head: list[str], rows: list[list[str]], stats: list[VariantStats
     return "".join(out)
 
 
-def _render_html(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -> str:
-    s = a.settings
+def _html_failure(v: str, s: int, why: str) -> str:
+    head = f"{_h(v)} seed {s}: {_h(_reason(why))}"
+    if "\n" in why.strip():  # the traceback, folded (no script needed)
+        return f"<li><details><summary>{head}</summary><pre>{_h(why.strip()[:4000])}</pre></details></li>"
+    return f"<li>{head}</li>"
+
+
+def _html_block(b: Block) -> list[str]:
+    if isinstance(b, Paragraph):
+        cls = f' class="{b.cls}"' if b.cls else ""
+        lead = f"<strong>{_h(b.lead)}</strong> " if b.lead else ""
+        return [f"<p{cls}>{lead}{_h(b.text)}</p>"]
+    if isinstance(b, Bullets):
+        classes = b.item_classes or ("",) * len(b.items)
+        items = [f'<li class="{_h(c)}">{_h(t)}</li>' if c else f"<li>{_h(t)}</li>"
+                 for t, c in zip(b.items, classes)]
+        return [f'<ul class="{b.cls}">', *items, "</ul>"]
+    if isinstance(b, Failures):
+        return ['<ul class="failures">', *(_html_failure(*f) for f in b.items), "</ul>"]
+    if isinstance(b, Table):
+        return [_html_table(b)]
+    if isinstance(b, Heading):
+        return [f"<h3>{_h(b.text)}</h3>"]
+    if isinstance(b, Image):
+        b64 = base64.b64encode(b.figure.png).decode("ascii")
+        return [f'<figure><img alt="{_h(b.figure.title)}" src="data:image/png;base64,{b64}">'
+                f"<figcaption>{_h(b.figure.caption)}</figcaption></figure>"]
+    return [b.html]
+
+
+def render_html(doc: Document) -> str:
+    """``report.html``: the same document as one self-contained page (every name escaped, no scripts)."""
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -968,75 +1068,22 @@ def _render_html(study_name: str, baseline: str, a: _Analysis, min_pairs: int) -
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "img-src data:; style-src 'unsafe-inline'\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Study report: {_h(study_name)}</title>",
+        f"<title>Study report: {_h(doc.study_name)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>Study report: {_h(study_name)}</h1>",
-        f'<p class="meta">Baseline <strong>{_h(baseline)}</strong> · primary metric {_h(a.primary)} · '
-        f"metrics {_h(', '.join(a.metrics))} · α = {s.alpha:g} · archlab {_h(__version__)}</p>",
+        f"<h1>Study report: {_h(doc.study_name)}</h1>",
+        f'<p class="meta">Baseline <strong>{_h(doc.baseline)}</strong> · primary metric {_h(doc.primary)} · '
+        f"metrics {_h(', '.join(doc.metrics))} · α = {doc.alpha:g} · archlab {_h(__version__)}</p>",
     ]
-    if not a.datasets:
-        out.append("<p>No runs yet.</p></body></html>")
-        return "\n".join(out) + "\n"
-    out.append('<section id="answer"><h2>Answer</h2><ul class="answer">')
-    answers = _answer_lines(a)
-    out += [f'<li class="{_h(o)}">{_h(t)}</li>' for o, t in answers] or ["<li>only the baseline was run</li>"]
-    out.append("</ul></section>")
-    for w in a.warnings:
-        out.append(f'<p class="warning"><strong>Warning:</strong> {_h(w)}</p>')
-    if a.context:
-        out.append('<section id="context"><h2>Context</h2><ul class="context">')
-        out += [f"<li>{_h(c)}</li>" for c in a.context]
-        out.append("</ul></section>")
-    head, rows, stats = _sequential_rows(a)
-    if rows:
-        out.append('<section id="seeds"><h2>Seeds used (sequential design)</h2>')
-        out.append(_html_table(head, rows, stats) + "</section>")
-    if a.aggregates:
-        out.append(f'<section id="across"><h2>Across datasets ({_h(a.primary)})</h2>')
-        out.append(_html_table(*_aggregate_rows(a), None))
-        if a.ranking is not None:
-            out.append(f"<p>{_h(_ranking_text(a.ranking))}</p>")
-        out.append("</section>")
-    for k, d in enumerate(a.datasets):
-        out.append(f'<section id="dataset-{k}"><h2>Dataset: {_h(d.name)}</h2>')
-        out.append(f'<p class="status">{_h(_status_line(d.status_counts))}.</p>')
-        if d.failures:
-            out.append('<p>Failed runs:</p><ul class="failures">')
-            for v, s_, why in d.failures:
-                head_ = f"{_h(v)} seed {s_}: {_h(_reason(why))}"
-                if "\n" in why.strip():  # the traceback, folded (no script needed)
-                    full = _h(why.strip()[:4000])
-                    out.append(f"<li><details><summary>{head_}</summary><pre>{full}</pre></details></li>")
-                else:
-                    out.append(f"<li>{head_}</li>")
-            out.append("</ul>")
-        if d.notes:
-            out.append('<p>Notes:</p><ul class="notes">')
-            out += [f"<li>{_h(n)}</li>" for n in d.notes]
-            out.append("</ul>")
-        first = d.per_metric[a.metrics[0]]
-        out.append("<h3>Overview</h3>")
-        out.append(_html_table(*_overview_rows(d, a.metrics), first))
-        for m in a.metrics:
-            unit = " (values in %, differences in percentage points)" if _is_percent(m) else ""
-            tag = " — primary" if m == a.primary else " — exploratory"
-            stats_m = d.per_metric[m]
-            out.append(f"<h3>Test {_h(m)} vs baseline{_h(unit)}{_h(tag)}</h3>")
-            if stats_m:
-                out.append(f'<p class="cilabel">Δ column: {_h(stats_m[0].ci_label)}.</p>')
-            out.append(_html_table(*_comparison_rows(stats_m, m), stats_m))
-        if d.figures:
-            out.append("<h3>Plots</h3>")
-            for f in d.figures:
-                b64 = base64.b64encode(f.png).decode("ascii")
-                out.append(
-                    f'<figure><img alt="{_h(f.title)}" src="data:image/png;base64,{b64}">'
-                    f"<figcaption>{_h(f.caption)}</figcaption></figure>"
-                )
-        out.append("</section>")
-    out.append('<section id="methods"><h2>Methods</h2>')
-    out += [f'<p class="method">{_h(p)}</p>' for p in _methods(a, min_pairs)]
-    out.append("</section></body></html>")
+    for part in doc.body:
+        if isinstance(part, Section):
+            anchor = f' id="{_h(part.anchor)}"' if part.anchor else ""
+            out.append(f"<section{anchor}><h2>{_h(part.title)}</h2>")
+            for b in part.blocks:
+                out += _html_block(b)
+            out.append("</section>")
+        else:
+            out += _html_block(part)
+    out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
@@ -1057,7 +1104,7 @@ def _settings(settings: ReportSettings | Mapping[str, Any] | None, alpha: float 
 
 
 def markdown_table(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     baseline: str,
     *,
     metric: str = "accuracy",
@@ -1072,7 +1119,7 @@ def markdown_table(
     are the report's when ``metric`` is the primary metric and ``settings`` are the study's.
 
     Args:
-        runs: the study's run rows (see :func:`archlab.study.stats.compare_variants`).
+        runs: the study's run records (:meth:`archlab.study.store.StudyStore.rows`).
         baseline: the baseline variant.
         metric: the test metric shown.
         alpha: overrides ``settings.alpha``.
@@ -1096,7 +1143,7 @@ def markdown_table(
 
 
 def write_report(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     out_dir: Path,
     *,
     study_name: str,
@@ -1115,7 +1162,7 @@ def write_report(
     the same rows.
 
     Args:
-        runs: the study's run rows (see :func:`archlab.study.stats.compare_variants`).
+        runs: the study's run records (:meth:`archlab.study.store.StudyStore.rows`).
         out_dir: folder to write into (created if missing).
         study_name: shown in the title.
         baseline: the baseline variant.
@@ -1153,20 +1200,14 @@ def write_report(
     for d in a.datasets:
         for f in d.figures:
             write_atomic(out_dir / f.file, f.png)
-    md_path, html_path = out_dir / REPORT_MD, out_dir / REPORT_HTML
-    md = _render_md(study_name, baseline, a, min_pairs)
-    page = _render_html(study_name, baseline, a, min_pairs)
-    # `sections` (the study's analyses) go before the Methods, which end the report
-    md_tail = md.index("\n## Methods") if "\n## Methods" in md else len(md)
-    html_tail = page.index('<section id="methods">') if '<section id="methods">' in page else page.index("</body></html>")
-    md_extra, html_extra = "", ""
-    for title, sec_md, sec_html, figs in sections:
+    extra = []
+    for title, sec_md, sec_html, figs in sections:  # the study's analyses, before the Methods
         for file, png, *_ in figs:
             write_atomic(out_dir / file, png)
-        md_extra += f"\n## {_md(title)}\n\n{sec_md.rstrip()}\n"
-        html_extra += f"<section><h2>{_h(title)}</h2>\n{sec_html}</section>\n"
-    md = md[:md_tail] + md_extra + md[md_tail:]
-    page = page[:html_tail] + html_extra + page[html_tail:]
+        extra.append(Section(title, (Rendered(sec_md, sec_html),)))
+    doc = _document(study_name, baseline, a, min_pairs, extra)
+    md_path, html_path = out_dir / REPORT_MD, out_dir / REPORT_HTML
+    md, page = render_markdown(doc), render_html(doc)
     write_atomic(md_path, md.encode("utf-8"))
     write_atomic(html_path, page.encode("utf-8"))
     return md_path, html_path

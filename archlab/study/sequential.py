@@ -59,6 +59,10 @@ in the decision and the comparison uses the remaining pairs ("on k of n seeds").
 only once every seed ``< n`` of both sides has finished or failed (nothing pending or running),
 so the decisions are a deterministic function of the stored rows: the runner after a round and
 the report later compute the same thing.
+
+A :class:`SequentialDecision` holds numbers and :class:`~archlab.study.verdicts.Reason` codes
+(``STOPPED``; ``CONTINUING`` or ``MAX_SEEDS_REACHED`` with the cause; ``WAITING_FIRST_LOOK``);
+:func:`archlab.study.wording.sequential_reason` says it in words.
 """
 
 from __future__ import annotations
@@ -67,13 +71,14 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 import numpy as np
 from scipy import stats as sps
 
 from archlab.errors import ConfigError
 from archlab.study.metrics import metric_direction, run_test_size
+from archlab.study.record import RunRecord
+from archlab.study.verdicts import Reason, Verdict
 
 __all__ = [
     "SequentialDecision",
@@ -89,12 +94,11 @@ __all__ = [
     "calibrated_t_boundaries",
 ]
 
-Verdict = Literal["better", "worse", "equivalent", "inconclusive"]
-
-
 @dataclass(frozen=True)
 class SequentialDecision:
-    """The state of one comparison (variant vs baseline on one dataset and metric).
+    """The state of one comparison (variant vs baseline on one dataset and metric), in numbers.
+
+    Words: :func:`archlab.study.wording.sequential_reason`.
 
     Attributes:
         verdict: ``better``, ``worse``, ``equivalent`` or ``inconclusive``.
@@ -102,26 +106,33 @@ class SequentialDecision:
         n_pairs: complete pairs the decision used.
         look: the number of seeds (``n``, a planned look) the decision was taken at; 0 before the
             first complete look.
-        reason: why it stopped, or why it continues, in words.
+        reasons: why it stopped or continues: :attr:`Reason.STOPPED`; or :attr:`Reason.CONTINUING` /
+            :attr:`Reason.MAX_SEEDS_REACHED` followed by the cause (:attr:`Reason.TOO_FEW_PAIRS`,
+            :attr:`Reason.NO_NEW_PAIRS`, :attr:`Reason.INTERVAL_UNDECIDED`,
+            :attr:`Reason.NO_SPREAD_SIGN_TEST`); or :attr:`Reason.WAITING_FIRST_LOOK`.
         lost_seeds: seeds ``< look`` lost by the variant or the baseline (failed, no finite value).
         mean_diff: mean of ``variant - baseline`` over the pairs (``None`` without pairs).
         ci: the repeated confidence interval of the mean difference at this look.
         t_crit: the critical t value of this look (``inf`` when nothing may be spent yet).
         alpha: the per-comparison level (after the multiplicity split).
         analyses: ``(n_seeds, n_pairs, t_crit)`` of every look analysed so far.
+        first_look: the first planned look (seeds).
+        max_seeds: the last planned look (seeds).
     """
 
     verdict: Verdict
     decided: bool
     n_pairs: int
     look: int
-    reason: str
+    reasons: tuple[Reason, ...]
     lost_seeds: list[int] = field(default_factory=list)
     mean_diff: float | None = None
     ci: tuple[float, float] | None = None
     t_crit: float | None = None
     alpha: float | None = None
     analyses: tuple[tuple[int, int, float], ...] = ()
+    first_look: int = 0
+    max_seeds: int = 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -279,18 +290,10 @@ def interval_verdict(
     """The verdict an interval of ``variant - baseline`` supports (see the module docstring)."""
     lo, hi = ci
     if lo > 0 or hi < 0:
-        return "better" if (lo > 0) == higher_is_better else "worse"
+        return Verdict.BETTER if (lo > 0) == higher_is_better else Verdict.WORSE
     if margin is not None and -margin < lo and hi < margin:
-        return "equivalent"
-    return "inconclusive"
-
-
-def _fmt(d: float, percent: bool) -> str:
-    return f"{d * 100:+.2f} pp" if percent else f"{d:+.4g}"
-
-
-def _fmt_m(m: float, percent: bool) -> str:
-    return f"±{m * 100:.2g} pp" if percent else f"±{m:.4g}"
+        return Verdict.EQUIVALENT
+    return Verdict.INCONCLUSIVE
 
 
 def sequential_path(
@@ -302,7 +305,6 @@ def sequential_path(
     margin: float | None,
     alpha: float,
     higher_is_better: bool = True,
-    percent: bool = True,
     spend: str = "obrien_fleming",
 ) -> SequentialDecision:
     """Walk the planned looks of one comparison and return its decision (pure, deterministic).
@@ -315,7 +317,6 @@ def sequential_path(
         margin: the equivalence margin (``None``: no equivalence verdict).
         alpha: the per-comparison level (already split for multiplicity).
         higher_is_better: the metric's direction.
-        percent: format differences in percentage points.
         spend: the spending function (:func:`spending`).
 
     Returns:
@@ -326,8 +327,46 @@ def sequential_path(
         raise ConfigError(f"looks must be increasing positive seed counts, got {list(looks)}")
     n_max = looks[-1]
     lost_set = sorted(int(s) for s in lost)
-    # Pass 1: the analyses (complete looks that add pairs).
-    plan: list[tuple[int, list[int], bool]] = []  # (n, seeds, is_analysis)
+    plan, ks, finals = _complete_looks(diffs, complete_through, looks)
+    crits = _analysis_t_crits(tuple(ks), tuple(finals), n_max, float(alpha), spend) if ks else ()
+    # Walk the looks; the first decision is final.
+    analyses: list[tuple[int, int, float]] = []
+    last: SequentialDecision | None = None
+    for n, seeds, is_analysis in plan:
+        k = len(seeds)
+        lost_n = [s for s in lost_set if s < n]
+        final = Reason.MAX_SEEDS_REACHED if n == n_max else Reason.CONTINUING
+        mean = float(np.mean([diffs[s] for s in seeds])) if seeds else None
+        if not is_analysis:
+            why = Reason.TOO_FEW_PAIRS if k < 2 else Reason.NO_NEW_PAIRS
+            last = SequentialDecision(
+                Verdict.INCONCLUSIVE, False, k, n, (final, why), lost_n, mean,
+                last.ci if last else None, last.t_crit if last else None, alpha, tuple(analyses),
+                looks[0], n_max)
+            continue
+        t_crit = crits[len(analyses)]
+        analyses.append((n, k, t_crit))
+        ci, sign_only = _repeated_interval(np.array([diffs[s] for s in seeds]), t_crit)
+        verdict = interval_verdict(ci, margin, higher_is_better)
+        if verdict == Verdict.INCONCLUSIVE:
+            why = Reason.NO_SPREAD_SIGN_TEST if sign_only else Reason.INTERVAL_UNDECIDED
+            last = SequentialDecision(Verdict.INCONCLUSIVE, False, k, n, (final, why), lost_n, mean, ci,
+                                      t_crit, alpha, tuple(analyses), looks[0], n_max)
+            continue
+        return SequentialDecision(verdict, True, k, n, (Reason.STOPPED,), lost_n, mean, ci, t_crit, alpha,
+                                  tuple(analyses), looks[0], n_max)
+    if last is None:
+        return SequentialDecision(Verdict.INCONCLUSIVE, False, 0, 0, (Reason.WAITING_FIRST_LOOK,),
+                                  list(lost_set), None, None, None, alpha, (), looks[0], n_max)
+    return last
+
+
+def _complete_looks(
+    diffs: Mapping[int, float], complete_through: int, looks: Sequence[int]
+) -> tuple[list[tuple[int, list[int], bool]], list[int], list[bool]]:
+    """The complete looks ``(n, paired seeds < n, is_analysis)``, and the pair counts and
+    final-look flags of those that are analyses (at least two pairs, more than the previous one)."""
+    plan: list[tuple[int, list[int], bool]] = []
     ks: list[int] = []
     finals: list[bool] = []
     prev = 0
@@ -340,70 +379,30 @@ def sequential_path(
         if is_analysis:
             prev = k
             ks.append(k)
-            finals.append(n == n_max)
+            finals.append(n == looks[-1])
         plan.append((n, seeds, is_analysis))
-    crits = _analysis_t_crits(tuple(ks), tuple(finals), n_max, float(alpha), spend) if ks else ()
-    # Pass 2: walk the looks; the first decision is final.
-    analyses: list[tuple[int, int, float]] = []
-    last: SequentialDecision | None = None
-    for n, seeds, is_analysis in plan:
-        k = len(seeds)
-        lost_n = [s for s in lost_set if s < n]
-        final = n == n_max
-        mean = float(np.mean([diffs[s] for s in seeds])) if seeds else None
-        if not is_analysis:
-            why = (f"only {k} complete pair{'s' if k != 1 else ''}" if k < 2
-                   else "no complete pair added since the previous look")
-            last = SequentialDecision(
-                "inconclusive", False, k, n,
-                f"look at {n} seeds: {why}" + (" — max reached" if final else "; continuing"),
-                lost_n, mean, last.ci if last else None, last.t_crit if last else None, alpha,
-                tuple(analyses),
-            )
-            continue
-        t_crit = crits[len(analyses)]
-        analyses.append((n, k, t_crit))
-        d = np.array([diffs[s] for s in seeds])
-        sd = float(d.std(ddof=1))
-        sign_only = False
-        if sd == 0.0 and mean == 0.0:
-            ci = (0.0, 0.0)  # identical on every pair (the same model twice): a fact, not an estimate
-        elif sd == 0.0:
-            # The same non-zero difference on every pair (a discrete metric: +1 image each seed) makes
-            # t infinite; only the sign test is left: all k signs agree with p = 2^(1-k) under no
-            # difference, compared with this look's nominal two-sided level.
-            nominal = 0.0 if math.isinf(t_crit) else float(2.0 * sps.t.sf(t_crit, k - 1))
-            sign_only = 2.0 ** (1 - k) > nominal
-            ci = (-math.inf, math.inf) if sign_only else (mean, mean)
-        elif math.isinf(t_crit):
-            ci = (-math.inf, math.inf)
-        else:
-            half = t_crit * sd / math.sqrt(k)
-            ci = (mean - half, mean + half)
-        verdict = interval_verdict(ci, margin, higher_is_better)
-        on = f"on {k} of {n} seeds" if lost_n else f"at n={k}"
-        rng = f"[{_fmt(ci[0], percent)}, {_fmt(ci[1], percent)}]"
-        if verdict == "inconclusive":
-            why = f"interval {rng} includes 0" + (
-                f" and is not inside {_fmt_m(margin, percent)}" if margin is not None else " (no equivalence margin)")
-            if sign_only:
-                why = f"the same difference {_fmt(mean, percent)} on every pair; the sign test needs more pairs"
-            reason = (f"max of {n_max} seeds reached without a decision ({why})" if final
-                      else f"not decided at {n} seeds ({why}); continuing")
-            last = SequentialDecision("inconclusive", False, k, n, reason, lost_n, mean, ci, t_crit,
-                                      alpha, tuple(analyses))
-            continue
-        if verdict == "equivalent":
-            reason = f"stopped at {n} seeds: equivalent {on}, repeated interval {rng} inside {_fmt_m(margin, percent)}"
-        else:
-            reason = f"stopped at {n} seeds: {verdict} {on}, repeated interval {rng} excludes 0"
-        return SequentialDecision(verdict, True, k, n, reason, lost_n, mean, ci, t_crit, alpha,
-                                  tuple(analyses))
-    if last is None:
-        return SequentialDecision("inconclusive", False, 0, 0,
-                                  f"waiting for the first look ({looks[0]} seeds finished on both sides)",
-                                  list(lost_set), None, None, None, alpha, ())
-    return last
+    return plan, ks, finals
+
+
+def _repeated_interval(d: np.ndarray, t_crit: float) -> tuple[tuple[float, float], bool]:
+    """The repeated confidence interval of the mean of ``d`` at ``t_crit``, and whether only the
+    sign test could decide (the same non-zero difference on every pair)."""
+    k = d.size
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1))
+    if sd == 0.0 and mean == 0.0:
+        return (0.0, 0.0), False  # identical on every pair (the same model twice): a fact, not an estimate
+    if sd == 0.0:
+        # The same non-zero difference on every pair (a discrete metric: +1 image each seed) makes
+        # t infinite; only the sign test is left: all k signs agree with p = 2^(1-k) under no
+        # difference, compared with this look's nominal two-sided level.
+        nominal = 0.0 if math.isinf(t_crit) else float(2.0 * sps.t.sf(t_crit, k - 1))
+        sign_only = 2.0 ** (1 - k) > nominal
+        return ((-math.inf, math.inf) if sign_only else (mean, mean)), sign_only
+    if math.isinf(t_crit):
+        return (-math.inf, math.inf), False
+    half = t_crit * sd / math.sqrt(k)
+    return (mean - half, mean + half), False
 
 
 @functools.lru_cache(maxsize=1024)
@@ -481,15 +480,15 @@ def calibrated_t_boundaries(pairs: Sequence[int], cum_alpha: Sequence[float], *,
     return tuple(out)
 
 
-def _value(row: Mapping[str, Any], metric: str) -> float | None:
-    test = row.get("analysis") if "." in metric else row.get("test")  # analysis numbers have a "."
+def _value(row: RunRecord, metric: str) -> float | None:
+    test = row.analysis if "." in metric else row.test  # analysis numbers have a "."
     if not isinstance(test, Mapping) or test.get(metric) is None:
         return None
     v = float(test[metric])
     return v if math.isfinite(v) else None
 
 
-def _resolution(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> float:
+def _resolution(a: RunRecord, b: RunRecord, metric: str) -> float:
     """The grid of a paired difference: 1/N for accuracy on N test images, else 1e-12."""
     if metric == "accuracy":
         n = run_test_size(a) or run_test_size(b)
@@ -498,22 +497,22 @@ def _resolution(a: Mapping[str, Any], b: Mapping[str, Any], metric: str) -> floa
     return 1e-12
 
 
-def family_size(rows: Sequence[Mapping[str, Any]], baseline: str) -> int:
+def family_size(rows: Sequence[RunRecord], baseline: str) -> int:
     """Number of (dataset, variant) comparisons against ``baseline`` in ``rows`` (at least 1)."""
-    return max(1, len({(str(r["dataset"]), str(r["variant"])) for r in rows if str(r["variant"]) != baseline}))
+    return max(1, len({(str(r.dataset), str(r.variant)) for r in rows if str(r.variant) != baseline}))
 
 
 def comparison_inputs(
-    rows: Sequence[Mapping[str, Any]], *, baseline: str, metric: str
+    rows: Sequence[RunRecord], *, baseline: str, metric: str
 ) -> dict[tuple[str, str], tuple[dict[int, float], list[int], int]]:
     """Per (dataset, variant): paired differences by seed, lost seeds and the completeness bound.
 
     ``complete_through`` is the smallest seed that is not finished-or-failed on both sides (seeds
     are taken in the runner's order 0, 1, 2, ...).
     """
-    by: dict[str, dict[str, dict[int, Mapping[str, Any]]]] = {}
+    by: dict[str, dict[str, dict[int, RunRecord]]] = {}
     for r in rows:
-        by.setdefault(str(r["dataset"]), {}).setdefault(str(r["variant"]), {})[int(r["seed"])] = r
+        by.setdefault(str(r.dataset), {}).setdefault(str(r.variant), {})[int(r.seed)] = r
     out = {}
     for ds, variants in by.items():
         base = variants.get(baseline, {})
@@ -525,14 +524,14 @@ def comparison_inputs(
             complete_through = 0
             for s in sorted(set(runs) | set(base)):
                 a, b = runs.get(s), base.get(s)
-                terminal = a is not None and b is not None and a.get("status") in ("done", "failed") \
-                    and b.get("status") in ("done", "failed")
+                terminal = a is not None and b is not None and a.status in ("done", "failed") \
+                    and b.status in ("done", "failed")
                 if terminal and s == complete_through:
                     complete_through = s + 1
                 if a is None or b is None:
                     continue
-                va = _value(a, metric) if a.get("status") == "done" else None
-                vb = _value(b, metric) if b.get("status") == "done" else None
+                va = _value(a, metric) if a.status == "done" else None
+                vb = _value(b, metric) if b.status == "done" else None
                 if va is not None and vb is not None:
                     # on the metric's grid: an accuracy is a count of images / N, so equal counts give
                     # equal differences even when the floats differ in the last bit
@@ -545,7 +544,7 @@ def comparison_inputs(
 
 
 def sequential_decisions(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[RunRecord],
     *,
     baseline: str,
     metric: str,
@@ -558,7 +557,7 @@ def sequential_decisions(
     """The sequential decision of every (dataset, variant) comparison, from stored run rows.
 
     Args:
-        rows: :meth:`archlab.study.store.StudyStore.rows` dicts (``dataset``, ``variant``,
+        rows: :meth:`archlab.study.store.StudyStore.rows` records (``dataset``, ``variant``,
             ``seed``, ``status``, ``test``).
         baseline: the baseline variant.
         metric: the primary metric.
@@ -575,12 +574,12 @@ def sequential_decisions(
         raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05; got {alpha!r}")
     if margin is not None and not (margin > 0 and math.isfinite(margin)):
         raise ConfigError(f"the equivalence margin of {metric!r} must be a positive number, got {margin!r}")
-    higher, percent = metric_direction(metric)
+    higher, _ = metric_direction(metric)
     k = family if family is not None else family_size(rows, baseline)
     out = {}
     for key, (diffs, lost, through) in comparison_inputs(rows, baseline=baseline, metric=metric).items():
         out[key] = sequential_path(
             diffs, lost, through, looks=looks, margin=margin, alpha=alpha / k,
-            higher_is_better=higher, percent=percent, spend=spend,
+            higher_is_better=higher, spend=spend,
         )
     return out

@@ -1,7 +1,17 @@
 """Statistics over stored study runs: spread, intervals, paired tests, power and the four verdicts.
 
-Pure functions: they read run rows (plain dicts, see :func:`compare_variants`) and return frozen
-dataclasses; nothing is written and nothing random happens without an explicit seed.
+Pure functions: they read run records (:class:`~archlab.study.record.RunRecord`) and return frozen
+dataclasses of **numbers and codes** — a :class:`~archlab.study.verdicts.Verdict`, the
+:class:`~archlab.study.verdicts.Reason` codes that explain it, :class:`~archlab.study.verdicts.Note`
+codes for anomalous runs, and every number a sentence needs (pairs, lost seeds, the deciding
+interval, detectable difference, seeds needed, ...). No sentence is written here:
+:mod:`archlab.study.wording` words the results. Nothing is stored and nothing random happens
+without an explicit seed.
+
+:func:`compare_variants` runs in steps: group the rows, describe each (dataset, variant)
+(counts, failures, spread), compare it with the baseline (pairs, paired tests, the deciding
+interval, verdict and reasons), then the checks beside the verdict (seeds × images, failure rates).
+A new condition is a new code in :mod:`archlab.study.verdicts`, set in the step that detects it.
 
 **The verdict** of a comparison (variant vs baseline, one metric, one dataset) is read off one
 confidence interval of the mean paired difference ``variant - baseline`` over seeds (pairing run
@@ -57,21 +67,28 @@ import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
 from archlab.errors import ConfigError, DataError, UnknownNameError
 from archlab.study.metrics import RATE_METRICS, metric_direction, run_test_size
+from archlab.study.record import RunRecord
 from archlab.study.sequential import SequentialDecision, interval_verdict, sequential_decisions
+from archlab.study.verdicts import Interval, Note, Reason, Verdict
 
 __all__ = [
     "Summary",
     "PairedResult",
     "ImageTest",
     "VariantStats",
-    "Outcome",
+    "Verdict",
+    "Reason",
+    "Note",
+    "Interval",
+    "MAX_SEEDS",
+    "POWER",
     "RATE_METRICS",
     "summarize",
     "paired_test",
@@ -88,22 +105,17 @@ __all__ = [
     "tost_p",
     "holm",
     "compare_variants",
-    "format_p",
-    "format_diff",
 ]
 
 log = logging.getLogger(__name__)
-
-#: Outcome of a comparison, for colouring and for tests that should not parse prose.
-Outcome = Literal["baseline", "better", "worse", "equivalent", "inconclusive"]
 
 #: Metrics that are rates in [0, 1] (intervals are clipped to that range, shown in %).
 
 #: Run statuses the runner writes (anything else is counted under its own name).
 _STATUSES = ("done", "failed", "pending", "running")
 
-_POWER = 0.8  # the power at which "detectable" and "seeds needed" are stated
-_MAX_SEEDS = 100_000  # searched up to here; beyond it "more than 100000"
+POWER = 0.8  # the power at which "detectable" and "seeds needed" are stated
+MAX_SEEDS = 100_000  # searched up to here; beyond it "more than 100000"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,15 +205,19 @@ class ImageTest:
 
 @dataclass(frozen=True)
 class VariantStats:
-    """Everything the report shows for one (dataset, variant) and one metric.
+    """Everything the report shows for one (dataset, variant) and one metric, in numbers and codes.
+
+    Words: :func:`archlab.study.wording.verdict_text`, :func:`~archlab.study.wording.answer_line`,
+    :func:`~archlab.study.wording.notes`, :func:`~archlab.study.wording.interval_label`.
 
     Attributes:
         dataset: dataset name.
         variant: variant name.
         metric: the test metric compared.
+        baseline: the baseline variant's name.
         is_baseline: whether this is the baseline variant.
         status_counts: number of runs per status.
-        failures: ``(seed, reason)`` for every failed run.
+        failures: ``(seed, error)`` for every failed run (the error as the runner stored it).
         seeds_done: seeds with a finished run and a finite value of ``metric``.
         values: ``{seed: value}`` of ``metric`` on the test split for those seeds.
         summary: spread and intervals of ``values``; ``None`` when there are none.
@@ -211,28 +227,38 @@ class VariantStats:
             adaptive study).
         seeds_considered: seeds the comparison looked at (``k of n``: ``n``).
         lost_seeds: seeds lost by the variant or the baseline among those considered.
-        paired: the descriptive paired tests.
+        paired: the descriptive paired tests (the mean difference of the verdict is
+            ``paired.mean_diff``, on the metric's grid).
         ci: the interval that decided the verdict (``None`` when no verdict was possible).
-        ci_label: which interval it is (level and adjustment).
+        interval: which interval it is (:class:`Interval`); with ``alpha``, ``family`` and
+            ``confidence`` it names its level and adjustment.
         margin: the equivalence margin (``None`` for a metric without one).
         tost_p: p-value of the two one-sided tests at ``±margin``.
         primary: whether this metric is the study's primary (confirmatory) metric.
         alpha: the per-comparison level used.
+        family: the number of primary comparisons sharing the study's alpha (Bonferroni).
+        confidence: level of the per-variant intervals (and of exploratory comparisons).
+        min_pairs: the fewest complete pairs a fixed design decides from.
+        outcome: the verdict (:class:`Verdict`).
+        reasons: :class:`Reason` codes: why an inconclusive comparison is one (first), and caveats
+            of a decided one (:attr:`Reason.NOT_CONFIRMED_BY_IMAGES`).
+        identical: every paired difference is zero (at least two pairs).
         detectable: smallest difference detectable at 80 % power with these seeds (inconclusive).
         seeds_detect: about how many seeds would detect the observed difference.
         seeds_equivalence: about how many seeds would show equivalence within the margin.
+        sign_test_seeds: seeds the exact sign test needs at ``alpha`` (no spread, inconclusive).
         sequential: the sequential decision (adaptive studies, primary metric).
         image_test: the seeds × images test (accuracy with stored predictions).
-        failure_p: Boschloo p-value of the failure rates (``None`` when nothing failed).
-        outcome: machine-readable verdict (see :data:`Outcome`).
-        verdict: the plain-language verdict.
-        answer: the one-line answer for the top of the report.
-        notes: anomalies found in the rows.
+        failure_counts: ``(variant failed, variant runs, baseline failed, baseline runs)`` when
+            any run failed; failure_p: their Boschloo p-value.
+        notes: :class:`Note` codes of anomalies in the rows; seeds_without_value: the finished
+            seeds without a finite value (:attr:`Note.MISSING_VALUE`).
     """
 
     dataset: str
     variant: str
     metric: str
+    baseline: str
     is_baseline: bool
     status_counts: dict[str, int]
     failures: tuple[tuple[int, str], ...]
@@ -248,21 +274,27 @@ class VariantStats:
     lost_seeds: tuple[int, ...] = ()
     paired: PairedResult | None = None
     ci: tuple[float, float] | None = None
-    ci_label: str = ""
+    interval: Interval = Interval.FIXED
     margin: float | None = None
     tost_p: float | None = None
     primary: bool = True
     alpha: float = 0.05
+    family: int = 1
+    confidence: float = 0.95
+    min_pairs: int = 3
+    outcome: Verdict = Verdict.INCONCLUSIVE
+    reasons: tuple[Reason, ...] = ()
+    identical: bool = False
     detectable: float | None = None
     seeds_detect: int | None = None
     seeds_equivalence: int | None = None
+    sign_test_seeds: int | None = None
     sequential: SequentialDecision | None = None
     image_test: ImageTest | None = None
+    failure_counts: tuple[int, int, int, int] | None = None
     failure_p: float | None = None
-    outcome: Outcome = "inconclusive"
-    verdict: str = ""
-    answer: str = ""
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[Note, ...] = field(default=())
+    seeds_without_value: tuple[int, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -561,7 +593,7 @@ def power_paired_t(delta: float, sd: float, n: int, alpha: float) -> float:
     return float(min(1.0, max(0.0, val)))
 
 
-def detectable_difference(sd: float, n: int, alpha: float, power: float = _POWER) -> float:
+def detectable_difference(sd: float, n: int, alpha: float, power: float = POWER) -> float:
     """Smallest true difference the two-sided paired t-test detects with ``power`` at ``n`` pairs."""
     if power_paired_t(1e-12 * sd, sd, n, alpha) >= power:
         return 0.0
@@ -582,7 +614,7 @@ def _smallest_n(ok, start: int = 2) -> int | None:
     lo, hi = start, start * 2
     while not ok(hi):
         lo, hi = hi, hi * 2
-        if hi > _MAX_SEEDS:
+        if hi > MAX_SEEDS:
             return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -590,7 +622,7 @@ def _smallest_n(ok, start: int = 2) -> int | None:
     return hi
 
 
-def seeds_to_detect(delta: float, sd: float, alpha: float, power: float = _POWER) -> int | None:
+def seeds_to_detect(delta: float, sd: float, alpha: float, power: float = POWER) -> int | None:
     """About how many paired seeds detect a true difference ``delta`` (two-sided t, ``power``).
 
     ``None`` when ``delta`` is 0 or more than 100000 seeds would be needed.
@@ -630,7 +662,7 @@ def tost_power(delta: float, sd: float, n: int, margin: float, alpha: float) -> 
 
 
 def seeds_for_equivalence(
-    delta: float, sd: float, margin: float, alpha: float, power: float = _POWER
+    delta: float, sd: float, margin: float, alpha: float, power: float = POWER
 ) -> int | None:
     """About how many seeds show equivalence within ±margin when the true difference is ``delta``.
 
@@ -745,124 +777,284 @@ def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Formatting
-
-
-def format_p(p: float | None) -> str:
-    """``"<0.001"``, ``"0.004"``, ``"0.062"``, ``"0.43"``; ``"—"`` for ``None``."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return "—"
-    if p < 0.001:
-        return "<0.001"
-    if p >= 0.1:
-        return f"{p:.2f}"
-    return f"{p:.2g}"
-
-
-def format_diff(diff: float, percent: bool = True) -> str:
-    """A signed difference: percentage points for rate metrics (``+1.20 pp``), else raw."""
-    if percent:
-        return f"{diff * 100:+.2f} pp"
-    return f"{diff:+.4g}"
-
-
-def _fmt_abs(x: float, percent: bool) -> str:
-    return f"{x * 100:.2g} pp" if percent else f"{x:.3g}"
-
-
-def _fmt_margin(m: float, percent: bool) -> str:
-    return f"±{m * 100:.2g} pp" if percent else f"±{m:.3g}"
-
-
-# ------------------------------------------------------------------------------------------------
 # From run rows to per-variant statistics
 
 
-def _metric_value(run: Mapping[str, Any], metric: str) -> float | None:
+def _metric_value(run: RunRecord, metric: str) -> float | None:
     # "rotation.pct_angles_correct": a per-run analysis number (archlab.study.analyses)
-    test = run.get("analysis") if "." in metric else run.get("test")
+    test = run.analysis if "." in metric else run.test
     if not isinstance(test, Mapping) or test.get(metric) is None:
         return None
     v = float(test[metric])
     return v if math.isfinite(v) else None
 
 
-def _first_not_none(runs: Sequence[Mapping[str, Any]], key: str) -> int | None:
+def _first_not_none(runs: Sequence[RunRecord], key: str) -> int | None:
     for r in runs:
-        if r.get(key) is not None:
-            return int(r[key])
+        if getattr(r, key) is not None:
+            return int(getattr(r, key))
     return None
 
 
-def _correctness(run: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    preds, targets = run.get("test_predictions"), run.get("test_targets")
+def _correctness(run: RunRecord) -> tuple[np.ndarray, np.ndarray] | None:
+    preds, targets = run.test_predictions, run.test_targets
     if preds is None or targets is None:
         return None
     p = np.asarray(preds, dtype=np.int64)
     t = np.asarray(targets, dtype=np.int64)
     if p.shape != t.shape or p.ndim != 1:
         raise DataError(
-            f"run ({run.get('dataset')!r}, {run.get('variant')!r}, seed {run.get('seed')}) has "
+            f"run ({run.dataset!r}, {run.variant!r}, seed {run.seed}) has "
             f"{p.size} test predictions but {t.size} test targets; they must match one to one"
         )
     return p == t, t
 
 
 def _image_test_for(
-    base_runs: Mapping[int, Mapping[str, Any]], var_runs: Mapping[int, Mapping[str, Any]],
+    base_runs: Mapping[int, RunRecord], var_runs: Mapping[int, RunRecord],
     seeds: Sequence[int],
-) -> tuple[ImageTest | None, str | None]:
-    """The seeds × images test over ``seeds``; a note when the split differs per seed."""
+) -> tuple[ImageTest | None, bool]:
+    """The seeds × images test over ``seeds``, and whether it was skipped because the test
+    images differ between seeds (a split per seed)."""
     xs, ys, targets = [], [], None
     for s in seeds:
         bc, vc = _correctness(base_runs[s]), _correctness(var_runs[s])
         if bc is None or vc is None:
-            return None, None
+            return None, False
         if bc[1].shape != vc[1].shape or not np.array_equal(bc[1], vc[1]):
             raise DataError(
-                f"seed {s}: variant {var_runs[s].get('variant')!r} and the baseline were tested on "
+                f"seed {s}: variant {var_runs[s].variant!r} and the baseline were tested on "
                 "different test targets; runs of one seed must share the split. Re-run the study "
                 "so that every variant of a seed uses the same data split"
             )
         if targets is None:
             targets = bc[1]
         elif bc[1].shape != targets.shape or not np.array_equal(bc[1], targets):
-            return None, ("the test images differ between seeds: no seeds × images test (the "
-                          "seed-level interval already includes that variance)")
+            return None, True
         xs.append(bc[0])
         ys.append(vc[0])
     if len(xs) < 2:
-        return None, None
-    return seeds_images_test(np.stack(xs), np.stack(ys)), None
+        return None, False
+    return seeds_images_test(np.stack(xs), np.stack(ys)), False
 
 
-def _inconclusive_text(
-    diffs: np.ndarray, alpha: float, margin: float | None, percent: bool, on: str
-) -> tuple[str, float | None, int | None, int | None]:
-    n = diffs.size
-    sd = float(diffs.std(ddof=1)) if n >= 2 else 0.0
-    if n < 2 or sd == 0.0:
-        return f"inconclusive {on}", None, None, None
-    mdd = detectable_difference(sd, n, alpha)
-    mean = float(diffs.mean())
-    n_detect = seeds_to_detect(mean, sd, alpha)
-    n_equiv = seeds_for_equivalence(mean, sd, margin, alpha / 2.0) if margin is not None else None
-    parts = [f"these seeds detect only differences ≥ {_fmt_abs(mdd, percent)} at 80 % power"]
-    if n_detect is not None:
-        parts.append(f"≈{n_detect} seeds would detect the observed {format_diff(mean, percent)}")
-    elif mean != 0.0:
-        parts.append(f"more than {_MAX_SEEDS} seeds would be needed to detect {format_diff(mean, percent)}")
-    if n_equiv is not None:
-        parts.append(f"≈{n_equiv} would show equivalence within {_fmt_margin(margin, percent)}")
-    elif margin is not None and abs(mean) >= margin:
-        parts.append(f"the observed difference is outside {_fmt_margin(margin, percent)}, so equivalence is not expected")
-    elif margin is None:
-        parts.append("no equivalence margin is set for this metric")
-    return f"inconclusive {on}: " + "; ".join(parts), mdd, n_detect, n_equiv
+@dataclass(frozen=True)
+class _Design:
+    """The interval design shared by every comparison of one metric (see :func:`compare_variants`)."""
+
+    baseline: str
+    metric: str
+    higher_is_better: bool
+    percent: bool
+    level: float  # per-comparison error rate of the deciding interval
+    family: int
+    interval: Interval
+    margin: float | None
+    primary: bool
+    confidence: float
+    min_pairs: int
+    aso: bool
+    seed: int
+
+
+@dataclass
+class _Side:
+    """One (dataset, variant): its runs by seed and what they give on the metric."""
+
+    runs: dict[int, RunRecord]
+    values: dict[int, float]  # seed -> finite test value of the metric (finished runs)
+    lost: set[int]  # failed, or finished without a finite value
+
+
+def _side(by_seed: Mapping[int, RunRecord], metric: str) -> _Side:
+    values = {s: v for s, r in by_seed.items()
+              if r.status == "done" and (v := _metric_value(r, metric)) is not None}
+    lost = {s for s, r in by_seed.items() if r.status == "failed"
+            or (r.status == "done" and s not in values)}
+    return _Side(dict(by_seed), values, lost)
+
+
+def _group(runs: Sequence[RunRecord]) -> dict[str, dict[str, dict[int, RunRecord]]]:
+    """``{dataset: {variant: {seed: run}}}`` in order of first appearance; a repeat is an error."""
+    grouped: dict[str, dict[str, dict[int, RunRecord]]] = {}
+    for r in runs:
+        ds, var, s = str(r.dataset), str(r.variant), int(r.seed)
+        by_seed = grouped.setdefault(ds, {}).setdefault(var, {})
+        if s in by_seed:
+            raise DataError(
+                f"the results hold two runs of (dataset {ds!r}, variant {var!r}, seed {s}); each "
+                "must appear once — the results database is inconsistent"
+            )
+        by_seed[s] = r
+    return grouped
+
+
+def _describe(ds: str, var: str, side: _Side, design: _Design) -> dict[str, Any]:
+    """The per-variant fields of :class:`VariantStats`: counts, failures, values and costs."""
+    seeds_sorted = sorted(side.runs)
+    counts = {k_: 0 for k_ in _STATUSES}
+    failures, missing = [], []
+    for s in seeds_sorted:
+        r = side.runs[s]
+        st = str(r.status)
+        counts[st] = counts.get(st, 0) + 1
+        if st == "failed":
+            failures.append((s, str(r.error or "no reason recorded")))
+        elif st == "done" and s not in side.values:
+            missing.append(s)
+    done_runs = [side.runs[s] for s in seeds_sorted if side.runs[s].status == "done"]
+    all_runs = done_runs + [side.runs[s] for s in seeds_sorted if side.runs[s].status != "done"]
+    secs = [float(r.train_seconds) for r in done_runs if r.train_seconds is not None]
+    sizes = {n for r in done_runs if (n := run_test_size(r))}
+    values = [side.values[s] for s in sorted(side.values)]
+    bounds = (0.0, 1.0) if design.percent else None
+    return dict(
+        dataset=ds, variant=var, metric=design.metric, baseline=design.baseline,
+        is_baseline=var == design.baseline, status_counts=counts, failures=tuple(failures),
+        seeds_done=tuple(sorted(side.values)), values=dict(sorted(side.values.items())),
+        summary=summarize(values, design.confidence, bounds=bounds, seed=design.seed) if values else None,
+        params=_first_not_none(all_runs, "params"), flops=_first_not_none(all_runs, "flops"),
+        train_seconds=float(np.mean(secs)) if secs else None, n_test=min(sizes) if sizes else None,
+        margin=design.margin, primary=design.primary, alpha=design.level, family=design.family,
+        interval=design.interval, confidence=design.confidence, min_pairs=design.min_pairs,
+        seeds_without_value=tuple(missing), notes=(Note.MISSING_VALUE,) if missing else (),
+    )
+
+
+def _deciding_interval(
+    d: np.ndarray, decision: SequentialDecision | None, design: _Design
+) -> tuple[tuple[float, float] | None, bool]:
+    """The interval that decides (``None``: none possible) and whether only the sign test could."""
+    n = d.size
+    identical = n >= 2 and not np.any(d)
+    ci = None
+    sign_only = False
+    if decision is not None:
+        ci = decision.ci if decision.n_pairs == n and n >= 2 else None
+    elif n >= design.min_pairs or identical:
+        sd = float(d.std(ddof=1))
+        mean = float(d.mean())
+        if sd == 0.0 and mean != 0.0 and 2.0 ** (1 - n) > design.level:
+            # the same non-zero difference on every pair (t is infinite): only the sign test is
+            # left, and all n signs agreeing has p = 2^(1-n) under no difference
+            sign_only = True
+        elif sd == 0.0:
+            ci = (mean, mean)
+        else:
+            half = float(sps.t.isf(design.level / 2.0, n - 1)) * sd / math.sqrt(n)
+            ci = (mean - half, mean + half)
+    if ci is not None and design.percent:
+        ci = (max(ci[0], -1.0), min(ci[1], 1.0))  # a difference of rates lies in [-1, 1]
+    return ci, sign_only
+
+
+def _power(d: np.ndarray, design: _Design) -> dict[str, Any]:
+    """What more seeds would do: the detectable difference and the seeds to detect / show equivalence."""
+    n = d.size
+    if n < 2 or float(d.std(ddof=1)) == 0.0:
+        return {}
+    sd, mean = float(d.std(ddof=1)), float(d.mean())
+    margin = design.margin
+    return dict(
+        detectable=detectable_difference(sd, n, design.level),
+        seeds_detect=seeds_to_detect(mean, sd, design.level),
+        seeds_equivalence=(seeds_for_equivalence(mean, sd, margin, design.level / 2.0)
+                           if margin is not None else None),
+    )
+
+
+def _why_inconclusive(d: np.ndarray, sign_only: bool, sequential: bool, design: _Design) -> dict[str, Any]:
+    """The reason code (and power numbers) of an inconclusive comparison."""
+    n = d.size
+    identical = n >= 2 and not np.any(d)
+    if n < 2 or (not sequential and n < design.min_pairs and not identical):
+        reason = Reason.NO_PAIRS if n == 0 else Reason.TOO_FEW_PAIRS
+        return dict(reasons=(reason,), **_power(d, design))
+    if identical:
+        return dict(reasons=(Reason.IDENTICAL_NO_MARGIN,))
+    if sign_only:
+        return dict(reasons=(Reason.NO_SPREAD_SIGN_TEST,),
+                    sign_test_seeds=math.ceil(1 + math.log2(1 / design.level)))
+    return dict(reasons=(Reason.INTERVAL_UNDECIDED,), **_power(d, design))
+
+
+def _compare(var_side: _Side, base_side: _Side, decision: SequentialDecision | None,
+             design: _Design, n_test: int | None) -> dict[str, Any]:
+    """Pair the variant with the baseline by seed and decide: the comparison fields of
+    :class:`VariantStats`."""
+    if decision is not None:
+        considered = [s for s in sorted(set(var_side.runs) | set(base_side.runs)) if s < decision.look]
+    else:
+        considered = sorted(s for s in set(var_side.runs) | set(base_side.runs)
+                            if (s in var_side.values or s in var_side.lost)
+                            and (s in base_side.values or s in base_side.lost))
+    paired_seeds = tuple(s for s in considered if s in var_side.values and s in base_side.values)
+    lost = tuple(s for s in considered if s in var_side.lost or s in base_side.lost)
+    resolution = 1.0 / n_test if design.metric == "accuracy" and n_test else None
+    n = len(paired_seeds)
+    info: dict[str, Any] = dict(paired_seeds=paired_seeds, seeds_considered=len(considered),
+                                lost_seeds=lost, sequential=decision)
+    if n:
+        info["paired"] = paired_test([base_side.values[s] for s in paired_seeds],
+                                     [var_side.values[s] for s in paired_seeds],
+                                     aso=design.aso and n >= 2, higher_is_better=design.higher_is_better,
+                                     resolution=resolution, seed=design.seed)
+    d = np.array([var_side.values[s] - base_side.values[s] for s in paired_seeds])
+    if resolution:
+        d = np.rint(d / resolution) * resolution
+    if design.margin is not None and n >= 2:
+        info["tost_p"] = tost_p(d, design.margin)
+    info["identical"] = n >= 2 and not np.any(d)
+    ci, sign_only = _deciding_interval(d, decision, design)
+    info["ci"] = ci
+    outcome = (interval_verdict(ci, design.margin, design.higher_is_better) if ci is not None
+               else Verdict.INCONCLUSIVE)
+    if decision is not None and not decision.decided:
+        outcome = Verdict.INCONCLUSIVE
+    info["outcome"] = outcome
+    if outcome == Verdict.INCONCLUSIVE:
+        info.update(_why_inconclusive(d, sign_only, decision is not None, design))
+    return info
+
+
+def _checks(var_side: _Side, base_side: _Side, info: dict[str, Any], design: _Design) -> dict[str, Any]:
+    """The seeds × images test (accuracy) and the failure rates, with the notes they raise."""
+    out: dict[str, Any] = {}
+    notes = list(info["notes"])
+    reasons = list(info.get("reasons", ()))
+    if not base_side.runs:
+        notes.append(Note.BASELINE_ABSENT)
+    paired_seeds = info["paired_seeds"]
+    if design.metric == "accuracy" and len(paired_seeds) >= 2:
+        it, differ = _image_test_for(base_side.runs, var_side.runs, paired_seeds)
+        out["image_test"] = it
+        if differ:
+            notes.append(Note.TEST_IMAGES_DIFFER)
+        if it is not None and info["outcome"] in (Verdict.BETTER, Verdict.WORSE) and it.p >= design.level:
+            reasons.append(Reason.NOT_CONFIRMED_BY_IMAGES)
+    var_fail = sum(1 for r in var_side.runs.values() if r.status == "failed")
+    base_fail = sum(1 for r in base_side.runs.values() if r.status == "failed")
+    if var_fail or base_fail:
+        nv = sum(1 for r in var_side.runs.values() if r.status in ("done", "failed"))
+        nb = sum(1 for r in base_side.runs.values() if r.status in ("done", "failed"))
+        out["failure_counts"] = (var_fail, nv, base_fail, nb)
+        out["failure_p"] = failure_test(var_fail, nv, base_fail, nb)
+        notes.append(Note.FAILURES)
+    out.update(notes=tuple(notes), reasons=tuple(reasons))
+    return out
+
+
+def _check_comparison(alpha: float, confidence: float, min_pairs: int, margin: float | None, metric: str) -> None:
+    _check_alpha(alpha)
+    _check_confidence(confidence)
+    if min_pairs < 2:
+        raise ConfigError(f"min_pairs must be >= 2 (a paired t-test needs two pairs), got {min_pairs!r}")
+    if margin is not None and not (margin > 0 and math.isfinite(margin)):
+        raise ConfigError(f"the equivalence margin of {metric!r} must be a positive number, got {margin!r}")
 
 
 def compare_variants(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[RunRecord],
     *,
     baseline: str,
     metric: str = "accuracy",
@@ -878,14 +1070,19 @@ def compare_variants(
 ) -> list[VariantStats]:
     """Group run rows by (dataset, variant), pair each variant with the baseline by seed, decide.
 
-    A run row is a dict with at least ``dataset``, ``variant``, ``seed`` and ``status``; finished
-    runs (``status == "done"``) carry ``test`` (metric -> value) and optionally ``params``,
+    Each run is a :class:`~archlab.study.record.RunRecord`; finished runs (``status == "done"``)
+    carry ``test`` (metric -> value) and optionally ``params``,
     ``flops``, ``train_seconds``, ``test_predictions``/``test_targets``, ``provenance`` and
     ``error`` (failed). Only finished runs with a finite test value of ``metric`` enter the
     statistics; the others are counted by status, and a seed that either side lost is named.
 
+    The steps: :func:`_group` the rows, :func:`_describe` each (dataset, variant), :func:`_compare`
+    it with the baseline (pairs, tests, the deciding interval, the verdict and its reasons), then
+    :func:`_checks` (seeds × images, failure rates); the body is ~35 lines, the rest is this
+    docstring. Words: :mod:`archlab.study.wording`.
+
     Args:
-        runs: the study's run rows.
+        runs: the study's run records (:meth:`archlab.study.store.StudyStore.rows`).
         baseline: name of the baseline variant.
         metric: test metric to compare (``accuracy``, ``f1_macro``, ``dice``, ``loss``).
         alpha: the study's family-wise error rate.
@@ -911,211 +1108,36 @@ def compare_variants(
         DataError: the same (dataset, variant, seed) twice, or paired runs tested on different
             targets.
     """
-    _check_alpha(alpha)
-    _check_confidence(confidence)
-    if min_pairs < 2:
-        raise ConfigError(f"min_pairs must be >= 2 (a paired t-test needs two pairs), got {min_pairs!r}")
-    if margin is not None and not (margin > 0 and math.isfinite(margin)):
-        raise ConfigError(f"the equivalence margin of {metric!r} must be a positive number, got {margin!r}")
+    _check_comparison(alpha, confidence, min_pairs, margin, metric)
     higher_is_better, percent = metric_direction(metric)
-    bounds = (0.0, 1.0) if percent else None
     if not runs:
         return []
-    variants_seen = list(dict.fromkeys(str(r["variant"]) for r in runs))
+    variants_seen = list(dict.fromkeys(str(r.variant) for r in runs))
     if baseline not in variants_seen:
         raise UnknownNameError("baseline variant", baseline, variants_seen)
-
-    grouped: dict[str, dict[str, dict[int, Mapping[str, Any]]]] = {}
-    for r in runs:
-        ds, var, s = str(r["dataset"]), str(r["variant"]), int(r["seed"])
-        by_seed = grouped.setdefault(ds, {}).setdefault(var, {})
-        if s in by_seed:
-            raise DataError(
-                f"the results hold two runs of (dataset {ds!r}, variant {var!r}, seed {s}); each "
-                "must appear once — the results database is inconsistent"
-            )
-        by_seed[s] = r
-
+    grouped = _group(runs)
     k = family if family is not None else max(
         1, sum(1 for by_var in grouped.values() for v in by_var if v != baseline))
-    level = alpha / k if primary else 1.0 - confidence
     seq = None
     if primary and looks is not None:
         seq = sequential_decisions(runs, baseline=baseline, metric=metric, margin=margin,
                                    alpha=alpha, looks=looks, family=k)
-    if seq is not None:
-        ci_label = (f"repeated {100 * (1 - level):.4g} % CI (group-sequential, Bonferroni over {k})"
-                    if k > 1 else f"repeated {100 * (1 - level):.4g} % CI (group-sequential)")
-    elif primary:
-        ci_label = (f"{100 * (1 - level):.4g} % CI (Bonferroni over {k} comparisons)" if k > 1
-                    else f"{100 * (1 - level):.4g} % CI")
-    else:
-        ci_label = f"{100 * confidence:.4g} % CI, unadjusted (exploratory)"
-
+    interval = (Interval.EXPLORATORY if not primary else
+                Interval.SEQUENTIAL if seq is not None else Interval.FIXED)
+    design = _Design(baseline, metric, higher_is_better, percent, alpha / k if primary else 1.0 - confidence,
+                     k, interval, margin, primary, confidence, min_pairs, aso, seed)
     out: list[VariantStats] = []
     for ds, by_var in grouped.items():
         order = ([baseline] if baseline in by_var else []) + [v for v in by_var if v != baseline]
-        base_runs = by_var.get(baseline, {})
-        base_vals = {
-            s: v for s, r in base_runs.items()
-            if r.get("status") == "done" and (v := _metric_value(r, metric)) is not None
-        }
-        base_lost = {s for s, r in base_runs.items() if r.get("status") == "failed"
-                     or (r.get("status") == "done" and s not in base_vals)}
+        base_side = _side(by_var.get(baseline, {}), metric)
         for var in order:
-            vr = by_var[var]
-            seeds_sorted = sorted(vr)
-            counts = {k_: 0 for k_ in _STATUSES}
-            failures, notes = [], []
-            values: dict[int, float] = {}
-            for s in seeds_sorted:
-                r = vr[s]
-                st = str(r.get("status"))
-                counts[st] = counts.get(st, 0) + 1
-                if st == "failed":
-                    failures.append((s, str(r.get("error") or "no reason recorded")))
-                elif st == "done":
-                    v = _metric_value(r, metric)
-                    if v is None:
-                        notes.append(f"seed {s} finished without a finite test {metric}; left out")
-                    else:
-                        values[s] = v
-            done_runs = [vr[s] for s in seeds_sorted if vr[s].get("status") == "done"]
-            all_runs = done_runs + [vr[s] for s in seeds_sorted if vr[s].get("status") != "done"]
-            secs = [float(r["train_seconds"]) for r in done_runs if r.get("train_seconds") is not None]
-            sizes = {n for r in done_runs if (n := run_test_size(r))}
-            n_test = min(sizes) if sizes else None
-            summary = (summarize([values[s] for s in sorted(values)], confidence, bounds=bounds, seed=seed)
-                       if values else None)
-            info: dict[str, Any] = dict(
-                dataset=ds, variant=var, metric=metric, is_baseline=var == baseline,
-                status_counts=counts, failures=tuple(failures), seeds_done=tuple(sorted(values)),
-                values=dict(sorted(values.items())), summary=summary,
-                params=_first_not_none(all_runs, "params"), flops=_first_not_none(all_runs, "flops"),
-                train_seconds=float(np.mean(secs)) if secs else None, n_test=n_test,
-                margin=margin, primary=primary, alpha=level, ci_label=ci_label,
-            )
+            var_side = _side(by_var[var], metric)
+            info = _describe(ds, var, var_side, design)
             if var == baseline:
-                info.update(outcome="baseline", verdict="baseline", answer="", notes=tuple(notes))
-                out.append(VariantStats(**info))
+                out.append(VariantStats(**info, outcome=Verdict.BASELINE))
                 continue
-            if not base_runs:
-                notes.append(f"baseline {baseline!r} has no runs on dataset {ds!r}")
-            var_lost = {s for s, r in vr.items() if r.get("status") == "failed"
-                        or (r.get("status") == "done" and s not in values)}
             decision = seq.get((ds, var)) if seq is not None else None
-            if decision is not None:
-                limit = decision.look
-                considered = [s for s in sorted(set(vr) | set(base_runs)) if s < limit]
-            else:
-                considered = sorted(s for s in set(vr) | set(base_runs)
-                                    if (s in values or s in var_lost) and (s in base_vals or s in base_lost))
-            paired_seeds = tuple(s for s in considered if s in values and s in base_vals)
-            lost = tuple(s for s in considered if s in var_lost or s in base_lost)
-            resolution = 1.0 / n_test if metric == "accuracy" and n_test else None
-            n = len(paired_seeds)
-            on = f"on {n} of {len(considered)} seeds" if lost else f"(n={n})"
-            info.update(paired_seeds=paired_seeds, seeds_considered=len(considered), lost_seeds=lost,
-                        sequential=decision)
-            if n:
-                b = [base_vals[s] for s in paired_seeds]
-                v = [values[s] for s in paired_seeds]
-                info["paired"] = paired_test(b, v, aso=aso and n >= 2, higher_is_better=higher_is_better,
-                                             resolution=resolution, seed=seed)
-            d = np.array([values[s] - base_vals[s] for s in paired_seeds])
-            if resolution:
-                d = np.rint(d / resolution) * resolution
-            if margin is not None and n >= 2:
-                info["tost_p"] = tost_p(d, margin)
-            identical = n >= 2 and not np.any(d)
-            # The deciding interval.
-            ci = None
-            sign_only = False
-            if decision is not None:
-                ci = decision.ci if decision.n_pairs == n and n >= 2 else None
-            elif n >= min_pairs or identical:
-                sd = float(d.std(ddof=1))
-                mean = float(d.mean())
-                if sd == 0.0 and mean != 0.0 and 2.0 ** (1 - n) > level:
-                    # the same non-zero difference on every pair (t is infinite): only the sign
-                    # test is left, and all n signs agreeing has p = 2^(1-n) under no difference
-                    ci = None
-                    sign_only = True
-                elif sd == 0.0:
-                    ci = (mean, mean)
-                else:
-                    half = float(sps.t.isf(level / 2.0, n - 1)) * sd / math.sqrt(n)
-                    ci = (mean - half, mean + half)
-            if ci is not None and percent:
-                ci = (max(ci[0], -1.0), min(ci[1], 1.0))  # a difference of rates lies in [-1, 1]
-            info["ci"] = ci
-            outcome = interval_verdict(ci, margin, higher_is_better) if ci is not None else "inconclusive"
-            if decision is not None and not decision.decided:
-                outcome = "inconclusive"
-            mean = float(d.mean()) if n else None
-            lost_txt = f"; lost seed{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))}" if lost else ""
-            if outcome in ("better", "worse"):
-                extra = (f", inside the {_fmt_margin(margin, percent)} margin"
-                         if margin is not None and ci is not None and -margin < ci[0] and ci[1] < margin else "")
-                text = f"{outcome} by {format_diff(mean, percent)} {on}{extra}{lost_txt}"
-                rel = "better than" if outcome == "better" else "worse than"
-                answer = f"{var}: {rel} {baseline} by {format_diff(mean, percent)} {on}"
-            elif outcome == "equivalent":
-                ident = ", identical on every paired seed" if identical else ""
-                text = f"equivalent within {_fmt_margin(margin, percent)} {on}{ident}{lost_txt}"
-                answer = f"{var}: equivalent to {baseline} within {_fmt_margin(margin, percent)} {on}"
-            else:
-                if n < 2 or (decision is None and n < min_pairs and not identical):
-                    if n == 0:
-                        text = "inconclusive: no seed finished for both this variant and the baseline"
-                    else:
-                        text = (f"inconclusive: only {n} paired seed{'s' if n != 1 else ''}"
-                                + ("" if decision is not None else f" (need at least {min_pairs})"))
-                    mdd = n_det = n_eq = None
-                    if n >= 2 and float(d.std(ddof=1)) > 0:  # still say what more seeds would do
-                        more, mdd, n_det, n_eq = _inconclusive_text(d, level, margin, percent, on)
-                        text += more[more.index(":"):].replace(":", ";", 1)
-                elif identical:
-                    text = f"inconclusive {on}: identical on every paired seed, but {metric} has no equivalence margin"
-                    mdd = n_det = n_eq = None
-                elif sign_only:
-                    need = math.ceil(1 + math.log2(1 / level))
-                    text = (f"inconclusive {on}: the same difference {format_diff(mean, percent)} on every "
-                            f"paired seed; with no spread only the sign test applies, which needs {need} seeds")
-                    mdd = n_det = n_eq = None
-                else:
-                    text, mdd, n_det, n_eq = _inconclusive_text(d, level, margin, percent, on)
-                text += lost_txt
-                info.update(detectable=mdd, seeds_detect=n_det, seeds_equivalence=n_eq)
-                answer = f"{var}: inconclusive vs {baseline} {on}"
-                if mdd is not None:
-                    answer += f" (detectable ≥ {_fmt_abs(mdd, percent)})"
-            if decision is not None and decision.look == 0:  # no complete look yet
-                text = f"inconclusive: {decision.reason}"
-            elif decision is not None:
-                text += f" — {decision.reason}"
-            if lost:
-                answer += f", lost seed{'s' if len(lost) > 1 else ''} {', '.join(map(str, lost))}"
-            if not primary:
-                answer += " [exploratory]"
-            # Per-image test (accuracy only: per-image correctness is accuracy).
-            if metric == "accuracy" and n >= 2:
-                it, note = _image_test_for(base_runs, vr, paired_seeds)
-                info["image_test"] = it
-                if note:
-                    notes.append(note)
-                if it is not None and outcome in ("better", "worse") and it.p >= level:
-                    text += (f"; not confirmed beyond these {it.images} test images "
-                             f"(seeds × images p={format_p(it.p)})")
-            # Failure rates.
-            var_fail = sum(1 for r in vr.values() if r.get("status") == "failed")
-            base_fail = sum(1 for r in base_runs.values() if r.get("status") == "failed")
-            if var_fail or base_fail:
-                nv = sum(1 for r in vr.values() if r.get("status") in ("done", "failed"))
-                nb = sum(1 for r in base_runs.values() if r.get("status") in ("done", "failed"))
-                info["failure_p"] = failure_test(var_fail, nv, base_fail, nb)
-                notes.append(f"failure rate {var_fail}/{nv} vs baseline {base_fail}/{nb} "
-                             f"(Boschloo p={format_p(info['failure_p'])})")
-            info.update(outcome=outcome, verdict=text, answer=answer, notes=tuple(notes))
+            info.update(_compare(var_side, base_side, decision, design, info["n_test"]))
+            info.update(_checks(var_side, base_side, info, design))
             out.append(VariantStats(**info))
     return out

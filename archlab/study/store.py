@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from archlab.errors import ArchlabError, DataError
+from archlab.study.record import RunRecord
 
 __all__ = ["StudyStore", "StoreWriteError", "DB_NAME", "STATUSES"]
 
@@ -335,14 +336,14 @@ class StudyStore:
             counts[status] = n
         return counts
 
-    def rows(self, *, with_predictions: bool = True, with_history: bool = True) -> list[dict[str, Any]]:
-        """Every run as the report's row dict (see :mod:`archlab.study.report`)."""
+    def rows(self, *, with_predictions: bool = True, with_history: bool = True) -> list[RunRecord]:
+        """Every run as a :class:`~archlab.study.record.RunRecord`."""
         try:
             return self._rows(with_predictions, with_history)
         except sqlite3.DatabaseError as exc:
             raise self._damaged("the runs tables", f"cannot be read ({exc})") from None
 
-    def _rows(self, with_predictions: bool, with_history: bool) -> list[dict[str, Any]]:
+    def _rows(self, with_predictions: bool, with_history: bool) -> list[RunRecord]:
         out = []
         runs = self.conn.execute(_RUN_COLUMNS).fetchall()
         finals: dict[int, dict[str, dict[str, float]]] = {}
@@ -366,30 +367,30 @@ class StudyStore:
             f = finals.get(run_id, {})
             p = preds.get(run_id)
             out.append(
-                {
-                    "id": run_id,
-                    "dataset": r[1],
-                    "variant": r[2],
-                    "seed": r[3],
-                    "status": r[4],
-                    "error": r[5],
-                    "params": r[6],
-                    "flops": r[7],
-                    "train_seconds": r[8],
-                    "best_epoch": r[9],
-                    "epochs_run": r[10],
-                    "config": self._json(r[11], f"table runs, id {run_id}, column config"),
-                    "provenance": self._json(r[12], f"table runs, id {run_id}, column provenance") if r[12] else None,
-                    "attempts": r[13],
-                    "started": r[14],
-                    "finished": r[15],
-                    "val": f.get("val"),
-                    "test": f.get("test"),
-                    "analysis": f.get("analysis"),  # {"rotation.mean_prob": ...} (archlab.study.analyses)
-                    "history": [history[run_id][e] for e in sorted(history.get(run_id, {}))],
-                    "test_predictions": p[0] if p else None,
-                    "test_targets": p[1] if p else None,
-                }
+                RunRecord(
+                    id=run_id,
+                    dataset=r[1],
+                    variant=r[2],
+                    seed=r[3],
+                    status=r[4],
+                    error=r[5],
+                    params=r[6],
+                    flops=r[7],
+                    train_seconds=r[8],
+                    best_epoch=r[9],
+                    epochs_run=r[10],
+                    config=self._json(r[11], f"table runs, id {run_id}, column config"),
+                    provenance=self._json(r[12], f"table runs, id {run_id}, column provenance") if r[12] else None,
+                    attempts=r[13],
+                    started=r[14],
+                    finished=r[15],
+                    val=f.get("val"),
+                    test=f.get("test"),
+                    analysis=f.get("analysis"),  # {"rotation.mean_prob": ...} (archlab.study.analyses)
+                    history=[history[run_id][e] for e in sorted(history.get(run_id, {}))],
+                    test_predictions=p[0] if p else None,
+                    test_targets=p[1] if p else None,
+                )
             )
         return out
 

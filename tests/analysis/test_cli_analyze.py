@@ -53,11 +53,11 @@ def test_pruned_variant_trains_in_the_same_study(tmp_path, capsys):
     study["variants"].update(yaml.safe_load((tmp_path / "c" / "pruned_variant.yaml").read_text()))
     path.write_text(yaml.safe_dump(study))
     store = run_study(load_study(path), tmp_path / "s")  # the full run is kept, the pruned one trains
-    rows = {r["variant"]: r for r in store.rows(with_predictions=False)}
-    assert set(rows) == {"full", "pruned_1"} and all(r["status"] == "done" for r in rows.values())
+    rows = {r.variant: r for r in store.rows(with_predictions=False)}
+    assert set(rows) == {"full", "pruned_1"} and all(r.status == "done" for r in rows.values())
     model = engine.load_run(run)[0]
     pruned = model.prune(1.0)
-    assert rows["pruned_1"]["params"] == sum(p.numel() for p in pruned.parameters()) != rows["full"]["params"]
+    assert rows["pruned_1"].params == sum(p.numel() for p in pruned.parameters()) != rows["full"].params
     assert sum(len(c) for c in pruned.build_kwargs["connections"]) < sum(len(c) for c in model.backbone.pattern)
 
 

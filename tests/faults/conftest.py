@@ -42,9 +42,9 @@ def metrics(store):
     """What must not change when a study is interrupted and resumed: everything but timings."""
     out = {}
     for r in store.rows():
-        history = [{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]]
-        out[(r["dataset"], r["variant"], r["seed"])] = (
-            r["status"], r["test"], r["val"], r["test_predictions"], history, r["best_epoch"]
+        history = [{k: v for k, v in h.items() if k != "seconds"} for h in r.history]
+        out[(r.dataset, r.variant, r.seed)] = (
+            r.status, r.test, r.val, r.test_predictions, history, r.best_epoch
         )
     return out
 

@@ -300,7 +300,7 @@ def finished_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("finished")
     path = write_study(root / "study.yaml", _tiny_study())
     store = run_study(load_study(path), root / "out", workers=1)
-    assert all(r["status"] == "done" for r in store.rows())
+    assert all(r.status == "done" for r in store.rows())
     store.close()
     return path, root / "out"
 

@@ -45,10 +45,10 @@ def test_full_disk_fails_the_run_keeps_everything_and_a_rerun_finishes(tmp_path,
     seen = _disk_full_after(monkeypatch, "/b/seed0/", writes=8)
     store = run_study(load_study(path), out, report=False)
     assert seen["n"] > 8
-    rows = {(r["dataset"], r["variant"], r["seed"]): r for r in store.rows()}
+    rows = {(r.dataset, r.variant, r.seed): r for r in store.rows()}
     failed = rows[KEY_B0]
-    assert failed["status"] == "failed"
-    assert "OSError" in failed["error"] and "No space left on device" in failed["error"]
+    assert failed.status == "failed"
+    assert "OSError" in failed.error and "No space left on device" in failed.error
     # the other runs went on and are exactly the uninterrupted ones
     others = {k: v for k, v in metrics(store).items() if k != KEY_B0}
     assert others == {k: v for k, v in ref.items() if k != KEY_B0}
@@ -63,7 +63,7 @@ def test_full_disk_fails_the_run_keeps_everything_and_a_rerun_finishes(tmp_path,
     monkeypatch.undo()  # space freed
     store = run_study(load_study(path), out, report=False, retry_failed=True)
     assert metrics(store) == ref  # resumed from step 4, identical to never failing
-    assert {r["attempts"] for r in store.rows() if r["variant"] == "b" and r["seed"] == 0} == {2}
+    assert {r.attempts for r in store.rows() if r.variant == "b" and r.seed == 0} == {2}
 
 
 def _model_for(path, variant):
@@ -129,13 +129,13 @@ def test_nan_loss_mid_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch
     study["variants"]["c"] = {"model": {"head": "linear"}, "train": {"loss": "nan_after", "loss_kwargs": {"after": 25}}}
     s = Study.model_validate(study)
     store = run_study(s, tmp_path / "out", report=False)
-    rows = {(r["variant"], r["seed"]): r for r in store.rows()}
+    rows = {(r.variant, r.seed): r for r in store.rows()}
     for seed in (0, 1):
         r = rows[("c", seed)]
-        assert r["status"] == "failed"
-        assert "TrainingFailed" in r["error"] and "nan" in r["error"].lower()
-        assert "epoch 2" in r["error"]  # step 25 of 36: in the second epoch, after a full first one
-        assert r["test"] is None and r["history"] == []
+        assert r.status == "failed"
+        assert "TrainingFailed" in r.error and "nan" in r.error.lower()
+        assert "epoch 2" in r.error  # step 25 of 36: in the second epoch, after a full first one
+        assert r.test is None and r.history == []
     assert {k: v for k, v in metrics(store).items() if k[1] != "c"} == ref
     # a plain re-run keeps the recorded failures and trains nothing
     events = []

@@ -111,7 +111,7 @@ def test_kill_9_at_random_points_then_rerun_equals_uninterrupted(tmp_path, refer
     store = run_study(load_study(path), out, report=False)  # the last re-run goes to the end
     assert metrics(store) == ref
     rows = store.rows()
-    assert len(rows) == len({(r["dataset"], r["variant"], r["seed"]) for r in rows}) == len(ref)
+    assert len(rows) == len({(r.dataset, r.variant, r.seed) for r in rows}) == len(ref)
     epochs = store.conn.execute("SELECT run_id, COUNT(DISTINCT epoch) FROM epoch_metrics GROUP BY run_id").fetchall()
     assert sorted(n for _, n in epochs) == [2] * len(ref)  # every epoch stored once per run
 
@@ -191,8 +191,8 @@ def test_ctrl_c_in_the_single_process_runner_leaves_the_run_resumable(tmp_path, 
     monkeypatch.undo()
     store = StudyStore(out / "results.sqlite")
     rows = store.rows()
-    assert [r["status"] for r in rows] == ["pending"] * len(ref)  # interrupted, not failed
-    assert rows[0]["error"] is None and rows[0]["attempts"] == 1
+    assert [r.status for r in rows] == ["pending"] * len(ref)  # interrupted, not failed
+    assert rows[0].error is None and rows[0].attempts == 1
     assert _lock_is_free(out)
     store.close()
     assert metrics(run_study(load_study(path), out, report=False)) == ref

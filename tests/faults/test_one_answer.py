@@ -51,9 +51,9 @@ def test_workers_do_not_change_any_stored_value(tmp_path):
     a, b = metrics(one), metrics(two)
     assert a == b and len(a) == 4
     # the thread count is recorded in every run's config, fixed by the study, not by --workers
-    threads = {json.dumps(r["config"]["threads"]) for r in one.rows() + two.rows()}
+    threads = {json.dumps(r.config["threads"]) for r in one.rows() + two.rows()}
     assert threads == {"1"}
-    assert {r["provenance"]["threads"] for r in one.rows() + two.rows()} == {1}
+    assert {r.provenance["threads"] for r in one.rows() + two.rows()} == {1}
 
 
 def test_study_threads_is_part_of_the_config(tmp_path):
@@ -134,18 +134,18 @@ def test_study_variant_changed_after_interrupt_is_refused(tmp_path):
     # Ctrl-C while variant b trains: its run is pending again with a checkpoint in its folder
     run_study(study, tmp_path / "out", workers=1, report=False)
     store = StudyStore(tmp_path / "out" / "results.sqlite")
-    b = next(r for r in store.rows() if r["variant"] == "b")
+    b = next(r for r in store.rows() if r.variant == "b")
     folder = tmp_path / "out" / "runs" / "synthetic16" / "b" / "seed0"
     (folder / "result.json").unlink()
     with store.tx() as c:
-        c.execute("UPDATE runs SET status = 'pending' WHERE id = ?", (b["id"],))
+        c.execute("UPDATE runs SET status = 'pending' WHERE id = ?", (b.id,))
     store.close()
     changed = small_study(seeds=[0])
     changed["variants"]["b"]["train"] = {"optim": {"lr": 0.01}}
     with pytest.raises(ConfigError, match=r"optim\.lr: 0\.001 -> 0\.01"):
         run_study(Study.model_validate(changed), tmp_path / "out", workers=1, report=False)
     store = StudyStore(tmp_path / "out" / "results.sqlite")
-    assert next(r for r in store.rows() if r["variant"] == "b")["config"]["optim"]["lr"] == 0.001
+    assert next(r for r in store.rows() if r.variant == "b").config["optim"]["lr"] == 0.001
 
 
 def test_pending_run_that_never_trained_takes_the_new_config(tmp_path):
@@ -155,7 +155,7 @@ def test_pending_run_that_never_trained_takes_the_new_config(tmp_path):
     store.ensure_run("synthetic16", "a", 0, {**cfg, "epochs": 5})  # recorded, never started
     store.close()
     store = run_study(study, tmp_path, workers=1, report=False)
-    assert {r["config"]["epochs"] for r in store.rows()} == {2}
+    assert {r.config["epochs"] for r in store.rows()} == {2}
 
 
 def test_config_recorded_before_an_option_existed_is_the_same_config(tmp_path):
@@ -172,7 +172,7 @@ def test_config_recorded_before_an_option_existed_is_the_same_config(tmp_path):
     before = metrics(StudyStore(tmp_path / "out" / "results.sqlite"))
     store = run_study(load_study(path), tmp_path / "out", workers=1, report=False)
     assert metrics(store) == before
-    assert all("drop_last" in r["config"] for r in store.rows())
+    assert all("drop_last" in r.config for r in store.rows())
 
 
 # --- 3. two runs never share a folder ------------------------------------------------------------
@@ -214,10 +214,10 @@ def test_two_datasets_get_two_folders(tmp_path):
     d["variants"] = {"a": {"model": {"head": "linear"}}}
     store = run_study(load_study(write_study(tmp_path / "s.yaml", d)), tmp_path / "out", workers=1, report=False)
     rows = store.rows()
-    assert len(rows) == 2 and {r["status"] for r in rows} == {"done"}
-    owners = [json.loads((tmp_path / "out" / "runs" / r["dataset"] / "a" / "seed0" / "owner.json").read_text()) for r in rows]
+    assert len(rows) == 2 and {r.status for r in rows} == {"done"}
+    owners = [json.loads((tmp_path / "out" / "runs" / r.dataset / "a" / "seed0" / "owner.json").read_text()) for r in rows]
     assert {o["dataset"] for o in owners} == {"synthetic16", "other"}
-    assert rows[0]["test_predictions"] != rows[1]["test_predictions"] or rows[0]["test_targets"] != rows[1]["test_targets"]
+    assert rows[0].test_predictions != rows[1].test_predictions or rows[0].test_targets != rows[1].test_targets
 
 
 # --- 4. foreign state is refused -----------------------------------------------------------------
@@ -240,9 +240,9 @@ def test_result_copied_from_another_seed_is_refused(tmp_path):
     shutil.copy(runs / "seed0" / "result.json", runs / "seed1" / "result.json")
     _reset_to_pending(tmp_path / "out", "a", 1)
     store = run_study(load_study(path), tmp_path / "out", workers=1, report=False)
-    row = next(r for r in store.rows() if r["variant"] == "a" and r["seed"] == 1)
-    assert row["status"] == "failed" and "seed: 0 -> 1" in row["error"]
-    assert row["test"] is None or row["config"]["seed"] == 1
+    row = next(r for r in store.rows() if r.variant == "a" and r.seed == 1)
+    assert row.status == "failed" and "seed: 0 -> 1" in row.error
+    assert row.test is None or row.config["seed"] == 1
 
 
 def test_edited_result_is_refused(tmp_path):
@@ -253,8 +253,8 @@ def test_edited_result_is_refused(tmp_path):
     res.write_text(json.dumps(data))
     _reset_to_pending(tmp_path / "out", "a", 0)
     store = run_study(load_study(path), tmp_path / "out", workers=1, report=False)
-    row = next(r for r in store.rows() if r["variant"] == "a")
-    assert row["status"] == "failed" and "seal" in row["error"]
+    row = next(r for r in store.rows() if r.variant == "a")
+    assert row.status == "failed" and "seal" in row.error
 
 
 def test_checkpoint_copied_from_another_seed_is_refused(tmp_path):
@@ -280,8 +280,8 @@ def test_run_folder_of_another_study_is_refused(tmp_path):
     shutil.copytree(foreign / "runs" / "synthetic16" / "b" / "seed0", dest)
     _reset_to_pending(tmp_path / "out", "b", 0)
     store = run_study(load_study(path), tmp_path / "out", workers=1, report=False)
-    row = next(r for r in store.rows() if r["variant"] == "b")
-    assert row["status"] == "failed" and "belongs to another run" in row["error"]
+    row = next(r for r in store.rows() if r.variant == "b")
+    assert row.status == "failed" and "belongs to another run" in row.error
 
 
 def test_another_study_file_into_an_existing_folder_is_refused(tmp_path):
@@ -333,8 +333,8 @@ def test_worker_killed_from_outside_is_retried_and_others_go_on(tmp_path, refere
     assert "Traceback" not in err and "BrokenProcessPool" not in err
     store = StudyStore(tmp_path / "out" / "results.sqlite")
     rows = store.rows()
-    assert {r["status"] for r in rows} == {"done"}
-    assert any(r["attempts"] >= 2 for r in rows)
+    assert {r.status for r in rows} == {"done"}
+    assert any(r.attempts >= 2 for r in rows)
     assert metrics(store) == reference[1]  # resumed runs end where uninterrupted ones do
 
 
@@ -385,14 +385,14 @@ def test_failed_run_with_a_corrected_config_is_accepted_on_retry(tmp_path, monke
     bad["variants"]["b"]["train"] = {"loss": "nan_after", "loss_kwargs": {"after": 3}}
     path = write_study(tmp_path / "s.yaml", bad)
     store = run_study(load_study(path), tmp_path / "out", workers=1, report=False)
-    assert next(r for r in store.rows() if r["variant"] == "b")["status"] == "failed"
+    assert next(r for r in store.rows() if r.variant == "b").status == "failed"
     store.close()
     fixed = write_study(tmp_path / "s.yaml", small_study(seeds=[0]))
     with pytest.raises(ConfigError, match="--retry-failed"):
         run_study(load_study(fixed), tmp_path / "out", workers=1, report=False)
     store = run_study(load_study(fixed), tmp_path / "out", workers=1, report=False, retry_failed=True)
-    row = next(r for r in store.rows() if r["variant"] == "b")
-    assert row["status"] == "done" and row["config"]["loss"] == "ce"
+    row = next(r for r in store.rows() if r.variant == "b")
+    assert row.status == "done" and row.config["loss"] == "ce"
     assert list((tmp_path / "out" / "replaced").rglob("seed0.1"))  # the failed attempt is kept aside
 
 

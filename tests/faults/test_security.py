@@ -129,7 +129,7 @@ def test_checkpoint_payload_is_refused_directly_and_when_a_study_resumes(tmp_pat
     store.close()
     store = run_study(s, tmp_path / "out", report=False)
     row = store.rows()[0]
-    assert row["status"] == "failed" and "CheckpointError" in row["error"] and "weights_only" in row["error"]
+    assert row.status == "failed" and "CheckpointError" in row.error and "weights_only" in row.error
     assert not marker.exists()
 
 

@@ -26,9 +26,11 @@ from archlab.study.analyses import (
     gate_consistency,
 )
 from archlab.study.config import Study
+from archlab.study.record import RunRecord
 from archlab.study.runner import run_study
 from archlab.study.stats import compare_variants
 from archlab.study.store import DB_NAME, StudyStore
+from archlab.study.wording import verdict_text
 
 TINY = {
     "name": "synthetic",
@@ -61,25 +63,25 @@ def test_smoke_study_with_analyses(tmp_path):
     events = []
     store = run_study(study, tmp_path, workers=1, on_event=lambda k, key, info: events.append((k, info)))
     rows = store.rows()
-    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    assert len(rows) == 4 and all(r.status == "done" for r in rows)
     for r in rows:
-        a = r["analysis"]
+        a = r.analysis
         for key in ("rotation.pct_angles_correct", "rotation.mean_prob", "transplant.accuracy",
                     "transplant.pct_angles_correct", "convergence.val_auc", "efficiency.metric_per_mparam"):
-            assert key in a and np.isfinite(a[key]), (r["variant"], key)
+            assert key in a and np.isfinite(a[key]), (r.variant, key)
         assert 0 <= a["rotation.pct_angles_correct"] <= 100 and 0 <= a["rotation.mean_prob"] <= 1
         # the baseline's "transplant" is its own weights: the same numbers as its rotation analysis
-        if r["variant"] == "plain":
+        if r.variant == "plain":
             assert a["transplant.pct_angles_correct"] == pytest.approx(a["rotation.pct_angles_correct"])
-            assert a["transplant.accuracy"] == pytest.approx(r["test"]["accuracy"], abs=1e-6)  # float32 metric
+            assert a["transplant.accuracy"] == pytest.approx(r.test["accuracy"], abs=1e-6)  # float32 metric
         # efficiency = test metric / (params / 1e6)
-        assert a["efficiency.metric_per_mparam"] == pytest.approx(r["test"]["accuracy"] / (r["params"] / 1e6))
+        assert a["efficiency.metric_per_mparam"] == pytest.approx(r.test["accuracy"] / (r.params / 1e6))
     data = store.analysis_data()
     assert len(data) == 4 * 4
-    rot = data[(rows[0]["id"], "rotation")]
+    rot = data[(rows[0].id, "rotation")]
     assert rot["angles"] == [float(a) for a in range(0, 360, 5)] and len(rot["curve"]) == 72
     assert rot["images"] == len(rot["per_image_pct"]) == 15  # the whole test split (25 % of 60 < 200)
-    assert np.mean(rot["per_image_pct"]) == pytest.approx(rows[0]["analysis"]["rotation.pct_angles_correct"])
+    assert np.mean(rot["per_image_pct"]) == pytest.approx(rows[0].analysis["rotation.pct_angles_correct"])
     assert sum(1 for k, _ in events if k == "analysis") == 16
     # the same paired statistics as accuracy, on an analysis metric
     stats = compare_variants(rows, baseline="plain", metric="rotation.pct_angles_correct")
@@ -103,8 +105,8 @@ def test_smoke_study_with_analyses(tmp_path):
                       on_event=lambda k, key, info: events.append((k, info)))
     assert [i["analysis"] for k, i in events if k == "analysis"] == ["rotation"] * 4
     data = store.analysis_data()
-    assert len(data) == 16 and data[(rows[0]["id"], "rotation")]["angles"] == [0.0, 90.0, 180.0, 270.0]
-    assert data[(rows[0]["id"], "rotation")]["options"] == {"images": 200, "step": 90, "batch_size": 512}
+    assert len(data) == 16 and data[(rows[0].id, "rotation")]["angles"] == [0.0, 90.0, 180.0, 270.0]
+    assert data[(rows[0].id, "rotation")]["options"] == {"images": 200, "step": 90, "batch_size": 512}
     n = store.conn.execute("SELECT COUNT(*) FROM final_metrics WHERE split = 'analysis' AND key LIKE 'rotation.%'")
     assert n.fetchone()[0] == 4 * 2
 
@@ -137,7 +139,7 @@ def test_every_stored_metric_has_a_direction():
 
 def test_convergence_numbers_from_history():
     hist = [{"epoch": i + 1, "val_accuracy": v, "seconds": 2.0 * (i + 1)} for i, v in enumerate([0.5, 0.7, 0.9, 0.8])]
-    run = _Run({"history": hist}, Path("."), "accuracy")
+    run = _Run(RunRecord(dataset="d", variant="a", seed=0, status="done", history=hist), Path("."), "accuracy")
     ctx = _Context("b", "accuracy", {})
     m, d = _a_convergence(run, {"target": 0.75, "fraction_of_best": 0.95, "metric": None}, ctx)
     assert m["epochs_to_target"] == 3 and m["seconds_to_target"] == 6.0
@@ -234,7 +236,7 @@ def test_kill_9_during_the_analysis_phase_stores_each_result_once(tmp_path):
     ).fetchall()
     assert all(n == 1 for *_, n in per_run)
     assert {k for _, k, _ in per_run} >= {"rotation.pct_angles_correct", "rotation.mean_prob", "convergence.val_auc"}
-    assert all("rotation.pct_angles_correct" in r["analysis"] for r in store.rows(with_predictions=False))
+    assert all("rotation.pct_angles_correct" in r.analysis for r in store.rows(with_predictions=False))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,10 +283,10 @@ def test_rotation_invariant_conv_is_more_robust_to_rotation(tmp_path):
     rows = store.rows()
     stats = compare_variants(rows, baseline="plain", metric="rotation.pct_angles_correct")
     rot = next(s for s in stats if s.variant == "rot4_all")
-    assert rot.outcome == "better", rot.verdict
+    assert rot.outcome == "better", verdict_text(rot)
     assert rot.paired.mean_diff > 10  # percentage points of angles classified correctly
     # the plain net is near-perfect upright: robustness, not accuracy, is what differs
-    plain_acc = np.mean([r["test"]["accuracy"] for r in rows if r["variant"] == "plain"])
+    plain_acc = np.mean([r.test["accuracy"] for r in rows if r.variant == "plain"])
     assert plain_acc > 0.9
 
 
@@ -304,28 +306,28 @@ def test_gates_excitation_feature_reuse_and_generalization_gap(tmp_path):
     })
     store = run_study(study, tmp_path, workers=1)
     rows = store.rows()
-    assert all(r["status"] == "done" for r in rows), [r["error"] for r in rows]
+    assert all(r.status == "done" for r in rows), [r.error for r in rows]
     data = store.analysis_data()
-    by = {(r["variant"], r["seed"]): r for r in rows}
+    by = {(r.variant, r.seed): r for r in rows}
     for (variant, seed), r in by.items():
-        gg = r["analysis"]
-        assert gg["generalization_gap.gap"] == pytest.approx(gg["generalization_gap.train"] - r["test"]["accuracy"])
+        gg = r.analysis
+        assert gg["generalization_gap.gap"] == pytest.approx(gg["generalization_gap.train"] - r.test["accuracy"])
         assert 0 <= gg["generalization_gap.train"] <= 1
-        gates, exc, reuse = (data[(r["id"], a)] for a in ("gates", "excitation", "feature_reuse"))
+        gates, exc, reuse = (data[(r.id, a)] for a in ("gates", "excitation", "feature_reuse"))
         assert ("skipped" in gates) == (variant != "connected")
         assert ("skipped" in exc) == (variant != "se")
         assert ("skipped" in reuse) == (variant != "dense")
     finals = []
     for seed in (0, 1):
         r = by[("connected", seed)]
-        g = data[(r["id"], "gates")]
+        g = data[(r.id, "gates")]
         assert all(len(t) == 2 for t in g["trajectory"].values())  # one entry per epoch
-        assert r["analysis"]["gates.mean_final"] == pytest.approx(np.mean(g["final"]))
+        assert r.analysis["gates.mean_final"] == pytest.approx(np.mean(g["final"]))
         finals.append(g["final"])
-        e = data[(by[("se", seed)]["id"], "excitation")]
+        e = data[(by[("se", seed)].id, "excitation")]
         assert e["classes"] == [0, 1, 2] and all(len(v) == 3 for v in e["blocks"].values())
         assert all(0.0 <= x <= 1.0 for per in e["blocks"].values() for vec in per.values() for x in vec)
-        reuse = data[(by[("dense", seed)]["id"], "feature_reuse")]
+        reuse = data[(by[("dense", seed)].id, "feature_reuse")]
         assert len(reuse["blocks"]) == 3
     md = (tmp_path / "report.md").read_text()
     assert f"| synthetic16 | connected | 2 | {gate_consistency(finals):.3f} |" in md

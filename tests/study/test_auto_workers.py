@@ -25,9 +25,9 @@ def test_auto_runs_every_run_with_one_thread_even_when_resuming(tmp_path):
     out = tmp_path / "auto"
     store = run_study(s, out, workers="auto", report=False)
     rows = store.rows()
-    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    assert len(rows) == 4 and all(r.status == "done" for r in rows)
     per_core = choose_threads(os.cpu_count() or 1)
-    assert {r["provenance"]["threads"] for r in rows} == {per_core}
+    assert {r.provenance["threads"] for r in rows} == {per_core}
     store.close()
     # a resumed study with one run left (one worker, in this process) keeps the per-core thread count,
     # so its numbers are the ones an uninterrupted auto study gets
@@ -36,12 +36,12 @@ def test_auto_runs_every_run_with_one_thread_even_when_resuming(tmp_path):
 
     with sqlite3.connect(out / "results.sqlite") as c:
         c.execute("UPDATE runs SET status = 'pending' WHERE variant = 'a' AND seed = 0")
-    first = {(r["variant"], r["seed"]): r for r in rows}
+    first = {(r.variant, r.seed): r for r in rows}
     again = run_study(s, out, workers="auto", report=False)
-    redone = {(r["variant"], r["seed"]): r for r in again.rows()}[("a", 0)]
-    assert redone["provenance"]["threads"] == per_core
-    assert redone["test"] == first[("a", 0)]["test"]
-    assert redone["test_predictions"] == first[("a", 0)]["test_predictions"]
+    redone = {(r.variant, r.seed): r for r in again.rows()}[("a", 0)]
+    assert redone.provenance["threads"] == per_core
+    assert redone.test == first[("a", 0)].test
+    assert redone.test_predictions == first[("a", 0)].test_predictions
     again.close()
 
 

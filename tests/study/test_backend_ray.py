@@ -26,9 +26,9 @@ TRAIN = {"epochs": 2, "batch_size": 10, "threads": 1, "checkpoint_every_steps": 
 
 def _metrics(store):
     return {
-        (r["dataset"], r["variant"], r["seed"]): (
-            r["status"], r["test"], r["val"], r["test_predictions"], r["best_epoch"],
-            [{k: v for k, v in h.items() if k != "seconds"} for h in r["history"]],
+        (r.dataset, r.variant, r.seed): (
+            r.status, r.test, r.val, r.test_predictions, r.best_epoch,
+            [{k: v for k, v in h.items() if k != "seconds"} for h in r.history],
         )
         for r in store.rows()
     }
@@ -52,7 +52,7 @@ def test_ray_runs_equal_the_in_process_runner(tmp_path, ray_instance, capsys):
     assert code == 0, capsys.readouterr().err
     store = StudyStore(tmp_path / "ray" / "results.sqlite")
     assert _metrics(store) == ref
-    assert all(r["attempts"] == 1 for r in store.rows())
+    assert all(r.attempts == 1 for r in store.rows())
     assert (tmp_path / "ray" / "report.html").is_file()
 
 
@@ -163,4 +163,4 @@ def test_more_threads_than_any_node_has_is_a_clear_error(tmp_path, ray_instance)
     with pytest.raises(ValueError, match="largest node"):
         run_study(study, tmp_path / "out", report=False, ray_address="local")
     rows = StudyStore(tmp_path / "out" / "results.sqlite").rows()
-    assert {r["status"] for r in rows} == {"pending"}  # nothing was marked running or failed
+    assert {r.status for r in rows} == {"pending"}  # nothing was marked running or failed

@@ -123,7 +123,7 @@ def test_status_tells_running_from_interrupted(tmp_path, capsys):
     out = _tiny_study(tmp_path)
     capsys.readouterr()
     store = StudyStore(out / DB_NAME)
-    run_id = next(r["id"] for r in store.rows(with_predictions=False, with_history=False) if r["variant"] == "b")
+    run_id = next(r.id for r in store.rows(with_predictions=False, with_history=False) if r.variant == "b")
     store.mark_running(run_id)  # as after a kill -9 of the study process
     store.close()
     run = out / "runs" / "synthetic28" / "b" / "seed0"

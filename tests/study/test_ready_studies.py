@@ -29,5 +29,5 @@ def test_study_smoke_runs(path, tmp_path):
     store = run_study(study, tmp_path)
     rows = store.rows(with_predictions=False)
     assert len(rows) == len(study.grid())
-    assert all(r["status"] == "done" for r in rows), [r["error"] for r in rows if r["status"] != "done"]
+    assert all(r.status == "done" for r in rows), [r.error for r in rows if r.status != "done"]
     assert (tmp_path / "report.html").is_file()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from archlab.errors import ConfigError, UnknownNameError
+from archlab.study.record import RunRecord
 from archlab.study.report import REPORT_HTML, REPORT_MD, markdown_table, write_report
 
 EVIL = "<script>alert(1)</script>"
@@ -19,10 +21,10 @@ def make_run(variant, seed, acc=0.9, *, dataset="digits", status="done", error=N
              n_test=60, split_sizes=True):
     """A run row as the runner stores it, with predictions and a learning curve."""
     if status != "done":
-        return {"dataset": dataset, "variant": variant, "seed": seed, "status": status,
+        return RunRecord(**{"dataset": dataset, "variant": variant, "seed": seed, "status": status,
                 "error": error, "params": None, "flops": None, "train_seconds": None,
                 "test": None, "val": None, "best_epoch": None, "history": [],
-                "test_predictions": None, "test_targets": None}
+                "test_predictions": None, "test_targets": None})
     targets = np.random.default_rng(0).integers(0, 10, n_test)  # the study's fixed test split
     rng = np.random.default_rng([seed, len(variant), int(acc * 1000)])
     correct = rng.random(n_test) < acc
@@ -32,7 +34,7 @@ def make_run(variant, seed, acc=0.9, *, dataset="digits", status="done", error=N
                 "val_accuracy": a * (1 - 0.5**e), "val_f1_macro": a, "val_dice": a,
                 "val_loss": 1 - a, "lr": 0.1, "seconds": 0.5} for e in range(1, epochs + 1)]
     metrics = {"accuracy": a, "f1_macro": a - 0.01, "dice": a - 0.01, "loss": 1 - a}
-    return {"dataset": dataset, "variant": variant, "seed": seed, "status": "done", "error": None,
+    return RunRecord(**{"dataset": dataset, "variant": variant, "seed": seed, "status": "done", "error": None,
             "params": 10_000 + 1000 * len(variant), "flops": 2_500_000, "train_seconds": 3.0 + seed,
             "test": metrics, "val": metrics, "best_epoch": epochs, "history": history,
             "test_predictions": preds.tolist(), "test_targets": targets.tolist(),
@@ -43,7 +45,7 @@ def make_run(variant, seed, acc=0.9, *, dataset="digits", status="done", error=N
             "provenance": {"cpu": "x86_64", "cpu_count": 2, "threads": 1, "device": "cpu",
                            "torch": "2.9.0", "archlab": "0.1.0", "git_commit": "abcdef0123456789",
                            **({"split_sizes": {"train": 1200, "val": 140, "test": n_test}}
-                              if split_sizes else {})}}
+                              if split_sizes else {})}})
 
 
 META = {"description": "the quickstart heads", "alpha": 0.05, "margins": {},
@@ -215,7 +217,7 @@ def test_markdown_table_for_the_cli():
     f1 = markdown_table(runs, "linear", metric="f1_macro")
     assert "f1_macro (mean ± std)" in f1
     assert markdown_table([], "linear") == "(no runs)"
-    two = [r for r in runs if r["seed"] < 2]
+    two = [r for r in runs if r.seed < 2]
     assert "inconclusive: only 2" in cells(markdown_table(two, "linear"), "mlp")[-1]
     assert "only 2" not in cells(markdown_table(two, "linear", min_pairs=2), "mlp")[-1]
 
@@ -286,7 +288,7 @@ def test_bad_arguments(tmp_path):
 
 def _strip(runs):
     """Rows as an old study folder stores them: no config, no provenance."""
-    return [{k: v for k, v in r.items() if k not in ("config", "provenance")} for r in runs]
+    return [replace(r, config=None, provenance=None) for r in runs]
 
 
 def test_old_folder_without_settings_or_provenance(tmp_path):
@@ -300,8 +302,7 @@ def test_old_folder_without_settings_or_provenance(tmp_path):
 
 def test_settings_from_study_meta(tmp_path):
     runs = [make_run(v, s, 0.9) for v in ("base", "twin") for s in range(4)]
-    for r in runs:
-        r["test"] = dict(r["test"], f1_macro=0.8 + 0.001 * r["seed"])
+    runs = [replace(r, test=dict(r.test, f1_macro=0.8 + 0.001 * r.seed)) for r in runs]
     meta = {"alpha": 0.01, "margins": {"f1_macro": 0.02}, "primary_metric": "f1_macro"}
     md, _ = write_report(runs, tmp_path, study_name="s", baseline="base", settings=meta)
     text = md.read_text(encoding="utf-8")
@@ -344,8 +345,8 @@ def test_across_datasets_section(tmp_path):
         for v, acc in (("base", 0.9), ("good", 0.95), ("bad", 0.6)):
             for s in range(3):
                 a = acc + 0.01 * k + 0.004 * s
-                runs.append(dict(make_run(v, s, acc, dataset=d),
-                                 test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 1 - a}))
+                runs.append(replace(make_run(v, s, acc, dataset=d),
+                                    test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 1 - a}))
     md, html = write_report(runs, tmp_path, study_name="multi", baseline="base", metrics=("accuracy",))
     text = md.read_text(encoding="utf-8")
     across = text.split("## Across datasets (accuracy)")[1].split("\n## ")[0]
@@ -358,7 +359,7 @@ def test_across_datasets_section(tmp_path):
 
 def test_rate_intervals_are_clipped_at_two_seeds(tmp_path):
     runs = [make_run("base", s, 0.9) for s in range(2)]
-    runs += [dict(make_run("top", s, 0.9), test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 0.1})
+    runs += [replace(make_run("top", s, 0.9), test={"accuracy": a, "f1_macro": a, "dice": a, "loss": 0.1})
              for s, a in enumerate((0.99, 1.0))]
     md, _ = write_report(runs, tmp_path, study_name="c", baseline="base", metrics=("accuracy",))
     row = cells(md.read_text(encoding="utf-8").split("### Test accuracy")[1], "top")

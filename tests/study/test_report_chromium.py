@@ -9,12 +9,14 @@ import html as html_lib
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from archlab.study.record import RunRecord
 from archlab.study.report import write_report
 
 EVIL = "<script>alert(1)</script>"
@@ -45,14 +47,14 @@ def _run(variant, seed, acc, n_test=80, epochs=5):
                 "val_f1_macro": a, "val_dice": a, "val_loss": 1 - a, "lr": 0.1, "seconds": 0.5}
                for e in range(1, epochs + 1)]
     m = {"accuracy": a, "f1_macro": a, "dice": a, "loss": 1 - a}
-    return {"dataset": "digits", "variant": variant, "seed": seed, "status": "done", "error": None,
+    return RunRecord(**{"dataset": "digits", "variant": variant, "seed": seed, "status": "done", "error": None,
             "params": 12_345, "flops": 1_000_000, "train_seconds": 2.0, "test": m, "val": m,
             "best_epoch": epochs, "history": history, "test_predictions": preds.tolist(),
             "test_targets": targets.tolist(),
             "config": {"epochs": epochs, "batch_size": 32, "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
                        "scheduler": {"name": "onecycle"}, "threads": 1},
             "provenance": {"cpu": "x86_64", "cpu_count": 2, "threads": 1, "device": "cpu",
-                           "split_sizes": {"train": 1000, "val": 100, "test": n_test}}}
+                           "split_sizes": {"train": 1000, "val": 100, "test": n_test}}})
 
 
 META = {"description": "Heads on digits <i>quick</i>", "margins": {"accuracy": 0.02},
@@ -74,7 +76,7 @@ def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("chromium")
     runs = [_run(v, s, acc) for v, acc in (("linear", 0.95), ("mlp", 0.95), (EVIL, 0.3))
             for s in range(5)]
-    runs += [dict(r, variant="twin") for r in runs if r["variant"] == "linear"]  # identical results
+    runs += [replace(r, variant="twin") for r in runs if r.variant == "linear"]  # identical results
     _, html_path = write_report(runs, root / "report", study_name="chromium check",
                                 baseline="linear", metrics=("accuracy",), settings=META)
     url = html_path.resolve().as_uri()
@@ -139,7 +141,7 @@ def test_sequential_and_across_dataset_sections_in_the_browser(tmp_path):
         for v, acc in (("linear", 0.95), ("twin", 0.95), ("weak", 0.5)):
             for s in range(4 if v != "twin" else 3):
                 r = _run("linear" if v == "twin" else v, s, acc)  # twin: the same results as linear
-                runs.append(dict(r, dataset=d, variant=v))
+                runs.append(replace(r, dataset=d, variant=v))
     meta = {**META, "seeds_plan": {"min": 3, "max": 4, "step": 1, "until": "conclusive"}}
     _, html_path = write_report(runs, tmp_path / "report", study_name="adaptive", baseline="linear",
                                 metrics=("accuracy",), settings=meta)

@@ -14,7 +14,7 @@ from .conftest import SMALL_DATA, study_dict
 
 def _metrics(store):
     return {
-        (r["dataset"], r["variant"], r["seed"]): (r["status"], r["test"], r["test_predictions"], len(r["history"]))
+        (r.dataset, r.variant, r.seed): (r.status, r.test, r.test_predictions, len(r.history))
         for r in store.rows()
     }
 
@@ -24,14 +24,14 @@ def test_run_skip_and_identical_variants(tmp_path):
     events = []
     store = run_study(s, tmp_path, report=False, on_event=lambda k, key, i: events.append((k, key.label)))
     rows = store.rows()
-    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
-    by = {(r["variant"], r["seed"]): r for r in rows}
+    assert len(rows) == 4 and all(r.status == "done" for r in rows)
+    by = {(r.variant, r.seed): r for r in rows}
     for seed in (0, 1):
-        assert by[("a", seed)]["test"] == by[("same", seed)]["test"]
-        assert by[("a", seed)]["history"] == [
-            {**h, "seconds": by[("a", seed)]["history"][i]["seconds"]} for i, h in enumerate(by[("same", seed)]["history"])
+        assert by[("a", seed)].test == by[("same", seed)].test
+        assert by[("a", seed)].history == [
+            {**h, "seconds": by[("a", seed)].history[i]["seconds"]} for i, h in enumerate(by[("same", seed)].history)
         ]
-    assert by[("a", 0)]["test"] != by[("a", 1)]["test"] or by[("a", 0)]["history"] != by[("a", 1)]["history"]
+    assert by[("a", 0)].test != by[("a", 1)].test or by[("a", 0)].history != by[("a", 1)].history
     # a second run trains nothing
     events.clear()
     run_study(s, tmp_path, report=False, on_event=lambda k, key, i: events.append(k))
@@ -41,15 +41,15 @@ def test_run_skip_and_identical_variants(tmp_path):
 def test_failed_run_is_recorded_and_others_go_on(tmp_path):
     s = Study.model_validate(study_dict(variants={"a": {}, "boom": {"train": {"optim": {"name": "sgd", "lr": 1e12}}}}))
     store = run_study(s, tmp_path, report=False)
-    rows = {(r["variant"], r["seed"]): r for r in store.rows()}
-    assert rows[("a", 0)]["status"] == "done" and rows[("a", 1)]["status"] == "done"
-    assert rows[("boom", 0)]["status"] == "failed"
-    assert "TrainingFailed" in rows[("boom", 0)]["error"] and "nan" in rows[("boom", 0)]["error"].lower()
+    rows = {(r.variant, r.seed): r for r in store.rows()}
+    assert rows[("a", 0)].status == "done" and rows[("a", 1)].status == "done"
+    assert rows[("boom", 0)].status == "failed"
+    assert "TrainingFailed" in rows[("boom", 0)].error and "nan" in rows[("boom", 0)].error.lower()
     # failed runs keep their record unless retried
     run_study(s, tmp_path, report=False)
-    assert {r["attempts"] for r in store.rows() if r["variant"] == "boom"} == {1}
+    assert {r.attempts for r in store.rows() if r.variant == "boom"} == {1}
     run_study(s, tmp_path, report=False, retry_failed=True)
-    assert {r["attempts"] for r in StudyStore(tmp_path / "results.sqlite").rows() if r["variant"] == "boom"} == {2}
+    assert {r.attempts for r in StudyStore(tmp_path / "results.sqlite").rows() if r.variant == "boom"} == {2}
 
 
 def test_changed_study_file_is_refused(tmp_path):

@@ -81,7 +81,7 @@ def _adaptive(**over):
 
 
 def _cells(store):
-    return sorted((r["variant"], r["seed"], r["status"]) for r in store.rows())
+    return sorted((r.variant, r.seed, r.status) for r in store.rows())
 
 
 def test_seeds_until_conclusive_stops_decided_comparisons(tmp_path):
@@ -93,7 +93,7 @@ def test_seeds_until_conclusive_stops_decided_comparisons(tmp_path):
     store = run_study(study, tmp_path / "one", workers=1, report=False,
                       on_event=lambda kind, key, info: events.append((kind, info)) if kind == "round" else None)
     rows = store.rows()
-    seeds = {v: sorted(r["seed"] for r in rows if r["variant"] == v) for v in study.variants}
+    seeds = {v: sorted(r.seed for r in rows if r.variant == v) for v in study.variants}
     # the identical twin is equivalent at the first look (every paired difference is 0)
     assert seeds["same"] == [0, 1, 2]
     # every variant that still runs gets the same seeds as the baseline, which runs the longest

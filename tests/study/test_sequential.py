@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from archlab.errors import ConfigError
+from archlab.study.record import RunRecord
 from archlab.study.sequential import (
     SequentialDecision,
     interval_verdict,
@@ -19,6 +20,8 @@ from archlab.study.sequential import (
     spending_boundaries,
     t_boundary,
 )
+from archlab.study.verdicts import Reason
+from archlab.study.wording import sequential_reason
 
 # ------------------------------------------------------------------------------------------------
 # Design
@@ -104,18 +107,21 @@ def test_path_stops_and_stays_decided():
     assert first.decided and first.verdict == "better" and first.look == 3 and first.n_pairs == 3
     later = sequential_path({**diffs, 5: -5.0}, [], 8, looks=looks, margin=0.01, alpha=0.05)
     assert later == first  # a later seed never changes a decision already taken
-    assert "stopped at 3 seeds" in first.reason
+    assert first.reasons == (Reason.STOPPED,)
+    assert sequential_reason(first, 0.01, "accuracy").startswith("stopped at 3 seeds: better at n=3, repeated interval [")
 
 
 def test_path_waits_for_complete_looks_and_names_lost_seeds():
     looks = plan_looks(3, 5, 1)
     d = sequential_path({0: 0.1, 1: -0.1}, [], 2, looks=looks, margin=0.01, alpha=0.05)
-    assert not d.decided and d.look == 0 and "waiting" in d.reason
+    assert not d.decided and d.look == 0 and d.reasons == (Reason.WAITING_FIRST_LOOK,)
+    assert sequential_reason(d, 0.01, "accuracy") == "waiting for the first look (3 seeds finished on both sides)"
     rng = np.random.default_rng(1)
     diffs = {s: float(rng.normal(0, 0.05)) for s in (0, 2, 4)}
     d = sequential_path(diffs, [1, 3], 5, looks=looks, margin=0.001, alpha=0.05)
     assert d.lost_seeds == [1, 3] and d.n_pairs == 3 and d.look == 5 and not d.decided
-    assert "max of 5 seeds reached" in d.reason
+    assert d.reasons == (Reason.MAX_SEEDS_REACHED, Reason.INTERVAL_UNDECIDED)
+    assert sequential_reason(d, 0.001, "accuracy").startswith("max of 5 seeds reached without a decision (interval [")
     # looks 3 and 4 add no second pair / no new pair: not analyses, nothing spent
     assert [a[0] for a in d.analyses] == [3, 5]
 
@@ -128,7 +134,9 @@ def test_a_constant_shift_waits_for_the_sign_test():
     k = d.n_pairs
     assert 2.0 ** (1 - k) <= 2 * sps.t.sf(d.t_crit, k - 1)  # the sign test passed this look's level
     early = sequential_path({s: 1 / 30 for s in range(3)}, [], 3, looks=looks, margin=0.01, alpha=0.05)
-    assert not early.decided and "sign test" in early.reason
+    assert not early.decided and early.reasons == (Reason.CONTINUING, Reason.NO_SPREAD_SIGN_TEST)
+    assert sequential_reason(early, 0.01, "accuracy") == (
+        "not decided at 3 seeds (the same difference +3.33 pp on every pair; the sign test needs more pairs); continuing")
 
 
 def test_identical_results_are_equivalent_at_the_first_look():
@@ -175,8 +183,8 @@ def test_equal_variants_come_out_equivalent_with_a_wide_margin():
 
 
 def _row(variant, seed, acc, status="done"):
-    return {"dataset": "d", "variant": variant, "seed": seed, "status": status,
-            "test": {"accuracy": acc} if status == "done" else None}
+    return RunRecord(dataset="d", variant=variant, seed=seed, status=status,
+                     test={"accuracy": acc} if status == "done" else None)
 
 
 def test_decisions_from_rows_are_deterministic_and_split_alpha():
@@ -195,7 +203,7 @@ def test_decisions_from_rows_are_deterministic_and_split_alpha():
     assert sequential_decisions(list(reversed(rows)), baseline="a", metric="accuracy", margin=0.01,
                                 alpha=0.05, looks=looks) == dec
     # a pending seed holds the look back: the decision waits for it
-    pending = [r for r in rows if not (r["variant"] == "bad" and r["seed"] == 1)] + [_row("bad", 1, None, "running")]
+    pending = [r for r in rows if not (r.variant == "bad" and r.seed == 1)] + [_row("bad", 1, None, "running")]
     d = sequential_decisions(pending, baseline="a", metric="accuracy", margin=0.01, alpha=0.05, looks=looks)
     assert d[("d", "bad")].look == 0
 

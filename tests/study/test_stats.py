@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,6 @@ from archlab.study.stats import (
     compare_variants,
     detectable_difference,
     failure_test,
-    format_p,
     holm,
     paired_test,
     power_paired_t,
@@ -28,6 +28,9 @@ from archlab.study.stats import (
     tost_power,
     wilcoxon_signed_rank,
 )
+from archlab.study.record import RunRecord
+from archlab.study.verdicts import Interval, Note, Reason, Verdict
+from archlab.study.wording import answer_line, format_p, interval_label, notes, verdict_text
 
 
 def run(variant, seed, acc=None, *, dataset="digits", status="done", error=None, preds=None,
@@ -37,13 +40,13 @@ def run(variant, seed, acc=None, *, dataset="digits", status="done", error=None,
     if status == "done":
         test = {"accuracy": acc, "f1_macro": acc, "dice": acc,
                 "loss": loss if loss is not None else 1.0 - acc}
-    return {
-        "dataset": dataset, "variant": variant, "seed": seed, "status": status, "error": error,
-        "params": params if status == "done" else None, "flops": 5000 if status == "done" else None,
-        "train_seconds": 2.0 + seed if status == "done" else None, "test": test, "val": test,
-        "best_epoch": 1 if status == "done" else None, "history": [],
-        "test_predictions": preds, "test_targets": targets,
-    }
+    done = status == "done"
+    return RunRecord(
+        dataset=dataset, variant=variant, seed=seed, status=status, error=error,
+        params=params if done else None, flops=5000 if done else None,
+        train_seconds=2.0 + seed if done else None, test=test, val=test,
+        best_epoch=1 if done else None, history=[], test_predictions=preds, test_targets=targets,
+    )
 
 
 def grid(accs: dict[str, list[float]], **kw):
@@ -366,10 +369,11 @@ def test_identical_variants_are_equivalent_never_different():
     stats = by_variant(compare_variants(grid({"base": BASE, "twin": list(BASE)}), baseline="base", margin=0.01))
     twin = stats["twin"]
     assert twin.outcome == "equivalent" and twin.ci == (0.0, 0.0)
-    assert twin.verdict == "equivalent within ±1 pp (n=5), identical on every paired seed"
-    assert twin.answer == "twin: equivalent to base within ±1 pp (n=5)"
+    assert verdict_text(twin) == "equivalent within ±1 pp (n=5), identical on every paired seed"
+    assert answer_line(twin) == "twin: equivalent to base within ±1 pp (n=5)"
     no_margin = by_variant(compare_variants(grid({"base": BASE, "twin": BASE}), baseline="base"))["twin"]
-    assert no_margin.outcome == "inconclusive" and "no equivalence margin" in no_margin.verdict
+    assert no_margin.outcome == "inconclusive" and "no equivalence margin" in verdict_text(no_margin)
+    assert no_margin.reasons == (Reason.IDENTICAL_NO_MARGIN,) and no_margin.identical
     assert stats["base"].outcome == "baseline" and stats["base"].paired is None
 
 
@@ -382,12 +386,12 @@ def test_equivalent_better_worse_and_the_deciding_interval():
                  "bad": (np.array(base) - 0.3 + noise).tolist()})
     stats = by_variant(compare_variants(runs, baseline="base", margin=0.01, alpha=0.05))
     assert stats["close"].outcome == "equivalent" and stats["good"].outcome == "better"
-    assert stats["bad"].outcome == "worse" and stats["bad"].verdict.startswith("worse by -29.")
+    assert stats["bad"].outcome == "worse" and verdict_text(stats["bad"]).startswith("worse by -29.")
     for v in ("close", "good", "bad"):
-        d = np.array([r["test"]["accuracy"] for r in runs if r["variant"] == v]) - np.array(base)
+        d = np.array([r.test["accuracy"] for r in runs if r.variant == v]) - np.array(base)
         ref = sps.ttest_rel(d, np.zeros_like(d)).confidence_interval(1 - 0.05 / 3)  # Bonferroni over 3
         assert stats[v].ci == pytest.approx((ref.low, ref.high))
-        assert stats[v].ci_label == "98.33 % CI (Bonferroni over 3 comparisons)"
+        assert interval_label(stats[v]) == "98.33 % CI (Bonferroni over 3 comparisons)"
         assert stats[v].alpha == pytest.approx(0.05 / 3)
 
 
@@ -401,8 +405,8 @@ def test_inconclusive_states_detectable_difference_and_seeds_needed():
     d = var - base
     assert vs.detectable == pytest.approx(detectable_difference(d.std(ddof=1), 5, 0.05))
     assert vs.seeds_detect == seeds_to_detect(d.mean(), d.std(ddof=1), 0.05)
-    assert f"≈{vs.seeds_detect} seeds would detect the observed" in vs.verdict
-    assert "at 80 % power" in vs.verdict and "(detectable ≥" in vs.answer
+    assert f"≈{vs.seeds_detect} seeds would detect the observed" in verdict_text(vs)
+    assert "at 80 % power" in verdict_text(vs) and "(detectable ≥" in answer_line(vs)
 
 
 def test_a_constant_shift_needs_the_sign_test():
@@ -411,7 +415,8 @@ def test_a_constant_shift_needs_the_sign_test():
     runs = grid({"base": base, "v": [b + 1 / 30 for b in base]})
     v = by_variant(compare_variants(runs, baseline="base", margin=0.01))["v"]
     assert v.outcome == "inconclusive" and v.ci is None
-    assert "the same difference +3.33 pp on every paired seed" in v.verdict and "needs 6 seeds" in v.verdict
+    assert "the same difference +3.33 pp on every paired seed" in verdict_text(v) and "needs 6 seeds" in verdict_text(v)
+    assert v.reasons == (Reason.NO_SPREAD_SIGN_TEST,) and v.sign_test_seeds == 6
     base6 = base * 2
     v6 = by_variant(compare_variants(grid({"base": base6, "v": [b + 1 / 30 for b in base6]}), baseline="base"))["v"]
     assert v6.outcome == "better"  # all 6 signs agree: p = 1/32 < 0.05
@@ -421,7 +426,8 @@ def test_two_seeds_are_too_few_but_say_what_more_would_do():
     v = by_variant(compare_variants(grid({"base": [0.9, 0.91], "v": [0.92, 0.915]}), baseline="base",
                                     margin=0.01))["v"]
     d = np.array([0.92 - 0.9, 0.915 - 0.91])
-    assert v.outcome == "inconclusive" and v.verdict.startswith("inconclusive: only 2 paired seeds (need at least 3); ")
+    assert v.outcome == "inconclusive" and verdict_text(v).startswith("inconclusive: only 2 paired seeds (need at least 3); ")
+    assert v.reasons == (Reason.TOO_FEW_PAIRS,) and v.min_pairs == 3
     assert v.detectable == pytest.approx(detectable_difference(d.std(ddof=1), 2, 0.05))
     assert v.seeds_detect == seeds_to_detect(d.mean(), d.std(ddof=1), 0.05)
 
@@ -429,8 +435,9 @@ def test_two_seeds_are_too_few_but_say_what_more_would_do():
 def test_exploratory_metric_is_unadjusted_and_marked():
     runs = grid({"base": BASE, "a": [x + 0.002 for x in BASE], "b": BASE})
     stats = by_variant(compare_variants(runs, baseline="base", metric="f1_macro", primary=False, margin=0.01))
-    assert stats["a"].ci_label == "95 % CI, unadjusted (exploratory)" and stats["a"].alpha == pytest.approx(0.05)
-    assert stats["a"].answer.endswith("[exploratory]")
+    assert interval_label(stats["a"]) == "95 % CI, unadjusted (exploratory)" and stats["a"].alpha == pytest.approx(0.05)
+    assert stats["a"].interval == Interval.EXPLORATORY and not stats["a"].primary
+    assert answer_line(stats["a"]).endswith("[exploratory]")
 
 
 def test_lost_seeds_are_named_and_pairs_complete_only():
@@ -439,8 +446,9 @@ def test_lost_seeds_are_named_and_pairs_complete_only():
     runs[2] = run("base", 2, status="failed", error="RuntimeError: out of memory")
     v = by_variant(compare_variants(runs, baseline="base", margin=0.01))["v"]
     assert v.paired_seeds == (0, 3, 4) and v.lost_seeds == (1, 2) and v.seeds_considered == 5
-    assert v.outcome == "worse" and "on 3 of 5 seeds" in v.verdict and "lost seeds 1, 2" in v.verdict
-    assert v.answer.endswith("lost seeds 1, 2")
+    assert v.outcome == "worse" and "on 3 of 5 seeds" in verdict_text(v) and "lost seeds 1, 2" in verdict_text(v)
+    assert answer_line(v).endswith("lost seeds 1, 2")
+    assert v.notes == (Note.FAILURES,) and v.failure_counts == (1, 5, 1, 5)
     assert v.failure_p == pytest.approx(failure_test(1, 5, 1, 5))
 
 
@@ -454,7 +462,7 @@ def test_partial_study_counts_and_pairs_by_seed():
     assert v.status_counts == {"done": 4, "failed": 1, "pending": 0, "running": 1}
     assert v.failures == ((1, "TrainingFailed: loss is NaN at epoch 2"),)
     assert v.seeds_done == (0, 2, 3, 7) and v.paired_seeds == (0, 3) and v.lost_seeds == (1,)
-    assert v.outcome == "inconclusive" and v.verdict.startswith("inconclusive: only 2 paired seeds (need at least 3)")
+    assert v.outcome == "inconclusive" and verdict_text(v).startswith("inconclusive: only 2 paired seeds (need at least 3)")
 
 
 def test_single_seed_single_variant_and_empty():
@@ -465,14 +473,15 @@ def test_single_seed_single_variant_and_empty():
     assert compare_variants([], baseline="base") == []
     runs = [run("base", s, status="pending") for s in range(3)] + grid({"v": BASE})
     v = by_variant(compare_variants(runs, baseline="base"))["v"]
-    assert v.paired is None and v.verdict.startswith("inconclusive: no seed finished")
+    assert v.paired is None and verdict_text(v).startswith("inconclusive: no seed finished")
+    assert v.outcome == Verdict.INCONCLUSIVE and v.reasons == (Reason.NO_PAIRS,)
 
 
 def test_loss_metric_lower_is_better():
     runs = [run("base", s, 0.9, loss=l) for s, l in enumerate([0.50, 0.52, 0.49, 0.51, 0.50])]
     runs += [run("v", s, 0.9, loss=l) for s, l in enumerate([0.30, 0.33, 0.31, 0.29, 0.30])]
     v = by_variant(compare_variants(runs, baseline="base", metric="loss"))["v"]
-    assert v.outcome == "better" and v.verdict.startswith("better by -0.198") and v.image_test is None
+    assert v.outcome == "better" and verdict_text(v).startswith("better by -0.198") and v.image_test is None
 
 
 def test_image_test_from_predictions_and_its_flag():
@@ -488,7 +497,8 @@ def test_image_test_from_predictions_and_its_flag():
     it = v.image_test
     assert (it.seeds, it.images, it.mean_diff, it.var_seed) == (6, 20, pytest.approx(0.1), 0.0)
     assert it.p == pytest.approx(2 * sps.t.sf(0.1 / math.sqrt(6 * 1.8 / 19 / 120), 19))
-    assert v.verdict.endswith(f"not confirmed beyond these 20 test images (seeds × images p={format_p(it.p)})")
+    assert verdict_text(v).endswith(f"not confirmed beyond these 20 test images (seeds × images p={format_p(it.p)})")
+    assert v.reasons == (Reason.NOT_CONFIRMED_BY_IMAGES,)
 
 
 def test_split_per_seed_test_images_skip_the_crossed_test():
@@ -498,16 +508,17 @@ def test_split_per_seed_test_images_skip_the_crossed_test():
         for v in ("base", "v"):
             runs.append(run(v, s, 0.75, preds=[9, 1, 2, 3], targets=targets))
     v = by_variant(compare_variants(runs, baseline="base"))["v"]
-    assert v.image_test is None and any("differ between seeds" in n for n in v.notes)
+    assert v.image_test is None and any("differ between seeds" in n for n in notes(v))
+    assert Note.TEST_IMAGES_DIFFER in v.notes
 
 
 def test_needs_same_targets_within_a_seed():
     runs = [run("base", s, 0.5, preds=[0, 1], targets=[0, 0]) for s in range(3)]
     runs += [run("v", s, 0.5, preds=[0, 1], targets=[0, 0]) for s in range(3)]
-    runs[4]["test_targets"] = [1, 1]
+    runs[4] = replace(runs[4], test_targets=[1, 1])
     with pytest.raises(DataError, match="different test targets"):
         compare_variants(runs, baseline="base")
-    runs[4]["test_targets"] = [0, 0, 0]
+    runs[4] = replace(runs[4], test_targets=[0, 0, 0])
     with pytest.raises(DataError, match="3 test targets"):
         compare_variants(runs, baseline="base")
 
@@ -524,10 +535,10 @@ def test_adaptive_primary_uses_the_sequential_decision():
         assert stats[v].outcome == dec[("digits", v)].verdict
         assert stats[v].paired_seeds == tuple(range(dec[("digits", v)].look))
     assert stats["twin"].paired_seeds == (0, 1, 2)  # decided at the first look
-    assert "group-sequential" in stats["bad"].ci_label
-    early = [r for r in runs if r["seed"] < 2] + [run("base", 2, status="running")]
+    assert "group-sequential" in interval_label(stats["bad"])
+    early = [r for r in runs if r.seed < 2] + [run("base", 2, status="running")]
     waiting = by_variant(compare_variants(early, baseline="base", margin=0.01, looks=looks))["bad"]
-    assert waiting.outcome == "inconclusive" and waiting.verdict == (
+    assert waiting.outcome == "inconclusive" and verdict_text(waiting) == (
         "inconclusive: waiting for the first look (3 seeds finished on both sides)")
 
 

@@ -80,21 +80,21 @@ def test_safetensors_file_and_hash_in_provenance(tmp_path):
     s = s.model_copy(update={"variants": {"default_head": s.variants["spinal"]}})  # one run: a Spinal head
     store = run_study(s, tmp_path / "out", workers=1, report=False)
     rows = store.rows(with_predictions=False)
-    assert all(r["status"] == "done" for r in rows), [r["error"] for r in rows]
+    assert all(r.status == "done" for r in rows), [r.error for r in rows]
     sha = file_sha256(w)
     for r in rows:
-        assert r["config"]["model"]["pretrained_sha256"] == sha
-        assert r["provenance"]["pretrained"] == {"path": str(w), "sha256": sha, "freeze_backbone": True,
+        assert r.config["model"]["pretrained_sha256"] == sha
+        assert r.provenance["pretrained"] == {"path": str(w), "sha256": sha, "freeze_backbone": True,
                                                  "backbone_lr_scale": 1.0}
     # freeze_backbone: the tested weights' backbone is the file exactly; the head trained
     file = load_file(str(w))
     for r in rows:
-        best = load_file(str(run_dir(tmp_path / "out", RunKey(dataset=r["dataset"], variant=r["variant"], seed=0))
+        best = load_file(str(run_dir(tmp_path / "out", RunKey(dataset=r.dataset, variant=r.variant, seed=0))
                              / "best.safetensors"))
         for k, v in best.items():
             if k.startswith("backbone."):
                 assert torch.equal(v, file[k[len("backbone."):]]), k
-        cfg = TrainConfig.model_validate(r["config"])
+        cfg = TrainConfig.model_validate(r.config)
         init = build_run_model(cfg, prepare_data(cfg)).head.state_dict()
         assert any(not torch.equal(best["head." + k], v) for k, v in init.items() if v.is_floating_point())
 
@@ -157,7 +157,7 @@ def test_seed001_transfer_study_smoke(tmp_path, monkeypatch):
     s = load_study(root / "studies" / "seed001_transfer.yaml", smoke=True)
     store = run_study(s, tmp_path / "out", workers=1)
     rows = store.rows(with_predictions=False)
-    assert {r["variant"] for r in rows} >= {"default_head", "spinal", "ncp"}
-    assert all(r["status"] == "done" for r in rows), [r["error"] for r in rows]
-    assert all(r["provenance"]["pretrained"]["sha256"] for r in rows)
-    assert "efficiency" in json.dumps([r["analysis"] for r in rows])
+    assert {r.variant for r in rows} >= {"default_head", "spinal", "ncp"}
+    assert all(r.status == "done" for r in rows), [r.error for r in rows]
+    assert all(r.provenance["pretrained"]["sha256"] for r in rows)
+    assert "efficiency" in json.dumps([r.analysis for r in rows])
