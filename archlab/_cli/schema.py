@@ -394,6 +394,11 @@ def _signature_rows(fn: Any, skip: tuple[str, ...]) -> list[str]:
     return rows
 
 
+def _builtin(fn: object) -> bool:
+    """Whether a registered builder is archlab's own (the docs list built-ins, not a user's plugins)."""
+    return getattr(fn, "__module__", "").startswith("archlab.")
+
+
 def options_doc() -> str:
     """``docs/options.md``: every registered model's, head's and dataset's options, from their signatures."""
     from archlab._registry import head_entrypoint, list_heads, list_models, model_entrypoint
@@ -413,13 +418,13 @@ def options_doc() -> str:
         "## Models (`model.kwargs`)",
     ]
     common = ("num_classes", "in_chans", "head", "head_kwargs", "input_size")
-    for name in list_models():
+    for name in filter(lambda n: _builtin(model_entrypoint(n)), list_models()):
         fn = model_entrypoint(name)
         doc = (inspect.getdoc(fn) or "").split("\n")[0]
         out += ["", f"### `{name}`", "", doc, "", "| option | allowed | default |", "|---|---|---|"]
         out += _signature_rows(fn, common) or ["| (none) | | |"]
     out += ["", "## Heads (`model.head`, `model.head_kwargs`)"]
-    for name in list_heads():
+    for name in filter(lambda n: _builtin(head_entrypoint(n)), list_heads()):
         fn = head_entrypoint(name)
         doc = (inspect.getdoc(fn) or "").split("\n")[0]
         rows = _signature_rows(fn, ("self", "in_shape", "num_classes"))
@@ -439,7 +444,7 @@ def options_doc() -> str:
         "|---|---|",
         *[f"| `{k}` | `{v!r}` |" for k, v in LOAD_OPTIONS.items()],
     ]
-    for name in list_datasets():
+    for name in filter(lambda n: _builtin(dataset_loader(n)), list_datasets()):
         rows = _signature_rows(dataset_loader(name), ("root",))
         out += ["", f"### `{name}`", "", "| option | allowed | default |", "|---|---|---|", *(rows or ["| (shared options only) | | |"])]
     return "\n".join(out) + "\n"
