@@ -31,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from archlab._seed import derive_seed
 from archlab._validation import load_yaml, validate_config
 from archlab.errors import ConfigError, close_matches
+from archlab.study.matching import MatchConfig
+from archlab.study.tuning import TuneConfig
 from archlab.train.config import DataConfig, ModelConfig, TrainConfig
 
 __all__ = ["Study", "Variant", "SmokeConfig", "SeedPlan", "load_study", "RunKey", "DEFAULT_MARGINS"]
@@ -62,6 +64,10 @@ class Variant(_Strict):
     # training-split cleaning only ({clean: {...}}, archlab.data.cleaning): val/test stay the same
     data: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
+    # capacity matching (archlab.study.matching): a model knob turned to reach another variant's size
+    match: MatchConfig | None = None
+    # this variant's own tuning budget (archlab.study.tuning), instead of the study's `tune:`
+    tune: TuneConfig | None = None
 
     @field_validator("data")
     @classmethod
@@ -145,6 +151,7 @@ class Study(_Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5)  # family-wise error rate of the study's verdicts
     primary_metric: str | None = None  # the decisive metric (None: the monitor, else accuracy)
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-run analyses (§6)
+    tune: TuneConfig | None = None  # the same tuning budget for every variant (archlab.study.tuning)
     smoke: SmokeConfig | None = None
 
     @model_validator(mode="before")
@@ -225,7 +232,14 @@ class Study(_Strict):
         _check_train_keys(self.train, "train")
         for name, v in self.variants.items():
             _check_train_keys(v.train, f"variants.{name}.train")
+            if v.match is not None:
+                _check_match(name, v.match, self.variants)
         return self
+
+    def tuning(self, variant: str) -> TuneConfig | None:
+        """The tuning budget of ``variant``: its own ``tune:``, else the study's (``None``: untuned)."""
+        own = self.variants[variant].tune
+        return own if own is not None else self.tune
 
     # ------------------------------------------------------------------------------------------
     def margin(self, metric: str) -> float | None:
@@ -294,6 +308,18 @@ def _seed_plan(raw: Any, where: str) -> SeedPlan:
         loc = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         raise ValueError(f"{where}{'.' + loc if loc else ''}: {msg} (expected {{min: 3, max: 20, until: conclusive}})") from None
+
+
+def _check_match(name: str, match: MatchConfig, variants: dict[str, Variant]) -> None:
+    where = f"variants.{name}.match"
+    if match.target not in variants:
+        hint = close_matches(match.target, variants)
+        raise ValueError(f"{where}.{match.measure}: {match.target!r} is not a variant"
+                         + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else f" ({sorted(variants)})"))
+    if match.target == name:
+        raise ValueError(f"{where}.{match.measure}: a variant cannot match its own size")
+    if variants[match.target].match is not None:
+        raise ValueError(f"{where}.{match.measure}: {match.target!r} is itself matched; match a variant of fixed size")
 
 
 def _check_train_keys(train: dict[str, Any], where: str) -> None:

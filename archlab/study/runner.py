@@ -72,6 +72,7 @@ from archlab.study.backends.local import LocalExecutor, choose_threads, choose_w
 from archlab.study.backends.ray import RayExecutor, require_ray
 from archlab.study.config import RunKey, Study
 from archlab.study.execute import load_splits, run_dir
+from archlab.study.matching import MatchResult, apply_knob, resolve_match
 from archlab.study.store import DB_NAME, StudyStore
 from archlab.train.config import TrainConfig
 from archlab.train.speed import resolve_speed_options
@@ -132,11 +133,27 @@ class RunConfigs:
         self.study = study
         self._plain: dict[RunKey, TrainConfig] = {}
         self._resolved: dict[RunKey, TrainConfig] = {}
+        self.matches: dict[tuple[str, str], MatchResult] = {}  # (dataset, variant) -> its `match:` value
 
     def plain(self, key: RunKey) -> TrainConfig:
-        """The cell's config as the study file gives it (speed options may still be ``"auto"``)."""
+        """The cell's config as the study file gives it (speed options may still be ``"auto"``).
+
+        A variant with ``match:`` gets the knob value that matches its target's size on this
+        dataset (:mod:`archlab.study.matching`; searched once per dataset, loading its data).
+        """
         if key not in self._plain:
-            self._plain[key] = self.study.resolve(key)
+            cfg = self.study.resolve(key)
+            match = self.study.variants[key.variant].match
+            if match is not None:
+                where = f"study {self.study.name!r} variant {key.variant!r} on {key.dataset!r}"
+                found = self.matches.get((key.dataset, key.variant))
+                if found is None:
+                    ref = self.plain(RunKey(dataset=key.dataset, variant=match.target, seed=key.seed))
+                    cfg, found = resolve_match(cfg, ref, match, load_splits(cfg.data.model_dump_json()), where)
+                    self.matches[(key.dataset, key.variant)] = found
+                else:
+                    cfg = apply_knob(cfg, match.key, found.value, where)
+            self._plain[key] = cfg
         return self._plain[key]
 
     def resolved(self, key: RunKey) -> TrainConfig:
