@@ -74,6 +74,7 @@ from archlab.study.config import RunKey, Study
 from archlab.study.execute import load_splits, run_dir
 from archlab.study.matching import MatchResult, apply_knob, resolve_match
 from archlab.study.store import DB_NAME, StudyStore
+from archlab.study.tune_phase import TUNE_DB, TUNE_DIR, TrialConfigs, apply_params, tuning_phase, tuning_summary
 from archlab.train.config import TrainConfig
 from archlab.train.speed import resolve_speed_options
 
@@ -129,8 +130,9 @@ class RunConfigs:
     stored config says what ran. The preflight and the tasks share them.
     """
 
-    def __init__(self, study: Study) -> None:
+    def __init__(self, study: Study, tuned: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
         self.study = study
+        self.tuned = tuned or {}  # (dataset, variant) -> its chosen trial's params (the tuning phase)
         self._plain: dict[RunKey, TrainConfig] = {}
         self._resolved: dict[RunKey, TrainConfig] = {}
         self.matches: dict[tuple[str, str], MatchResult] = {}  # (dataset, variant) -> its `match:` value
@@ -143,6 +145,8 @@ class RunConfigs:
         """
         if key not in self._plain:
             cfg = self.study.resolve(key)
+            if (key.dataset, key.variant) in self.tuned:
+                cfg = apply_params(cfg, self.tuned[(key.dataset, key.variant)], f"variant {key.variant!r} (tuned)")
             match = self.study.variants[key.variant].match
             if match is not None:
                 where = f"study {self.study.name!r} variant {key.variant!r} on {key.dataset!r}"
@@ -251,8 +255,8 @@ def _set_aside(out: Path, folder: Path) -> Path:
     raise ConfigError(f"{out / 'replaced'} is full; clean it up")
 
 
-def _task_for(store: StudyStore, configs: RunConfigs, out: Path, key: RunKey, study_id: str,
-              retry_failed: bool) -> tuple[RunTask | None, str]:
+def _task_for(store: StudyStore, configs: RunConfigs | TrialConfigs, out: Path, key: RunKey, study_id: str,
+              retry_failed: bool, phase: str | None = None) -> tuple[RunTask | None, str]:
     """The task of one grid cell, or None when it is done/failed; refuses a changed recorded config."""
     # after the preflight, which imported the engine (kept out of this module's imports: study start-up)
     from archlab.train.engine import config_diff, normalize_config
@@ -291,15 +295,17 @@ def _task_for(store: StudyStore, configs: RunConfigs, out: Path, key: RunKey, st
         return None, status
     # Whose folder this is; the config itself is checked against the checkpoint and result inside.
     owner = {"study_id": study_id, "dataset": key.dataset, "variant": key.variant, "seed": key.seed}
+    if phase is not None:  # a tuning trial: the worker hides the test split (archlab.study.tune_phase)
+        owner["phase"] = phase
     return RunTask(key, run_id, json.dumps(cfg), str(folder), owner, int(resolved.threads or 1)), status
 
 
-def _round_tasks(store: StudyStore, configs: RunConfigs, out: Path, keys: Sequence[RunKey], study_id: str,
-                 retry_failed: bool, emit: Event) -> list[RunTask]:
+def _round_tasks(store: StudyStore, configs: RunConfigs | TrialConfigs, out: Path, keys: Sequence[RunKey],
+                 study_id: str, retry_failed: bool, emit: Event, phase: str | None = None) -> list[RunTask]:
     """The tasks of one round's cells; a cell that is done (or failed, kept) is reported skipped."""
     tasks = []
     for key in keys:
-        task, status = _task_for(store, configs, out, key, study_id, retry_failed)
+        task, status = _task_for(store, configs, out, key, study_id, retry_failed, phase)
         if task is None:
             emit("skip", key, {"status": status})
         else:
@@ -421,6 +427,8 @@ def run_study(
             preflight(study, executor, configs)
             store = StudyStore(out / DB_NAME)
             study_id = _claim_study(store, study, out)
+            if any(study.tuning(v) is not None for v in study.variants):  # every variant at its best trial
+                configs = _tune(study, store, configs, executor, out, study_id, retry_failed, emit)
             recorder = RunRecorder(store, emit)
             with recorder.interruptible():
                 for keys in _rounds(study, store, emit):
@@ -432,6 +440,25 @@ def run_study(
         if report:
             write_study_report(store, out, study)
     return store
+
+
+def _tune(study: Study, store: StudyStore, configs: RunConfigs, executor: Executor, out: Path, study_id: str,
+          retry_failed: bool, emit: Event) -> RunConfigs:
+    """The tuning phase (:mod:`archlab.study.tune_phase`); returns the seed phase's configs at the chosen trials."""
+    trials = StudyStore(out / TUNE_DB)
+    _claim_study(trials, study, out)
+    recorder = RunRecorder(trials, emit)
+
+    def run_round(trial_configs: TrialConfigs, keys: list[RunKey]) -> None:
+        tasks = _round_tasks(trials, trial_configs, out / TUNE_DIR, keys, study_id, retry_failed, emit, phase="tune")
+        if tasks:
+            with recorder.interruptible():
+                executor.run(tasks, recorder.start, recorder.finish)
+
+    results = tuning_phase(study, trials, configs.plain, run_round)
+    store.set_meta("tuning", tuning_summary(results, study.decisive_metric()))
+    tuned = {c: dict(r.best.params) for c, r in results.items() if r.best is not None}
+    return RunConfigs(study, tuned=tuned)
 
 
 def _rounds(study: Study, store: StudyStore, emit: Event) -> Iterator[list[RunKey]]:

@@ -318,6 +318,9 @@ class _GuardedSplits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self._splits.train), "val": len(self._splits.val)}
 
+    def __getattr__(self, name: str) -> Any:  # anything else of the splits, as it is
+        return getattr(self._splits, name)
+
 
 def guard_test(splits: Any, where: str = "tuning trial") -> Any:
     """``splits`` with a ``test`` that raises :class:`TestSplitAccess` (train/val unchanged)."""
