@@ -435,6 +435,11 @@ def run_study(
                     tasks = _round_tasks(store, configs, out, keys, study_id, retry_failed, emit)
                     if tasks:
                         executor.run(tasks, recorder.start, recorder.finish)
+            if configs.matches:  # the resolved knob of every matched variant, for the report
+                store.set_meta("matches", [
+                    {"dataset": ds, "variant": v, "reference": study.variants[v].match.target, "key": m.key,
+                     "value": m.value, "count": m.count, "target": m.target, "measure": m.measure}
+                    for (ds, v), m in configs.matches.items()])
         if study.analyses:
             run_analysis_phase(store, study, out, emit)
         if report:
@@ -506,6 +511,7 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
     """Write ``report.md`` and ``report.html`` for the study in ``out``."""
     # matplotlib/scipy-backed: imported here (or beforehand in a background thread while the last
     # runs train, archlab.study.backends.local.prepare_report), never when the study starts
+    from archlab.study.effort_report import effort_sections
     from archlab.study.report import write_report
 
     name = study.name if study else store.get_meta("name", out.name)
@@ -516,6 +522,7 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
     metrics = ("dice", "accuracy", "f1_macro") if train_cfg.get("monitor") == "dice" else ("accuracy", "f1_macro")
     rows = store.rows()
     sections = analysis_sections(rows, store, baseline=baseline, alpha=study.alpha if study else 0.05)
+    sections += effort_sections(store.get_meta("tuning"), store.get_meta("matches"))  # tune: / match:
     # margins, alpha, primary metric, seed plan, descriptions (an old folder's meta lacks some: defaults)
     settings = study.model_dump(mode="json") if study else store.get_meta("study")
     return write_report(rows, out, study_name=name, baseline=baseline, metrics=metrics, sections=sections,

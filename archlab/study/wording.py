@@ -34,6 +34,8 @@ __all__ = [
     "notes",
     "interval_label",
     "methods",
+    "equal_budget_line",
+    "budget_flips_line",
 ]
 
 
@@ -348,3 +350,24 @@ def methods(
             "intervals, descriptive), and average ranks with the Friedman test and the Nemenyi "
             "critical difference (Demšar 2006).")
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Equal effort (archlab.study.effort_report)
+
+
+def equal_budget_line(tuning: Mapping[str, Any]) -> str:
+    """What the tuning phase did: the budget every variant got, and what the verdicts then mean."""
+    budgets = sorted({len(c["trials"]) for c in tuning["cells"]})
+    k = " or ".join(str(b) for b in budgets)
+    return (f"Every tuned variant got {k} trials, selected on the validation {tuning['metric']} only (the test "
+            f"split is never read in a trial); the verdicts above compare each variant at its own best trial, "
+            f"i.e. at equal budget k = {k}, on seeds disjoint from the tuning seeds.")
+
+
+def budget_flips_line(dataset: str, flips: Sequence[tuple[int, list[str], list[str]]], top: int) -> str:
+    """Whether the ranking of the variants by expected best validation score changes with the budget."""
+    if not flips:
+        return f"{dataset}: the ranking by expected best validation score is the same at every budget k = 1..{top}."
+    parts = [f"at k = {k} {' > '.join(now)} (was {' > '.join(before)})" for k, before, now in flips]
+    return f"{dataset}: the ranking flips with the budget — " + "; ".join(parts) + "."

@@ -50,7 +50,7 @@ def stored(out: Path) -> tuple[dict, dict, dict]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "out"
-    run_study(Study.model_validate(tuned_study()), out, report=False)
+    run_study(Study.model_validate(tuned_study()), out, report=True)
     return out, stored(out)
 
 
@@ -69,6 +69,21 @@ def test_trials_are_stored_runs_that_never_read_test_and_the_seed_phase_uses_the
             assert optim["lr"] == best["params"]["train.optim.lr"]
             assert optim["weight_decay"] == best["params"]["train.optim.weight_decay"]
     assert (out / "tuning" / "runs" / "synthetic16" / "a").is_dir()
+    report = (out / "report.md").read_text()
+    assert "## Equal effort: tuning budget" in report and "Every tuned variant got 3 trials" in report
+    assert "synthetic16: the ranking" in report and (out / "evp_synthetic16.png").is_file()
+
+
+def test_matched_variant_in_a_study_run_is_recorded_and_reported(tmp_path):
+    d = {k: v for k, v in tuned_study(seeds=[0]).items() if k != "tune"}
+    d["variants"]["b"]["match"] = {"params": "a", "key": "model.head_kwargs.hidden.0"}
+    store = run_study(Study.model_validate(d), tmp_path, report=True)
+    rows = {r.variant: r for r in store.rows()}
+    (m,) = store.get_meta("matches")
+    assert rows["b"].config["model"]["head_kwargs"]["hidden"] == [m["value"]] and m["count"] == rows["b"].params
+    assert abs(rows["b"].params - rows["a"].params) <= 0.02 * rows["a"].params and m["target"] == rows["a"].params
+    report = (tmp_path / "report.md").read_text()
+    assert "## Equal effort: capacity-matched variants" in report and f"model.head_kwargs.hidden.0 = {m['value']}" in report
 
 
 @pytest.mark.slow
