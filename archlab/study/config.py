@@ -112,6 +112,7 @@ class SmokeConfig(_Strict):
     seeds: list[int] | SeedPlan | None = None
     model: dict[str, Any] = Field(default_factory=dict)
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # options merged over the study's
+    tune: dict[str, Any] = Field(default_factory=dict)  # merged over every `tune:` (e.g. {trials: 2})
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -267,6 +268,12 @@ class Study(_Strict):
             upd.update(seeds=s.seeds, seeds_plan=None)
         if s.analyses:  # smaller analysis options (fewer images/angles) for the smoke run
             upd["analyses"] = {k: {**o, **s.analyses.get(k, {})} for k, o in self.analyses.items()}
+        if s.tune:  # a smaller tuning budget for the smoke run, the study's and every variant's
+            if self.tune is not None:
+                upd["tune"] = TuneConfig.model_validate({**self.tune.model_dump(), **s.tune})
+            upd["variants"] = {n: v if v.tune is None else v.model_copy(
+                update={"tune": TuneConfig.model_validate({**v.tune.model_dump(), **s.tune})})
+                for n, v in self.variants.items()}
         if s.model:
             upd["model"] = ModelConfig.model_validate(_merge(self.model.model_dump(exclude={"pretrained_sha256"}), s.model))
         return self.model_copy(update=upd)

@@ -9,7 +9,7 @@ A variant declares which of its integer options to turn and whose size to reach:
         match: {params: fc1, key: model.head_kwargs.sensory, tolerance: 0.02}
 
 ``params: fc1`` matches the parameter count of variant ``fc1`` (``flops: fc1`` its FLOPs per
-sample) on each dataset of the study; ``key`` is a dotted path into the run config under
+sample; ``scope: head`` counts the head's parameters alone) on each dataset of the study; ``key`` is a dotted path into the run config under
 ``model.`` (an integer part indexes a list: ``model.head_kwargs.hidden.0``). The size must grow
 with the knob: :func:`search_knob` doubles the knob from ``range[0]`` until the size reaches the
 target, then bisects to the smallest value that reaches it, and keeps that value or the one below,
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -45,6 +45,9 @@ class MatchConfig(BaseModel):
     key: str  # dotted path of an integer option under model. (e.g. model.head_kwargs.hidden)
     tolerance: float = Field(0.02, gt=0, lt=1)  # relative: |count - target| <= tolerance * target
     range: tuple[int, int] = (1, 1 << 20)  # the values the knob may take
+    # what is counted: the whole model (what runs store as `params`) or the head alone (a shared
+    # backbone dominates the whole count, so a 2 % tolerance on it can hide a 10x head difference)
+    scope: Literal["model", "head"] = "model"
 
     @model_validator(mode="after")
     def _check(self) -> MatchConfig:
@@ -52,6 +55,8 @@ class MatchConfig(BaseModel):
             raise ValueError("give exactly one of `params: VARIANT` or `flops: VARIANT`")
         if not self.key.startswith("model.") or ".." in self.key or self.key.endswith("."):
             raise ValueError(f"key must be a dotted path under model. (e.g. model.head_kwargs.hidden), got {self.key!r}")
+        if self.scope == "head" and self.flops is not None:
+            raise ValueError("scope: head counts parameters only; match flops with scope: model")
         if not 1 <= self.range[0] <= self.range[1]:
             raise ValueError(f"range must be [low, high] with 1 <= low <= high, got {list(self.range)}")
         return self
@@ -167,9 +172,14 @@ def search_knob(count: Callable[[int], int], target: int, *, tolerance: float, l
     return best, c(best)
 
 
-def model_size(config: TrainConfig, splits: Any, measure: str) -> int:
-    """Parameters (``"params"``) or FLOPs per sample (``"flops"``) of the run's model, as runs store them."""
+def model_size(config: TrainConfig, splits: Any, measure: str, scope: str = "model") -> int:
+    """Parameters (``"params"``) or FLOPs per sample (``"flops"``) of the run's model, as runs store them.
+
+    ``scope="head"``: the parameters of the classification head alone (``model.head``).
+    """
     model = build_run_model(config, splits, pretrained=False)
+    if scope == "head":
+        return count_parameters(model.head)
     if measure == "params":
         return count_parameters(model)
     return int(profile(model, (1, splits.train.in_chans, *model_input_size(config, splits))).flops)
@@ -186,10 +196,10 @@ def resolve_match(config: TrainConfig, reference: TrainConfig, match: MatchConfi
         splits: the dataset's splits (for the class count and input shape).
         where: names the variant in messages.
     """
-    target = model_size(reference, splits, match.measure)
+    target = model_size(reference, splits, match.measure, match.scope)
 
     def count(v: int) -> int:
-        return model_size(apply_knob(config, match.key, v, where), splits, match.measure)
+        return model_size(apply_knob(config, match.key, v, where), splits, match.measure, match.scope)
 
     value, got = search_knob(count, target, tolerance=match.tolerance, low=match.range[0], high=match.range[1],
                              what=match.measure, where=where)

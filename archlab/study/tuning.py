@@ -97,10 +97,16 @@ def parse_space(raw: Mapping[str, Any], where: str = "tune.space") -> dict[str, 
                 raise ConfigError(f"{at}: a choice is a non-empty list of distinct values, got {spec!r}")
             out[key] = Param(key, "choice", choices=tuple(spec))
             continue
+        if isinstance(spec, Mapping) and len(spec) == 1:  # {loguniform: [1e-4, 1e-2]}
+            (fn, bounds), = spec.items()
+            if isinstance(bounds, list) and len(bounds) == 2:
+                spec = f"{fn}({bounds[0]}, {bounds[1]})"
         m = _FN.match(spec) if isinstance(spec, str) else None
         if m is None:
-            raise ConfigError(f"{at}: expected loguniform(a, b), uniform(a, b), int(a, b), logint(a, b) "
-                              f"or a list of choices, got {spec!r}")
+            hint = (" (in a YAML {...} mapping the comma splits it: quote it, \"loguniform(1e-4, 1e-2)\")"
+                    if isinstance(spec, str) and "(" in spec and ")" not in spec else "")
+            raise ConfigError(f"{at}: expected loguniform(a, b), uniform(a, b), int(a, b), logint(a, b), "
+                              f"{{loguniform: [a, b]}} or a list of choices, got {spec!r}{hint}")
         kind, lo, hi = m.group(1), _number(m.group(2), at), _number(m.group(3), at)
         if not lo < hi:
             raise ConfigError(f"{at}: the low bound {lo:g} must be below the high bound {hi:g}")

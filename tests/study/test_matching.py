@@ -66,6 +66,20 @@ def test_flops_matching_and_an_impossible_match():
         RunConfigs(tiny).plain(RunKey(dataset="synthetic28", variant="matched", seed=0))
 
 
+def test_head_scope_matches_the_heads_alone():
+    s = study({"ref": {"model": {"head": "mlp", "head_kwargs": {"hidden": [40]}}},
+               "matched": {"model": {"head": "rnn"},
+                           "match": {"params": "ref", "key": "model.head_kwargs.hidden", "scope": "head",
+                                     "tolerance": 0.01}}})
+    configs = RunConfigs(s)
+    splits = load_splits(s.data.model_dump_json())
+    ref = model_size(configs.plain(RunKey(dataset="synthetic28", variant="ref", seed=0)), splits, "params", "head")
+    got = model_size(configs.plain(RunKey(dataset="synthetic28", variant="matched", seed=0)), splits, "params", "head")
+    assert abs(got - ref) <= 0.01 * ref
+    with pytest.raises(ValueError, match="scope: head counts parameters only"):
+        MatchConfig(flops="ref", key="model.x", scope="head")
+
+
 def test_search_knob_bisection_and_errors():
     calls = []
 

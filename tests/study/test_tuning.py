@@ -131,13 +131,15 @@ def test_overrides_and_bad_spaces():
     assert overrides_for({"train.optim.lr": 0.1, "model.head_kwargs.hidden": 8}) == {
         "train": {"optim": {"lr": 0.1}}, "model": {"head_kwargs": {"hidden": 8}}}
     assert parse_space({"train.optim.lr": "loguniform(1e-4, 1e-2)"})["train.optim.lr"].high == 1e-2
+    assert parse_space({"train.optim.lr": {"loguniform": [1e-4, 1e-2]}})["train.optim.lr"].kind == "loguniform"
     for bad, msg in [({"data.val_fraction": [0.1]}, "under train. or model."),
                      ({"train.optim.lr": "loguniform(0, 1)"}, "positive low bound"),
                      ({"train.optim.lr": "uniform(1, 1)"}, "must be below"),
                      ({"train.optim.lr": "normal(1, 2)"}, "expected loguniform"),
                      ({"train.epochs": [1, 2]}, "cannot change train.epochs"),
                      ({"train.batch_size": "int(1.5, 4)"}, "integer bounds"),
-                     ({"train.optim.lr": []}, "non-empty list")]:
+                     ({"train.optim.lr": []}, "non-empty list"),
+                     ({"train.optim.lr": "loguniform(1e-4"}, "the comma splits it: quote it")]:
         with pytest.raises(ConfigError, match=msg):
             parse_space(bad)
     with pytest.raises(ValueError, match="space"):
