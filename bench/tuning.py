@@ -134,7 +134,7 @@ def real_study(trials: int) -> dict:
             out[arm] = {
                 "trial_runs": len(trials_rows),
                 "trial_train_seconds": float(sum(r.train_seconds or 0 for r in trials_rows)),
-                "tuning_wall_seconds": (marks.get("seed_phase", t0) - t0) if trials_rows else 0.0,
+                "start_to_seed_phase_seconds": marks.get("seed_phase", t0) - t0,  # preflight + tuning
                 "seed_runs": len(rows),
                 "seed_train_seconds": float(sum(r.train_seconds or 0 for r in rows)),
                 "total_wall_seconds": t1 - t0,

@@ -153,6 +153,7 @@ class Study(_Strict):
     primary_metric: str | None = None  # the decisive metric (None: the monitor, else accuracy)
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-run analyses (§6)
     tune: TuneConfig | None = None  # the same tuning budget for every variant (archlab.study.tuning)
+    budgets: list[int] = Field(default_factory=list)  # epochs at which each run also tests (archlab.study.budgets)
     smoke: SmokeConfig | None = None
 
     @model_validator(mode="before")
@@ -296,6 +297,8 @@ class Study(_Strict):
         # The thread count is part of every run's config (float reductions depend on it), fixed by
         # the study, never by --workers or the machine: one thread per run unless the study says.
         raw.setdefault("threads", 1)
+        if self.budgets:  # declared before the study runs: every run tests at these epochs too
+            raw["budgets"] = list(self.budgets)
         # the weights file's hash is recomputed from the path the variant ends up with
         raw["model"] = _merge(self.model.model_dump(exclude={"pretrained_sha256"}), variant.model)
         raw["data"] = _merge(data.model_dump(), variant.data)

@@ -22,8 +22,9 @@ from archlab.study import wording
 from archlab.study.analyses import Section
 from archlab.study.evp import EVPCurve, evp_curve, ranking_flips
 from archlab.study.metrics import metric_direction
+from archlab.study.stats import VariantStats
 
-__all__ = ["effort_sections", "tuning_curves"]
+__all__ = ["effort_sections", "tuning_curves", "budget_section"]
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> tuple[str, str]:
@@ -109,3 +110,22 @@ def effort_sections(tuning: Mapping[str, Any] | None, matches: Sequence[Mapping[
         t_md, t_html = _table(["Variant", "Dataset", "Resolved knob", "Size", "Target", "Off by"], rows)
         sections.append(Section("Equal effort: capacity-matched variants", t_md, t_html, []))
     return sections
+
+
+def budget_section(verdicts: Mapping[int, Sequence[VariantStats]], metric: str) -> Section:
+    """"Budget curves": each variant's verdict against the baseline at every declared budget."""
+    budgets = sorted(verdicts)
+    cells: dict[tuple[str, str], dict[int, VariantStats]] = {}
+    for b in budgets:
+        for vs in verdicts[b]:
+            if not vs.is_baseline:
+                cells.setdefault((vs.dataset, vs.variant), {})[b] = vs
+    rows = [[var, ds, *(wording.verdict_text(by_b[b]) if b in by_b else "—" for b in budgets)]
+            for (ds, var), by_b in cells.items()]
+    t_md, t_html = _table(["Variant", "Dataset", *(f"{b} epochs" for b in budgets)], rows)
+    lines = [wording.budget_trend_line(ds, var, [by_b[b].outcome for b in budgets if b in by_b], budgets)
+             for (ds, var), by_b in cells.items()]
+    intro = wording.budget_intro_line(metric, budgets)
+    md = "\n".join([intro, "", t_md, "", *lines])
+    html = f"<p>{escape(intro)}</p>" + t_html + "".join(f"<p>{escape(x)}</p>" for x in lines)
+    return Section("Budget curves: the verdict per training budget", md, html, [])

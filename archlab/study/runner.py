@@ -70,7 +70,7 @@ from archlab.study.backends.base import Executor, Outcome, RunTask
 from archlab.study.backends.inline import InlineExecutor
 from archlab.study.backends.local import LocalExecutor, choose_threads, choose_workers
 from archlab.study.backends.ray import RayExecutor, require_ray
-from archlab.study.config import RunKey, Study
+from archlab.study.config import DEFAULT_MARGINS, RunKey, Study
 from archlab.study.execute import load_splits, run_dir
 from archlab.study.matching import MatchResult, apply_knob, resolve_match
 from archlab.study.store import DB_NAME, StudyStore
@@ -511,7 +511,8 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
     """Write ``report.md`` and ``report.html`` for the study in ``out``."""
     # matplotlib/scipy-backed: imported here (or beforehand in a background thread while the last
     # runs train, archlab.study.backends.local.prepare_report), never when the study starts
-    from archlab.study.effort_report import effort_sections
+    from archlab.study.budgets import budget_verdicts
+    from archlab.study.effort_report import budget_section, effort_sections
     from archlab.study.report import write_report
 
     name = study.name if study else store.get_meta("name", out.name)
@@ -525,5 +526,11 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
     sections += effort_sections(store.get_meta("tuning"), store.get_meta("matches"))  # tune: / match:
     # margins, alpha, primary metric, seed plan, descriptions (an old folder's meta lacks some: defaults)
     settings = study.model_dump(mode="json") if study else store.get_meta("study")
+    if settings and settings.get("budgets"):  # budgets: the verdict per training budget
+        metric = study.decisive_metric() if study else metrics[0]
+        alpha = settings.get("alpha", 0.05)
+        margin = study.margin(metric) if study else (settings.get("margins") or {}).get(metric, DEFAULT_MARGINS.get(metric))
+        sections.append(budget_section(budget_verdicts(rows, settings["budgets"], baseline=baseline, metric=metric,
+                                                       alpha=alpha, margin=margin), metric))
     return write_report(rows, out, study_name=name, baseline=baseline, metrics=metrics, sections=sections,
                         settings=settings)

@@ -36,6 +36,8 @@ __all__ = [
     "methods",
     "equal_budget_line",
     "budget_flips_line",
+    "budget_intro_line",
+    "budget_trend_line",
 ]
 
 
@@ -371,3 +373,18 @@ def budget_flips_line(dataset: str, flips: Sequence[tuple[int, list[str], list[s
         return f"{dataset}: the ranking by expected best validation score is the same at every budget k = 1..{top}."
     parts = [f"at k = {k} {' > '.join(now)} (was {' > '.join(before)})" for k, before, now in flips]
     return f"{dataset}: the ranking flips with the budget — " + "; ".join(parts) + "."
+
+
+def budget_intro_line(metric: str, budgets: Sequence[int]) -> str:
+    """What the budget table is."""
+    return (f"Test {metric} at each declared budget ({', '.join(map(str, budgets))} epochs), each from the "
+            "best-validation weights up to that epoch (nothing selects on these values); the budgets share "
+            "the study's alpha with the variants (Bonferroni over variants × budgets).")
+
+
+def budget_trend_line(dataset: str, variant: str, outcomes: Sequence[Verdict], budgets: Sequence[int]) -> str:
+    """Whether a variant's verdict changes with the training budget."""
+    if len(set(outcomes)) <= 1:
+        return f"{variant} ({dataset}): the same verdict at every budget ({outcomes[0] if outcomes else 'none'})."
+    path = " → ".join(f"{o} at {b}" for o, b in zip(outcomes, budgets))
+    return f"{variant} ({dataset}): the verdict changes with the training budget: {path}."

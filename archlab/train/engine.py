@@ -64,7 +64,7 @@ from archlab.train.checkpoint import (
 from archlab.train.config import TrainConfig
 from archlab.train.distributed import SingleProcess
 from archlab.train.distributed import current as current_distributed
-from archlab.train.hooks import Callbacks, GateRecorder, Hook, TensorBoardCurves
+from archlab.train.hooks import BudgetTests, Callbacks, GateRecorder, Hook, TensorBoardCurves
 from archlab.train.metrics import metric_spec
 from archlab.train.results import (
     BEST_WEIGHTS,
@@ -177,7 +177,8 @@ def train(
     if folder is not None:
         folder.restore(run, state)
     # order matters at each epoch's end: gates and curves are recorded before the checkpoint saves them
-    hooks = [GateRecorder(), TensorBoardCurves(out), *([folder] if folder else []), Callbacks(on_step, on_epoch)]
+    hooks = [GateRecorder(), TensorBoardCurves(out), *([BudgetTests()] if config.budgets else []),
+             *([folder] if folder else []), Callbacks(on_step, on_epoch)]
     fit(run, state, hooks)
     if state.best_weights is not None:
         run.model.load_state_dict(state.best_weights)
