@@ -113,6 +113,7 @@ class SmokeConfig(_Strict):
     model: dict[str, Any] = Field(default_factory=dict)
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # options merged over the study's
     tune: dict[str, Any] = Field(default_factory=dict)  # merged over every `tune:` (e.g. {trials: 2})
+    budgets: list[int] | None = None  # replaces `budgets:` (within the smoke run's epochs)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -228,6 +229,8 @@ class Study(_Strict):
             label = dataset_label(d)
             if not _NAME.match(label):
                 raise ValueError(f"dataset label {label!r} may only use {_NAME_RULE}; set `label:` on the entry")
+        if any(isinstance(b, bool) or b < 1 for b in self.budgets) or sorted(set(self.budgets)) != self.budgets:
+            raise ValueError(f"budgets must be increasing positive epoch counts, e.g. [10, 50, 200]; got {self.budgets}")
         for metric, m in self.margins.items():
             if not (isinstance(m, (int, float)) and m > 0 and m == m and m != float("inf")):
                 raise ValueError(f"margins.{metric} must be a positive number, got {m!r}")
@@ -269,6 +272,8 @@ class Study(_Strict):
             upd.update(seeds=s.seeds, seeds_plan=None)
         if s.analyses:  # smaller analysis options (fewer images/angles) for the smoke run
             upd["analyses"] = {k: {**o, **s.analyses.get(k, {})} for k, o in self.analyses.items()}
+        if s.budgets is not None:
+            upd["budgets"] = s.budgets
         if s.tune:  # a smaller tuning budget for the smoke run, the study's and every variant's
             if self.tune is not None:
                 upd["tune"] = TuneConfig.model_validate({**self.tune.model_dump(), **s.tune})
