@@ -61,3 +61,13 @@ def test_bad_budgets():
     with pytest.raises(Exception, match="beyond epochs"):
         Study.model_validate({**study_dict(), "budgets": [50]}).resolve(Study.model_validate(
             {**study_dict(), "budgets": [50]}).grid()[0])
+
+
+def test_study_budgets_are_checked_and_smoke_replaces_them():
+    with pytest.raises(ValueError, match="budgets must be increasing positive"):
+        Study.model_validate({**study_dict(), "budgets": [2, 2]})
+    s = Study.model_validate({**study_dict(train={"epochs": 9, "batch_size": 30}), "budgets": [3, 9],
+                              "smoke": {"train": {"epochs": 1}, "budgets": [1]}})
+    assert s.resolve(s.grid()[0]).budgets == [3, 9]
+    smoke = s.with_smoke()
+    assert smoke.resolve(smoke.grid()[0]).budgets == [1]
