@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from archlab._seed import derive_seed
 from archlab._validation import load_yaml, validate_config
@@ -68,6 +68,10 @@ class Variant(_Strict):
     match: MatchConfig | None = None
     # this variant's own tuning budget (archlab.study.tuning), instead of the study's `tune:`
     tune: TuneConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _unset_keys_left_out(self, handler: Any) -> dict[str, Any]:
+        return _without_unset(handler(self), ("match", "tune"))
 
     @field_validator("data")
     @classmethod
@@ -115,6 +119,10 @@ class SmokeConfig(_Strict):
     tune: dict[str, Any] = Field(default_factory=dict)  # merged over every `tune:` (e.g. {trials: 2})
     budgets: list[int] | None = None  # replaces `budgets:` (within the smoke run's epochs)
 
+    @model_serializer(mode="wrap")
+    def _unset_keys_left_out(self, handler: Any) -> dict[str, Any]:
+        return _without_unset(handler(self), ("tune", "budgets"))
+
     @field_validator("seeds", mode="before")
     @classmethod
     def _plan(cls, v: Any) -> Any:
@@ -156,6 +164,11 @@ class Study(_Strict):
     tune: TuneConfig | None = None  # the same tuning budget for every variant (archlab.study.tuning)
     budgets: list[int] = Field(default_factory=list)  # epochs at which each run also tests (archlab.study.budgets)
     smoke: SmokeConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _unset_keys_left_out(self, handler: Any) -> dict[str, Any]:
+        # a study without tune:/budgets: is recorded (meta `study`) exactly as before they existed
+        return _without_unset(handler(self), ("tune", "budgets"))
 
     @model_validator(mode="before")
     @classmethod
@@ -323,6 +336,15 @@ def _seed_plan(raw: Any, where: str) -> SeedPlan:
         loc = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         raise ValueError(f"{where}{'.' + loc if loc else ''}: {msg} (expected {{min: 3, max: 20, until: conclusive}})") from None
+
+
+def _without_unset(out: Any, keys: tuple[str, ...]) -> Any:
+    """``out`` (a dump) without the equal-effort keys that are unset (``None`` or empty)."""
+    if isinstance(out, dict):
+        for k in keys:
+            if k in out and not out[k]:
+                del out[k]
+    return out
 
 
 def _check_match(name: str, match: MatchConfig, variants: dict[str, Variant]) -> None:

@@ -392,7 +392,8 @@ def run_study(
         retry_failed: run failed runs again (by default they keep their recorded failure); a failed
             run whose variant's config was corrected restarts afresh.
         on_event: progress callback ``(kind, key, info)`` with kind in
-            ``skip | start | done | failed | round``.
+            ``skip | start | done | failed | round`` (tuning trials: ``trial_skip | trial_start |
+            trial_done | trial_failed``).
         report: write the Markdown/HTML report at the end.
         ray_address: run every run as a Ray task on this cluster (``"local"``: start a local
             instance) instead of local worker processes; ``out`` must then be on a path every
@@ -452,7 +453,8 @@ def _tune(study: Study, store: StudyStore, configs: RunConfigs, executor: Execut
     """The tuning phase (:mod:`archlab.study.tune_phase`); returns the seed phase's configs at the chosen trials."""
     trials = StudyStore(out / TUNE_DB)
     _claim_study(trials, study, out)
-    recorder = RunRecorder(trials, emit)
+    # trial events are their own kinds (trial_start, trial_done, ...): a trial has no test metrics
+    recorder = RunRecorder(trials, lambda kind, key, info: emit(f"trial_{kind}", key, info))
 
     def run_round(trial_configs: TrialConfigs, keys: list[RunKey]) -> None:
         tasks = _round_tasks(trials, trial_configs, out / TUNE_DIR, keys, study_id, retry_failed, emit, phase="tune")
