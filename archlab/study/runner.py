@@ -454,10 +454,14 @@ def _tune(study: Study, store: StudyStore, configs: RunConfigs, executor: Execut
     trials = StudyStore(out / TUNE_DB)
     _claim_study(trials, study, out)
     # trial events are their own kinds (trial_start, trial_done, ...): a trial has no test metrics
-    recorder = RunRecorder(trials, lambda kind, key, info: emit(f"trial_{kind}", key, info))
+    def trial_emit(kind: str, key: RunKey | None, info: dict[str, Any]) -> None:
+        emit(f"trial_{kind}", key, info)
+
+    recorder = RunRecorder(trials, trial_emit)
 
     def run_round(trial_configs: TrialConfigs, keys: list[RunKey]) -> None:
-        tasks = _round_tasks(trials, trial_configs, out / TUNE_DIR, keys, study_id, retry_failed, emit, phase="tune")
+        tasks = _round_tasks(trials, trial_configs, out / TUNE_DIR, keys, study_id, retry_failed, trial_emit,
+                             phase="tune")
         if tasks:
             with recorder.interruptible():
                 executor.run(tasks, recorder.start, recorder.finish)
