@@ -19,7 +19,7 @@ pytest.importorskip("optuna")
 from archlab.errors import ConfigError
 from archlab.study.record import RunRecord
 from archlab.study.stats import compare_variants
-from archlab.study.tuning import (TestSplitAccess, Trial, TuneConfig, guard_test, overrides_for, parse_space,
+from archlab.study.tuning import (TestSplitAccess, TuneConfig, guard_test, overrides_for, parse_space,
                                   propose_round, run_tuning, tuning_seeds)
 from archlab.study.verdicts import Verdict
 
