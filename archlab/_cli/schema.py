@@ -62,6 +62,13 @@ _MEANING = {
         "train": "keys deep-merged into the study's `train:` (then the study varies that option)",
         "description": "what the variant is; shown in the report",
     },
+    "TuneConfig": {
+        "space": "dotted key -> \"loguniform(a, b)\" | \"uniform(a, b)\" | \"int(a, b)\" | \"logint(a, b)\" | [choices]",
+        "trials": "trials per variant (the equal budget)",
+        "sampler": "tpe (Optuna's TPE) or random",
+        "seeds_per_trial": "seeds per trial; the trial's value is their mean validation score",
+    },
+    "MatchConfig": {"key": "dotted path of an integer option under model. (e.g. model.head_kwargs.hidden)"},
     "SmokeConfig": {
         "data": "replaces the data (a small synthetic set)",
         "train": "merged into `train:` (e.g. epochs: 1)",
@@ -335,6 +342,8 @@ def run_config_doc() -> str:
 def study_config_doc() -> str:
     """``docs/study-config.md``."""
     from archlab.study.config import SmokeConfig, Study, Variant
+    from archlab.study.matching import MatchConfig
+    from archlab.study.tuning import TuneConfig
 
     out = [
         "# The study file (`archlab study run FILE`)",
@@ -364,6 +373,18 @@ def study_config_doc() -> str:
         class_summary(SmokeConfig),
         "",
         *_table(SmokeConfig, "smoke."),
+        "",
+        "## `tune` (study level or `variants.NAME.tune`)",
+        "",
+        class_summary(TuneConfig),
+        "",
+        *_table(TuneConfig, "tune."),
+        "",
+        "## `variants.NAME.match`",
+        "",
+        class_summary(MatchConfig),
+        "",
+        *_table(MatchConfig, "variants.NAME.match."),
         "",
         "## Template",
         "",

@@ -134,7 +134,10 @@ def study_run_cmd(
                     f"{key.label}: test {main_metric} {info['test'][main_metric]:.4f} ({info['train_seconds']:.1f} s)",
                     highlight=False,
                 )
-            elif kind == "failed":
+            elif kind == "trial_done":  # a tuning trial: validation only
+                display.print(f"{key.label} (tuning trial): val {main_metric} {info['val'][main_metric]:.4f}",
+                              highlight=False)
+            elif kind in ("failed", "trial_failed"):
                 failed.append(key.label)
                 display.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
             elif kind == "analysis_failed":  # retried by the next `study run`; the study goes on
