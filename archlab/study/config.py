@@ -26,20 +26,21 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_serializer, model_validator
 
 from archlab._seed import derive_seed
 from archlab._validation import load_yaml, validate_config
 from archlab.errors import ConfigError, close_matches
+from archlab.plugins import import_plugins
+from archlab.study.metrics import default_margin
 from archlab.train.config import DataConfig, ModelConfig, TrainConfig
 
-__all__ = ["Study", "Variant", "SmokeConfig", "SeedPlan", "load_study", "RunKey", "DEFAULT_MARGINS"]
+__all__ = ["Study", "Variant", "SmokeConfig", "SeedPlan", "load_study", "RunKey", "DEFAULT_MARGINS",
+           "study_from_dict"]
 
-# Equivalence margins per metric (absolute, in the metric's own unit): the difference within which
-# two variants count as equivalent (two one-sided tests). 1 pp of accuracy/F1/Dice is the smallest
-# difference the seed documents treat as meaningful (they report results to 0.1-1 pp); a loss has
-# no natural unit, so it has no default margin and is never called "equivalent" unless one is set.
-DEFAULT_MARGINS: dict[str, float] = {"accuracy": 0.01, "f1_macro": 0.01, "dice": 0.01}
+# Equivalence margins per metric (absolute, in the metric's own unit): the registered defaults
+# (archlab.study.metrics: 1 pp for accuracy/F1/Dice, none for a loss), read through Study.margin.
+DEFAULT_MARGINS: dict[str, float] = {m: default_margin(m) for m in ("accuracy", "f1_macro", "dice")}  # type: ignore[misc]
 
 # Names become folder names (runs/<dataset>/<variant>/seed<k>): a first character that is a letter,
 # digit or underscore rules out "." and ".." (and hidden folders), and the length is bounded.
@@ -146,6 +147,28 @@ class Study(_Strict):
     primary_metric: str | None = None  # the decisive metric (None: the monitor, else accuracy)
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-run analyses (§6)
     smoke: SmokeConfig | None = None
+    imports: list[str] = Field(default_factory=list)  # user code: files (relative to the study file) or modules
+    # the imported plugins' records ({module, path, sha256}), set by load_study / with_plugins
+    _plugins: list[dict[str, str]] = PrivateAttr(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_imports(self, handler: Any) -> Any:
+        # a study without imports stores exactly the settings it stored before imports existed
+        out = handler(self)
+        if isinstance(out, dict) and not self.imports:
+            out.pop("imports", None)
+        return out
+
+    @property
+    def plugins(self) -> list[dict[str, str]]:
+        """The records of the study's imported plugins (every run's config carries them)."""
+        return list(self._plugins)
+
+    def with_plugins(self, records: list[dict[str, str]]) -> Study:
+        """This study with the records of its imported plugins (:func:`archlab.plugins.import_plugins`)."""
+        out = self.model_copy()
+        out._plugins = [dict(r) for r in records]
+        return out
 
     @model_validator(mode="before")
     @classmethod
@@ -230,14 +253,14 @@ class Study(_Strict):
     # ------------------------------------------------------------------------------------------
     def margin(self, metric: str) -> float | None:
         """The equivalence margin of ``metric`` (the study's, else :data:`DEFAULT_MARGINS`)."""
-        return self.margins.get(metric, DEFAULT_MARGINS.get(metric))
+        return self.margins.get(metric, default_margin(metric))
 
     def decisive_metric(self) -> str:
         """The primary metric: declared, else the monitor when it is a test metric, else accuracy."""
         if self.primary_metric:
             return self.primary_metric
         monitor = self.train.get("monitor")
-        return monitor if monitor in ("accuracy", "f1_macro", "dice") else "accuracy"
+        return monitor if monitor in ("accuracy", "f1_macro", "dice") else "accuracy"  # the engine's monitors
 
     def with_smoke(self) -> Study:
         """The study with its ``smoke`` section applied (synthetic data, tiny budget)."""
@@ -281,6 +304,8 @@ class Study(_Strict):
         if self.split == "per_seed":  # train/val redrawn per seed (test kept), identical across variants
             raw["data"]["resample_seed"] = derive_seed(data.split_seed, "split", key.seed) & 0x7FFFFFFF
         raw["seed"] = key.seed
+        if self._plugins:
+            raw["plugins"] = self.plugins
         return validate_config(TrainConfig, raw, f"study {self.name!r} variant {key.variant!r}")
 
 
@@ -329,12 +354,24 @@ def load_study(path: str | Path, *, smoke: bool = False) -> Study:
     path = Path(path)
     raw = load_yaml(path)
     raw.setdefault("name", path.stem)
-    study = validate_config(Study, raw, str(path))
+    return study_from_dict(raw, path, smoke=smoke)
+
+
+def study_from_dict(raw: dict[str, Any], path: str | Path | None = None, *, smoke: bool = False) -> Study:
+    """Validate a study given as a mapping (a parsed study file; ``path`` names it in errors and
+    is the folder its ``imports`` are relative to, ``None``: the working folder).
+
+    The study's ``imports`` (and the installed ``archlab.plugins``) are imported first, so the
+    components they register validate like built-in ones.
+    """
+    where = str(path) if path is not None else "study"
+    records = import_plugins(raw.get("imports") or [], Path(path).parent if path is not None else None, where)
+    study = validate_config(Study, raw, where).with_plugins(records)
     if smoke:
         study = study.with_smoke()
     for key in study.grid()[: len(study.variants) * len(study.dataset_configs())]:
         try:
             study.resolve(key)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(f"{where}: {exc}") from None
     return study

@@ -56,7 +56,7 @@ from archlab.errors import ConfigError, OutputWriteError
 from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variants
 from archlab.study.config import DEFAULT_MARGINS  # the one source of the default margins (and their reason)
 from archlab.study import wording
-from archlab.study.metrics import metric_direction
+from archlab.study.metrics import default_margin, metric_direction
 from archlab.study.record import RunRecord
 from archlab.study.sequential import plan_looks
 from archlab.study.stats import VariantStats, compare_variants
@@ -263,7 +263,7 @@ class ReportSettings:
 
     def margin(self, metric: str) -> float | None:
         """The equivalence margin of ``metric``."""
-        v = self.margins.get(metric, DEFAULT_MARGINS.get(metric))
+        v = self.margins.get(metric, default_margin(metric))
         return None if v is None else float(v)
 
     def looks(self) -> list[int] | None:

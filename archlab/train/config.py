@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 __all__ = ["CleanConfig", "DataConfig", "ModelConfig", "OptimConfig", "SchedulerConfig", "TrainConfig"]
 
@@ -130,6 +130,17 @@ class TrainConfig(_Strict):
     fused_optimizer: Literal["auto"] | bool = "auto"  # the optimizer's fused kernel; auto: on for cpu/cuda (Adam 3x faster step on CPU)
     threads: int | None = Field(None, ge=1, le=1024)  # torch intra-op threads (None: leave as is; a study sets 1)
     tensorboard: bool = False  # also write RUN_DIR/tensorboard/ event files (per-epoch curves); results unchanged
+    # User code the run imports first ({module, path, sha256}: archlab.plugins), from its file's
+    # `imports:`; part of the config so an edited plugin is a changed config. Stored only when set.
+    plugins: list[dict[str, str]] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_plugins(self, handler: Any) -> Any:
+        # a run without plugins stores exactly the config it stored before plugins existed
+        out = handler(self)
+        if isinstance(out, dict) and not self.plugins:
+            out.pop("plugins", None)
+        return out
 
     @field_validator("monitor")
     @classmethod
