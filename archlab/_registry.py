@@ -172,20 +172,28 @@ def head_entrypoint(name: str) -> Callable[..., nn.Module]:
     return _HEADS[name]
 
 
-def register_in(table: dict[str, Any], kind: str, name: str, obj: Any) -> None:
+def register_in(table: dict[str, Any], kind: str, name: str, obj: Any, origin: Any = None) -> None:
     """Put ``obj`` in a registry ``table`` as ``name``; a second, different ``obj`` is an error.
 
     The same definition again (its module re-executed: a notebook cell, an edited plugin reloaded)
     replaces the old one.
 
+    ``origin`` is the function or class that defines ``obj`` when ``obj`` is a record around it.
+
     Raises:
         ConfigError: ``name`` is registered by another definition (named in the message).
     """
     old = table.get(name)
-    if old is not None and old is not obj and _origin(old) != _origin(obj):
-        raise ConfigError(f"{kind} {name!r} is registered twice: by {_origin(old)[0]}.{_origin(old)[1]} and by "
-                          f"{_origin(obj)[0]}.{_origin(obj)[1]}; give one of them another name")
+    new_origin = _origin(origin if origin is not None else obj)
+    old_origin = _ORIGINS.get((id(table), name), _origin(old))
+    if old is not None and old is not obj and old_origin != new_origin:
+        raise ConfigError(f"{kind} {name!r} is registered twice: by {old_origin[0]}.{old_origin[1]} and by "
+                          f"{new_origin[0]}.{new_origin[1]}; give one of them another name")
     table[name] = obj
+    _ORIGINS[(id(table), name)] = new_origin
+
+
+_ORIGINS: dict[tuple[int, str], tuple[str, str]] = {}  # (table, name) -> (module, qualname) of its definition
 
 
 _put = register_in

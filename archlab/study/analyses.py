@@ -130,7 +130,7 @@ def register_analysis(name: str, *, options: Mapping[str, tuple[tuple[type, ...]
         opts[k] = (types, v[1])
 
     def deco(fn: Callable[..., tuple[dict, dict]]) -> Callable[..., tuple[dict, dict]]:
-        register_in(_ANALYSES, "analysis", name, AnalysisSpec(name, fn, opts))
+        register_in(_ANALYSES, "analysis", name, AnalysisSpec(name, fn, opts), origin=fn)
         for metric, spec in (metrics or {}).items():
             register_metric(f"{name}.{metric}", origin=fn.__module__, **dict(spec))
         return fn

@@ -64,7 +64,8 @@ from archlab.study.wording import format_diff, format_margin, format_p
 
 __all__ = ["write_report", "markdown_table", "render_markdown", "render_html", "Document", "Section",
            "ReportSettings", "REPORT_MD", "REPORT_HTML",
-           "DEFAULT_MARGINS", "SMALL_TEST_SET"]
+           "DEFAULT_MARGINS", "SMALL_TEST_SET",
+           "study_verdicts"]
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -446,6 +447,10 @@ def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
                      and isinstance(r.config, Mapping)), None)
     if base_cfg:
         lines.append(f"Training ({baseline}): {_describe_train(base_cfg)}")
+    plugins = {(p.get("module"), p.get("path"), p.get("sha256"), p.get("version")) for r in runs
+               if isinstance(r.config, Mapping) for p in (r.config.get("plugins") or [])}
+    for module, path, sha, version in sorted(plugins, key=str):  # user code the runs imported (archlab.plugins)
+        lines.append(f"Plugin {module}: {path}" + (f" ({version})" if version else "") + f", sha256 {str(sha)[:12]}")
     if settings.split == "per_seed":
         lines.append("Split: train/val redrawn per seed (identical across the variants of a seed)")
     for d in datasets:
@@ -1140,6 +1145,27 @@ def markdown_table(
         blocks.append(f"**Dataset: {_md(d.name)}** ({_status_line(d.status_counts)})\n\n"
                       + _md_table(head, rows))
     return "\n\n".join(blocks)
+
+
+def study_verdicts(
+    runs: Sequence[RunRecord],
+    baseline: str,
+    *,
+    metrics: Sequence[str] = ("accuracy",),
+    min_pairs: int = 3,
+    settings: ReportSettings | Mapping[str, Any] | None = None,
+) -> list[VariantStats]:
+    """The report's comparisons as numbers: one :class:`VariantStats` per (dataset, variant, metric).
+
+    The same analysis as the report's tables (the first metric is primary unless ``settings``
+    name one), for the Python API's DataFrames (:func:`archlab.api.load_study`).
+    """
+    st = _settings(settings, None)
+    checked = _validate(tuple(metrics), st.alpha)
+    if not runs:
+        return []
+    a = _analyse(runs, baseline, checked, st, min_pairs, with_figures=False)
+    return [vs for d in a.datasets for m in a.metrics for vs in d.per_metric[m]]
 
 
 def write_report(
