@@ -29,6 +29,8 @@ _PUBLIC = {
     "register_analysis": "archlab.study.analyses",
     "register_metric": "archlab.study.metrics",
     "register_dataset": "archlab.data.datasets",
+    "register_loss": "archlab.train.losses",
+    "register_augment": "archlab.data.augment",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

@@ -48,7 +48,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}$")
 _NAME_RULE = "letters, digits and _ . + - (at most 100, not starting with . + -)"
 _MAX_SEED = 2**63 - 1  # SQLite's INTEGER and torch's manual_seed range
 # TrainConfig keys a study sets in `train:` (data, model and seed come from the study itself).
-_TRAIN_KEYS = set(TrainConfig.model_fields) - {"data", "model", "seed"}
+_TRAIN_KEYS = set(TrainConfig.model_fields) - {"data", "model", "seed", "plugins"}  # plugins: from `imports:`
 
 
 class _Strict(BaseModel):
