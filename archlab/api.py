@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.errors import ConfigError
+from archlab.plugins import ensure_plugins, recorded_plugins
 
 __all__ = ["Study", "StudyResults", "load_study"]
 
@@ -131,6 +132,8 @@ class StudyResults:
             self.settings = store.get_meta("study") or {}
         finally:
             store.close()
+        # the runs' plugins (verified against their recorded hashes): their metrics get verdicts here too
+        ensure_plugins(recorded_plugins(r.config for r in self.records), str(self.out))
 
     @property
     def runs(self):

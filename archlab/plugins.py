@@ -35,7 +35,7 @@ from typing import Any
 from archlab.errors import ConfigError
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginError", "import_plugins", "ensure_plugins", "source_sha256",
-           "describe_plugin_change", "entry_point_modules"]
+           "describe_plugin_change", "entry_point_modules", "recorded_plugins"]
 
 ENTRY_POINT_GROUP = "archlab.plugins"
 
@@ -182,6 +182,9 @@ def ensure_plugins(records: Iterable[Mapping[str, Any]], where: str = "run") -> 
     Raises:
         PluginError: a file missing here, or whose source differs from the recorded hash.
     """
+    records = list(records)
+    if records:
+        _load_builtins()
     for rec in records:
         module, path, digest = rec.get("module"), rec.get("path"), rec.get("sha256")
         if not isinstance(module, str) or not isinstance(path, str) or not isinstance(digest, str):
@@ -198,6 +201,17 @@ def ensure_plugins(records: Iterable[Mapping[str, Any]], where: str = "run") -> 
             _load_file(p.resolve(), where)
         else:
             _load_module(module, where)
+
+
+def recorded_plugins(configs: Iterable[Mapping[str, Any] | None]) -> list[dict[str, Any]]:
+    """The distinct plugin records of stored run configs (what a report or ``load_study`` imports
+    so the plugins' metrics and analyses are known there too)."""
+    out: list[dict[str, Any]] = []
+    for cfg in configs:
+        for rec in (cfg or {}).get("plugins") or []:
+            if isinstance(rec, Mapping) and dict(rec) not in out:
+                out.append(dict(rec))
+    return out
 
 
 def describe_plugin_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -115,3 +115,42 @@ def test_run_file_imports_train_with_plugin_dataset_loss_augment(parts, tmp_path
     assert code == 0, capsys.readouterr().err
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["plugins"] == [rec]
+
+
+def test_study_new_with_plugin_writes_both_files_that_validate(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from archlab._cli.plugin_template import plugin_head_file
+    from archlab.study.config import load_study
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", "new", "pn_mine", "--with-plugin"]) == 0
+    assert (tmp_path / "pn_mine_heads.py").read_text() == plugin_head_file()
+    assert len(plugin_head_file().splitlines()) <= 21  # the README's "20-line head file"
+    study = load_study(tmp_path / "pn_mine.yaml", smoke=True)
+    assert study.imports == ["pn_mine_heads.py"] and study.plugins[0]["module"] == "pn_mine_heads"
+    assert main(["study", "new", "pn_mine", "--with-plugin"]) == 2  # exists: refused, not overwritten
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = plugin_head_file().split("import math", 1)[1]
+    assert body in readme  # the README shows the file the command writes
+
+
+def test_entry_point_and_module_name_imports(tmp_path, monkeypatch):
+    import archlab.plugins as plugins
+
+    pkg = tmp_path / "pu_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "blocks.py").write_text("import archlab\narchlab.register_metric('pu_pkg_metric', higher_is_better=True)\n")
+    (tmp_path / "pu_ep.py").write_text("import archlab\narchlab.register_metric('pu_ep_metric', higher_is_better=True)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugins, "entry_point_modules", lambda: ["pu_ep"])
+    recs = import_plugins(["pu_pkg.blocks"], tmp_path, "s.yaml")
+    assert [r["module"] for r in recs] == ["pu_ep", "pu_pkg.blocks"]  # entry points first
+    assert recs[1]["path"] == str(pkg / "blocks.py") and recs[1]["sha256"] == source_sha256(pkg / "blocks.py")
+    from archlab.study.metrics import list_metrics
+
+    assert {"pu_ep_metric", "pu_pkg_metric"} <= set(list_metrics())
+    assert import_plugins([], tmp_path, "s.yaml", entry_points=False) == []
+    with pytest.raises(ConfigError, match="plugin module 'pu_nope' cannot be imported"):
+        import_plugins(["pu_nope"], tmp_path, "s.yaml", entry_points=False)

@@ -245,7 +245,12 @@ def study_report_cmd(directory: Path = typer.Argument(..., help="study folder"))
     from archlab.study.report import markdown_table
     from archlab.study.runner import write_study_report
 
+    from archlab.plugins import ensure_plugins, recorded_plugins
+
     store = _open_store(directory)
+    # the runs' plugins first: their metrics and analyses are reported like the built-in ones
+    ensure_plugins(recorded_plugins(r.config for r in store.rows(with_predictions=False, with_history=False)),
+                   str(directory))
     md, html = write_study_report(store, directory)
     study = store.get_meta("study") or {}
     metric = "dice" if (study.get("train") or {}).get("monitor") == "dice" else "accuracy"

@@ -125,6 +125,21 @@ def test_two_workers_cli_equal_inline(inline, folder, capsys, monkeypatch):
     assert "Plugin pt_parts" in report and "pt_norm.l2" in report
 
 
+def test_report_and_load_study_in_a_fresh_process_know_the_plugin_metric(inline, folder):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import archlab, sys; from archlab.cli import main; r = main(['study', 'report', sys.argv[1]]); "
+            "v = archlab.load_study(sys.argv[1]).verdicts; print('METRICS', sorted(set(v.metric))); sys.exit(r)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code, str(folder / "inline")], capture_output=True, text=True,
+                          env=env, cwd=folder, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "'pt_norm.l2'" in proc.stdout
+    assert "#### pt_norm.l2" in (folder / "inline" / "report.md").read_text()
+
+
 def test_python_api_from_dict_two_workers(inline, folder):
     res = archlab.Study(study(), base=folder).run(folder / "api2", workers=2, report=False)
     assert _numbers(folder / "api2") == _numbers(folder / "inline")
