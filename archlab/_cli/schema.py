@@ -211,7 +211,8 @@ def run_template() -> str:
         "# `train:` -- see `archlab study new NAME`.) Reference: docs/run-config.md",
         "",
     ]
-    lines = _model_lines(TrainConfig, 0, overrides={"data": RUN_TEMPLATE_DATA})
+    # imports: shown, not set (an empty list would import nothing, but reads as something to fill)
+    lines = _model_lines(TrainConfig, 0, overrides={"data": RUN_TEMPLATE_DATA}, commented=frozenset({"imports"}))
     return "\n".join(head + lines) + "\n"
 
 
