@@ -56,8 +56,7 @@ class Study:
             raise ConfigError(f"archlab.Study takes a mapping (the keys of a study file), got {type(spec).__name__}")
         raw = dict(spec)
         raw.setdefault("name", "study")
-        where = Path(base) / "<study>" if base is not None else None
-        self.config = study_from_dict(raw, where, smoke=smoke)
+        self.config = study_from_dict(raw, smoke=smoke, base=base)
 
     @classmethod
     def from_yaml(cls, path: str | Path, *, smoke: bool = False) -> Study:

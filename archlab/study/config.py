@@ -357,15 +357,17 @@ def load_study(path: str | Path, *, smoke: bool = False) -> Study:
     return study_from_dict(raw, path, smoke=smoke)
 
 
-def study_from_dict(raw: dict[str, Any], path: str | Path | None = None, *, smoke: bool = False) -> Study:
-    """Validate a study given as a mapping (a parsed study file; ``path`` names it in errors and
-    is the folder its ``imports`` are relative to, ``None``: the working folder).
+def study_from_dict(raw: dict[str, Any], path: str | Path | None = None, *, smoke: bool = False,
+                    base: str | Path | None = None) -> Study:
+    """Validate a study given as a mapping (a parsed study file, named ``path`` in errors).
 
     The study's ``imports`` (and the installed ``archlab.plugins``) are imported first, so the
-    components they register validate like built-in ones.
+    components they register validate like built-in ones; they are relative to ``base``, else the
+    study file's folder, else the working folder.
     """
-    where = str(path) if path is not None else "study"
-    records = import_plugins(raw.get("imports") or [], Path(path).parent if path is not None else None, where)
+    where = str(path) if path is not None else f"study {raw.get('name', '')!s}".strip()
+    folder = base if base is not None else (Path(path).parent if path is not None else None)
+    records = import_plugins(raw.get("imports") or [], folder, where)
     study = validate_config(Study, raw, where).with_plugins(records)
     if smoke:
         study = study.with_smoke()
