@@ -56,7 +56,7 @@ from archlab.errors import ConfigError, OutputWriteError
 from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variants
 from archlab.study.config import DEFAULT_MARGINS  # the one source of the default margins (and their reason)
 from archlab.study import wording
-from archlab.study.metrics import default_margin, metric_direction
+from archlab.study.metrics import default_margin, metric_direction, metric_spec
 from archlab.study.record import RunRecord
 from archlab.study.sequential import plan_looks
 from archlab.study.stats import VariantStats, compare_variants
@@ -92,7 +92,10 @@ def _fmt_value(v: float | None, metric: str) -> str:
 
 
 def _unit(metric: str) -> str:
-    return " %" if _is_percent(metric) else ""
+    if _is_percent(metric):
+        return " %"
+    unit = metric_spec(metric).unit  # the registered unit (epochs, s, a plugin's own)
+    return f" {unit}" if unit else ""
 
 
 def _fmt_mean_std(vs: VariantStats) -> str:
