@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import fnmatch
+import importlib
 import inspect
 import types
 import typing
@@ -209,8 +210,6 @@ def resolve_dotted(ref: str, kind: str) -> Any:
     Raises:
         ConfigError: the module cannot be imported, or has no such attribute.
     """
-    import importlib  # the standard library's; a dotted path is resolved only when one is used
-
     module, _, attr = ref.partition(":")
     if not module or not attr:
         raise ConfigError(f"{kind} {ref!r}: a dotted path is written module:Name (e.g. my_heads:GatedMLP)")

@@ -25,8 +25,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from archlab._registry import head_entrypoint, model_entrypoint
 from archlab.errors import ConfigError
 from archlab.plugins import ensure_plugins, recorded_plugins
+from archlab.study.config import load_study as load_study_file
+from archlab.study.config import study_from_dict
+from archlab.study.store import DB_NAME, StudyStore
 
 __all__ = ["Study", "StudyResults", "load_study"]
 
@@ -50,8 +54,6 @@ class Study:
     """
 
     def __init__(self, spec: Mapping[str, Any], *, base: str | Path | None = None, smoke: bool = False) -> None:
-        from archlab.study.config import study_from_dict  # the config layer imports pydantic: on use only
-
         if not isinstance(spec, Mapping):
             raise ConfigError(f"archlab.Study takes a mapping (the keys of a study file), got {type(spec).__name__}")
         raw = dict(spec)
@@ -61,8 +63,6 @@ class Study:
     @classmethod
     def from_yaml(cls, path: str | Path, *, smoke: bool = False) -> Study:
         """Read and validate a study file (its ``imports`` are imported first)."""
-        from archlab.study.config import load_study as load_study_file
-
         out = cls.__new__(cls)
         out.config = load_study_file(path, smoke=smoke)
         return out
@@ -96,8 +96,6 @@ class Study:
 
 def _check_importable(study: Any) -> None:
     """Refuse components that only this process has (``__main__``: a notebook cell, a script's body)."""
-    from archlab._registry import head_entrypoint, model_entrypoint
-
     for key in study.grid()[: len(study.variants) * len(study.dataset_configs())]:
         cfg = study.resolve(key)
         for kind, name, lookup in (("model", cfg.model.name, model_entrypoint), ("head", cfg.model.head, head_entrypoint)):
@@ -119,8 +117,6 @@ class StudyResults:
     """
 
     def __init__(self, out: str | Path) -> None:
-        from archlab.study.store import DB_NAME, StudyStore
-
         self.out = Path(out)
         db = self.out / DB_NAME
         if not db.is_file():
@@ -153,7 +149,7 @@ class StudyResults:
     def verdict_stats(self, metrics: tuple[str, ...] | None = None) -> list[Any]:
         """The report's comparisons (:class:`archlab.study.stats.VariantStats`) for ``metrics``
         (default: the primary metric, then every analysis number the runs have)."""
-        from archlab.study.report import study_verdicts
+        from archlab.study.report import study_verdicts  # scipy and matplotlib: only when verdicts are asked for
 
         if metrics is None:
             primary = self.settings.get("primary_metric") or _monitor_metric(self.settings)
@@ -166,7 +162,7 @@ class StudyResults:
     def verdicts(self):
         """One row per (dataset, variant, metric): n, mean difference to the baseline, its interval,
         the verdict code and the report's sentence for it."""
-        from archlab.study.wording import verdict_text
+        from archlab.study.wording import verdict_text  # beside the report (its sentences), on use
 
         pd = _pandas()
         rows = []

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from archlab import _registry
 from archlab.errors import ConfigError
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginError", "import_plugins", "ensure_plugins", "source_sha256",
@@ -131,8 +132,6 @@ def _load_module(name: str, where: str) -> dict[str, Any]:
 
 def _load_builtins() -> None:
     # the built-in components register first, so a plugin's clash with one is caught at its line
-    from archlab import _registry
-
     _registry.ensure_loaded()
 
 

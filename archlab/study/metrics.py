@@ -14,6 +14,7 @@ the same verdicts, report rows and exports.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -73,8 +74,6 @@ def register_metric(name: str, *, higher_is_better: bool, rate: bool = False, un
 
 
 def _caller_module() -> str:
-    import sys  # the standard library's: the registering module's name for the clash message
-
     frame = sys._getframe(2)
     return str(frame.f_globals.get("__name__", "?"))
 
