@@ -24,6 +24,13 @@ _PUBLIC = {
     "register_head": "archlab._registry",
     "profile": "archlab.analysis.profile",
     "load_pretrained": "archlab.pretrained",
+    "Study": "archlab.api",
+    "load_study": "archlab.api",
+    "register_analysis": "archlab.study.analyses",
+    "register_metric": "archlab.study.metrics",
+    "register_dataset": "archlab.data.datasets",
+    "register_loss": "archlab.train.losses",
+    "register_augment": "archlab.data.augment",
 }
 
 __all__ = [*_PUBLIC, "__version__"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import fnmatch
+import importlib
 import inspect
 import types
 import typing
@@ -52,6 +53,11 @@ def add_loader(fn: Callable[[], None]) -> None:
     _loaded = False
 
 
+def ensure_loaded() -> None:
+    """Import the built-in families and heads now (a plugin registers after them, so clashes show)."""
+    _ensure_loaded()
+
+
 def _ensure_loaded() -> None:
     global _loaded
     if _loaded:
@@ -69,10 +75,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | No
     """
 
     def deco(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        key = name or f.__name__
-        if key in _MODELS and _MODELS[key] is not f:
-            raise ValueError(f"model {key!r} is registered twice")
-        _MODELS[key] = f
+        _put(_MODELS, "model", name or f.__name__, f)
         return f
 
     return deco(fn) if fn is not None else deco
@@ -88,6 +91,8 @@ def list_models(pattern: str = "*") -> list[str]:
 def model_entrypoint(name: str) -> Callable[..., nn.Module]:
     """The builder registered as ``name``; ``UnknownNameError`` with close matches otherwise."""
     _ensure_loaded()
+    if ":" in name:
+        return resolve_dotted(name, "model")
     if name not in _MODELS:
         raise UnknownNameError("model", name, _MODELS)
     return _MODELS[name]
@@ -146,9 +151,7 @@ def register_head(name: str):
     """
 
     def deco(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _HEADS and _HEADS[name] is not cls:
-            raise ValueError(f"head {name!r} is registered twice")
-        _HEADS[name] = cls
+        _put(_HEADS, "head", name, cls)
         return cls
 
     return deco
@@ -163,9 +166,66 @@ def list_heads(pattern: str = "*") -> list[str]:
 def head_entrypoint(name: str) -> Callable[..., nn.Module]:
     """The head class/builder registered as ``name``."""
     _ensure_loaded()
+    if ":" in name:
+        return resolve_dotted(name, "head")
     if name not in _HEADS:
         raise UnknownNameError("head", name, _HEADS)
     return _HEADS[name]
+
+
+def register_in(table: dict[str, Any], kind: str, name: str, obj: Any, origin: Any = None) -> None:
+    """Put ``obj`` in a registry ``table`` as ``name``; a second, different ``obj`` is an error.
+
+    The same definition again (its module re-executed: a notebook cell, an edited plugin reloaded)
+    replaces the old one.
+
+    ``origin`` is the function or class that defines ``obj`` when ``obj`` is a record around it.
+
+    Raises:
+        ConfigError: ``name`` is registered by another definition (named in the message).
+    """
+    old = table.get(name)
+    new_origin = _origin(origin if origin is not None else obj)
+    old_origin = _ORIGINS.get((id(table), name), _origin(old))
+    if old is not None and old is not obj and old_origin != new_origin:
+        raise ConfigError(f"{kind} {name!r} is registered twice: by {old_origin[0]}.{old_origin[1]} and by "
+                          f"{new_origin[0]}.{new_origin[1]}; give one of them another name")
+    table[name] = obj
+    _ORIGINS[(id(table), name)] = new_origin
+
+
+_ORIGINS: dict[tuple[int, str], tuple[str, str]] = {}  # (table, name) -> (module, qualname) of its definition
+
+
+_put = register_in
+
+
+def _origin(obj: Any) -> tuple[str, str]:
+    return getattr(obj, "__module__", "?") or "?", getattr(obj, "__qualname__", repr(obj))
+
+
+def resolve_dotted(ref: str, kind: str) -> Any:
+    """The object a ``module:Name`` reference names (the module imported first: a plugin or a package).
+
+    Raises:
+        ConfigError: the module cannot be imported, or has no such attribute.
+    """
+    module, _, attr = ref.partition(":")
+    if not module or not attr:
+        raise ConfigError(f"{kind} {ref!r}: a dotted path is written module:Name (e.g. my_heads:GatedMLP)")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"{kind} {ref!r}: module {module!r} cannot be imported ({exc}); list its file in the "
+                          "study's `imports:` (imports: [my_heads.py]) or install it") from None
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{kind} {ref!r}: module {module!r} has no {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"{kind} {ref!r} is not a class or function")
+    return obj
 
 
 def build_head(name: str, in_shape: tuple[int, ...], num_classes: int, **kwargs: Any) -> nn.Module:

@@ -134,6 +134,10 @@ def model_fields(cls: type[BaseModel]) -> list[FieldDoc]:
         else:
             default = info.default
         comment = _plain(comment or info.description or _MEANING.get(cls.__name__, {}).get(name, ""))
+        if cls.__name__ == "TrainConfig" and name == "plugins":  # recorded by archlab from the file's `imports:`
+            name, type_src, comment = "imports", "list[str]", (
+                "user code imported first: files (relative to the run file) or module names; recorded as "
+                "plugins: [{module, path, sha256}] (archlab.plugins)")
         out.append(FieldDoc(name, type_src, default, comment, _section_model(info.annotation)))
     return out
 
@@ -214,7 +218,8 @@ def run_template() -> str:
         "# `train:` -- see `archlab study new NAME`.) Reference: docs/run-config.md",
         "",
     ]
-    lines = _model_lines(TrainConfig, 0, overrides={"data": RUN_TEMPLATE_DATA})
+    # imports: shown, not set (an empty list would import nothing, but reads as something to fill)
+    lines = _model_lines(TrainConfig, 0, overrides={"data": RUN_TEMPLATE_DATA}, commented=frozenset({"imports"}))
     return "\n".join(head + lines) + "\n"
 
 
@@ -255,7 +260,7 @@ def study_template(name: str) -> str:
     ]
     out += _model_lines(ModelConfig, 2, overrides=_STUDY_EXAMPLE["model"])
     out += ["", _line(0, "train:", docs["train"].comment)]
-    train_fields = [f for f in model_fields(TrainConfig) if f.name not in ("data", "model", "seed")]
+    train_fields = [f for f in model_fields(TrainConfig) if f.name not in ("data", "model", "seed", "imports")]
     for f in train_fields:
         if f.name in _STUDY_TRAIN_SET:
             value = _STUDY_TRAIN_SET[f.name]

@@ -66,17 +66,27 @@ def study_new_cmd(
     name: str = typer.Argument(..., help="study name (letters, digits, _ . + -); writes NAME.yaml"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="file to write (default ./NAME.yaml)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing file"),
+    with_plugin: bool = typer.Option(False, "--with-plugin",
+                                     help="also write NAME_heads.py (a head of your own) and compare it in the study"),
 ) -> None:
     """Write a commented study template that runs as written (digits, two heads, three seeds)."""
+    from archlab._cli.plugin_template import plugin_head_file, plugin_study_file
     from archlab._cli.schema import study_template
 
     if not _NAME.match(name):
         raise ConfigError(f"study name {name!r} may only use letters, digits and _ . + -")
     path = out if out is not None else Path(f"{name}.yaml")
-    if path.exists() and not force:
-        raise ConfigError(f"{path} exists; pass --force to overwrite it or --out another file")
+    head = path.with_name(f"{path.stem}_heads.py")
+    for p in (path, head) if with_plugin else (path,):
+        if p.exists() and not force:
+            raise ConfigError(f"{p} exists; pass --force to overwrite it or --out another file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(study_template(name))
+    if with_plugin:
+        head.write_text(plugin_head_file())
+        path.write_text(plugin_study_file(name, head.name))
+        console.print(f"wrote {head} (your head: gated_mlp)", highlight=False)
+    else:
+        path.write_text(study_template(name))
     console.print(f"wrote {path}; run it with  archlab study run {path}  (--smoke: a quick check on tiny synthetic data)",
                   highlight=False)
 
@@ -238,7 +248,12 @@ def study_report_cmd(directory: Path = typer.Argument(..., help="study folder"))
     from archlab.study.report import markdown_table
     from archlab.study.runner import write_study_report
 
+    from archlab.plugins import ensure_plugins, recorded_plugins
+
     store = _open_store(directory)
+    # the runs' plugins first: their metrics and analyses are reported like the built-in ones
+    ensure_plugins(recorded_plugins(r.config for r in store.rows(with_predictions=False, with_history=False)),
+                   str(directory))
     md, html = write_study_report(store, directory)
     study = store.get_meta("study") or {}
     metric = "dice" if (study.get("train") or {}).get("monitor") == "dice" else "accuracy"

@@ -82,6 +82,11 @@ def train_cmd(
     file_source = str(config) if config is not None else "flags"
     if config is not None:
         _check_flat(data, config)
+    if "imports" in data:  # a run file's own code (archlab.plugins), imported before it is validated
+        from archlab.plugins import import_plugins
+
+        data["plugins"] = import_plugins(data.pop("imports") or [], Path(config).parent if config else None,
+                                         file_source)
     origins: dict[str, str] = {}
     flags = dict(zip(FLAG_KEYS, (model, head, dataset, data_root, image_size, augment, epochs, batch_size, lr,
                                  optimizer, scheduler, loss, seed, device, tensorboard or None)))

@@ -27,7 +27,7 @@ Presets (SPEC §3):
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import kornia.augmentation as K
 import numpy as np
@@ -36,10 +36,12 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 from torch import nn
 
+from archlab._registry import register_in
 from archlab.data._dataset import ImageDataset
 from archlab.errors import ConfigError, DataError, UnknownNameError
 
 __all__ = [
+    "register_augment",
     "PRESETS",
     "RandomWarp",
     "build_augment",
@@ -221,6 +223,30 @@ def _check_size(image_size: tuple[int, int] | int) -> tuple[int, int]:
     return hw  # type: ignore[return-value]
 
 
+#: augmentations registered by plugins: name -> factory(image_size=(H, W), in_chans=C) -> nn.Module
+_AUGMENTS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_augment(name: str):
+    """Register ``factory(*, image_size, in_chans) -> nn.Module`` as the augmentation ``name`` (a decorator).
+
+    The module is a batched pure function of the training batch, as the presets: input and output
+    :math:`(B, C, H, W)` float in [0, 1], drawing randomness from torch's generator (the run seeds
+    it). Evaluation uses no transform.
+
+    Raises:
+        ConfigError: ``name`` is a preset or registered by another factory.
+    """
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in PRESETS:
+            raise ConfigError(f"augmentation {name!r} is a built-in preset; give yours another name")
+        register_in(_AUGMENTS, "augmentation", name, factory)
+        return factory
+
+    return deco
+
+
 def build_augment(preset: str, *, image_size: tuple[int, int], in_chans: int) -> nn.Module | None:
     """The training augmentation of ``preset``, or None for ``"none"``.
 
@@ -237,8 +263,10 @@ def build_augment(preset: str, *, image_size: tuple[int, int], in_chans: int) ->
     Raises:
         UnknownNameError: unknown preset.
     """
+    if preset in _AUGMENTS:
+        return _AUGMENTS[preset](image_size=_check_size(image_size), in_chans=in_chans)
     if preset not in PRESETS:
-        raise UnknownNameError("augmentation preset", preset, PRESETS)
+        raise UnknownNameError("augmentation preset", preset, [*PRESETS, *_AUGMENTS])
     hw = _check_size(image_size)
     if in_chans not in (1, 3):
         raise ConfigError(f"augmentation presets support 1 or 3 channels, got in_chans={in_chans}")
@@ -268,8 +296,10 @@ def build_eval_transform(
     Only ``medical`` changes the image size in training; evaluation then centre-crops to
     ``image_size`` (256 -> 224 in seed 000).
     """
+    if preset in _AUGMENTS:
+        return None
     if preset not in PRESETS:
-        raise UnknownNameError("augmentation preset", preset, PRESETS)
+        raise UnknownNameError("augmentation preset", preset, [*PRESETS, *_AUGMENTS])
     hw = _check_size(image_size)
     return K.CenterCrop(hw) if preset == "medical" else None
 

@@ -50,12 +50,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from archlab._registry import register_in
 from archlab.errors import ArchlabError, ConfigError, UnknownNameError
-from archlab.study.metrics import ANALYSIS_METRICS, metric_direction  # noqa: F401  (re-exported)
+from archlab.study.metrics import ANALYSIS_METRICS, metric_direction, register_metric  # noqa: F401  (re-exported)
 from archlab.study.record import RunRecord
 
 __all__ = [
     "ANALYSES",
+    "AnalysisRun",
+    "AnalysisSpec",
+    "Skip",
+    "register_analysis",
+    "list_analyses",
     "ANALYSIS_METRICS",
     "metric_direction",
     "check_analyses",
@@ -65,9 +71,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# name -> {option: (type(s), default)}; validated by check_analyses (a typo is an exit-2 error
-# before any training).
-_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+#: the built-in analyses' options {option: (type(s), default)}; validated by check_analyses (a
+#: typo is an exit-2 error before any training)
+_BUILTIN_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "rotation": {"images": ((int,), 200), "step": ((int, float), 5), "batch_size": ((int,), 512)},
     "transplant": {"images": ((int,), 200), "step": ((int, float), 5), "batch_size": ((int,), 512)},
     "convergence": {"target": ((int, float, type(None)), None), "fraction_of_best": ((int, float), 0.95),
@@ -78,7 +84,64 @@ _OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "excitation": {"images": ((int,), 500), "classes": ((list, type(None)), None)},
     "feature_reuse": {},
 }
-ANALYSES: tuple[str, ...] = tuple(_OPTIONS)
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """A registered per-run analysis.
+
+    Attributes:
+        name: its key in a study's ``analyses:`` and the prefix of its numbers.
+        fn: ``fn(run: AnalysisRun, options: dict, ctx) -> (metrics, data)``: scalar numbers
+            ``{metric: float}`` (compared across variants as ``<name>.<metric>``) and JSON ``data``;
+            raise :class:`Skip` when it does not apply to the run. ``run.load()`` gives the tested
+            model, config, splits and input normalization; ``run.row`` the stored record (history,
+            test metrics, predictions).
+        options: ``{option: (allowed types, default)}``.
+    """
+
+    name: str
+    fn: Callable[..., tuple[dict, dict]]
+    options: Mapping[str, tuple[tuple[type, ...], Any]]
+
+
+_ANALYSES: dict[str, AnalysisSpec] = {}
+
+
+def register_analysis(name: str, *, options: Mapping[str, tuple[tuple[type, ...] | type, Any]] | None = None,
+                      metrics: Mapping[str, Mapping[str, Any]] | None = None):
+    """Register ``fn`` as the per-run analysis ``name`` (a decorator).
+
+    Args:
+        name: the analysis's name in ``analyses:``.
+        options: ``{option: (type or types, default)}`` a study may set.
+        metrics: the numbers it returns, ``{metric: {higher_is_better, rate, unit, margin}}``;
+            each is registered as ``<name>.<metric>`` (:func:`archlab.study.metrics.register_metric`)
+            and gets the verdicts, report rows and exports of the built-in ones.
+
+    Raises:
+        ConfigError: ``name`` registered by another function, or a bad option/metric spec.
+    """
+    opts: dict[str, tuple[tuple[type, ...], Any]] = {}
+    for k, v in (options or {}).items():
+        if not (isinstance(v, tuple) and len(v) == 2):
+            raise ConfigError(f"analysis {name!r}: option {k!r} must be (type or types, default), got {v!r}")
+        types = v[0] if isinstance(v[0], tuple) else (v[0],)
+        opts[k] = (types, v[1])
+
+    def deco(fn: Callable[..., tuple[dict, dict]]) -> Callable[..., tuple[dict, dict]]:
+        register_in(_ANALYSES, "analysis", name, AnalysisSpec(name, fn, opts), origin=fn)
+        for metric, spec in (metrics or {}).items():
+            register_metric(f"{name}.{metric}", origin=fn.__module__, **dict(spec))
+        return fn
+
+    return deco
+
+
+def list_analyses() -> list[str]:
+    """Registered analyses: the built-ins in their report order, then those of plugins."""
+    return list(_ANALYSES)
+
 
 _CLASS_METRICS = ("accuracy", "f1_macro", "dice")
 
@@ -91,11 +154,11 @@ def check_analyses(analyses: Mapping[str, Mapping[str, Any]], where: str = "anal
     """
     out: dict[str, dict[str, Any]] = {}
     for name, opts in analyses.items():
-        if name not in _OPTIONS:
-            raise UnknownNameError("analysis", name, ANALYSES)
+        if name not in _ANALYSES:
+            raise UnknownNameError("analysis", name, list(_ANALYSES))
         if not isinstance(opts, Mapping):
             raise ConfigError(f"{where}.{name} must be a mapping of options, got {opts!r}")
-        spec = _OPTIONS[name]
+        spec = _ANALYSES[name].options
         full = {k: d for k, (_, d) in spec.items()}
         for k, v in opts.items():
             if k not in spec:
@@ -122,8 +185,9 @@ def check_analyses(analyses: Mapping[str, Mapping[str, Any]], where: str = "anal
 # Per-run computation
 
 
-class _Skip(Exception):
+class Skip(Exception):
     """The analysis does not apply to this run (recorded with the reason, no numbers)."""
+
 
 
 class _NotYet(Exception):
@@ -131,7 +195,7 @@ class _NotYet(Exception):
 
 
 @dataclass
-class _Run:
+class AnalysisRun:
     """One finished run as the analyses see it (the model is loaded on first use)."""
 
     row: RunRecord
@@ -202,16 +266,16 @@ def _rotation_numbers(model: nn.Module, norm, images, labels, angles, batch_size
     return metrics, data
 
 
-def _check_rotatable(run: _Run) -> tuple[nn.Module, Any, Any, Callable | None]:
+def _check_rotatable(run: AnalysisRun) -> tuple[nn.Module, Any, Any, Callable | None]:
     model, config, splits, norm = run.load()
     if _is_seg(model):
-        raise _Skip("a segmentation model: rotation robustness is measured on classifiers")
+        raise Skip("a segmentation model: rotation robustness is measured on classifiers")
     if config.data.crop_size is not None:
-        raise _Skip("the run crops its inputs (data.crop_size); rotate uncropped images only")
+        raise Skip("the run crops its inputs (data.crop_size); rotate uncropped images only")
     return model, config, splits, norm
 
 
-def _a_rotation(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+def _a_rotation(run: AnalysisRun, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     model, _, splits, norm = _check_rotatable(run)
     images, labels = _test_images(splits, opts["images"])
     return _rotation_numbers(model, norm, images, labels, _angles(opts["step"]), opts["batch_size"])
@@ -223,13 +287,13 @@ def _has_rotation_convs(model: nn.Module) -> bool:
     return any(isinstance(m, RotationInvariantConv2d) for m in model.modules())
 
 
-def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+def _a_transplant(run: AnalysisRun, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     from archlab.analysis.transplant import accuracy
 
     model, config, splits, norm = _check_rotatable(run)
     is_base = run.row.variant == ctx.baseline
     if not is_base and not _has_rotation_convs(model):
-        raise _Skip("no rotation-invariant convolution: a transplant needs a rotation twin of the baseline")
+        raise Skip("no rotation-invariant convolution: a transplant needs a rotation twin of the baseline")
     if is_base:
         twin, source = model, "itself (the reference every twin is compared with)"
     else:
@@ -241,7 +305,7 @@ def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
         try:
             twin, *_ = _load_model(config, run.folder, weights_from=base.folder)
         except CheckpointError as exc:
-            raise _Skip(f"the baseline's weights do not fit this variant's parameters ({exc})") from None
+            raise Skip(f"the baseline's weights do not fit this variant's parameters ({exc})") from None
         source = f"{ctx.baseline} seed {run.row.seed}"
     images, labels = _test_images(splits, opts["images"])
     rot, data = _rotation_numbers(twin, norm, images, labels, _angles(opts["step"]), opts["batch_size"])
@@ -251,7 +315,7 @@ def _a_transplant(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     return {"accuracy": acc, "pct_angles_correct": rot["pct_angles_correct"]}, {**data, "source": source}
 
 
-def _history_metric(run: _Run, metric: str) -> tuple[list[float], list[float]]:
+def _history_metric(run: AnalysisRun, metric: str) -> tuple[list[float], list[float]]:
     hist = run.row.history or []
     key = f"val_{metric}"
     vals = [float(h[key]) for h in hist if h.get(key) is not None]
@@ -259,11 +323,11 @@ def _history_metric(run: _Run, metric: str) -> tuple[list[float], list[float]]:
     return vals, secs
 
 
-def _a_convergence(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+def _a_convergence(run: AnalysisRun, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     metric = opts["metric"] or ctx.metric
     vals, secs = _history_metric(run, metric)
     if not vals:
-        raise _Skip(f"no validation {metric} in the run's history")
+        raise Skip(f"no validation {metric} in the run's history")
     target = opts["target"]
     if target is None:
         target = opts["fraction_of_best"] * max(vals)
@@ -283,7 +347,7 @@ def _a_convergence(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     return metrics, data
 
 
-def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+def _a_generalization_gap(run: AnalysisRun, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     from archlab.data import Splits
     from archlab.train.run import build_loaders
     from archlab.train.task import task_for
@@ -293,7 +357,7 @@ def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, d
     metric = opts["metric"] or ("dice" if seg else ctx.metric)
     test_value = (run.row.test or {}).get(metric)
     if test_value is None:
-        raise _Skip(f"the run has no test {metric}")
+        raise Skip(f"the run has no test {metric}")
     device = next(model.parameters()).device
     # The training split evaluated like the test split: eval mode, eval transform, the same
     # normalisation (the train split stands in the validation slot of the loaders).
@@ -306,19 +370,19 @@ def _a_generalization_gap(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, d
                                                           "test": run.row.test}
 
 
-def _a_efficiency(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+def _a_efficiency(run: AnalysisRun, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     metric = opts["metric"] or ctx.metric
     value = (run.row.test or {}).get(metric)
     params, flops = run.row.params, run.row.flops
     if value is None or not params:
-        raise _Skip(f"the run has no test {metric} or parameter count")
+        raise Skip(f"the run has no test {metric} or parameter count")
     metrics = {"metric_per_mparam": float(value) / (params / 1e6)}
     if flops:
         metrics["metric_per_gflop"] = float(value) / (flops / 1e9)
     return metrics, {"metric": metric, "value": float(value), "params": int(params), "flops": int(flops or 0)}
 
 
-def _a_gates(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+def _a_gates(run: AnalysisRun, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     from archlab.train.engine import RESULT_FILE, read_result
 
     path = run.folder / RESULT_FILE
@@ -326,7 +390,7 @@ def _a_gates(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
         raise ArchlabError(f"{path}: missing; the gate history is read from the run's result")
     gates = read_result(path, run.config).extras.get("gates") or []
     if not gates:
-        raise _Skip("the model has no gated connection")
+        raise Skip("the model has no gated connection")
     # trajectory: per connection, per epoch, the mean gate of each input (over its feature maps)
     traj = {c: [[float(np.mean(g)) for g in snap[c]["gates"]] for snap in gates] for c in gates[-1]}
     inputs = {c: list(gates[-1][c]["inputs"]) for c in gates[-1]}
@@ -335,13 +399,13 @@ def _a_gates(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     return metrics, {"trajectory": traj, "inputs": inputs, "final": final}
 
 
-def _a_excitation(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+def _a_excitation(run: AnalysisRun, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     from archlab.analysis.excitation import collect_excitations
     from archlab.layers.squeeze_excite import SqueezeExcitation
 
     model, _, splits, norm = run.load()
     if not any(isinstance(m, SqueezeExcitation) for m in model.modules()):
-        raise _Skip("no squeeze-excitation module")
+        raise Skip("no squeeze-excitation module")
     images, labels = _test_images(splits, opts["images"])
     present = sorted(int(c) for c in torch.unique(labels))
     classes = opts["classes"] or present[:3]
@@ -355,36 +419,30 @@ def _a_excitation(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     return {}, {"classes": classes, "blocks": blocks}
 
 
-def _a_feature_reuse(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+def _a_feature_reuse(run: AnalysisRun, opts: dict, ctx: _Context) -> tuple[dict, dict]:
     from archlab.analysis.feature_reuse import feature_reuse
 
     model, *_ = run.load()
     try:
         blocks = feature_reuse(model)
     except ArchlabError as exc:
-        raise _Skip(str(exc)) from None
+        raise Skip(str(exc)) from None
     return {}, {"blocks": [{"block": b.block, "sources": b.sources, "targets": b.targets,
                             "matrix": [[None if not math.isfinite(v) else round(float(v), 6) for v in r]
                                        for r in np.asarray(b.matrix)]} for b in blocks]}
 
 
-_FUNCS: dict[str, Callable[..., tuple[dict, dict]]] = {
-    "rotation": _a_rotation,
-    "transplant": _a_transplant,
-    "convergence": _a_convergence,
-    "generalization_gap": _a_generalization_gap,
-    "efficiency": _a_efficiency,
-    "gates": _a_gates,
-    "excitation": _a_excitation,
-    "feature_reuse": _a_feature_reuse,
-}
+for _name, _fn in (("rotation", _a_rotation), ("transplant", _a_transplant), ("convergence", _a_convergence),
+                  ("generalization_gap", _a_generalization_gap), ("efficiency", _a_efficiency), ("gates", _a_gates),
+                  ("excitation", _a_excitation), ("feature_reuse", _a_feature_reuse)):
+    register_analysis(_name, options=_BUILTIN_OPTIONS[_name])(_fn)  # their metrics: archlab.study.metrics
 
 
 @dataclass
 class _Context:
     baseline: str
     metric: str
-    runs: dict[tuple[str, str, int], _Run]
+    runs: dict[tuple[str, str, int], AnalysisRun]
 
 
 def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable | None = None) -> dict[str, int]:
@@ -411,10 +469,10 @@ def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable |
     out = Path(out)
     done = {k: d.get("options") for k, d in store.analysis_data().items()}
     rows = [r for r in store.rows(with_predictions=False) if r.status == "done"]
-    runs: dict[tuple[str, str, int], _Run] = {}
+    runs: dict[tuple[str, str, int], AnalysisRun] = {}
     for r in rows:
         key = RunKey(dataset=r.dataset, variant=r.variant, seed=r.seed)
-        runs[(r.dataset, r.variant, r.seed)] = _Run(r, run_dir(out, key), study.decisive_metric())
+        runs[(r.dataset, r.variant, r.seed)] = AnalysisRun(r, run_dir(out, key), study.decisive_metric())
     ctx = _Context(baseline=study.baseline, metric=study.decisive_metric(), runs=runs)
     threads_before = torch.get_num_threads()
     try:
@@ -427,7 +485,7 @@ def run_analysis_phase(store: Any, study: Any, out: str | Path, emit: Callable |
     return counts
 
 
-def _analyse_run(store: Any, run: _Run, ds: str, var: str, seed: int, analyses: dict[str, dict[str, Any]],
+def _analyse_run(store: Any, run: AnalysisRun, ds: str, var: str, seed: int, analyses: dict[str, dict[str, Any]],
                  done: dict, ctx: _Context, counts: dict[str, int], emit: Callable) -> None:
     """Every analysis of one finished run that is not stored yet with its options."""
     from archlab.study.config import RunKey
@@ -438,8 +496,8 @@ def _analyse_run(store: Any, run: _Run, ds: str, var: str, seed: int, analyses: 
         if (run.row.id, name) in done and done[(run.row.id, name)] == opts_json:
             continue  # computed with these options: stored once, never again
         try:
-            metrics, data = _FUNCS[name](run, opts, ctx)
-        except _Skip as why:
+            metrics, data = _ANALYSES[name].fn(run, opts, ctx)
+        except Skip as why:
             metrics, data = {}, {"skipped": str(why)}
             counts["skipped"] += 1
         except _NotYet as why:
@@ -735,12 +793,12 @@ def analysis_sections(rows: Sequence[RunRecord], store: Any, *, baseline: str, a
         baseline, alpha, min_pairs: as the report's accuracy tables.
 
     Returns:
-        One :class:`Section` per analysis with results, in :data:`ANALYSES` order (empty when none).
+        One :class:`Section` per analysis with results, in registration order (empty when none).
     """
     data = store.analysis_data()
     if not data:
         return []
-    names = [a for a in ANALYSES if any(k[1] == a for k in data)]
+    names = [a for a in _ANALYSES if any(k[1] == a for k in data)]
     keys = sorted({k for r in rows for k in (r.analysis or {})})
     sections = []
     for name in names:

@@ -26,22 +26,23 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_serializer, model_validator
 
 from archlab._seed import derive_seed
 from archlab._validation import load_yaml, validate_config
 from archlab.errors import ConfigError, close_matches
+from archlab.plugins import import_plugins
 from archlab.study.matching import MatchConfig
+from archlab.study.metrics import default_margin
 from archlab.study.tuning import TuneConfig
 from archlab.train.config import DataConfig, ModelConfig, TrainConfig
 
-__all__ = ["Study", "Variant", "SmokeConfig", "SeedPlan", "load_study", "RunKey", "DEFAULT_MARGINS"]
+__all__ = ["Study", "Variant", "SmokeConfig", "SeedPlan", "load_study", "RunKey", "DEFAULT_MARGINS",
+           "study_from_dict"]
 
-# Equivalence margins per metric (absolute, in the metric's own unit): the difference within which
-# two variants count as equivalent (two one-sided tests). 1 pp of accuracy/F1/Dice is the smallest
-# difference the seed documents treat as meaningful (they report results to 0.1-1 pp); a loss has
-# no natural unit, so it has no default margin and is never called "equivalent" unless one is set.
-DEFAULT_MARGINS: dict[str, float] = {"accuracy": 0.01, "f1_macro": 0.01, "dice": 0.01}
+# Equivalence margins per metric (absolute, in the metric's own unit): the registered defaults
+# (archlab.study.metrics: 1 pp for accuracy/F1/Dice, none for a loss), read through Study.margin.
+DEFAULT_MARGINS: dict[str, float] = {m: default_margin(m) for m in ("accuracy", "f1_macro", "dice")}  # type: ignore[misc]
 
 # Names become folder names (runs/<dataset>/<variant>/seed<k>): a first character that is a letter,
 # digit or underscore rules out "." and ".." (and hidden folders), and the length is bounded.
@@ -49,7 +50,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}$")
 _NAME_RULE = "letters, digits and _ . + - (at most 100, not starting with . + -)"
 _MAX_SEED = 2**63 - 1  # SQLite's INTEGER and torch's manual_seed range
 # TrainConfig keys a study sets in `train:` (data, model and seed come from the study itself).
-_TRAIN_KEYS = set(TrainConfig.model_fields) - {"data", "model", "seed"}
+_TRAIN_KEYS = set(TrainConfig.model_fields) - {"data", "model", "seed", "plugins"}  # plugins: from `imports:`
 
 
 class _Strict(BaseModel):
@@ -164,11 +165,25 @@ class Study(_Strict):
     tune: TuneConfig | None = None  # the same tuning budget for every variant (archlab.study.tuning)
     budgets: list[int] = Field(default_factory=list)  # epochs at which each run also tests (archlab.study.budgets)
     smoke: SmokeConfig | None = None
+    imports: list[str] = Field(default_factory=list)  # user code: files (relative to the study file) or modules
+    # the imported plugins' records ({module, path, sha256}), set by load_study / with_plugins
+    _plugins: list[dict[str, str]] = PrivateAttr(default_factory=list)
+
+    @property
+    def plugins(self) -> list[dict[str, str]]:
+        """The records of the study's imported plugins (every run's config carries them)."""
+        return list(self._plugins)
+
+    def with_plugins(self, records: list[dict[str, str]]) -> Study:
+        """This study with the records of its imported plugins (:func:`archlab.plugins.import_plugins`)."""
+        out = self.model_copy()
+        out._plugins = [dict(r) for r in records]
+        return out
 
     @model_serializer(mode="wrap")
     def _unset_keys_left_out(self, handler: Any) -> dict[str, Any]:
-        # a study without tune:/budgets: is recorded (meta `study`) exactly as before they existed
-        return _without_unset(handler(self), ("tune", "budgets"))
+        # a study without tune:/budgets:/imports: is recorded (meta `study`) exactly as before they existed
+        return _without_unset(handler(self), ("tune", "budgets", "imports"))
 
     @model_validator(mode="before")
     @classmethod
@@ -262,14 +277,14 @@ class Study(_Strict):
     # ------------------------------------------------------------------------------------------
     def margin(self, metric: str) -> float | None:
         """The equivalence margin of ``metric`` (the study's, else :data:`DEFAULT_MARGINS`)."""
-        return self.margins.get(metric, DEFAULT_MARGINS.get(metric))
+        return self.margins.get(metric, default_margin(metric))
 
     def decisive_metric(self) -> str:
         """The primary metric: declared, else the monitor when it is a test metric, else accuracy."""
         if self.primary_metric:
             return self.primary_metric
         monitor = self.train.get("monitor")
-        return monitor if monitor in ("accuracy", "f1_macro", "dice") else "accuracy"
+        return monitor if monitor in ("accuracy", "f1_macro", "dice") else "accuracy"  # the engine's monitors
 
     def with_smoke(self) -> Study:
         """The study with its ``smoke`` section applied (synthetic data, tiny budget)."""
@@ -323,6 +338,8 @@ class Study(_Strict):
         if self.split == "per_seed":  # train/val redrawn per seed (test kept), identical across variants
             raw["data"]["resample_seed"] = derive_seed(data.split_seed, "split", key.seed) & 0x7FFFFFFF
         raw["seed"] = key.seed
+        if self._plugins:
+            raw["plugins"] = self.plugins
         return validate_config(TrainConfig, raw, f"study {self.name!r} variant {key.variant!r}")
 
 
@@ -339,7 +356,7 @@ def _seed_plan(raw: Any, where: str) -> SeedPlan:
 
 
 def _without_unset(out: Any, keys: tuple[str, ...]) -> Any:
-    """``out`` (a dump) without the equal-effort keys that are unset (``None`` or empty)."""
+    """``out`` (a dump) without the newer keys that are unset (``None`` or empty)."""
     if isinstance(out, dict):
         for k in keys:
             if k in out and not out[k]:
@@ -392,12 +409,26 @@ def load_study(path: str | Path, *, smoke: bool = False) -> Study:
     path = Path(path)
     raw = load_yaml(path)
     raw.setdefault("name", path.stem)
-    study = validate_config(Study, raw, str(path))
+    return study_from_dict(raw, path, smoke=smoke)
+
+
+def study_from_dict(raw: dict[str, Any], path: str | Path | None = None, *, smoke: bool = False,
+                    base: str | Path | None = None) -> Study:
+    """Validate a study given as a mapping (a parsed study file, named ``path`` in errors).
+
+    The study's ``imports`` (and the installed ``archlab.plugins``) are imported first, so the
+    components they register validate like built-in ones; they are relative to ``base``, else the
+    study file's folder, else the working folder.
+    """
+    where = str(path) if path is not None else f"study {raw.get('name', '')!s}".strip()
+    folder = base if base is not None else (Path(path).parent if path is not None else None)
+    records = import_plugins(raw.get("imports") or [], folder, where)
+    study = validate_config(Study, raw, where).with_plugins(records)
     if smoke:
         study = study.with_smoke()
     for key in study.grid()[: len(study.variants) * len(study.dataset_configs())]:
         try:
             study.resolve(key)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(f"{where}: {exc}") from None
     return study

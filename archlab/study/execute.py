@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from archlab.errors import ArchlabError, ConfigError
+from archlab.plugins import ensure_plugins
 from archlab.study.config import RunKey
 from archlab.study.progress import ProgressWriter, steps_per_epoch
 from archlab.study.tuning import guard_test
@@ -109,6 +110,10 @@ def execute_run(config_json: str, out: str, owner: dict[str, Any] | None = None,
     """
     from archlab.train.engine import train
 
+    try:  # the run's own plugins first (a local worker, a Ray task): their components build its model
+        ensure_plugins(json.loads(config_json).get("plugins") or [], f"run {out}")
+    except ArchlabError as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     config = TrainConfig.model_validate_json(config_json)
     # The thread count is part of the config: float reductions depend on it (never on --workers).
     torch.set_num_threads(config.threads or 1)

@@ -56,7 +56,7 @@ from archlab.errors import ConfigError, OutputWriteError
 from archlab.study.aggregate import Ranking, VariantAggregate, aggregate_variants
 from archlab.study.config import DEFAULT_MARGINS  # the one source of the default margins (and their reason)
 from archlab.study import wording
-from archlab.study.metrics import metric_direction
+from archlab.study.metrics import default_margin, metric_direction, metric_spec
 from archlab.study.record import RunRecord
 from archlab.study.sequential import plan_looks
 from archlab.study.stats import VariantStats, compare_variants
@@ -64,7 +64,8 @@ from archlab.study.wording import format_diff, format_margin, format_p
 
 __all__ = ["write_report", "markdown_table", "render_markdown", "render_html", "Document", "Section",
            "ReportSettings", "REPORT_MD", "REPORT_HTML",
-           "DEFAULT_MARGINS", "SMALL_TEST_SET"]
+           "DEFAULT_MARGINS", "SMALL_TEST_SET",
+           "study_verdicts"]
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
@@ -91,7 +92,10 @@ def _fmt_value(v: float | None, metric: str) -> str:
 
 
 def _unit(metric: str) -> str:
-    return " %" if _is_percent(metric) else ""
+    if _is_percent(metric):
+        return " %"
+    unit = metric_spec(metric).unit  # the registered unit (epochs, s, a plugin's own)
+    return f" {unit}" if unit else ""
 
 
 def _fmt_mean_std(vs: VariantStats) -> str:
@@ -263,7 +267,7 @@ class ReportSettings:
 
     def margin(self, metric: str) -> float | None:
         """The equivalence margin of ``metric``."""
-        v = self.margins.get(metric, DEFAULT_MARGINS.get(metric))
+        v = self.margins.get(metric, default_margin(metric))
         return None if v is None else float(v)
 
     def looks(self) -> list[int] | None:
@@ -446,6 +450,10 @@ def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
                      and isinstance(r.config, Mapping)), None)
     if base_cfg:
         lines.append(f"Training ({baseline}): {_describe_train(base_cfg)}")
+    plugins = {(p.get("module"), p.get("path"), p.get("sha256"), p.get("version")) for r in runs
+               if isinstance(r.config, Mapping) for p in (r.config.get("plugins") or [])}
+    for module, path, sha, version in sorted(plugins, key=str):  # user code the runs imported (archlab.plugins)
+        lines.append(f"Plugin {module}: {path}" + (f" ({version})" if version else "") + f", sha256 {str(sha)[:12]}")
     if settings.split == "per_seed":
         lines.append("Split: train/val redrawn per seed (identical across the variants of a seed)")
     for d in datasets:
@@ -1140,6 +1148,27 @@ def markdown_table(
         blocks.append(f"**Dataset: {_md(d.name)}** ({_status_line(d.status_counts)})\n\n"
                       + _md_table(head, rows))
     return "\n\n".join(blocks)
+
+
+def study_verdicts(
+    runs: Sequence[RunRecord],
+    baseline: str,
+    *,
+    metrics: Sequence[str] = ("accuracy",),
+    min_pairs: int = 3,
+    settings: ReportSettings | Mapping[str, Any] | None = None,
+) -> list[VariantStats]:
+    """The report's comparisons as numbers: one :class:`VariantStats` per (dataset, variant, metric).
+
+    The same analysis as the report's tables (the first metric is primary unless ``settings``
+    name one), for the Python API's DataFrames (:func:`archlab.api.load_study`).
+    """
+    st = _settings(settings, None)
+    checked = _validate(tuple(metrics), st.alpha)
+    if not runs:
+        return []
+    a = _analyse(runs, baseline, checked, st, min_pairs, with_figures=False)
+    return [vs for d in a.datasets for m in a.metrics for vs in d.per_metric[m]]
 
 
 def write_report(

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from archlab.errors import ArchlabError, ConfigError, with_context
+from archlab.plugins import describe_plugin_change
 from archlab.study.analyses import analysis_sections, check_analyses, run_analysis_phase
 from archlab.study.backends.base import Executor, Outcome, RunTask
 from archlab.study.backends.inline import InlineExecutor
@@ -270,7 +271,7 @@ def _task_for(store: StudyStore, configs: RunConfigs | TrialConfigs, out: Path, 
         store.migrate_config(run_id, cfg)  # recorded before options were added: the same computation
         stored = cfg
     if stored != cfg:
-        diff = "; ".join(config_diff(stored, cfg)[:6])
+        diff = "; ".join((describe_plugin_change(stored, cfg) or config_diff(stored, cfg))[:6])
         if status == "failed" and retry_failed:
             # A failed run retried under a corrected config starts afresh; its old folder is kept aside.
             if folder.exists():
@@ -367,7 +368,7 @@ def _make_executor(study: Study, workers: int | str, ray_address: str | None) ->
     if workers == 1:
         return InlineExecutor()
     first = next(iter(study.dataset_configs().values()))  # the first runs' data, loaded by each worker
-    return LocalExecutor(workers, [first.model_dump_json()])
+    return LocalExecutor(workers, [first.model_dump_json()], study.plugins)
 
 
 def run_study(

@@ -130,6 +130,10 @@ class TrainConfig(_Strict):
     fused_optimizer: Literal["auto"] | bool = "auto"  # the optimizer's fused kernel; auto: on for cpu/cuda (Adam 3x faster step on CPU)
     threads: int | None = Field(None, ge=1, le=1024)  # torch intra-op threads (None: leave as is; a study sets 1)
     tensorboard: bool = False  # also write RUN_DIR/tensorboard/ event files (per-epoch curves); results unchanged
+    # User code the run imports first ({module, path, sha256}: archlab.plugins), from its file's
+    # `imports:`; part of the config so an edited plugin is a changed config. Stored only when set.
+    plugins: list[dict[str, str]] = Field(default_factory=list)
+
     # epochs at which the test split is also evaluated, each time with the best-validation weights up
     # to that epoch (budget curves, archlab.study.budgets); recorded in the config only when set
     budgets: list[int] = Field(default_factory=list)
@@ -148,10 +152,13 @@ class TrainConfig(_Strict):
         return self
 
     @model_serializer(mode="wrap")
-    def _without_empty_budgets(self, handler: Any) -> dict[str, Any]:
+    def _without_empty_lists(self, handler: Any) -> dict[str, Any]:
+        # a run without budgets or plugins stores exactly the config it stored before they existed
         out = handler(self)
-        if isinstance(out, dict) and not out.get("budgets"):  # configs without budgets stay as they were recorded
-            out.pop("budgets", None)
+        if isinstance(out, dict):
+            for key in ("budgets", "plugins"):
+                if not out.get(key):
+                    out.pop(key, None)
         return out
 
     @field_validator("monitor")

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from archlab._registry import register_in
 from archlab.errors import ConfigError, UnknownNameError
 
 __all__ = [
@@ -235,6 +236,23 @@ _LOSSES: dict[str, tuple[Callable[..., nn.Module], tuple[str, ...]]] = {
     "bce_dice": (_make_bce_dice, ("bce_weight", "dice_weight", "eps")),
     "dice": (_make_dice, ("eps",)),
 }
+
+
+def register_loss(name: str, *, options: tuple[str, ...] = ()):
+    """Register ``factory(num_classes, **options) -> nn.Module`` as the loss ``name`` (a decorator).
+
+    The module is called as ``loss(logits, target)`` and returns a scalar; ``options`` are the
+    ``loss_kwargs`` it accepts.
+
+    Raises:
+        ConfigError: ``name`` registered by another factory.
+    """
+
+    def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        register_in(_LOSSES, "loss", name, (factory, tuple(options)), origin=factory)
+        return factory
+
+    return deco
 
 
 def list_losses() -> list[str]:

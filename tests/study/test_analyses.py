@@ -21,7 +21,7 @@ from archlab.study.analyses import (
     _a_convergence,
     _Context,
     _pareto,
-    _Run,
+    AnalysisRun,
     check_analyses,
     gate_consistency,
 )
@@ -139,7 +139,7 @@ def test_every_stored_metric_has_a_direction():
 
 def test_convergence_numbers_from_history():
     hist = [{"epoch": i + 1, "val_accuracy": v, "seconds": 2.0 * (i + 1)} for i, v in enumerate([0.5, 0.7, 0.9, 0.8])]
-    run = _Run(RunRecord(dataset="d", variant="a", seed=0, status="done", history=hist), Path("."), "accuracy")
+    run = AnalysisRun(RunRecord(dataset="d", variant="a", seed=0, status="done", history=hist), Path("."), "accuracy")
     ctx = _Context("b", "accuracy", {})
     m, d = _a_convergence(run, {"target": 0.75, "fraction_of_best": 0.95, "metric": None}, ctx)
     assert m["epochs_to_target"] == 3 and m["seconds_to_target"] == 6.0

@@ -36,6 +36,7 @@ from multiprocessing.connection import wait as wait_for
 from typing import Any
 
 from archlab.errors import ArchlabError, ConfigError, with_context
+from archlab.plugins import ensure_plugins
 from archlab.study.backends.base import Executor, OnFinish, OnStart, Outcome, RunTask
 
 __all__ = [
@@ -93,7 +94,7 @@ def adopt_context(env: dict[str, str] | None, cwd: str | None) -> None:
 
 
 def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 cwd: str | None = None) -> None:
+                 cwd: str | None = None, plugins: tuple[dict[str, str], ...] = ()) -> None:
     """Worker set-up: leave Ctrl-C to the study process, and die with it.
 
     Workers leave Ctrl-C to the study process, which stops them (:meth:`LocalExecutor.kill`). If
@@ -121,6 +122,10 @@ def _init_worker(parent_pid: int, data_jsons: tuple[str, ...] = (), env: dict[st
 
     threading.Thread(target=watch, name="archlab-parent-watch", daemon=True).start()
 
+    try:  # the study's plugins, after the fork server's preload (each run checks them again)
+        ensure_plugins(plugins, "worker")
+    except ArchlabError:  # the first run reports it, with its context
+        pass
     for data_json in data_jsons:  # the study's datasets, loaded before the first run arrives
         try:
             load_splits(data_json)
@@ -180,10 +185,12 @@ class Pool:
         data_jsons: the study's dataset configs; each worker loads them when it starts.
     """
 
-    def __init__(self, data_jsons: Sequence[str] | None = None) -> None:
+    def __init__(self, data_jsons: Sequence[str] | None = None,
+                 plugins: Sequence[dict[str, str]] = ()) -> None:
         self.executor: ProcessPoolExecutor | None = None
         self.workers = 0
         self.data_jsons = tuple(data_jsons or ())
+        self.plugins = tuple(plugins)
         self._warming: threading.Thread | None = None
 
     def warm(self, workers: int) -> None:
@@ -210,7 +217,7 @@ class Pool:
             self._shutdown()
             self.executor = ProcessPoolExecutor(
                 max_workers=workers, mp_context=worker_context(), initializer=_init_worker,
-                initargs=(os.getpid(), self.data_jsons, dict(os.environ), os.getcwd()),
+                initargs=(os.getpid(), self.data_jsons, dict(os.environ), os.getcwd(), self.plugins),
             )
             self.workers = workers
         return self.executor
@@ -275,14 +282,16 @@ class LocalExecutor(Executor):
     Args:
         workers: worker processes, or ``"auto"`` (:func:`choose_workers` for each round's runs).
         data_jsons: dataset configs every worker loads when it starts (the first runs' data).
+        plugins: the study's plugin records (:mod:`archlab.plugins`), imported by every worker at start.
 
     A round that one process serves (a single run, or ``"auto"`` on one core) runs in the study
     process (:class:`archlab.study.backends.inline.InlineExecutor`).
     """
 
-    def __init__(self, workers: int | str, data_jsons: Sequence[str] = ()) -> None:
+    def __init__(self, workers: int | str, data_jsons: Sequence[str] = (),
+                 plugins: Sequence[dict[str, str]] = ()) -> None:
         self.workers = workers
-        self.pool = Pool(data_jsons)
+        self.pool = Pool(data_jsons, plugins)
         self.checks_optimizers = False
 
     def _size(self, runs: int, threads: int) -> int:
