@@ -241,7 +241,9 @@ def _audit_verified(d: dict[str, Any]) -> list[str]:
         f"| Audit at the defaults, {d['images']:,} {d['source'].split(' (')[0]} images "
         f"({d['candidates']:,} candidates, {d['planted']['found']}/{d['planted']['pairs']} planted copies found; "
         f"describe {st['describe']:.0f} s, search {st['search']:.0f} s, verify {st['verify']:.0f} s = "
-        f"{d['verify_ms_per_pair']:.2f} ms/pair, budget {d['verify_budget_ms_per_pair']:.2f}; load "
+        f"{d['verify_ms_per_pair']:.2f} ms/pair ({d['verify_cpu_ms_per_pair']:.2f} ms CPU), budget "
+        f"{d['verify_budget_ms_per_pair']:.2f}; CPU per stage: " + ", ".join(
+            f"{k} {v:.0f} s" for k, v in d["stage_cpu_seconds"].items() if k != "prepare") + "; load "
         f"{d['load_average_1min']['before']:.1f}) | {d['seconds']:.1f} s wall, {d['cpu_seconds_per_thread']:.1f} s "
         f"CPU per thread | - | - | < {d['target_seconds']:.0f} s | {_yes(d['meets_target'])} | {_hw(d)} |"
     ]
