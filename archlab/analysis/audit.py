@@ -28,7 +28,7 @@ search to any archlab dataset and its train/val/test split:
    to verify; the decision is made by steps 3 and 4.
 3. :func:`pixel_similarity` — verification of every candidate pair at the pixel level: both
    images as grey thumbnails of at most 32x32 (Gaussian blur sigma 1 px), the second aligned to the first by
-   a coarse search over small shifts and zooms refined by gradient steps on a small affine warp
+   a coarse search over small shifts and zooms refined by Gauss-Newton steps on a small affine warp
    (|scale - 1| <= 0.12, shift <= 5 %), scored by the normalised cross-correlation (NCC) of the
    overlap. NCC ignores brightness and contrast; the alignment absorbs 1-px shifts and small
    crops; the blur absorbs re-encoding and noise. A pair can be a near-duplicate when the score is
@@ -62,7 +62,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,25 @@ def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
     if len(t) != 2 or any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in t):
         raise ConfigError(f"{what} must be a positive int or a pair of positive ints, got {v!r}")
     return int(t[0]), int(t[1])
+
+
+def _map_threads(fn: Callable[[Any], Any], items: Sequence[Any], device: torch.device) -> list[Any]:
+    """``[fn(x) for x in items]``, the items spread over ``torch.get_num_threads()`` threads.
+
+    Issue 24: each thread runs whole items with single-threaded torch ops (they release the GIL)
+    instead of every op being split across the threads. A split op waits at its end for all its
+    threads; on a shared, busy machine one of them is often descheduled and the others spin —
+    the 70,000-image audit spent over twice its CPU time that way. Serial on one thread, one item
+    or a non-CPU device."""
+    threads = torch.get_num_threads()
+    if threads == 1 or len(items) <= 1 or device.type != "cpu":
+        return [fn(x) for x in items]
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            return list(pool.map(torch.no_grad()(fn), items))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @torch.no_grad()
@@ -215,9 +235,11 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-(t * t) / (2 * sigma * sigma))
     k = k / k.sum()
-    y = F.pad(x[:, None], (r, r, r, r), mode="replicate")  # (N, 1, H+2r, W+2r)
-    y = F.conv2d(F.conv2d(y, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
-    return y[:, 0]
+    H, W = x.shape[-2:]
+    y = F.pad(x[:, None], (r, r, r, r), mode="replicate")[:, 0]  # (N, H+2r, W+2r)
+    # weighted sums of shifted slices: a 1-channel conv2d is ~50x slower on the CPU (issue 24)
+    y = sum(k[t] * y[:, :, t : t + W] for t in range(2 * r + 1))  # (N, H+2r, W)
+    return sum(k[t] * y[:, t : t + H] for t in range(2 * r + 1))  # (N, H, W)
 
 
 def _centred(x: torch.Tensor) -> torch.Tensor:
@@ -249,7 +271,7 @@ def _centred(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def thumbnail_descriptor(
-    images: torch.Tensor, *, size: int = DESCRIPTOR_SIZE, centre: bool = True, chunk: int = 8192
+    images: torch.Tensor, *, size: int = DESCRIPTOR_SIZE, centre: bool = True, chunk: int = 1024
 ) -> torch.Tensor:
     """Candidate descriptor: a blurred ``size`` x ``size`` grey thumbnail, zero-mean, unit-norm.
 
@@ -280,13 +302,16 @@ def thumbnail_descriptor(
         raise ConfigError(f"descriptor size must be an int >= 2, got {size!r}")
     size = min(size, *images.shape[-2:])
     out = torch.empty(images.shape[0], size * size, dtype=torch.float32, device=images.device)
-    for start in range(0, images.shape[0], chunk):
+
+    def describe(start: int) -> None:
         x = _grey_thumbnails(images[start : start + chunk], 4 * size)  # (n, s', s')
         if centre:
             x = _centred(x)
         x = _blur(x, 0.5 * x.shape[-1] / size)
         d = F.adaptive_avg_pool2d(x[:, None], size).flatten(1)  # (n, size^2)
         out[start : start + x.shape[0]] = F.normalize(d - d.mean(dim=1, keepdim=True), dim=1)
+
+    _map_threads(describe, range(0, images.shape[0], chunk), images.device)
     return out
 
 
@@ -312,21 +337,22 @@ def _match_histograms(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 def _warp(b: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     """``b`` resampled through the affine maps ``theta`` (normalised coordinates, border padding).
 
-    The sampling grid is ``F.affine_grid``'s (align_corners=False), built as one batched matrix
-    product with the pixel centres — several times faster than ``F.affine_grid`` on the CPU for
-    many small images (it sets the per-pair verification cost).
+    The sampling grid is ``F.affine_grid``'s (align_corners=False), built by broadcasting the
+    six parameters over the pixel centres — several times faster than ``F.affine_grid`` (or a
+    batched matrix product) on the CPU for many small images.
 
     Shape: b (P, s, s), theta (P, 2, 3) -> (P, s, s)."""
     P, H, W = b.shape
     ys = (torch.arange(H, dtype=b.dtype, device=b.device) * 2 + 1) / H - 1
     xs = (torch.arange(W, dtype=b.dtype, device=b.device) * 2 + 1) / W - 1
-    base = torch.stack([xs.repeat(H), ys.repeat_interleave(W), torch.ones(H * W, dtype=b.dtype, device=b.device)], 1)
-    grid = torch.matmul(base, theta.to(b.dtype).transpose(1, 2)).view(P, H, W, 2)  # (P, H, W, 2) x, y
+    X, Y = xs.view(1, 1, W), ys.view(1, H, 1)
+    t = theta.to(b.dtype).view(P, 6, 1, 1)
+    grid = torch.stack([t[:, 0] * X + t[:, 1] * Y + t[:, 2], t[:, 3] * X + t[:, 4] * Y + t[:, 5]], dim=3)  # (P, H, W, 2)
     return F.grid_sample(b[:, None], grid, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
 
 
 #: the warp search of :func:`pixel_similarity`: coarse zooms and shifts (thumbnail px), then
-#: gradient steps within these bounds around the best coarse warp.
+#: Gauss-Newton steps within these bounds around the best coarse warp (:func:`_refine`).
 _SHIFTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 _COARSE = [(1.0, dy, dx) for dy in _SHIFTS for dx in _SHIFTS] + [(1 / 1.06, 0.0, 0.0), (1.06, 0.0, 0.0)]
 _MAX_SCALE, _MAX_SHEAR, _MAX_SHIFT = 0.12, 0.04, 0.10  # refinement bounds (normalised coordinates)
@@ -336,53 +362,88 @@ def _aligned_ncc(a: torch.Tensor, b: torch.Tensor, steps: int, border: int,
                  refine_above: float | None = None) -> torch.Tensor:
     """Best NCC of ``a``'s interior with ``b`` warped by a small affine map. Shape: (P, s, s) x2 -> (P,).
 
-    Only pairs whose coarse score is at least ``refine_above`` are refined (the others keep the
-    coarse score, a lower bound)."""
+    The coarse warps (:data:`_COARSE`) are scored together: the 25 shifts are slices of the
+    border-replicated image (half-pixel ones the mean of two or four slices, what bilinear
+    resampling gives), stacked with the two zooms into one ``(P, K, n)`` tensor whose NCCs with
+    ``a`` are one batched matrix product. Only pairs whose coarse score is at least
+    ``refine_above`` are refined (:func:`_refine`; the others keep the coarse score, a lower bound)."""
     P, s = a.shape[0], a.shape[-1]
-    inner = (slice(None), slice(border, s - border), slice(border, s - border))
-    ac = a[inner]
-    best = torch.full((P,), -2.0, device=a.device)
-    best_theta = torch.zeros(P, 2, 3, device=a.device)
-    with torch.no_grad():
-        # the 25 shifts: integer ones are slices of the border-replicated image, half-pixel ones
-        # the mean of two or four of them (what bilinear resampling gives), no resampling needed
-        pad = F.pad(b[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # (P, s+2, s+2)
-        whole = {(dy, dx): pad[:, 1 + dy : 1 + dy + s, 1 + dx : 1 + dx + s] for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
-        for z, dy, dx in _COARSE:
+    e = s - border
+    a0 = a[:, border:e, border:e].reshape(P, -1)
+    a0 = a0 - a0.mean(dim=1, keepdim=True)  # (P, n)
+    b = b - b.mean(dim=(1, 2), keepdim=True)  # NCC ignores offsets; keeps the sums below well-conditioned
+    pad = F.pad(b[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]  # (P, s+2, s+2)
+    whole = {(dy, dx): pad[:, 1 + dy + border : 1 + dy + e, 1 + dx + border : 1 + dx + e]
+             for dy in (-1, 0, 1) for dx in (-1, 0, 1)}  # integer shifts, interior only
+    views = []
+    for z, dy, dx in _COARSE:
+        if z == 1.0:
+            ys, xs = {math.floor(dy), math.ceil(dy)}, {math.floor(dx), math.ceil(dx)}
+            views.append(sum(whole[(y, x)] for y in ys for x in xs) / (len(ys) * len(xs)))
+        else:
             th = torch.tensor([[z, 0.0, 2 * dx / s], [0.0, z, 2 * dy / s]], device=a.device).expand(P, 2, 3)
-            if z == 1.0:
-                ys = (math.floor(dy), math.ceil(dy))
-                xs = (math.floor(dx), math.ceil(dx))
-                view = sum(whole[(y, x)] for y in set(ys) for x in set(xs)) / (len(set(ys)) * len(set(xs)))
-            else:
-                view = _warp(b, th)
-            c = _ncc(ac, view[inner])
-            better = c > best
-            best = torch.where(better, c, best)
-            best_theta[better] = th[better]
+            views.append(_warp(b, th)[:, border:e, border:e])
+    v = torch.stack(views, dim=1).reshape(P, len(views), -1)  # (P, K, n)
+    # a0 is zero-mean, so <a0, v - mean(v)> = <a0, v>; |v - mean(v)|^2 = |v|^2 - n mean(v)^2
+    var = torch.linalg.vector_norm(v, dim=2).square_() - v.sum(dim=2).square_() / v.shape[2]
+    score = (v @ a0.unsqueeze(2))[:, :, 0] / torch.sqrt(
+        (a0 * a0).sum(dim=1, keepdim=True) * var.clamp_(min=0.0) + 1e-6)  # (P, K)
+    best, which = score.max(dim=1)
     if steps <= 0:
         return best
-    if refine_above is not None:
-        sel = (best >= refine_above).nonzero().flatten()
-        if sel.numel() < P:
-            out = best.clone()
-            if sel.numel():
-                out[sel] = _aligned_ncc(a[sel], b[sel], steps, border)
-            return out
+    thetas = torch.tensor([[[z, 0.0, 2 * dx / s], [0.0, z, 2 * dy / s]] for z, dy, dx in _COARSE], device=a.device)
+    sel = (best >= refine_above).nonzero().flatten() if refine_above is not None else torch.arange(P, device=a.device)
+    out = best.clone()
+    if sel.numel():
+        out[sel] = _refine(a[sel], b[sel], thetas[which[sel]], best[sel], border, steps)
+    return out
+
+
+def _refine(a: torch.Tensor, b: torch.Tensor, theta0: torch.Tensor, best: torch.Tensor, border: int,
+            steps: int) -> torch.Tensor:
+    """Gauss-Newton refinement of the affine warp of ``b`` onto ``a``'s interior; the best NCC seen.
+
+    NCC is invariant to ``b``'s gain and offset, so the linearised problem
+    ``a0 ~ alpha * (w0 + J delta)`` (zero-mean interior ``a0``, warped ``w0``, its Jacobian ``J``
+    with respect to the six affine parameters from central differences of the warped image) is
+    linear in ``(alpha, alpha * delta)``: one batched 7x7 least-squares solve per step, no autograd.
+    The total correction stays within the bounds around the coarse warp ``theta0``; every step's
+    warp is scored and the best score (at least the coarse one, ``best``) is returned. Issue 24:
+    3 steps reach the score of 15 Adam steps (median difference 6e-5 on Fashion-MNIST pairs) at
+    a fifth of the cost — the refinement set the 70,000-image audit's time.
+
+    Shape: a, b (P, s, s), theta0 (P, 2, 3), best (P,) -> (P,)."""
+    P, s = a.shape[0], a.shape[-1]
+    e = s - border
+    a0 = a[:, border:e, border:e].reshape(P, -1)
+    a0 = a0 - a0.mean(dim=1, keepdim=True)  # (P, n)
+    a_norm = (a0 * a0).sum(dim=1)
+    pos = (torch.arange(border, e, dtype=a.dtype, device=a.device) * 2 + 1) / s - 1  # normalised centres
+    X = pos.repeat(e - border).view(1, -1, 1)
+    Y = pos.repeat_interleave(e - border).view(1, -1, 1)
     lim = torch.tensor([[_MAX_SCALE, _MAX_SHEAR, _MAX_SHIFT], [_MAX_SHEAR, _MAX_SCALE, _MAX_SHIFT]], device=a.device)
-    delta = torch.zeros(P, 2, 3, device=a.device, requires_grad=True)
-    opt = torch.optim.Adam([delta], lr=0.004)
-    with torch.enable_grad():
-        for _ in range(steps):
-            c = _ncc(ac, _warp(b, best_theta + delta)[inner])
-            opt.zero_grad()
-            (-c.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                delta.copy_(torch.maximum(torch.minimum(delta, lim), -lim))
-    with torch.no_grad():
-        c = _ncc(ac, _warp(b, best_theta + delta)[inner])
-    return torch.maximum(c, best)
+    eye = torch.eye(7, dtype=a.dtype, device=a.device)
+    theta = theta0
+    per_unit = s / 4.0  # central difference / 2 px, and 1 px = 2 / s normalised units
+    for step in range(steps + 1):
+        w = _warp(b, theta)  # (P, s, s)
+        w0 = w[:, border:e, border:e].reshape(P, -1)
+        w0 = w0 - w0.mean(dim=1, keepdim=True)
+        best = torch.maximum(best, (a0 * w0).sum(dim=1) / torch.sqrt(a_norm * (w0 * w0).sum(dim=1) + 1e-6))
+        if step == steps:
+            break
+        gx = ((w[:, border:e, border + 1 : e + 1] - w[:, border:e, border - 1 : e - 1]) * per_unit).reshape(P, -1, 1)
+        gy = ((w[:, border + 1 : e + 1, border:e] - w[:, border - 1 : e - 1, border:e]) * per_unit).reshape(P, -1, 1)
+        m = torch.cat([w0.unsqueeze(2), gx * X, gx * Y, gx, gy * X, gy * Y, gy], dim=2)  # (P, n, 7)
+        m = m - m.mean(dim=1, keepdim=True)
+        mt = m.transpose(1, 2)
+        h = mt @ m  # (P, 7, 7)
+        damp = 1e-4 * h.diagonal(dim1=1, dim2=2).mean(dim=1).view(P, 1, 1) + 1e-9
+        z = torch.linalg.solve(h + damp * eye, mt @ a0.unsqueeze(2))[:, :, 0]  # (P, 7): alpha, alpha * delta
+        alpha = z[:, :1]
+        delta = torch.where(alpha > 1e-6, z[:, 1:] / alpha.clamp(min=1e-6), torch.zeros_like(z[:, 1:])).view(P, 2, 3)
+        theta = theta0 + torch.maximum(torch.minimum(theta + delta - theta0, lim), -lim)
+    return best
 
 
 def pixel_similarity(
@@ -392,16 +453,16 @@ def pixel_similarity(
     *,
     size: int = VERIFY_SIZE,
     blur: float = 1.0,
-    steps: int = 15,
+    steps: int = 3,
     match_histograms: bool = True,
     refine_above: float | None = None,
-    chunk: int = 2048,
+    chunk: int = 256,
 ) -> torch.Tensor:
     """Verified similarity of image pairs ``(i[k], j[k])``: NCC after aligning ``j[k]`` to ``i[k]``.
 
     Both images become grey ``size`` x ``size`` thumbnails (antialiased), blurred with a Gaussian
     of ``blur`` px. Image ``j`` is warped onto image ``i``: a coarse search over shifts of -1..1 px
-    in half-pixel steps and zooms ``1/1.06, 1.06``, then ``steps`` Adam steps on a small affine
+    in half-pixel steps and zooms ``1/1.06, 1.06``, then ``steps`` Gauss-Newton steps on a small affine
     correction (|scale - 1| <= 0.12, |shear| <= 0.04, |shift| <= 5 % of the side).
     The score is the normalised cross-correlation of the interior (a 1/16 border is left out),
     the best of the coarse and refined warps: 1 for copies up to an affine intensity change;
@@ -418,9 +479,10 @@ def pixel_similarity(
             intensity changes, also clipped ones).
         refine_above: refine only pairs whose coarse score reaches this (the rest keep their
             coarse score, a lower bound); ``None`` refines every pair. :func:`audit_splits` uses
-            ``min_similarity - 0.05``: no planted copy of the calibration gained more than ~0.043
-            from the refinement.
-        chunk: pairs per batch.
+            ``min_similarity - 0.05``: no planted copy of the calibration gained more than 0.044
+            from the refinement (a cropped photo tile; measured again with the Gauss-Newton steps).
+        chunk: pairs per batch (256: the batch of coarse warps stays in the CPU cache; 2,048 was
+            3x slower per pair).
 
     Returns:
         Similarity per pair in [-1, 1] (float32, CPU).
@@ -443,7 +505,8 @@ def pixel_similarity(
     border = max(1, s // 16)
     flat = thumbs.flatten(1).std(dim=1) < 1.0  # (U,) constant thumbnails
     level = thumbs.flatten(1).mean(dim=1)
-    for start in range(0, i.numel(), chunk):
+
+    def verify(start: int) -> None:
         a_idx, b_idx = ii[start : start + chunk].to(thumbs.device), jj[start : start + chunk].to(thumbs.device)
         a, b = thumbs[a_idx], thumbs[b_idx]
         if match_histograms:
@@ -454,6 +517,18 @@ def pixel_similarity(
             same = (level[a_idx] - level[b_idx]).abs() <= 2.0
             score = torch.where(both_flat, same.to(score.dtype), score)
         out[start : start + a_idx.numel()] = score.detach().cpu()
+
+    _map_threads(verify, range(0, i.numel(), chunk), thumbs.device)
+    return out
+    # issue 24: one chunk per thread (each op single-threaded, the GIL released inside it) instead of
+    # every small op split across threads — no barrier per op, which on a busy machine left threads
+    # waiting (spinning) for a descheduled peer
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            list(pool.map(verify, starts))
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -497,21 +572,14 @@ def _block_hits(s: torch.Tensor, cut: float, neighbours: int | None) -> tuple[to
             return hit_rows, hit_rows
         ii, jj = (s[hit_rows] > cut).nonzero(as_tuple=True)
         return hit_rows[ii], jj
-    keep = torch.zeros(0, dtype=torch.int64, device=s.device)
-    rows, cols = keep, keep
     r, c = s.shape
-    for dim in (1, 0):
-        best = s.amax(dim=dim)
-        hit = (best > cut).nonzero().flatten()  # rows (dim 1) or columns (dim 0) with any hit
-        if hit.numel() == 0:
-            continue
-        sub = s[hit] if dim == 1 else s[:, hit].T  # (h, c) or (h, r)
-        v, idx = sub.topk(min(neighbours, sub.shape[1]), dim=1)
-        ok = v > cut
-        line = hit.view(-1, 1).expand_as(idx)[ok]
-        other = idx[ok]
-        rows = torch.cat([rows, line if dim == 1 else other])
-        cols = torch.cat([cols, other if dim == 1 else line])
+    # top-k along both axes of the whole block (no gathered copies of the rows/columns with a hit:
+    # on self-similar data nearly all have one; 18 % less search time on 35,000 Fashion-MNIST images)
+    v1, i1 = s.topk(min(neighbours, c), dim=1)  # (r, k): each row's nearest columns
+    v0, i0 = s.topk(min(neighbours, r), dim=0)  # (k, c): each column's nearest rows
+    ok1, ok0 = v1 > cut, v0 > cut
+    rows = torch.cat([torch.arange(r, device=s.device).view(-1, 1).expand_as(i1)[ok1], i0[ok0]])
+    cols = torch.cat([i1[ok1], torch.arange(c, device=s.device).view(1, -1).expand_as(i0)[ok0]])
     if rows.numel() == 0:
         return rows, cols
     key = torch.unique(rows * c + cols)
@@ -596,33 +664,42 @@ def near_duplicate_pairs(
         groups, group_pairs = _cells(hashes, radius)
     else:
         groups, group_pairs = [torch.arange(N, device=hashes.device)], [(0, 0)]
+    blocks = [(ga, gb, r0, c0) for ga, gb in group_pairs for r0 in range(0, len(groups[ga]), chunk)
+              for c0 in range(r0 if ga == gb else 0, len(groups[gb]), chunk)]
+
+    seen = [0]  # pairs found so far by all threads: past max_pairs the remaining blocks are skipped
+
+    def search(block: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        if seen[0] > max_pairs:
+            return None
+        ga, gb, r0, c0 = block
+        rows_a, rows_b = groups[ga][r0 : r0 + chunk], groups[gb][c0 : c0 + chunk]
+        s = hashes[rows_a] @ hashes[rows_b].T  # (r, c) cosine similarities
+        if ga == gb and c0 == r0:  # diagonal block: strict upper triangle only
+            r = s.shape[0]
+            s.masked_fill_(torch.ones(r, r, dtype=torch.bool, device=s.device).tril_(), -2.0)
+        ii, jj = _block_hits(s, cut, neighbours)
+        if ii.numel() == 0:
+            return None
+        seen[0] += ii.numel()
+        gi, gj = rows_a[ii], rows_b[jj]
+        return torch.minimum(gi, gj), torch.maximum(gi, gj), (1.0 - s[ii, jj]).clamp_(min=0.0)
+
     found_i, found_j, found_d = [], [], []
     total = 0
-    for ga, gb in group_pairs:
-        ia, ib = groups[ga], groups[gb]
-        for r0 in range(0, len(ia), chunk):
-            rows_a = ia[r0 : r0 + chunk]
-            a = hashes[rows_a]  # (r, D)
-            for c0 in range(r0 if ga == gb else 0, len(ib), chunk):
-                rows_b = ib[c0 : c0 + chunk]
-                s = a @ hashes[rows_b].T  # (r, c) cosine similarities
-                if ga == gb and c0 == r0:  # diagonal block: strict upper triangle only
-                    r = s.shape[0]
-                    s.masked_fill_(torch.ones(r, r, dtype=torch.bool, device=s.device).tril_(), -2.0)
-                ii, jj = _block_hits(s, cut, neighbours)
-                if ii.numel() == 0:
-                    continue
-                gi, gj = rows_a[ii], rows_b[jj]
-                found_i.append(torch.minimum(gi, gj))
-                found_j.append(torch.maximum(gi, gj))
-                found_d.append((1.0 - s[ii, jj]).clamp_(min=0.0))
-                total += ii.numel()
-                if total > max_pairs:
-                    raise ConfigError(
-                        f"more than {max_pairs:,} near-duplicate pairs at threshold {threshold}; the "
-                        "threshold is too loose for these images — lower it (e.g. --threshold "
-                        f"{threshold / 4:.4g}) or raise max_pairs"
-                    )
+    for hit in _map_threads(search, blocks, hashes.device):
+        if hit is None:
+            continue
+        found_i.append(hit[0])
+        found_j.append(hit[1])
+        found_d.append(hit[2])
+        total += hit[0].numel()
+        if total > max_pairs:
+            raise ConfigError(
+                f"more than {max_pairs:,} near-duplicate pairs at threshold {threshold}; the "
+                "threshold is too loose for these images — lower it (e.g. --threshold "
+                f"{threshold / 4:.4g}) or raise max_pairs"
+            )
     if not found_i:
         empty = torch.empty(0, dtype=torch.int64)
         return empty, empty.clone(), torch.empty(0, dtype=torch.float32)
@@ -660,6 +737,10 @@ class AuditResult:
         candidates: pairs found by the descriptor search, before verification.
         neighbours: candidates per image of the search (``None``: every pair in the threshold).
         crowd_ratio: the ratio test's cut (:func:`crowd_test`; ``None``: not applied).
+        stage_seconds: wall time of each stage (``prepare``, ``describe``, ``search``,
+            ``verify``: verification and the ratio test); they add up to ``seconds``.
+        stage_cpu_seconds: CPU time of the process (all threads) in each stage — on a shared
+            machine the wall time depends on the other jobs, this much less.
 
     Shape:
         - split_a, index_a, split_b, index_b, label_a, label_b: :math:`(P,)` int64
@@ -687,6 +768,8 @@ class AuditResult:
     candidates: int | None = None
     neighbours: int | None = None
     crowd_ratio: float | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def contradicting(self) -> torch.Tensor:
@@ -754,6 +837,8 @@ class AuditResult:
             "kept": {s: len(v) for s, v in keep.items()},
             "dropped": {s: self.sizes[s] - len(v) for s, v in keep.items()},
             "seconds": round(self.seconds, 3),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "stage_cpu_seconds": {k: round(v, 3) for k, v in self.stage_cpu_seconds.items()},
         }
 
     def _involved(self, split: int) -> torch.Tensor:
@@ -834,28 +919,35 @@ def audit_splits(
         threshold = DEFAULT_THRESHOLD if descriptor == "thumbnail" else HISTOGRAM_THRESHOLD
     if verify and not (isinstance(min_similarity, (int, float)) and -1.0 <= min_similarity <= 1.0):
         raise ConfigError(f"min_similarity must be a correlation in [-1, 1], got {min_similarity!r}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     images = torch.cat([parts[s].images for s in names])  # (N, C, H, W) uint8
     labels = torch.cat([_labels_of(parts[s]) for s in names])  # (N,)
     owner = torch.cat([torch.full((len(parts[s]),), k, dtype=torch.int64) for k, s in enumerate(names)])
     offset = torch.cat([torch.arange(len(parts[s])) for s in names])  # position inside its split
     on_device = images.to(device)
+    t_describe, c_describe = time.perf_counter(), time.process_time()
     if descriptor == "thumbnail":
         hashes = thumbnail_descriptor(on_device)
     else:
         hashes = block_histogram_hash(on_device, grid=grid, bins=bins)
     if crowd_ratio is not None and not (isinstance(crowd_ratio, (int, float)) and 0 < crowd_ratio <= 1):
         raise ConfigError(f"crowd_ratio must be in (0, 1] or None (no ratio test), got {crowd_ratio!r}")
+    t_search, c_search = time.perf_counter(), time.process_time()
     i, j, d = near_duplicate_pairs(hashes, threshold, chunk=chunk, max_pairs=max_pairs, neighbours=neighbours)
     candidates = int(i.numel())
     similarity = None
+    t_verify, c_verify = time.perf_counter(), time.process_time()
     if verify:
         similarity = pixel_similarity(on_device, i, j, refine_above=min_similarity - REFINE_MARGIN)
         keep = similarity >= min_similarity
         if crowd_ratio is not None:
             keep &= crowd_test(i, j, similarity, crowd_ratio)
         i, j, d, similarity = i[keep], j[keep], d[keep], similarity[keep]
-    seconds = time.perf_counter() - t0
+    seconds, c_end = time.perf_counter() - t0, time.process_time()
+    stages = {"prepare": t_describe - t0, "describe": t_search - t_describe, "search": t_verify - t_search,
+              "verify": t0 + seconds - t_verify}
+    stages_cpu = {"prepare": c_describe - c0, "describe": c_search - c_describe, "search": c_verify - c_search,
+                  "verify": c_end - c_verify}
     gh, gw = _pair(grid, "grid")
     return AuditResult(
         splits=names,
@@ -879,6 +971,8 @@ def audit_splits(
         candidates=candidates,
         neighbours=neighbours,
         crowd_ratio=float(crowd_ratio) if verify and crowd_ratio is not None else None,
+        stage_seconds=stages,
+        stage_cpu_seconds=stages_cpu,
     )
 
 

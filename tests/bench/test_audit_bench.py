@@ -42,3 +42,11 @@ def test_audit_bench_tiny(tmp_path):
             assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
     assert cal["pooled"]["archlab_default"]["planted"] == 4 * 6 * cal["per_kind"]
     assert cal["target"]["handwriting_heldout"] == {"precision": 0.9, "recall": 0.9}
+
+    ver = json.loads((tmp_path / "audit_verified.json").read_text())  # --tiny: 3,000 shipped MNIST digits
+    assert ver["name"] == "audit_verified" and ver["tiny"] is True and ver["images"] == 3000
+    assert 0 < ver["candidates"] <= ver["defaults"]["neighbours"] * ver["images"]  # the speed shape of issue 24
+    assert set(ver["stage_seconds"]) == set(ver["stage_cpu_seconds"]) == {"prepare", "describe", "search", "verify"}
+    assert ver["verify_ms_per_pair"] > 0 and ver["verify_budget_ms_per_pair"] > 0 and ver["cpu_seconds"] > 0
+    assert ver["planted"]["pairs"] == 6 * 5 and ver["planted"]["recall"] >= 0.9
+    assert set(ver["load_average_1min"]) == {"before", "after"} and ver["target_seconds"] == 120.0
