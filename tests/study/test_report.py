@@ -121,7 +121,7 @@ def test_answer_comes_first_then_context_then_tables(report):
     answer = md.split("## Answer")[1].split("##")[0]
     lines = [ln for ln in answer.splitlines() if ln.startswith("- ")]
     assert lines[0].startswith("- mlp: inconclusive vs linear (n=5) (detectable ≥")
-    assert lines[1] == "- \\<script\\>alert(1)\\</script\\>: worse than linear by -60.33 pp (n=5)"
+    assert lines[1] == "- \\<script\\>alert(1)\\</script\\>: worse than linear by 60.33 pp (n=5)"
     assert lines[2].startswith("- spinal: inconclusive vs linear on 4 of 5 seeds") and lines[2].endswith("lost seed 4")
     assert md.index("## Answer") < md.index("## Context") < md.index("## Dataset: digits") < md.index("## Methods")
     assert "**Warning:** small test set on digits: 60 images" in md
@@ -353,7 +353,7 @@ def test_across_datasets_section(tmp_path):
     assert cells(across, "good")[3].startswith("1.00") and cells(across, "good")[4] == "1.00"
     assert cells(across, "bad")[4] == "3.00" and cells(across, "base")[3] == "—"
     assert "Friedman χ²(2) = 6.00" in across and "Nemenyi critical difference" in across
-    assert "- good (mnist): better than base by +5.00 pp (n=3)" in text  # the answer names the dataset
+    assert "- good (mnist): better than base by 5.00 pp (n=3)" in text  # the answer names the dataset
     assert '<section id="across">' in html.read_text(encoding="utf-8")
 
 
