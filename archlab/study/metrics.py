@@ -18,7 +18,7 @@ from archlab.errors import UnknownNameError
 from archlab.study.record import RunRecord
 from archlab.train.metrics import metric_mode
 
-__all__ = ["RATE_METRICS", "ANALYSIS_METRICS", "metric_direction", "run_test_size"]
+__all__ = ["RATE_METRICS", "ANALYSIS_METRICS", "metric_direction", "run_test_size", "report_metrics"]
 
 #: test metrics that are fractions in [0, 1] (shown in % and percentage points)
 RATE_METRICS = ("accuracy", "f1_macro", "dice")
@@ -39,6 +39,15 @@ ANALYSIS_METRICS: dict[str, tuple[bool, bool]] = {
     "gates.mean_final": (True, True),
     "gates.fraction_open": (True, True),
 }
+
+
+def report_metrics(monitor: str | None) -> tuple[str, ...]:
+    """The test metrics a study's report compares, given its runs' ``train.monitor``.
+
+    A study that selects on Dice (segmentation) compares Dice first; accuracy/F1 are then the
+    image-level "mask or empty" decisions.
+    """
+    return ("dice", "accuracy", "f1_macro") if monitor == "dice" else ("accuracy", "f1_macro")
 
 
 def metric_direction(metric: str) -> tuple[bool, bool]:

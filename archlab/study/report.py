@@ -62,7 +62,7 @@ from archlab.study.sequential import plan_looks
 from archlab.study.stats import VariantStats, compare_variants
 from archlab.study.wording import format_diff, format_margin, format_p
 
-__all__ = ["write_report", "markdown_table", "render_markdown", "render_html", "Document", "Section",
+__all__ = ["write_report", "markdown_table", "comparisons", "render_markdown", "render_html", "Document", "Section",
            "ReportSettings", "REPORT_MD", "REPORT_HTML",
            "DEFAULT_MARGINS", "SMALL_TEST_SET"]
 
@@ -473,6 +473,34 @@ def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
     return lines, warnings
 
 
+def comparisons(
+    runs: Sequence[RunRecord],
+    baseline: str,
+    metrics: Sequence[str],
+    settings: ReportSettings | Mapping[str, Any] | None = None,
+    *,
+    min_pairs: int = 3,
+) -> dict[str, list[VariantStats]]:
+    """The report's comparisons: metric -> one :class:`VariantStats` per (dataset, variant).
+
+    The same verdicts as the report's (primary metric from ``settings``, Bonferroni over every
+    (dataset, variant) against the baseline, the sequential design on the primary metric of an
+    adaptive study); :mod:`archlab.study.tables` exports them.
+    """
+    st = _settings(settings, None)
+    primary, metrics = _primary(_validate(metrics, st.alpha), st)
+    family = max(1, len({(str(r.dataset), str(r.variant)) for r in runs if str(r.variant) != baseline}))
+    looks = st.looks()
+    return {
+        m: compare_variants(
+            runs, baseline=baseline, metric=m, alpha=st.alpha, margin=st.margin(m),
+            primary=m == primary, family=family, looks=looks if m == primary else None,
+            min_pairs=min_pairs,
+        )
+        for m in metrics
+    }
+
+
 def _analyse(
     runs: Sequence[RunRecord],
     baseline: str,
@@ -483,15 +511,7 @@ def _analyse(
 ) -> _Analysis:
     primary, metrics = _primary(metrics, settings)
     family = max(1, len({(str(r.dataset), str(r.variant)) for r in runs if str(r.variant) != baseline}))
-    looks = settings.looks()
-    per_metric = {
-        m: compare_variants(
-            runs, baseline=baseline, metric=m, alpha=settings.alpha, margin=settings.margin(m),
-            primary=m == primary, family=family, looks=looks if m == primary else None,
-            min_pairs=min_pairs,
-        )
-        for m in metrics
-    }
+    per_metric = comparisons(runs, baseline, metrics, settings, min_pairs=min_pairs)
     names = list(dict.fromkeys(vs.dataset for vs in per_metric[metrics[0]]))
     datasets = []
     for ds in names:
@@ -712,16 +732,23 @@ def _comparison_rows(stats: list[VariantStats], metric: str) -> tuple[list[str],
 
 
 def _compact_rows(stats: list[VariantStats], metric: str) -> tuple[list[str], list[list[str]]]:
-    head = ["Variant", "Runs done", "Params", "FLOPs", "Time (s)", f"{metric} (mean ± std)",
-            "95 % CI", "Δ vs baseline [CI]", "Verdict"]
+    # no verdict column: a verdict is a sentence, printed under the table (a cell of it would
+    # wrap into a dozen lines in a 120-column terminal)
+    head = ["Variant", "Runs", "Params", "FLOPs", "Time (s)", f"{metric} (mean ± std)",
+            "95 % CI", "Δ vs baseline [CI]"]
     rows = [
         [vs.variant, _fmt_runs(vs), _fmt_count(vs.params), _fmt_flops(vs.flops),
          _fmt_seconds(vs.train_seconds), _fmt_mean_std(vs),
-         _fmt_ci(vs.summary.ci_t if vs.summary else None, metric), _fmt_delta(vs, with_ci=True),
-         wording.verdict_text(vs)]
+         _fmt_ci(vs.summary.ci_t if vs.summary else None, metric), _fmt_delta(vs, with_ci=True)]
         for vs in stats
     ]
     return head, rows
+
+
+def _verdict_lines(stats: list[VariantStats]) -> str:
+    """The verdicts under the compact table, one Markdown bullet per compared variant."""
+    return "\n".join(f"- {_md(vs.variant)}: {_md_cell(wording.verdict_text(vs))}" for vs in stats
+                     if not vs.is_baseline)
 
 
 def _sequential_rows(a: _Analysis) -> tuple[list[str], list[list[str]], list[VariantStats]]:
@@ -1115,7 +1142,8 @@ def markdown_table(
     """The compact comparison table (one per dataset) that ``archlab study run`` prints.
 
     Columns: variant, finished runs, parameters, FLOPs, mean train time, ``metric`` mean ± std,
-    its 95 % t-CI, difference to the baseline with the interval that decided, verdict. The verdicts
+    its 95 % t-CI, difference to the baseline with the interval that decided; under the table one
+    line per compared variant with its verdict (``- mlp: inconclusive (n=3): ...``). The verdicts
     are the report's when ``metric`` is the primary metric and ``settings`` are the study's.
 
     Args:
@@ -1137,8 +1165,9 @@ def markdown_table(
     blocks = []
     for d in a.datasets:
         head, rows = _compact_rows(d.per_metric[metric], metric)
+        verdicts = _verdict_lines(d.per_metric[metric])
         blocks.append(f"**Dataset: {_md(d.name)}** ({_status_line(d.status_counts)})\n\n"
-                      + _md_table(head, rows))
+                      + _md_table(head, rows) + (f"\n\n{verdicts}" if verdicts else ""))
     return "\n\n".join(blocks)
 
 

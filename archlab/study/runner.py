@@ -72,6 +72,7 @@ from archlab.study.backends.local import LocalExecutor, choose_threads, choose_w
 from archlab.study.backends.ray import RayExecutor, require_ray
 from archlab.study.config import RunKey, Study
 from archlab.study.execute import load_splits, run_dir
+from archlab.study.metrics import report_metrics
 from archlab.study.store import DB_NAME, StudyStore
 from archlab.train.config import TrainConfig
 from archlab.train.speed import resolve_speed_options
@@ -466,10 +467,8 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
 
     name = study.name if study else store.get_meta("name", out.name)
     baseline = study.baseline if study else store.get_meta("baseline")
-    # a study that selects on Dice (segmentation) compares Dice first; accuracy/F1 are then the
-    # image-level "mask or empty" decisions, with McNemar on them
     train_cfg = study.train if study else (store.get_meta("study") or {}).get("train", {})
-    metrics = ("dice", "accuracy", "f1_macro") if train_cfg.get("monitor") == "dice" else ("accuracy", "f1_macro")
+    metrics = report_metrics(train_cfg.get("monitor"))
     rows = store.rows()
     sections = analysis_sections(rows, store, baseline=baseline, alpha=study.alpha if study else 0.05)
     # margins, alpha, primary metric, seed plan, descriptions (an old folder's meta lacks some: defaults)

@@ -206,27 +206,36 @@ def test_report_is_deterministic(report, tmp_path):
     assert md2.read_text(encoding="utf-8") == md and html2.read_text(encoding="utf-8") == html
 
 
+def verdict_of(md: str, variant: str) -> str:
+    """The verdict line under the compact table (``- variant: verdict``)."""
+    for line in md.splitlines():
+        if line.startswith(f"- {variant}: "):
+            return line[len(variant) + 4:]
+    raise AssertionError(f"no verdict line for {variant!r}")
+
+
 def test_markdown_table_for_the_cli():
     runs = study_runs()
     text = markdown_table(runs, "linear", settings=META)
     assert text.startswith("**Dataset: digits** (22 runs: 20 done, 1 failed, 1 pending)")
     head = text.splitlines()[2]
-    assert head.startswith("| Variant | Runs done | Params | FLOPs | Time (s) | accuracy")
+    assert head == "| Variant | Runs | Params | FLOPs | Time (s) | accuracy (mean ± std) | 95 % CI | Δ vs baseline [CI] |"
     assert cells(text, "linear")[-1] == "baseline"
-    assert cells(text, "\\<script\\>alert(1)\\</script\\>")[-1].startswith("worse by")
+    assert not any(ln.startswith("- linear:") for ln in text.splitlines())  # the baseline has no verdict
+    assert verdict_of(text, "\\<script\\>alert(1)\\</script\\>").startswith("worse by")
     f1 = markdown_table(runs, "linear", metric="f1_macro")
     assert "f1_macro (mean ± std)" in f1
     assert markdown_table([], "linear") == "(no runs)"
     two = [r for r in runs if r.seed < 2]
-    assert "inconclusive: only 2" in cells(markdown_table(two, "linear"), "mlp")[-1]
-    assert "only 2" not in cells(markdown_table(two, "linear", min_pairs=2), "mlp")[-1]
+    assert "inconclusive: only 2" in verdict_of(markdown_table(two, "linear"), "mlp")
+    assert "only 2" not in verdict_of(markdown_table(two, "linear", min_pairs=2), "mlp")
 
 
 def test_markdown_escapes_table_syntax():
     runs = [make_run(v, s) for v in ("base", "a|b*c", "x_y") for s in range(3)]
     text = markdown_table(runs, "base")
     assert "| a\\|b\\*c |" in text and "| x_y |" in text  # x_y: intraword, no escape needed
-    assert all(len(re.split(r"(?<!\\)\|", ln)) == 11 for ln in text.splitlines() if ln.startswith("|"))
+    assert all(len(re.split(r"(?<!\\)\|", ln)) == 10 for ln in text.splitlines() if ln.startswith("|"))
 
 
 def test_single_seed_single_variant(tmp_path):
