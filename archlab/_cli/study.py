@@ -119,9 +119,12 @@ def study_run_cmd(
     check_out_dir(out)  # a file, /dev/null, /proc/x: one line now, not an OSError later
     grid = study.grid()
     n_workers = _parse_workers(workers)
+    plan = study.seeds_plan
+    seeds = (f"{plan.min}-{plan.max} seeds (adaptive: {plan.min} first, then {plan.step} more per round until decided)" if plan is not None
+             else f"{len(study.seeds)} seeds")
     console.print(
-        f"[bold]study {study.name}[/]: {len(study.variants)} variants x {len(study.seeds)} seeds x "
-        f"{len(study.dataset_configs())} dataset(s) = {len(grid)} runs -> {out}"
+        f"[bold]study {study.name}[/]: {len(study.variants)} variants x {seeds} x "
+        f"{len(study.dataset_configs())} dataset(s) = {'at most ' if plan is not None else ''}{len(grid)} runs -> {out}"
     )
     failed: list[str] = []
     side_by_side = None if ray else (choose_workers(len(grid)) if n_workers == "auto" else n_workers)
@@ -137,6 +140,9 @@ def study_run_cmd(
             elif kind == "failed":
                 failed.append(key.label)
                 display.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
+            elif kind in ("round", "look"):
+                for line in round_lines(kind, info, multi_dataset=len(study.dataset_configs()) > 1):
+                    display.print(line, highlight=False)
             elif kind == "analysis_failed":  # retried by the next `study run`; the study goes on
                 display.print(f"[yellow]{key.label} analysis {info['analysis']} failed[/]: "
                               f"{info['error'].splitlines()[0]}", highlight=False)
@@ -162,6 +168,24 @@ def study_run_cmd(
     if failed:
         err_console.print(f"[red]{len(failed)} run(s) failed[/]; see `archlab study status {out}`")
         raise typer.Exit(1)
+
+
+def round_lines(kind: str, info: dict[str, Any], *, multi_dataset: bool = False) -> list[str]:
+    """What ``study run`` prints for the adaptive-seeds events: the round it starts (``round``), and
+    after it why each comparison stopped or continues (``look``)."""
+    if kind == "round":
+        n = info["seeds"]
+        return [f"[bold]round {info['round']}/{info['rounds']}[/]: seeds 0-{n - 1} for {info['comparisons']} "
+                f"undecided comparison{'s' if info['comparisons'] != 1 else ''}, {info['runs']} run"
+                f"{'s' if info['runs'] != 1 else ''} to do (at most {info['max_runs']} in all)"]
+    # scipy-backed wording: imported by adaptive studies only, which have imported it already
+    from archlab.study.wording import sequential_reason
+
+    out = []
+    for (dataset, variant), dec in info["decisions"].items():
+        who = f"{variant} ({dataset})" if multi_dataset else variant
+        out.append(f"  {who}: {sequential_reason(dec, info['margin'], info['metric'])}")
+    return out
 
 
 def lock_holder(directory: Path) -> int | None:

@@ -82,7 +82,7 @@ __all__ = ["run_study", "StudyLock", "preflight", "RunConfigs", "RunRecorder", "
 
 log = logging.getLogger(__name__)
 
-Event = Callable[[str, "RunKey | None", dict[str, Any]], None]  # key None for "round"
+Event = Callable[[str, "RunKey | None", dict[str, Any]], None]  # key None for "round" and "look"
 
 
 class StudyLock:
@@ -370,7 +370,9 @@ def run_study(
         retry_failed: run failed runs again (by default they keep their recorded failure); a failed
             run whose variant's config was corrected restarts afresh.
         on_event: progress callback ``(kind, key, info)`` with kind in
-            ``skip | start | done | failed | round``.
+            ``skip | start | done | failed | round | look`` (key ``None`` for ``round``, announced
+            before each round of adaptive seeds, and ``look``, after it: ``info["decisions"]``
+            maps ``(dataset, variant)`` to its :class:`~archlab.study.sequential.SequentialDecision`).
         report: write the Markdown/HTML report at the end.
         ray_address: run every run as a Ray task on this cluster (``"local"``: start a local
             instance) instead of local worker processes; ``out`` must then be on a path every
@@ -448,12 +450,17 @@ def _rounds(study: Study, store: StudyStore, emit: Event) -> Iterator[list[RunKe
         given.update(keys)
         # at most this many cells in all: those handed out, plus what the undecided could still take
         most = len(given) + sum(1 for k in grid if k not in given and wanted(k, looks[-1]))
-        emit("round", None, {"round": r + 1, "seeds": n, "comparisons": len(undecided), "max_runs": most})
+        emit("round", None, {"round": r + 1, "rounds": len(looks), "seeds": n, "comparisons": len(undecided),
+                             "max_runs": most, "runs": len(keys)})
         yield keys
         decisions = sequential_decisions(
             store.rows(with_history=False, with_predictions=False), baseline=study.baseline, metric=metric,
             margin=study.margin(metric), alpha=study.alpha, looks=looks, family=len(undecided_all),
         )
+        # the look after the round: each comparison that took part, stopped or continuing (its
+        # SequentialDecision carries the reason codes; archlab.study.wording says them)
+        emit("look", None, {"round": r + 1, "seeds": n, "metric": metric, "margin": study.margin(metric),
+                            "decisions": {c: decisions[c] for c in sorted(undecided) if c in decisions}})
         undecided = {c for c in undecided if not (c in decisions and decisions[c].decided)}
         if not undecided:
             return
