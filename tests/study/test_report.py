@@ -85,8 +85,9 @@ def test_files_written(report):
     out, md, html, _, _ = report
     assert (md.name, html.name) == (REPORT_MD, REPORT_HTML)
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["digits_accuracy_distribution.png", "digits_f1_macro_distribution.png",
-                    "digits_learning_curves.png"]
+    assert pngs == ["digits_accuracy_distribution.png", "digits_confusion.png", "digits_cost.png",
+                    "digits_f1_macro_distribution.png", "digits_learning_curves.png",
+                    "digits_paired_differences.png", "digits_train_loss.png"]
     for p in pngs:
         assert (out / p).read_bytes().startswith(PNG_MAGIC)
 
