@@ -185,7 +185,7 @@ def test_html_is_self_contained(report):
     assert not re.search(r"(?i)(https?:|ftp:)?//[a-z0-9]", text)
     assert "<link" not in html and "@import" not in html and "url(" not in html
     srcs = re.findall(r'src="([^"]*)"', html)
-    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
     embedded = {base64.b64decode(s.split(",", 1)[1]) for s in srcs}
     assert embedded == {p.read_bytes() for p in out.glob("*.png")}  # same bytes as the files
     assert "Content-Security-Policy" in html
@@ -193,7 +193,7 @@ def test_html_is_self_contained(report):
 
 def test_html_tables(report):
     _, _, _, _, html = report
-    assert html.count("<table>") == 3  # overview + one per metric
+    assert html.count("<table>") == 4  # overview, one per metric, the per-seed table
     assert 'class="verdict worse"' in html and 'class="verdict inconclusive"' in html
     assert '<li class="worse">&lt;script&gt;alert(1)&lt;/script&gt;: worse than linear' in html
     assert '<p class="warning"><strong>Warning:</strong> small test set on digits: 60 images' in html
@@ -220,7 +220,7 @@ def test_markdown_table_for_the_cli():
     text = markdown_table(runs, "linear", settings=META)
     assert text.startswith("**Dataset: digits** (22 runs: 20 done, 1 failed, 1 pending)")
     head = text.splitlines()[2]
-    assert head == "| Variant | Runs | Params | FLOPs | Time (s) | accuracy (mean ± std) | 95 % CI | Δ vs baseline [CI] |"
+    assert head == "| Variant | Runs | Params | FLOPs (2×MACs) | Time (s) | accuracy (mean ± std) | 95 % CI | Δ vs baseline [CI] |"
     assert cells(text, "linear")[-1] == "baseline"
     assert not any(ln.startswith("- linear:") for ln in text.splitlines())  # the baseline has no verdict
     assert verdict_of(text, "\\<script\\>alert(1)\\</script\\>").startswith("worse by")
@@ -254,7 +254,7 @@ def test_multiple_datasets(tmp_path):
     text = md.read_text(encoding="utf-8")
     assert "## Dataset: mnist" in text and "## Dataset: fashion/mnist" in text
     names = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(names) == 4 and all("/" not in n for n in names)  # safe, distinct file names
+    assert len(names) == 12 and all("/" not in n for n in names)  # safe, distinct file names
 
 
 def test_partial_and_empty_studies(tmp_path):
