@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 from rich import box
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -350,12 +351,10 @@ def markdown_renderables(md: str) -> list[Any]:
 PIPE_WIDTH = 100
 
 
-def summary_console() -> Any:
+def summary_console() -> Console:
     """The console the end-of-study summary is printed on: the terminal's width, or off a terminal
     ``$COLUMNS`` (else :data:`PIPE_WIDTH`); words wrap at that width (the CLI's console keeps long
     lines whole for greppable logs, which would leave the verdict lines over the width)."""
-    from rich.console import Console
-
     if console.is_terminal:
         width = console.width
     else:

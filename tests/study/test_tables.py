@@ -132,3 +132,9 @@ def test_cli_export_stdout_files_and_errors(study_dir, tmp_path, capsys):
                       (("--format", "xml"), "--format must be one of csv, parquet, json, got 'xml'")):
         code, _, err = _cli(capsys, "study", "export", study_dir, *argv)
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_monitor_dice_on_a_classification_run_is_one_clear_line(tmp_path, capsys):
+    code, _, err = _cli(capsys, "train", "--dataset", "synthetic", "--set", "monitor=dice", "--set", "epochs=1",
+                        "--out", tmp_path / "run")
+    assert code == 2 and "monitor = 'dice' is a segmentation metric" in err and "Traceback" not in err
