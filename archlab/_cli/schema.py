@@ -62,6 +62,13 @@ _MEANING = {
         "train": "keys deep-merged into the study's `train:` (then the study varies that option)",
         "description": "what the variant is; shown in the report",
     },
+    "TuneConfig": {
+        "space": "dotted key -> \"loguniform(a, b)\" | \"uniform(a, b)\" | \"int(a, b)\" | \"logint(a, b)\" | [choices]",
+        "trials": "trials per variant (the equal budget)",
+        "sampler": "tpe (Optuna's TPE) or random",
+        "seeds_per_trial": "seeds per trial; the trial's value is their mean validation score",
+    },
+    "MatchConfig": {"key": "dotted path of an integer option under model. (e.g. model.head_kwargs.hidden)"},
     "SmokeConfig": {
         "data": "replaces the data (a small synthetic set)",
         "train": "merged into `train:` (e.g. epochs: 1)",
@@ -335,6 +342,8 @@ def run_config_doc() -> str:
 def study_config_doc() -> str:
     """``docs/study-config.md``."""
     from archlab.study.config import SmokeConfig, Study, Variant
+    from archlab.study.matching import MatchConfig
+    from archlab.study.tuning import TuneConfig
 
     out = [
         "# The study file (`archlab study run FILE`)",
@@ -365,6 +374,18 @@ def study_config_doc() -> str:
         "",
         *_table(SmokeConfig, "smoke."),
         "",
+        "## `tune` (study level or `variants.NAME.tune`)",
+        "",
+        class_summary(TuneConfig),
+        "",
+        *_table(TuneConfig, "tune."),
+        "",
+        "## `variants.NAME.match`",
+        "",
+        class_summary(MatchConfig),
+        "",
+        *_table(MatchConfig, "variants.NAME.match."),
+        "",
         "## Template",
         "",
         "```yaml",
@@ -394,6 +415,11 @@ def _signature_rows(fn: Any, skip: tuple[str, ...]) -> list[str]:
     return rows
 
 
+def _builtin(fn: object) -> bool:
+    """Whether a registered builder is archlab's own (the docs list built-ins, not a user's plugins)."""
+    return getattr(fn, "__module__", "").startswith("archlab.")
+
+
 def options_doc() -> str:
     """``docs/options.md``: every registered model's, head's and dataset's options, from their signatures."""
     from archlab._registry import head_entrypoint, list_heads, list_models, model_entrypoint
@@ -413,13 +439,13 @@ def options_doc() -> str:
         "## Models (`model.kwargs`)",
     ]
     common = ("num_classes", "in_chans", "head", "head_kwargs", "input_size")
-    for name in list_models():
+    for name in filter(lambda n: _builtin(model_entrypoint(n)), list_models()):
         fn = model_entrypoint(name)
         doc = (inspect.getdoc(fn) or "").split("\n")[0]
         out += ["", f"### `{name}`", "", doc, "", "| option | allowed | default |", "|---|---|---|"]
         out += _signature_rows(fn, common) or ["| (none) | | |"]
     out += ["", "## Heads (`model.head`, `model.head_kwargs`)"]
-    for name in list_heads():
+    for name in filter(lambda n: _builtin(head_entrypoint(n)), list_heads()):
         fn = head_entrypoint(name)
         doc = (inspect.getdoc(fn) or "").split("\n")[0]
         rows = _signature_rows(fn, ("self", "in_shape", "num_classes"))
@@ -439,7 +465,7 @@ def options_doc() -> str:
         "|---|---|",
         *[f"| `{k}` | `{v!r}` |" for k, v in LOAD_OPTIONS.items()],
     ]
-    for name in list_datasets():
+    for name in filter(lambda n: _builtin(dataset_loader(n)), list_datasets()):
         rows = _signature_rows(dataset_loader(name), ("root",))
         out += ["", f"### `{name}`", "", "| option | allowed | default |", "|---|---|---|", *(rows or ["| (shared options only) | | |"])]
     return "\n".join(out) + "\n"

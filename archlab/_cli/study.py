@@ -121,8 +121,8 @@ def study_run_cmd(
     grid = study.grid()
     n_workers = _parse_workers(workers)
     plan = study.seeds_plan
-    seeds = (f"{plan.min}-{plan.max} seeds (adaptive: {plan.min} first, then {plan.step} more per round until decided)" if plan is not None
-             else f"{len(study.seeds)} seeds")
+    seeds = (f"{plan.min}-{plan.max} seeds (adaptive: {plan.min} first, then {plan.step} more per round "
+             "until decided)" if plan is not None else f"{len(study.seeds)} seeds")
     console.print(
         f"[bold]study {study.name}[/]: {len(study.variants)} variants x {seeds} x "
         f"{len(study.dataset_configs())} dataset(s) = {'at most ' if plan is not None else ''}{len(grid)} runs -> {out}"
@@ -138,7 +138,10 @@ def study_run_cmd(
                     f"{key.label}: test {main_metric} {info['test'][main_metric]:.4f} ({info['train_seconds']:.1f} s)",
                     highlight=False,
                 )
-            elif kind == "failed":
+            elif kind == "trial_done":  # a tuning trial: validation only
+                display.print(f"{key.label} (tuning trial): val {main_metric} {info['val'][main_metric]:.4f}",
+                              highlight=False)
+            elif kind in ("failed", "trial_failed"):
                 failed.append(key.label)
                 display.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
             elif kind in ("round", "look"):

@@ -26,11 +26,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from archlab._seed import derive_seed
 from archlab._validation import load_yaml, validate_config
 from archlab.errors import ConfigError, close_matches
+from archlab.study.matching import MatchConfig
+from archlab.study.tuning import TuneConfig
 from archlab.train.config import DataConfig, ModelConfig, TrainConfig
 
 __all__ = ["Study", "Variant", "SmokeConfig", "SeedPlan", "load_study", "RunKey", "DEFAULT_MARGINS"]
@@ -62,6 +64,14 @@ class Variant(_Strict):
     # training-split cleaning only ({clean: {...}}, archlab.data.cleaning): val/test stay the same
     data: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
+    # capacity matching (archlab.study.matching): a model knob turned to reach another variant's size
+    match: MatchConfig | None = None
+    # this variant's own tuning budget (archlab.study.tuning), instead of the study's `tune:`
+    tune: TuneConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _unset_keys_left_out(self, handler: Any) -> dict[str, Any]:
+        return _without_unset(handler(self), ("match", "tune"))
 
     @field_validator("data")
     @classmethod
@@ -106,6 +116,12 @@ class SmokeConfig(_Strict):
     seeds: list[int] | SeedPlan | None = None
     model: dict[str, Any] = Field(default_factory=dict)
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # options merged over the study's
+    tune: dict[str, Any] = Field(default_factory=dict)  # merged over every `tune:` (e.g. {trials: 2})
+    budgets: list[int] | None = None  # replaces `budgets:` (within the smoke run's epochs)
+
+    @model_serializer(mode="wrap")
+    def _unset_keys_left_out(self, handler: Any) -> dict[str, Any]:
+        return _without_unset(handler(self), ("tune", "budgets"))
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -145,7 +161,14 @@ class Study(_Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5)  # family-wise error rate of the study's verdicts
     primary_metric: str | None = None  # the decisive metric (None: the monitor, else accuracy)
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-run analyses (§6)
+    tune: TuneConfig | None = None  # the same tuning budget for every variant (archlab.study.tuning)
+    budgets: list[int] = Field(default_factory=list)  # epochs at which each run also tests (archlab.study.budgets)
     smoke: SmokeConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _unset_keys_left_out(self, handler: Any) -> dict[str, Any]:
+        # a study without tune:/budgets: is recorded (meta `study`) exactly as before they existed
+        return _without_unset(handler(self), ("tune", "budgets"))
 
     @model_validator(mode="before")
     @classmethod
@@ -219,13 +242,22 @@ class Study(_Strict):
             label = dataset_label(d)
             if not _NAME.match(label):
                 raise ValueError(f"dataset label {label!r} may only use {_NAME_RULE}; set `label:` on the entry")
+        if any(isinstance(b, bool) or b < 1 for b in self.budgets) or sorted(set(self.budgets)) != self.budgets:
+            raise ValueError(f"budgets must be increasing positive epoch counts, e.g. [10, 50, 200]; got {self.budgets}")
         for metric, m in self.margins.items():
             if not (isinstance(m, (int, float)) and m > 0 and m == m and m != float("inf")):
                 raise ValueError(f"margins.{metric} must be a positive number, got {m!r}")
         _check_train_keys(self.train, "train")
         for name, v in self.variants.items():
             _check_train_keys(v.train, f"variants.{name}.train")
+            if v.match is not None:
+                _check_match(name, v.match, self.variants)
         return self
+
+    def tuning(self, variant: str) -> TuneConfig | None:
+        """The tuning budget of ``variant``: its own ``tune:``, else the study's (``None``: untuned)."""
+        own = self.variants[variant].tune
+        return own if own is not None else self.tune
 
     # ------------------------------------------------------------------------------------------
     def margin(self, metric: str) -> float | None:
@@ -253,6 +285,14 @@ class Study(_Strict):
             upd.update(seeds=s.seeds, seeds_plan=None)
         if s.analyses:  # smaller analysis options (fewer images/angles) for the smoke run
             upd["analyses"] = {k: {**o, **s.analyses.get(k, {})} for k, o in self.analyses.items()}
+        if s.budgets is not None:
+            upd["budgets"] = s.budgets
+        if s.tune:  # a smaller tuning budget for the smoke run, the study's and every variant's
+            if self.tune is not None:
+                upd["tune"] = TuneConfig.model_validate({**self.tune.model_dump(), **s.tune})
+            upd["variants"] = {n: v if v.tune is None else v.model_copy(
+                update={"tune": TuneConfig.model_validate({**v.tune.model_dump(), **s.tune})})
+                for n, v in self.variants.items()}
         if s.model:
             upd["model"] = ModelConfig.model_validate(_merge(self.model.model_dump(exclude={"pretrained_sha256"}), s.model))
         return self.model_copy(update=upd)
@@ -275,6 +315,8 @@ class Study(_Strict):
         # The thread count is part of every run's config (float reductions depend on it), fixed by
         # the study, never by --workers or the machine: one thread per run unless the study says.
         raw.setdefault("threads", 1)
+        if self.budgets:  # declared before the study runs: every run tests at these epochs too
+            raw["budgets"] = list(self.budgets)
         # the weights file's hash is recomputed from the path the variant ends up with
         raw["model"] = _merge(self.model.model_dump(exclude={"pretrained_sha256"}), variant.model)
         raw["data"] = _merge(data.model_dump(), variant.data)
@@ -294,6 +336,27 @@ def _seed_plan(raw: Any, where: str) -> SeedPlan:
         loc = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         raise ValueError(f"{where}{'.' + loc if loc else ''}: {msg} (expected {{min: 3, max: 20, until: conclusive}})") from None
+
+
+def _without_unset(out: Any, keys: tuple[str, ...]) -> Any:
+    """``out`` (a dump) without the equal-effort keys that are unset (``None`` or empty)."""
+    if isinstance(out, dict):
+        for k in keys:
+            if k in out and not out[k]:
+                del out[k]
+    return out
+
+
+def _check_match(name: str, match: MatchConfig, variants: dict[str, Variant]) -> None:
+    where = f"variants.{name}.match"
+    if match.target not in variants:
+        hint = close_matches(match.target, variants)
+        raise ValueError(f"{where}.{match.measure}: {match.target!r} is not a variant"
+                         + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else f" ({sorted(variants)})"))
+    if match.target == name:
+        raise ValueError(f"{where}.{match.measure}: a variant cannot match its own size")
+    if variants[match.target].match is not None:
+        raise ValueError(f"{where}.{match.measure}: {match.target!r} is itself matched; match a variant of fixed size")
 
 
 def _check_train_keys(train: dict[str, Any], where: str) -> None:

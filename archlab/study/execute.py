@@ -31,6 +31,7 @@ import torch
 from archlab.errors import ArchlabError, ConfigError
 from archlab.study.config import RunKey
 from archlab.study.progress import ProgressWriter, steps_per_epoch
+from archlab.study.tuning import guard_test
 from archlab.train.config import DataConfig, TrainConfig
 
 __all__ = ["execute_run", "load_splits", "run_dir", "OWNER_FILE", "check_owner"]
@@ -116,6 +117,10 @@ def execute_run(config_json: str, out: str, owner: dict[str, Any] | None = None,
         if owner is not None:
             check_owner(Path(out), owner, claim=True)
         splits = load_splits(config.data.model_dump_json())
+        # a tuning trial (owner phase "tune") selects on validation only: reading the test split raises
+        trial = owner is not None and owner.get("phase") == "tune"
+        if trial:
+            splits = guard_test(splits, f"tuning trial {owner['variant']!r} seed {owner['seed']}")
         # RUN_DIR/progress.json (epoch, step; at most ~1 write/s) for `study run`'s live display
         progress = ProgressWriter(out, steps_per_epoch(len(splits.train), config.batch_size, config.drop_last),
                                   config.epochs)
@@ -125,7 +130,7 @@ def execute_run(config_json: str, out: str, owner: dict[str, Any] | None = None,
                 watchdog()
             progress(step)
 
-        result = train(config, out, resume=True, splits=splits, on_step=on_step)
+        result = train(config, out, resume=True, splits=splits, on_step=on_step, evaluate_test=not trial)
         return {"ok": True, "result": result.to_dict()}
     except ArchlabError as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

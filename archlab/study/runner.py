@@ -70,10 +70,12 @@ from archlab.study.backends.base import Executor, Outcome, RunTask
 from archlab.study.backends.inline import InlineExecutor
 from archlab.study.backends.local import LocalExecutor, choose_threads, choose_workers
 from archlab.study.backends.ray import RayExecutor, require_ray
-from archlab.study.config import RunKey, Study
+from archlab.study.config import DEFAULT_MARGINS, RunKey, Study
 from archlab.study.execute import load_splits, run_dir
+from archlab.study.matching import MatchResult, apply_knob, resolve_match
 from archlab.study.metrics import report_metrics
 from archlab.study.store import DB_NAME, StudyStore
+from archlab.study.tune_phase import TUNE_DB, TUNE_DIR, TrialConfigs, apply_params, tuning_phase, tuning_summary
 from archlab.train.config import TrainConfig
 from archlab.train.speed import resolve_speed_options
 
@@ -129,15 +131,34 @@ class RunConfigs:
     stored config says what ran. The preflight and the tasks share them.
     """
 
-    def __init__(self, study: Study) -> None:
+    def __init__(self, study: Study, tuned: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
         self.study = study
+        self.tuned = tuned or {}  # (dataset, variant) -> its chosen trial's params (the tuning phase)
         self._plain: dict[RunKey, TrainConfig] = {}
         self._resolved: dict[RunKey, TrainConfig] = {}
+        self.matches: dict[tuple[str, str], MatchResult] = {}  # (dataset, variant) -> its `match:` value
 
     def plain(self, key: RunKey) -> TrainConfig:
-        """The cell's config as the study file gives it (speed options may still be ``"auto"``)."""
+        """The cell's config as the study file gives it (speed options may still be ``"auto"``).
+
+        A variant with ``match:`` gets the knob value that matches its target's size on this
+        dataset (:mod:`archlab.study.matching`; searched once per dataset, loading its data).
+        """
         if key not in self._plain:
-            self._plain[key] = self.study.resolve(key)
+            cfg = self.study.resolve(key)
+            if (key.dataset, key.variant) in self.tuned:
+                cfg = apply_params(cfg, self.tuned[(key.dataset, key.variant)], f"variant {key.variant!r} (tuned)")
+            match = self.study.variants[key.variant].match
+            if match is not None:
+                where = f"study {self.study.name!r} variant {key.variant!r} on {key.dataset!r}"
+                found = self.matches.get((key.dataset, key.variant))
+                if found is None:
+                    ref = self.plain(RunKey(dataset=key.dataset, variant=match.target, seed=key.seed))
+                    cfg, found = resolve_match(cfg, ref, match, load_splits(cfg.data.model_dump_json()), where)
+                    self.matches[(key.dataset, key.variant)] = found
+                else:
+                    cfg = apply_knob(cfg, match.key, found.value, where)
+            self._plain[key] = cfg
         return self._plain[key]
 
     def resolved(self, key: RunKey) -> TrainConfig:
@@ -235,8 +256,8 @@ def _set_aside(out: Path, folder: Path) -> Path:
     raise ConfigError(f"{out / 'replaced'} is full; clean it up")
 
 
-def _task_for(store: StudyStore, configs: RunConfigs, out: Path, key: RunKey, study_id: str,
-              retry_failed: bool) -> tuple[RunTask | None, str]:
+def _task_for(store: StudyStore, configs: RunConfigs | TrialConfigs, out: Path, key: RunKey, study_id: str,
+              retry_failed: bool, phase: str | None = None) -> tuple[RunTask | None, str]:
     """The task of one grid cell, or None when it is done/failed; refuses a changed recorded config."""
     # after the preflight, which imported the engine (kept out of this module's imports: study start-up)
     from archlab.train.engine import config_diff, normalize_config
@@ -275,15 +296,17 @@ def _task_for(store: StudyStore, configs: RunConfigs, out: Path, key: RunKey, st
         return None, status
     # Whose folder this is; the config itself is checked against the checkpoint and result inside.
     owner = {"study_id": study_id, "dataset": key.dataset, "variant": key.variant, "seed": key.seed}
+    if phase is not None:  # a tuning trial: the worker hides the test split (archlab.study.tune_phase)
+        owner["phase"] = phase
     return RunTask(key, run_id, json.dumps(cfg), str(folder), owner, int(resolved.threads or 1)), status
 
 
-def _round_tasks(store: StudyStore, configs: RunConfigs, out: Path, keys: Sequence[RunKey], study_id: str,
-                 retry_failed: bool, emit: Event) -> list[RunTask]:
+def _round_tasks(store: StudyStore, configs: RunConfigs | TrialConfigs, out: Path, keys: Sequence[RunKey],
+                 study_id: str, retry_failed: bool, emit: Event, phase: str | None = None) -> list[RunTask]:
     """The tasks of one round's cells; a cell that is done (or failed, kept) is reported skipped."""
     tasks = []
     for key in keys:
-        task, status = _task_for(store, configs, out, key, study_id, retry_failed)
+        task, status = _task_for(store, configs, out, key, study_id, retry_failed, phase)
         if task is None:
             emit("skip", key, {"status": status})
         else:
@@ -372,7 +395,8 @@ def run_study(
         on_event: progress callback ``(kind, key, info)`` with kind in
             ``skip | start | done | failed | round | look`` (key ``None`` for ``round``, announced
             before each round of adaptive seeds, and ``look``, after it: ``info["decisions"]``
-            maps ``(dataset, variant)`` to its :class:`~archlab.study.sequential.SequentialDecision`).
+            maps ``(dataset, variant)`` to its :class:`~archlab.study.sequential.SequentialDecision`;
+            tuning trials: ``trial_skip | trial_start | trial_done | trial_failed``).
         report: write the Markdown/HTML report at the end.
         ray_address: run every run as a Ray task on this cluster (``"local"``: start a local
             instance) instead of local worker processes; ``out`` must then be on a path every
@@ -407,17 +431,48 @@ def run_study(
             preflight(study, executor, configs)
             store = StudyStore(out / DB_NAME)
             study_id = _claim_study(store, study, out)
+            if any(study.tuning(v) is not None for v in study.variants):  # every variant at its best trial
+                configs = _tune(study, store, configs, executor, out, study_id, retry_failed, emit)
             recorder = RunRecorder(store, emit)
             with recorder.interruptible():
                 for keys in _rounds(study, store, emit):
                     tasks = _round_tasks(store, configs, out, keys, study_id, retry_failed, emit)
                     if tasks:
                         executor.run(tasks, recorder.start, recorder.finish)
+            if configs.matches:  # the resolved knob of every matched variant, for the report
+                store.set_meta("matches", [
+                    {"dataset": ds, "variant": v, "reference": study.variants[v].match.target, "key": m.key,
+                     "value": m.value, "count": m.count, "target": m.target, "measure": m.measure}
+                    for (ds, v), m in configs.matches.items()])
         if study.analyses:
             run_analysis_phase(store, study, out, emit)
         if report:
             write_study_report(store, out, study)
     return store
+
+
+def _tune(study: Study, store: StudyStore, configs: RunConfigs, executor: Executor, out: Path, study_id: str,
+          retry_failed: bool, emit: Event) -> RunConfigs:
+    """The tuning phase (:mod:`archlab.study.tune_phase`); returns the seed phase's configs at the chosen trials."""
+    trials = StudyStore(out / TUNE_DB)
+    _claim_study(trials, study, out)
+    # trial events are their own kinds (trial_start, trial_done, ...): a trial has no test metrics
+    def trial_emit(kind: str, key: RunKey | None, info: dict[str, Any]) -> None:
+        emit(f"trial_{kind}", key, info)
+
+    recorder = RunRecorder(trials, trial_emit)
+
+    def run_round(trial_configs: TrialConfigs, keys: list[RunKey]) -> None:
+        tasks = _round_tasks(trials, trial_configs, out / TUNE_DIR, keys, study_id, retry_failed, trial_emit,
+                             phase="tune")
+        if tasks:
+            with recorder.interruptible():
+                executor.run(tasks, recorder.start, recorder.finish)
+
+    results = tuning_phase(study, trials, configs.plain, run_round)
+    store.set_meta("tuning", tuning_summary(results, study.decisive_metric()))
+    tuned = {c: dict(r.best.params) for c, r in results.items() if r.best is not None}
+    return RunConfigs(study, tuned=tuned)
 
 
 def _rounds(study: Study, store: StudyStore, emit: Event) -> Iterator[list[RunKey]]:
@@ -470,6 +525,8 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
     """Write ``report.md`` and ``report.html`` for the study in ``out``."""
     # matplotlib/scipy-backed: imported here (or beforehand in a background thread while the last
     # runs train, archlab.study.backends.local.prepare_report), never when the study starts
+    from archlab.study.budgets import budget_verdicts
+    from archlab.study.effort_report import budget_section, effort_sections
     from archlab.study.report import write_report
 
     name = study.name if study else store.get_meta("name", out.name)
@@ -478,7 +535,14 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
     metrics = report_metrics(train_cfg.get("monitor"))
     rows = store.rows()
     sections = analysis_sections(rows, store, baseline=baseline, alpha=study.alpha if study else 0.05)
+    sections += effort_sections(store.get_meta("tuning"), store.get_meta("matches"))  # tune: / match:
     # margins, alpha, primary metric, seed plan, descriptions (an old folder's meta lacks some: defaults)
     settings = study.model_dump(mode="json") if study else store.get_meta("study")
+    if settings and settings.get("budgets"):  # budgets: the verdict per training budget
+        metric = study.decisive_metric() if study else metrics[0]
+        alpha = settings.get("alpha", 0.05)
+        margin = study.margin(metric) if study else (settings.get("margins") or {}).get(metric, DEFAULT_MARGINS.get(metric))
+        sections.append(budget_section(budget_verdicts(rows, settings["budgets"], baseline=baseline, metric=metric,
+                                                       alpha=alpha, margin=margin), metric))
     return write_report(rows, out, study_name=name, baseline=baseline, metrics=metrics, sections=sections,
                         settings=settings)

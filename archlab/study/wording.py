@@ -34,6 +34,10 @@ __all__ = [
     "notes",
     "interval_label",
     "methods",
+    "equal_budget_line",
+    "budget_flips_line",
+    "budget_intro_line",
+    "budget_trend_line",
 ]
 
 
@@ -367,3 +371,39 @@ def methods(
             "intervals, descriptive), and average ranks with the Friedman test and the Nemenyi "
             "critical difference (Demšar 2006).")
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Equal effort (archlab.study.effort_report)
+
+
+def equal_budget_line(tuning: Mapping[str, Any]) -> str:
+    """What the tuning phase did: the budget every variant got, and what the verdicts then mean."""
+    budgets = sorted({len(c["trials"]) for c in tuning["cells"]})
+    k = " or ".join(str(b) for b in budgets)
+    return (f"Every tuned variant got {k} trials, selected on the validation {tuning['metric']} only (the test "
+            f"split is never read in a trial); the verdicts above compare each variant at its own best trial, "
+            f"i.e. at equal budget k = {k}, on seeds disjoint from the tuning seeds.")
+
+
+def budget_flips_line(dataset: str, flips: Sequence[tuple[int, list[str], list[str]]], top: int) -> str:
+    """Whether the ranking of the variants by expected best validation score changes with the budget."""
+    if not flips:
+        return f"{dataset}: the ranking by expected best validation score is the same at every budget k = 1..{top}."
+    parts = [f"at k = {k} {' > '.join(now)} (was {' > '.join(before)})" for k, before, now in flips]
+    return f"{dataset}: the ranking flips with the budget — " + "; ".join(parts) + "."
+
+
+def budget_intro_line(metric: str, budgets: Sequence[int]) -> str:
+    """What the budget table is."""
+    return (f"Test {metric} at each declared budget ({', '.join(map(str, budgets))} epochs), each from the "
+            "best-validation weights up to that epoch (nothing selects on these values); the budgets share "
+            "the study's alpha with the variants (Bonferroni over variants × budgets).")
+
+
+def budget_trend_line(dataset: str, variant: str, outcomes: Sequence[Verdict], budgets: Sequence[int]) -> str:
+    """Whether a variant's verdict changes with the training budget."""
+    if len(set(outcomes)) <= 1:
+        return f"{variant} ({dataset}): the same verdict at every budget ({outcomes[0] if outcomes else 'none'})."
+    path = " → ".join(f"{o} at {b}" for o, b in zip(outcomes, budgets))
+    return f"{variant} ({dataset}): the verdict changes with the training budget: {path}."

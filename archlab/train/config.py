@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 __all__ = ["CleanConfig", "DataConfig", "ModelConfig", "OptimConfig", "SchedulerConfig", "TrainConfig"]
 
@@ -130,6 +130,29 @@ class TrainConfig(_Strict):
     fused_optimizer: Literal["auto"] | bool = "auto"  # the optimizer's fused kernel; auto: on for cpu/cuda (Adam 3x faster step on CPU)
     threads: int | None = Field(None, ge=1, le=1024)  # torch intra-op threads (None: leave as is; a study sets 1)
     tensorboard: bool = False  # also write RUN_DIR/tensorboard/ event files (per-epoch curves); results unchanged
+    # epochs at which the test split is also evaluated, each time with the best-validation weights up
+    # to that epoch (budget curves, archlab.study.budgets); recorded in the config only when set
+    budgets: list[int] = Field(default_factory=list)
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v: list[int]) -> list[int]:
+        if any(isinstance(b, bool) or b < 1 for b in v) or sorted(set(v)) != list(v):
+            raise ValueError(f"budgets must be increasing positive epoch counts, e.g. [10, 50, 200]; got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _budgets_within_epochs(self) -> TrainConfig:
+        if self.budgets and self.budgets[-1] > self.epochs:
+            raise ValueError(f"budget {self.budgets[-1]} is beyond epochs ({self.epochs}); declare budgets <= epochs")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_budgets(self, handler: Any) -> dict[str, Any]:
+        out = handler(self)
+        if isinstance(out, dict) and not out.get("budgets"):  # configs without budgets stay as they were recorded
+            out.pop("budgets", None)
+        return out
 
     @field_validator("monitor")
     @classmethod

@@ -64,7 +64,7 @@ from archlab.train.checkpoint import (
 from archlab.train.config import TrainConfig
 from archlab.train.distributed import SingleProcess
 from archlab.train.distributed import current as current_distributed
-from archlab.train.hooks import Callbacks, GateRecorder, Hook, TensorBoardCurves
+from archlab.train.hooks import BudgetTests, Callbacks, GateRecorder, Hook, TensorBoardCurves
 from archlab.train.metrics import metric_spec
 from archlab.train.results import (
     BEST_WEIGHTS,
@@ -131,6 +131,7 @@ def train(
     on_step: Callable[[int], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     splits: Splits | None = None,
+    evaluate_test: bool = True,
 ) -> RunResult:
     """Train one run and test it once.
 
@@ -144,6 +145,8 @@ def train(
             that raises stops the run — the last checkpoint stays resumable).
         on_epoch: called with each epoch's history row.
         splits: pre-loaded data (a study loads the data once for all its runs).
+        evaluate_test: ``False`` for a tuning trial (:mod:`archlab.study.tuning`): the test split
+            is never read, and the result has no test metrics or predictions.
 
     Returns:
         The :class:`RunResult`.
@@ -165,7 +168,7 @@ def train(
     if processes.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fastest conv algorithms for the fixed shapes (CUDA is not bit-exact anyway)
     splits = splits if splits is not None else prepare_data(config)
-    run = build_run(config, splits, processes.device, processes=processes)
+    run = build_run(config, splits, processes.device, processes=processes, test=evaluate_test)
     sizes = profile(run.model, (1, splits.train.in_chans, *model_input_size(config, splits)))
     state = TrainState.start(config)
     torch.manual_seed(derive_seed(config.seed, "train"))  # dropout and other in-model randomness
@@ -174,13 +177,17 @@ def train(
     if folder is not None:
         folder.restore(run, state)
     # order matters at each epoch's end: gates and curves are recorded before the checkpoint saves them
-    hooks = [GateRecorder(), TensorBoardCurves(out), *([folder] if folder else []), Callbacks(on_step, on_epoch)]
+    hooks = [GateRecorder(), TensorBoardCurves(out), *([BudgetTests()] if config.budgets else []),
+             *([folder] if folder else []), Callbacks(on_step, on_epoch)]
     fit(run, state, hooks)
     if state.best_weights is not None:
         run.model.load_state_dict(state.best_weights)
-    test = run.task.evaluate(
-        run.model, run.test_loader, run.loss_fn, amp=run.precision.enabled, dist=processes.context
-    )
+    if run.test_loader is not None:
+        test = run.task.evaluate(
+            run.model, run.test_loader, run.loss_fn, amp=run.precision.enabled, dist=processes.context
+        )
+    else:  # a tuning trial: selection only, nothing from the test split
+        test = ({}, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
     result = _result(run, state, sizes, *test)
     if folder is not None and processes.is_main:
         write_result(out / RESULT_FILE, result)
@@ -497,7 +504,8 @@ def _result(
             **provenance(run.device),
             "speed": speed_provenance(config, run.device),
             **transfer_provenance(config),
-            "split_sizes": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+            "split_sizes": {"train": len(splits.train), "val": len(splits.val),
+                            **({"test": len(splits.test)} if run.test_loader is not None else {})},
         },
         extras={"gates": state.gates} if state.gates else {},
     )

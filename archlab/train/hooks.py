@@ -28,7 +28,9 @@ from archlab.train.run import Run
 from archlab.train.state import TrainState
 from archlab.train.tensorboard import TensorBoardLogger, open_tensorboard
 
-__all__ = ["Callbacks", "GateRecorder", "Hook", "TensorBoardCurves"]
+__all__ = ["BUDGET_PREFIX", "BudgetTests", "Callbacks", "GateRecorder", "Hook", "TensorBoardCurves"]
+
+BUDGET_PREFIX = "budget_test_"  # history keys of the test metrics at a declared budget (epoch)
 
 
 class Hook:
@@ -91,6 +93,30 @@ class TensorBoardCurves(Hook):
     def on_end(self, run: Run, state: TrainState) -> None:
         if self.logger is not None:
             self.logger.close()
+
+
+class BudgetTests(Hook):
+    """At each declared budget (``config.budgets``, epochs) evaluate the test split once, with the
+    best-validation weights up to that epoch, into the epoch's history row (``budget_test_<metric>``).
+
+    The model's current weights (and BatchNorm statistics) are put back afterwards and the pass
+    draws nothing random, so training goes on exactly as without budgets. The row is written before
+    the checkpoint saves it, so a resumed run keeps the earlier budgets' values. A budget after an
+    early stop is the final test (:func:`archlab.study.budgets.budget_metrics`).
+    """
+
+    def on_epoch(self, run: Run, state: TrainState, row: dict[str, float]) -> None:
+        if state.epoch not in run.config.budgets or run.test_loader is None:
+            return
+        current = {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+        was_training = run.model.training
+        if state.best_weights is not None:
+            run.model.load_state_dict(state.best_weights)
+        metrics, _, _ = run.task.evaluate(run.model, run.test_loader, run.loss_fn, amp=run.precision.enabled,
+                                          dist=run.processes.context)
+        run.model.load_state_dict(current)
+        run.model.train(was_training)
+        row.update({BUDGET_PREFIX + k: float(v) for k, v in metrics.items()})
 
 
 class Callbacks(Hook):

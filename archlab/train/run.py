@@ -71,7 +71,8 @@ class Run:
         model: the model whose weights are trained, saved and tested (a DDP or compile wrapper,
             when there is one, is made by the loop around it).
         task: classification or segmentation (targets, loss input, metrics).
-        train_loader / val_loader / test_loader: the three splits on ``device``.
+        train_loader / val_loader / test_loader: the three splits on ``device`` (``test_loader``
+            ``None`` when built with ``test=False``: a tuning trial never reads the test split).
         loss_fn: the training loss.
         optimizer / scheduler: ``None`` when built with ``optimization=False``.
         precision: autocast and loss scaling of the train step.
@@ -85,7 +86,7 @@ class Run:
     task: Task
     train_loader: DeviceLoader
     val_loader: DeviceLoader
-    test_loader: DeviceLoader
+    test_loader: DeviceLoader | None
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer | None
     scheduler: SchedulerWrapper | None
@@ -100,6 +101,7 @@ def build_run(
     *,
     processes: Processes | None = None,
     optimization: bool = True,
+    test: bool = True,
 ) -> Run:
     """Build the run of ``config`` on ``splits``: model, loaders, loss, optimizer, scheduler.
 
@@ -111,6 +113,7 @@ def build_run(
             checks that every batch can be shared and converts BatchNorm to global-batch statistics.
         optimization: also build the optimizer and scheduler (constructing a torch optimizer
             imports ``torch._dynamo``, about a second, which a check in the study process avoids).
+        test: build the test loader; ``False`` never reads ``splits.test`` (tuning trials).
 
     Returns:
         The :class:`Run`.
@@ -128,7 +131,7 @@ def build_run(
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
         layout_stable_dropout(model)  # the contiguous run's dropout masks: the format changes rounding only
-    train, val, test = build_loaders(config, splits, device, targets=task.targets)
+    train, val, test_loader = build_loaders(config, splits, device, targets=task.targets, test=test)
     processes.check_batches(len(splits.train), config.batch_size, config.drop_last)
     model = processes.convert_batchnorm(model)  # global-batch statistics, as in one process
     loss_fn = task.build_loss(config)
@@ -137,7 +140,7 @@ def build_run(
         optimizer, scheduler = build_optimization(config, param_groups(model, config), len(train))
     return Run(
         config=config, splits=splits, device=device, model=model, task=task, train_loader=train, val_loader=val,
-        test_loader=test, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
+        test_loader=test_loader, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
         precision=MixedPrecision(device, bool(config.amp)), processes=processes,
     )  # fmt: skip
 
@@ -235,8 +238,8 @@ def model_input_size(config: TrainConfig, splits: Splits) -> tuple[int, int]:
 
 
 def build_loaders(
-    config: TrainConfig, splits: Splits, device: torch.device, targets: str = "labels"
-) -> tuple[DeviceLoader, DeviceLoader, DeviceLoader]:
+    config: TrainConfig, splits: Splits, device: torch.device, targets: str = "labels", test: bool = True
+) -> tuple[DeviceLoader, DeviceLoader, DeviceLoader | None]:
     """The train, validation and test loaders of a run: normalisation, augmentation, batch sizes.
 
     The training loader shuffles and augments (``config.seed``'s streams); validation and test
@@ -244,6 +247,7 @@ def build_loaders(
 
     Args:
         targets: ``"labels"`` or ``"masks"`` (:attr:`archlab.train.task.Task.targets`).
+        test: build the test loader (``False``: ``None``, and ``splits.test`` is never read).
 
     Raises:
         ConfigError: a normalisation of the wrong length, or a crop without the preset that crops.
@@ -263,8 +267,11 @@ def build_loaders(
         splits.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=config.drop_last, augment=aug, **common
     )
     val = DeviceLoader(splits.val, config.eval_batch_size, shuffle=False, seed=config.seed, augment=eval_tf, **common)
-    test = DeviceLoader(splits.test, config.eval_batch_size, shuffle=False, seed=config.seed, augment=eval_tf, **common)
-    return train, val, test
+    if not test:
+        return train, val, None
+    test_loader = DeviceLoader(splits.test, config.eval_batch_size, shuffle=False, seed=config.seed, augment=eval_tf,
+                               **common)
+    return train, val, test_loader
 
 
 def input_normalize(config: TrainConfig, splits: Splits) -> nn.Module | None:
