@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich import box
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -129,9 +130,12 @@ def study_run_cmd(
     check_out_dir(out)  # a file, /dev/null, /proc/x: one line now, not an OSError later
     grid = study.grid()
     n_workers = _parse_workers(workers)
+    plan = study.seeds_plan
+    seeds = (f"{plan.min}-{plan.max} seeds (adaptive: {plan.min} first, then {plan.step} more per round "
+             "until decided)" if plan is not None else f"{len(study.seeds)} seeds")
     console.print(
-        f"[bold]study {study.name}[/]: {len(study.variants)} variants x {len(study.seeds)} seeds x "
-        f"{len(study.dataset_configs())} dataset(s) = {len(grid)} runs -> {out}"
+        f"[bold]study {study.name}[/]: {len(study.variants)} variants x {seeds} x "
+        f"{len(study.dataset_configs())} dataset(s) = {'at most ' if plan is not None else ''}{len(grid)} runs -> {out}"
     )
     failed: list[str] = []
     side_by_side = None if ray else (choose_workers(len(grid)) if n_workers == "auto" else n_workers)
@@ -150,6 +154,9 @@ def study_run_cmd(
             elif kind in ("failed", "trial_failed"):
                 failed.append(key.label)
                 display.print(f"[red]{key.label} failed[/]: {info['error'].splitlines()[0]}", highlight=False)
+            elif kind in ("round", "look"):
+                for line in round_lines(kind, info, multi_dataset=len(study.dataset_configs()) > 1):
+                    display.print(line, highlight=False)
             elif kind == "analysis_failed":  # retried by the next `study run`; the study goes on
                 display.print(f"[yellow]{key.label} analysis {info['analysis']} failed[/]: "
                               f"{info['error'].splitlines()[0]}", highlight=False)
@@ -175,6 +182,24 @@ def study_run_cmd(
     if failed:
         err_console.print(f"[red]{len(failed)} run(s) failed[/]; see `archlab study status {out}`")
         raise typer.Exit(1)
+
+
+def round_lines(kind: str, info: dict[str, Any], *, multi_dataset: bool = False) -> list[str]:
+    """What ``study run`` prints for the adaptive-seeds events: the round it starts (``round``), and
+    after it why each comparison stopped or continues (``look``)."""
+    if kind == "round":
+        n = info["seeds"]
+        return [f"[bold]round {info['round']}/{info['rounds']}[/]: seeds 0-{n - 1} for {info['comparisons']} "
+                f"undecided comparison{'s' if info['comparisons'] != 1 else ''}, {info['runs']} run"
+                f"{'s' if info['runs'] != 1 else ''} to do (at most {info['max_runs']} in all)"]
+    # scipy-backed wording: imported by adaptive studies only, which have imported it already
+    from archlab.study.wording import sequential_reason
+
+    out = []
+    for (dataset, variant), dec in info["decisions"].items():
+        who = f"{variant} ({dataset})" if multi_dataset else variant
+        out.append(f"  {who}: {sequential_reason(dec, info['margin'], info['metric'])}")
+    return out
 
 
 def lock_holder(directory: Path) -> int | None:
@@ -263,34 +288,41 @@ def study_report_cmd(directory: Path = typer.Argument(..., help="study folder"))
     console.print(f"report: {html}  ({md})", highlight=False)
 
 
-EXPORT_COLUMNS = ["dataset", "variant", "seed", "status", "test_accuracy", "test_f1_macro", "test_loss",
-                  "val_accuracy", "params", "flops", "train_seconds", "best_epoch", "epochs_run", "error"]
-
-
 @study_app.command("export")
 def study_export_cmd(
     directory: Path = typer.Argument(..., help="study folder"),
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv or json"),
+    what: str = typer.Option(
+        "runs", "--what", metavar="runs|history|verdicts|all",
+        help="the table: runs (one row per run: metrics, params, FLOPs, description, hyperparameters, "
+        "provenance), history (one row per run and epoch), verdicts (one row per comparison); comma-separated "
+        "or all with --out",
+    ),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv, json, or parquet (files only; needs pyarrow)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder to write <table>.<format> files into "
+                                       "(default: print the one table to stdout)"),
 ) -> None:
-    """Print one row per run (csv or json)."""
-    import csv
+    """Export a study's results as tables: runs, per-epoch history, verdicts (csv, json, parquet).
 
-    if fmt not in ("csv", "json"):
-        raise ConfigError(f"--format must be csv or json, got {fmt!r}")
-    rows = []
-    for r in _open_store(directory).rows(with_predictions=False, with_history=False):
-        row = {k: getattr(r, k, None) for k in EXPORT_COLUMNS}
-        for split, metrics in (("test", r.test), ("val", r.val)):
-            for k, v in (metrics or {}).items():
-                row[f"{split}_{k}"] = v
-        row["error"] = (r.error or "").splitlines()[0] if r.error else None
-        rows.append({k: row.get(k) for k in EXPORT_COLUMNS})
-    if fmt == "json":
-        print(json.dumps(rows, indent=1))
-    else:
-        w = csv.DictWriter(sys.stdout, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    Without --out one table is printed to stdout (``archlab study export DIR`` prints the runs as
+    CSV, its first columns unchanged from earlier versions). DataFrames of the same tables:
+    archlab.study.tables.runs_frame / history_frame / verdicts_frame.
+    """
+    # pandas/matplotlib-backed (the verdicts reuse the report's statistics): imported here so the
+    # CLI starts without them
+    from archlab.study.tables import TABLES, export_tables, table_rows, write_table
+
+    tables = list(TABLES) if what.strip() == "all" else [w.strip() for w in what.split(",") if w.strip()]
+    bad = [w for w in tables if w not in TABLES]
+    if bad or not tables:
+        raise ConfigError(f"--what {what!r}: expected one of {', '.join(TABLES)}, a comma-separated list, or all")
+    store = _open_store(directory)
+    if out is None:
+        if len(tables) > 1:
+            raise ConfigError(f"--what {what!r} names {len(tables)} tables: pass --out DIR to write one file each")
+        sys.stdout.write(write_table(table_rows(store, tables[0]), None, fmt) or "")
+        return
+    for path in export_tables(store, out, tables, fmt):
+        console.print(f"wrote {path}", highlight=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,7 +348,7 @@ def markdown_renderables(md: str) -> list[Any]:
             if body and all(_SEPARATOR.match(c.replace(" ", "")) for c in body[0]):
                 justify = ["right" if c.strip().endswith(":") else "left" for c in body[0]]
                 body = body[1:]
-            table = Table(show_lines=False)
+            table = Table(show_lines=False, box=box.SIMPLE_HEAD, pad_edge=False)
             for name, j in zip(header, justify):
                 table.add_column(name, justify=j)
             for row in body:
@@ -333,11 +365,25 @@ def markdown_renderables(md: str) -> list[Any]:
     return out
 
 
-def print_markdown(md: str) -> None:
-    """Print the Markdown summary as tables on the console."""
-    # off a terminal (a log, a pipe) rich assumes 80 columns and would squeeze the table's cells
-    from rich.console import Console
+#: width of the summary off a terminal (a log, a pipe) unless $COLUMNS says otherwise
+PIPE_WIDTH = 100
 
-    target = console if console.is_terminal else Console(file=console.file, width=max(console.width, 200))
+
+def summary_console() -> Console:
+    """The console the end-of-study summary is printed on: the terminal's width, or off a terminal
+    ``$COLUMNS`` (else :data:`PIPE_WIDTH`); words wrap at that width (the CLI's console keeps long
+    lines whole for greppable logs, which would leave the verdict lines over the width)."""
+    if console.is_terminal:
+        width = console.width
+    else:
+        cols = os.environ.get("COLUMNS", "")
+        width = int(cols) if cols.isdigit() and int(cols) >= 40 else PIPE_WIDTH
+    return Console(file=console.file, width=width, soft_wrap=False, force_terminal=console.is_terminal,
+                   no_color=not console.is_terminal, highlight=False)
+
+
+def print_markdown(md: str) -> None:
+    """Print the Markdown summary on the console: tables fit its width, verdicts as lines under them."""
+    target = summary_console()
     for r in markdown_renderables(md):
         target.print(r, highlight=False)

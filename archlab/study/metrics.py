@@ -22,7 +22,8 @@ from archlab.errors import ConfigError, UnknownNameError
 from archlab.study.record import RunRecord
 
 __all__ = ["MetricSpec", "register_metric", "metric_spec", "list_metrics", "RATE_METRICS", "ANALYSIS_METRICS",
-           "metric_direction", "default_margin", "run_test_size"]
+           "metric_direction", "default_margin", "run_test_size",
+           "report_metrics"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,15 @@ for _name, _hib, _rate, _unit in (
 
 #: the built-in test metrics that are fractions in [0, 1] (shown in % and percentage points)
 RATE_METRICS = tuple(m for m in ("accuracy", "f1_macro", "dice") if _METRICS[m].rate)
+
+
+def report_metrics(monitor: str | None) -> tuple[str, ...]:
+    """The test metrics a study's report compares, given its runs' ``train.monitor``.
+
+    A study that selects on Dice (segmentation) compares Dice first; accuracy/F1 are then the
+    image-level "mask or empty" decisions.
+    """
+    return ("dice", "accuracy", "f1_macro") if monitor == "dice" else ("accuracy", "f1_macro")
 
 
 def metric_direction(metric: str) -> tuple[bool, bool]:

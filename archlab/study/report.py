@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -62,7 +63,7 @@ from archlab.study.sequential import plan_looks
 from archlab.study.stats import VariantStats, compare_variants
 from archlab.study.wording import format_diff, format_margin, format_p
 
-__all__ = ["write_report", "markdown_table", "render_markdown", "render_html", "Document", "Section",
+__all__ = ["write_report", "markdown_table", "comparisons", "render_markdown", "render_html", "Document", "Section",
            "ReportSettings", "REPORT_MD", "REPORT_HTML",
            "DEFAULT_MARGINS", "SMALL_TEST_SET",
            "study_verdicts"]
@@ -481,6 +482,34 @@ def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
     return lines, warnings
 
 
+def comparisons(
+    runs: Sequence[RunRecord],
+    baseline: str,
+    metrics: Sequence[str],
+    settings: ReportSettings | Mapping[str, Any] | None = None,
+    *,
+    min_pairs: int = 3,
+) -> dict[str, list[VariantStats]]:
+    """The report's comparisons: metric -> one :class:`VariantStats` per (dataset, variant).
+
+    The same verdicts as the report's (primary metric from ``settings``, Bonferroni over every
+    (dataset, variant) against the baseline, the sequential design on the primary metric of an
+    adaptive study); :mod:`archlab.study.tables` exports them.
+    """
+    st = _settings(settings, None)
+    primary, metrics = _primary(_validate(metrics, st.alpha), st)
+    family = max(1, len({(str(r.dataset), str(r.variant)) for r in runs if str(r.variant) != baseline}))
+    looks = st.looks()
+    return {
+        m: compare_variants(
+            runs, baseline=baseline, metric=m, alpha=st.alpha, margin=st.margin(m),
+            primary=m == primary, family=family, looks=looks if m == primary else None,
+            min_pairs=min_pairs,
+        )
+        for m in metrics
+    }
+
+
 def _analyse(
     runs: Sequence[RunRecord],
     baseline: str,
@@ -491,15 +520,7 @@ def _analyse(
 ) -> _Analysis:
     primary, metrics = _primary(metrics, settings)
     family = max(1, len({(str(r.dataset), str(r.variant)) for r in runs if str(r.variant) != baseline}))
-    looks = settings.looks()
-    per_metric = {
-        m: compare_variants(
-            runs, baseline=baseline, metric=m, alpha=settings.alpha, margin=settings.margin(m),
-            primary=m == primary, family=family, looks=looks if m == primary else None,
-            min_pairs=min_pairs,
-        )
-        for m in metrics
-    }
+    per_metric = comparisons(runs, baseline, metrics, settings, min_pairs=min_pairs)
     names = list(dict.fromkeys(vs.dataset for vs in per_metric[metrics[0]]))
     datasets = []
     for ds in names:
@@ -544,9 +565,11 @@ def _png(fig: Figure) -> bytes:
 
 
 def _learning_curves(
-    runs: Sequence[RunRecord], ds: str, variants: list[str], metric: str
+    runs: Sequence[RunRecord], ds: str, variants: list[str], metric: str, key: str | None = None,
+    label: str | None = None,
 ) -> Figure | None:
-    key = f"val_{metric}"
+    """Per-epoch ``key`` (default ``val_<metric>``) of every variant: mean over seeds and ±1 std band."""
+    key = key or f"val_{metric}"
     scale = 100.0 if _is_percent(metric) else 1.0
     fig = Figure(figsize=(7.5, 4.2))
     # Fixed margins instead of a layout engine: one draw pass instead of several.
@@ -593,8 +616,9 @@ def _learning_curves(
         return None
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"validation {metric}" + (" (%)" if _is_percent(metric) else ""))
-    ax.set_title(f"Learning curves: {_mpl_text(ds, 40)} (mean, {_CURVE_BAND})", fontsize=10)
+    ax.set_ylabel(label or (f"validation {metric}" + (" (%)" if _is_percent(metric) else "")))
+    ax.set_title(f"{'Training loss' if key == 'train_loss' else 'Learning curves'}: {_mpl_text(ds, 40)} "
+                 f"(mean, {_CURVE_BAND})", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return fig
@@ -645,6 +669,124 @@ def _distribution(stats: list[VariantStats], metric: str) -> Figure | None:
     return fig
 
 
+def _paired_differences(stats: list[VariantStats], metric: str) -> Figure | None:
+    """Per-seed paired differences variant − baseline (the design is paired), with the deciding
+    interval of the mean difference and the equivalence margin."""
+    base = next((vs for vs in stats if vs.is_baseline), None)
+    shown = [vs for vs in stats if not vs.is_baseline and vs.paired_seeds and base is not None]
+    if not shown:
+        return None
+    scale = 100.0 if _is_percent(metric) else 1.0
+    width = max(5.0, 1.2 * len(shown) + 2.5)
+    fig = Figure(figsize=(width, 4.4))
+    longest = max(len(_mpl_text(vs.variant)) for vs in shown)
+    fig.subplots_adjust(left=0.5 / width + 0.07, right=0.98, top=0.92, bottom=min(0.3, 0.1 + 0.0075 * longest))
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)  # jitter only; fixed so the report is reproducible
+    margin = next((vs.margin for vs in shown if vs.margin is not None), None)
+    if margin is not None:
+        ax.axhspan(-margin * scale, margin * scale, color="0.85", alpha=0.5, linewidth=0,
+                   label=f"equivalence margin {format_margin(margin, _is_percent(metric))}")
+    ax.axhline(0.0, color="0.4", linewidth=1)
+    for i, vs in enumerate(shown, start=1):
+        d = np.array([vs.values[s] - base.values[s] for s in vs.paired_seeds]) * scale  # (pairs,)
+        ax.scatter(i + rng.uniform(-0.1, 0.1, d.size), d, s=22, color=f"C{i % 10}", zorder=3,
+                   edgecolors="white", linewidths=0.5)
+        if vs.ci is not None:
+            lo, hi = vs.ci[0] * scale, vs.ci[1] * scale
+            # (max: a zero-width interval can come out a rounding error below its own mean)
+            ax.errorbar([i + 0.25], [d.mean()], yerr=[[max(0.0, d.mean() - lo)], [max(0.0, hi - d.mean())]], fmt="D", color="black",
+                        markersize=5, capsize=4, linewidth=1.4, zorder=4)
+    ax.set_xlim(0.4, len(shown) + 0.6)
+    ax.set_xticks(np.arange(1, len(shown) + 1))
+    ax.set_xticklabels([_mpl_text(vs.variant) for vs in shown], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"Δ test {metric} vs {_mpl_text(base.variant)}" + (" (pp)" if _is_percent(metric) else ""))
+    ax.set_title(f"Paired differences per seed: {_mpl_text(stats[0].dataset, 40)}", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    if margin is not None:
+        ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def _metric_vs_cost(stats: list[VariantStats], metric: str) -> Figure | None:
+    """Test ``metric`` (mean and its 95 % CI) against parameters and against FLOPs, one point per variant."""
+    shown = [vs for vs in stats if vs.summary is not None and vs.params]
+    if len(shown) < 2:
+        return None
+    scale = 100.0 if _is_percent(metric) else 1.0
+    fig = Figure(figsize=(9.0, 3.8))
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.16, wspace=0.25)
+    axes = fig.subplots(1, 2)
+    for ax, attr, xlabel in ((axes[0], "params", "parameters"), (axes[1], "flops", "FLOPs per image (2 × MACs)")):
+        for i, vs in enumerate(shown):
+            x = getattr(vs, attr)
+            if not x:
+                continue
+            m = vs.summary.mean * scale
+            ci = vs.summary.ci_t
+            yerr = None if ci is None else [[max(0.0, m - ci[0] * scale)], [max(0.0, ci[1] * scale - m)]]
+            ax.errorbar([x], [m], yerr=yerr, fmt="o", color=f"C{i % 10}", capsize=3, label=_mpl_text(vs.variant))
+        ax.set_xscale("log")
+        ax.minorticks_off()  # (minor log ticks cost more drawing time than the rest of the plot)
+        ax.margins(x=0.15)
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel(f"test {metric}" + (" (%)" if _is_percent(metric) else ""))
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Test {metric} against size and compute: {_mpl_text(stats[0].dataset, 40)} "
+                 "(mean, 95 % CI)", fontsize=10)
+    return fig
+
+
+#: at most this many classes get a confusion matrix (beyond it the cells are too small to read)
+MAX_CONFUSION_CLASSES = 20
+
+
+def _confusions(runs: Sequence[RunRecord], ds: str, variants: list[str]) -> Figure | None:
+    """Row-normalised test confusion matrices, one per variant, summed over its finished seeds."""
+    mats: list[tuple[str, np.ndarray]] = []
+    for var in variants:
+        pairs = [(r.test_predictions, r.test_targets) for r in runs
+                 if (str(r.dataset), str(r.variant), r.status) == (ds, var, "done")
+                 and r.test_predictions and r.test_targets]
+        if not pairs:
+            continue
+        p = np.concatenate([np.asarray(a, dtype=np.int64) for a, _ in pairs])  # (seeds * N,)
+        t = np.concatenate([np.asarray(b, dtype=np.int64) for _, b in pairs])  # (seeds * N,)
+        k = int(max(t.max(), p.max())) + 1
+        if k > MAX_CONFUSION_CLASSES or p.min() < 0 or t.min() < 0:
+            return None
+        cm = np.zeros((k, k))
+        np.add.at(cm, (t, p), 1.0)  # rows: true class, columns: predicted
+        mats.append((var, cm / np.maximum(cm.sum(axis=1, keepdims=True), 1.0)))
+    if not mats:
+        return None
+    k = max(m.shape[0] for _, m in mats)
+    # one axes holding the matrices side by side (a column of blanks between them): one draw pass,
+    # several times faster than a grid of subplots
+    mosaic = np.full((k, len(mats) * (k + 1) - 1), np.nan)  # (true, variants x predicted)
+    for i, (_, cm) in enumerate(mats):
+        mosaic[: cm.shape[0], i * (k + 1): i * (k + 1) + cm.shape[1]] = cm
+    fig = Figure(figsize=(min(16.0, 1.0 + 0.28 * mosaic.shape[1] + 0.9), 0.28 * k + 1.6))
+    fig.subplots_adjust(left=0.06, right=0.92, top=0.86, bottom=0.14)
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="white")
+    im = ax.imshow(mosaic, vmin=0.0, vmax=1.0, cmap=cmap, aspect="equal")
+    for i, (var, _) in enumerate(mats):
+        ax.text(i * (k + 1) + (k - 1) / 2, -0.9, _mpl_text(var, 24), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks([i * (k + 1) + j for i in range(len(mats)) for j in range(k)] if k <= 10 else [])
+    ax.set_xticklabels([str(j) for _ in mats for j in range(k)] if k <= 10 else [], fontsize=6)
+    ax.set_yticks(range(k) if k <= 10 else [])
+    ax.tick_params(labelsize=6, length=2)
+    ax.set_xlabel("predicted class", fontsize=8)
+    ax.set_ylabel("true class", fontsize=8)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
+    fig.suptitle(f"Test confusion matrices (rows sum to 1, all seeds): {_mpl_text(ds, 40)}", fontsize=10)
+    return fig
+
+
 def _figures(
     runs: Sequence[RunRecord],
     ds: str,
@@ -661,6 +803,20 @@ def _figures(
             f"Validation {metrics[0]} per epoch: mean over finished seeds, {_CURVE_BAND}.",
             f"{slug}_learning_curves.png", _png(fig),
         ))
+    fig = _learning_curves(runs, ds, variants, "loss", key="train_loss", label="training loss")
+    if fig is not None:
+        out.append(_Figure(
+            f"Training loss ({ds})", f"Training loss per epoch: mean over finished seeds, {_CURVE_BAND}.",
+            f"{slug}_train_loss.png", _png(fig),
+        ))
+    fig = _paired_differences(tables[metrics[0]], metrics[0])
+    if fig is not None:
+        out.append(_Figure(
+            f"Paired differences ({ds})",
+            f"Test {metrics[0]} of each variant minus the baseline's on the same seed (dots); diamond and bars: "
+            "the mean difference and the interval that decided the verdict; grey band: the equivalence margin.",
+            f"{slug}_paired_differences.png", _png(fig),
+        ))
     for m in metrics:
         fig = _distribution(tables[m], m)
         if fig is not None:
@@ -669,6 +825,22 @@ def _figures(
                 f"Test {m} of every finished seed (dots), box plots from 3 seeds; dashed: baseline mean.",
                 f"{slug}_{_slug(m)}_distribution.png", _png(fig),
             ))
+    fig = _metric_vs_cost(tables[metrics[0]], metrics[0])
+    if fig is not None:
+        out.append(_Figure(
+            f"Test {metrics[0]} against parameters and FLOPs ({ds})",
+            f"Mean test {metrics[0]} and its 95 % t interval per variant against its parameter count and its "
+            "forward FLOPs per image (a multiply-accumulate counted as 2 FLOPs; MACs = FLOPs / 2); log scale.",
+            f"{slug}_cost.png", _png(fig),
+        ))
+    fig = _confusions(runs, ds, variants)
+    if fig is not None:
+        out.append(_Figure(
+            f"Confusion matrices ({ds})",
+            "Test predictions of all finished seeds of each variant; row i: the images of true class i, "
+            "column j: the share predicted as class j.",
+            f"{slug}_confusion.png", _png(fig),
+        ))
     return out
 
 
@@ -677,7 +849,7 @@ def _figures(
 
 
 def _overview_rows(d: _Dataset, metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    head = ["Variant", "Runs done", "Params", "FLOPs", "Train time (s)"]
+    head = ["Variant", "Runs done", "Params", "FLOPs (2×MACs)", "Train time (s)"]
     head += [f"{m} (mean ± std)" for m in metrics]
     rows = []
     first = d.per_metric[metrics[0]]
@@ -720,15 +892,39 @@ def _comparison_rows(stats: list[VariantStats], metric: str) -> tuple[list[str],
 
 
 def _compact_rows(stats: list[VariantStats], metric: str) -> tuple[list[str], list[list[str]]]:
-    head = ["Variant", "Runs done", "Params", "FLOPs", "Time (s)", f"{metric} (mean ± std)",
-            "95 % CI", "Δ vs baseline [CI]", "Verdict"]
+    # no verdict column: a verdict is a sentence, printed under the table (a cell of it would
+    # wrap into a dozen lines in a 120-column terminal)
+    head = ["Variant", "Runs", "Params", "FLOPs (2×MACs)", "Time (s)", f"{metric} (mean ± std)",
+            "95 % CI", "Δ vs baseline [CI]"]
     rows = [
         [vs.variant, _fmt_runs(vs), _fmt_count(vs.params), _fmt_flops(vs.flops),
          _fmt_seconds(vs.train_seconds), _fmt_mean_std(vs),
-         _fmt_ci(vs.summary.ci_t if vs.summary else None, metric), _fmt_delta(vs, with_ci=True),
-         wording.verdict_text(vs)]
+         _fmt_ci(vs.summary.ci_t if vs.summary else None, metric), _fmt_delta(vs, with_ci=True)]
         for vs in stats
     ]
+    return head, rows
+
+
+def _verdict_lines(stats: list[VariantStats]) -> str:
+    """The verdicts under the compact table, one Markdown bullet per compared variant."""
+    return "\n".join(f"- {_md(vs.variant)}: {_md_cell(wording.verdict_text(vs))}" for vs in stats
+                     if not vs.is_baseline)
+
+
+#: why two intervals stand side by side in the comparison tables
+_CI_LEGEND = ("The “95 % CI (t)” column is each variant's own mean, unadjusted and descriptive; the Δ "
+              "column's interval is that of the paired difference to the baseline at the level that decides "
+              "the verdict (adjusted when several comparisons share α), so it may be wider, and it is the one "
+              "to read for a difference.")
+
+
+def _per_seed_rows(stats: list[VariantStats], metric: str) -> tuple[list[str], list[list[str]]]:
+    """One row per variant, one column per seed: the test metric of each finished run."""
+    seeds = sorted({s for vs in stats for s in vs.values})
+    if not seeds:
+        return [], []
+    head = ["Variant"] + [f"seed {s}" for s in seeds]
+    rows = [[vs.variant] + [_fmt_value(vs.values.get(s), metric) for s in seeds] for vs in stats]
     return head, rows
 
 
@@ -902,9 +1098,13 @@ def _dataset_section(k: int, d: _Dataset, a: _Analysis) -> Section:
         stats = d.per_metric[m]
         blocks.append(Heading(f"Test {m} vs baseline{unit}{tag}"))
         if stats:
-            blocks.append(Paragraph(f"Δ column: {wording.interval_label(stats[0])}.", cls="cilabel"))
+            blocks.append(Paragraph(f"Δ column: {wording.interval_label(stats[0])}. {_CI_LEGEND}", cls="cilabel"))
         head, rows = _comparison_rows(stats, m)
         blocks.append(Table(tuple(head), tuple(map(tuple, rows)), tuple(stats)))
+    head, rows = _per_seed_rows(d.per_metric[a.primary], a.primary)
+    if rows:
+        blocks += [Heading(f"Test {a.primary} per seed"), Table(tuple(head), tuple(map(tuple, rows)),
+                                                                 tuple(d.per_metric[a.primary]))]
     if d.figures:
         blocks += [Heading("Plots")] + [Image(f) for f in d.figures]
     return Section(f"Dataset: {d.name}", tuple(blocks), f"dataset-{k}")
@@ -1123,7 +1323,8 @@ def markdown_table(
     """The compact comparison table (one per dataset) that ``archlab study run`` prints.
 
     Columns: variant, finished runs, parameters, FLOPs, mean train time, ``metric`` mean ± std,
-    its 95 % t-CI, difference to the baseline with the interval that decided, verdict. The verdicts
+    its 95 % t-CI, difference to the baseline with the interval that decided; under the table one
+    line per compared variant with its verdict (``- mlp: inconclusive (n=3): ...``). The verdicts
     are the report's when ``metric`` is the primary metric and ``settings`` are the study's.
 
     Args:
@@ -1145,8 +1346,9 @@ def markdown_table(
     blocks = []
     for d in a.datasets:
         head, rows = _compact_rows(d.per_metric[metric], metric)
+        verdicts = _verdict_lines(d.per_metric[metric])
         blocks.append(f"**Dataset: {_md(d.name)}** ({_status_line(d.status_counts)})\n\n"
-                      + _md_table(head, rows))
+                      + _md_table(head, rows) + (f"\n\n{verdicts}" if verdicts else ""))
     return "\n\n".join(blocks)
 
 

@@ -74,6 +74,7 @@ from archlab.study.backends.ray import RayExecutor, require_ray
 from archlab.study.config import DEFAULT_MARGINS, RunKey, Study
 from archlab.study.execute import load_splits, run_dir
 from archlab.study.matching import MatchResult, apply_knob, resolve_match
+from archlab.study.metrics import report_metrics
 from archlab.study.store import DB_NAME, StudyStore
 from archlab.study.tune_phase import TUNE_DB, TUNE_DIR, TrialConfigs, apply_params, tuning_phase, tuning_summary
 from archlab.train.config import TrainConfig
@@ -84,7 +85,7 @@ __all__ = ["run_study", "StudyLock", "preflight", "RunConfigs", "RunRecorder", "
 
 log = logging.getLogger(__name__)
 
-Event = Callable[[str, "RunKey | None", dict[str, Any]], None]  # key None for "round"
+Event = Callable[[str, "RunKey | None", dict[str, Any]], None]  # key None for "round" and "look"
 
 
 class StudyLock:
@@ -393,8 +394,10 @@ def run_study(
         retry_failed: run failed runs again (by default they keep their recorded failure); a failed
             run whose variant's config was corrected restarts afresh.
         on_event: progress callback ``(kind, key, info)`` with kind in
-            ``skip | start | done | failed | round`` (tuning trials: ``trial_skip | trial_start |
-            trial_done | trial_failed``).
+            ``skip | start | done | failed | round | look`` (key ``None`` for ``round``, announced
+            before each round of adaptive seeds, and ``look``, after it: ``info["decisions"]``
+            maps ``(dataset, variant)`` to its :class:`~archlab.study.sequential.SequentialDecision`;
+            tuning trials: ``trial_skip | trial_start | trial_done | trial_failed``).
         report: write the Markdown/HTML report at the end.
         ray_address: run every run as a Ray task on this cluster (``"local"``: start a local
             instance) instead of local worker processes; ``out`` must then be on a path every
@@ -503,12 +506,17 @@ def _rounds(study: Study, store: StudyStore, emit: Event) -> Iterator[list[RunKe
         given.update(keys)
         # at most this many cells in all: those handed out, plus what the undecided could still take
         most = len(given) + sum(1 for k in grid if k not in given and wanted(k, looks[-1]))
-        emit("round", None, {"round": r + 1, "seeds": n, "comparisons": len(undecided), "max_runs": most})
+        emit("round", None, {"round": r + 1, "rounds": len(looks), "seeds": n, "comparisons": len(undecided),
+                             "max_runs": most, "runs": len(keys)})
         yield keys
         decisions = sequential_decisions(
             store.rows(with_history=False, with_predictions=False), baseline=study.baseline, metric=metric,
             margin=study.margin(metric), alpha=study.alpha, looks=looks, family=len(undecided_all),
         )
+        # the look after the round: each comparison that took part, stopped or continuing (its
+        # SequentialDecision carries the reason codes; archlab.study.wording says them)
+        emit("look", None, {"round": r + 1, "seeds": n, "metric": metric, "margin": study.margin(metric),
+                            "decisions": {c: decisions[c] for c in sorted(undecided) if c in decisions}})
         undecided = {c for c in undecided if not (c in decisions and decisions[c].decided)}
         if not undecided:
             return
@@ -524,10 +532,8 @@ def write_study_report(store: StudyStore, out: Path, study: Study | None = None)
 
     name = study.name if study else store.get_meta("name", out.name)
     baseline = study.baseline if study else store.get_meta("baseline")
-    # a study that selects on Dice (segmentation) compares Dice first; accuracy/F1 are then the
-    # image-level "mask or empty" decisions, with McNemar on them
     train_cfg = study.train if study else (store.get_meta("study") or {}).get("train", {})
-    metrics = ("dice", "accuracy", "f1_macro") if train_cfg.get("monitor") == "dice" else ("accuracy", "f1_macro")
+    metrics = report_metrics(train_cfg.get("monitor"))
     rows = store.rows()
     sections = analysis_sections(rows, store, baseline=baseline, alpha=study.alpha if study else 0.05)
     sections += effort_sections(store.get_meta("tuning"), store.get_meta("matches"))  # tune: / match:

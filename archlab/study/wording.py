@@ -174,23 +174,42 @@ def verdict_text(vs: VariantStats) -> str:
 
 
 def answer_line(vs: VariantStats, *, with_dataset: bool = False) -> str:
-    """The one-line answer for the top of the report (``"spinal: equivalent to linear within ±1 pp
-    (n=12)"``); ``with_dataset`` names the dataset after the variant. ``""`` for the baseline."""
+    """The one-line answer for the top of the report and the console (``"spinal: worse than
+    linear by 0.40 pp (n=3), inside the ±1 pp margin; not confirmed beyond these 2000 test
+    images"``); ``with_dataset`` names the dataset after the variant. ``""`` for the baseline.
+
+    The line keeps every qualifier of the table's verdict that changes its meaning (a difference
+    inside the equivalence margin, one the seeds × images test does not confirm, lost seeds, a
+    sequential comparison still waiting or stopped without a decision, exploratory); the size
+    after "better"/"worse" is unsigned, since the word already says the direction.
+    """
     if vs.outcome == Verdict.BASELINE:
         return ""
     percent = _percent(vs)
-    on, base = _on(vs), vs.baseline
+    on, base, margin, ci = _on(vs), vs.baseline, vs.margin, vs.ci
     who = f"{vs.variant} ({vs.dataset})" if with_dataset else vs.variant
-    if vs.outcome in (Verdict.BETTER, Verdict.WORSE):
+    dec = vs.sequential
+    if dec is not None and dec.look == 0:  # no complete look yet
+        answer = f"{who}: inconclusive vs {base}, {sequential_reason(dec, margin, vs.metric)}"
+    elif vs.outcome in (Verdict.BETTER, Verdict.WORSE):
         rel = "better than" if vs.outcome == Verdict.BETTER else "worse than"
-        answer = f"{who}: {rel} {base} by {format_diff(_mean(vs), percent)} {on}"
+        size = format_diff(abs(_mean(vs)), percent).lstrip("+")
+        answer = f"{who}: {rel} {base} by {size} {on}"
+        if margin is not None and ci is not None and -margin < ci[0] and ci[1] < margin:
+            answer += f", inside the {format_margin(margin, percent)} margin"
     elif vs.outcome == Verdict.EQUIVALENT:
-        answer = f"{who}: equivalent to {base} within {format_margin(vs.margin, percent)} {on}"
+        answer = f"{who}: equivalent to {base} within {format_margin(margin, percent)} {on}"
+        if vs.identical:
+            answer += ", identical on every paired seed"
     else:
         answer = f"{who}: inconclusive vs {base} {on}"
         if vs.detectable is not None:
             answer += f" (detectable ≥ {format_abs(vs.detectable, percent)})"
+        if dec is not None and Reason.MAX_SEEDS_REACHED in dec.reasons:
+            answer += f", max of {dec.max_seeds} seeds reached"
     answer += _lost(vs, ", ")
+    if Reason.NOT_CONFIRMED_BY_IMAGES in vs.reasons and vs.image_test is not None:
+        answer += f"; not confirmed beyond these {vs.image_test.images} test images"
     if not vs.primary:
         answer += " [exploratory]"
     return answer

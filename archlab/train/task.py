@@ -79,7 +79,14 @@ class ClassificationTask:
         self.num_classes = num_classes
 
     def check(self, config: TrainConfig, splits: Splits) -> None:
-        """Any labelled split trains."""
+        """Any labelled split trains; ``monitor: dice`` is a segmentation metric.
+
+        Raises:
+            ConfigError: ``monitor: dice`` on a classification run.
+        """
+        if config.monitor == "dice":
+            raise ConfigError("monitor = 'dice' is a segmentation metric; a classification run monitors "
+                              "accuracy, f1_macro (the same number as a macro Dice) or loss")
 
     def build_loss(self, config: TrainConfig) -> nn.Module:
         """``config.loss`` with ``config.loss_kwargs``.
@@ -139,6 +146,8 @@ class ClassificationTask:
         else:
             p, t = torch.cat(preds).cpu(), torch.cat(targets).cpu()
         metrics = classification_metrics(p, t, self.num_classes)
+        # macro Dice equals macro F1 on classes: a second name for one number, not stored (issue 26)
+        metrics.pop("dice", None)
         metrics["loss"] = float(loss_sum) / max(n, 1)
         return metrics, p, t
 

@@ -205,6 +205,7 @@ class SeedStack:
         all_logits, targets = torch.cat(logits, 1), torch.cat(ys)  # (K, N, classes), (N,)
         for k in range(all_logits.shape[0]):
             metrics = classification_metrics(all_logits[k].argmax(1).cpu(), targets.cpu(), self.num_classes)
+            metrics.pop("dice", None)  # = f1_macro on classes; not stored (as ClassificationTask.evaluate)
             metrics["loss"] = float(self.loss_fn(all_logits[k], targets))
             out.append((metrics, all_logits[k].argmax(1).cpu(), targets.cpu()))
         return out

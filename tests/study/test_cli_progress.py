@@ -103,7 +103,8 @@ def test_live_display_in_a_terminal_shows_runs_in_flight_and_eta(tmp_path):
     assert re.search(r"2 running\s+ETA \d+:\d\d", text), text[-3000:]  # two in flight, a study ETA
     assert re.search(r"\d/4 runs.*ETA \d+:\d\d", text)
     assert "4/4 runs  writing the report" in text
-    assert "Verdict" in text and "report:" in text  # the summary table after the display
+    # the summary table after the display, its verdicts as lines under it
+    assert "Δ vs baseline" in text and re.search(r"^- b: \w+", text, re.M) and "report:" in text
     done = read_progress(tmp_path / "out" / "runs" / "synthetic16" / "a" / "seed0")
     assert done is not None and done["global_step"] == done["total_steps"]
 

@@ -85,8 +85,9 @@ def test_files_written(report):
     out, md, html, _, _ = report
     assert (md.name, html.name) == (REPORT_MD, REPORT_HTML)
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["digits_accuracy_distribution.png", "digits_f1_macro_distribution.png",
-                    "digits_learning_curves.png"]
+    assert pngs == ["digits_accuracy_distribution.png", "digits_confusion.png", "digits_cost.png",
+                    "digits_f1_macro_distribution.png", "digits_learning_curves.png",
+                    "digits_paired_differences.png", "digits_train_loss.png"]
     for p in pngs:
         assert (out / p).read_bytes().startswith(PNG_MAGIC)
 
@@ -121,7 +122,7 @@ def test_answer_comes_first_then_context_then_tables(report):
     answer = md.split("## Answer")[1].split("##")[0]
     lines = [ln for ln in answer.splitlines() if ln.startswith("- ")]
     assert lines[0].startswith("- mlp: inconclusive vs linear (n=5) (detectable ≥")
-    assert lines[1] == "- \\<script\\>alert(1)\\</script\\>: worse than linear by -60.33 pp (n=5)"
+    assert lines[1] == "- \\<script\\>alert(1)\\</script\\>: worse than linear by 60.33 pp (n=5)"
     assert lines[2].startswith("- spinal: inconclusive vs linear on 4 of 5 seeds") and lines[2].endswith("lost seed 4")
     assert md.index("## Answer") < md.index("## Context") < md.index("## Dataset: digits") < md.index("## Methods")
     assert "**Warning:** small test set on digits: 60 images" in md
@@ -184,7 +185,7 @@ def test_html_is_self_contained(report):
     assert not re.search(r"(?i)(https?:|ftp:)?//[a-z0-9]", text)
     assert "<link" not in html and "@import" not in html and "url(" not in html
     srcs = re.findall(r'src="([^"]*)"', html)
-    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
     embedded = {base64.b64decode(s.split(",", 1)[1]) for s in srcs}
     assert embedded == {p.read_bytes() for p in out.glob("*.png")}  # same bytes as the files
     assert "Content-Security-Policy" in html
@@ -192,7 +193,7 @@ def test_html_is_self_contained(report):
 
 def test_html_tables(report):
     _, _, _, _, html = report
-    assert html.count("<table>") == 3  # overview + one per metric
+    assert html.count("<table>") == 4  # overview, one per metric, the per-seed table
     assert 'class="verdict worse"' in html and 'class="verdict inconclusive"' in html
     assert '<li class="worse">&lt;script&gt;alert(1)&lt;/script&gt;: worse than linear' in html
     assert '<p class="warning"><strong>Warning:</strong> small test set on digits: 60 images' in html
@@ -206,27 +207,36 @@ def test_report_is_deterministic(report, tmp_path):
     assert md2.read_text(encoding="utf-8") == md and html2.read_text(encoding="utf-8") == html
 
 
+def verdict_of(md: str, variant: str) -> str:
+    """The verdict line under the compact table (``- variant: verdict``)."""
+    for line in md.splitlines():
+        if line.startswith(f"- {variant}: "):
+            return line[len(variant) + 4:]
+    raise AssertionError(f"no verdict line for {variant!r}")
+
+
 def test_markdown_table_for_the_cli():
     runs = study_runs()
     text = markdown_table(runs, "linear", settings=META)
     assert text.startswith("**Dataset: digits** (22 runs: 20 done, 1 failed, 1 pending)")
     head = text.splitlines()[2]
-    assert head.startswith("| Variant | Runs done | Params | FLOPs | Time (s) | accuracy")
+    assert head == "| Variant | Runs | Params | FLOPs (2×MACs) | Time (s) | accuracy (mean ± std) | 95 % CI | Δ vs baseline [CI] |"
     assert cells(text, "linear")[-1] == "baseline"
-    assert cells(text, "\\<script\\>alert(1)\\</script\\>")[-1].startswith("worse by")
+    assert not any(ln.startswith("- linear:") for ln in text.splitlines())  # the baseline has no verdict
+    assert verdict_of(text, "\\<script\\>alert(1)\\</script\\>").startswith("worse by")
     f1 = markdown_table(runs, "linear", metric="f1_macro")
     assert "f1_macro (mean ± std)" in f1
     assert markdown_table([], "linear") == "(no runs)"
     two = [r for r in runs if r.seed < 2]
-    assert "inconclusive: only 2" in cells(markdown_table(two, "linear"), "mlp")[-1]
-    assert "only 2" not in cells(markdown_table(two, "linear", min_pairs=2), "mlp")[-1]
+    assert "inconclusive: only 2" in verdict_of(markdown_table(two, "linear"), "mlp")
+    assert "only 2" not in verdict_of(markdown_table(two, "linear", min_pairs=2), "mlp")
 
 
 def test_markdown_escapes_table_syntax():
     runs = [make_run(v, s) for v in ("base", "a|b*c", "x_y") for s in range(3)]
     text = markdown_table(runs, "base")
     assert "| a\\|b\\*c |" in text and "| x_y |" in text  # x_y: intraword, no escape needed
-    assert all(len(re.split(r"(?<!\\)\|", ln)) == 11 for ln in text.splitlines() if ln.startswith("|"))
+    assert all(len(re.split(r"(?<!\\)\|", ln)) == 10 for ln in text.splitlines() if ln.startswith("|"))
 
 
 def test_single_seed_single_variant(tmp_path):
@@ -244,7 +254,7 @@ def test_multiple_datasets(tmp_path):
     text = md.read_text(encoding="utf-8")
     assert "## Dataset: mnist" in text and "## Dataset: fashion/mnist" in text
     names = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert len(names) == 4 and all("/" not in n for n in names)  # safe, distinct file names
+    assert len(names) == 12 and all("/" not in n for n in names)  # safe, distinct file names
 
 
 def test_partial_and_empty_studies(tmp_path):
@@ -353,7 +363,7 @@ def test_across_datasets_section(tmp_path):
     assert cells(across, "good")[3].startswith("1.00") and cells(across, "good")[4] == "1.00"
     assert cells(across, "bad")[4] == "3.00" and cells(across, "base")[3] == "—"
     assert "Friedman χ²(2) = 6.00" in across and "Nemenyi critical difference" in across
-    assert "- good (mnist): better than base by +5.00 pp (n=3)" in text  # the answer names the dataset
+    assert "- good (mnist): better than base by 5.00 pp (n=3)" in text  # the answer names the dataset
     assert '<section id="across">' in html.read_text(encoding="utf-8")
 
 

@@ -62,11 +62,11 @@ META = {"description": "Heads on digits <i>quick</i>", "margins": {"accuracy": 0
                      "twin": {"description": "the same head again"}}}
 
 
-def _chromium_cmd(profile: Path, *extra: str) -> list[str]:
+def _chromium_cmd(profile: Path, *extra: str, window: tuple[int, int] = WINDOW) -> list[str]:
     return [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", f"--window-size={WINDOW[0]},{WINDOW[1]}", *extra,
+        f"--user-data-dir={profile}", f"--window-size={window[0]},{window[1]}", *extra,
     ]
 
 
@@ -87,11 +87,11 @@ def rendered(tmp_path_factory):
     res = subprocess.run(_chromium_cmd(root / "profile-shot", f"--screenshot={shot}", url),
                          capture_output=True, text=True, timeout=90)
     assert res.returncode == 0, res.stderr[-2000:]
-    return dom.stdout, shot
+    return dom.stdout, shot, html_path
 
 
 def test_table_text_in_rendered_dom(rendered):
-    dom, _ = rendered
+    dom, *_ = rendered
     assert "Study report: chromium check" in dom
     assert "Dataset: digits" in dom and "20 runs: 20 done." in dom
     assert "Test accuracy vs baseline" in dom
@@ -102,7 +102,7 @@ def test_table_text_in_rendered_dom(rendered):
 
 def test_new_sections_in_rendered_dom(rendered):
     """Answer first, then context (descriptions, split sizes, warning), tables, Methods last."""
-    dom, _ = rendered
+    dom, *_ = rendered
     order = [dom.index(t) for t in ('id="answer"', 'class="warning"', 'id="context"', 'id="dataset-0"',
                                     'id="methods"')]
     assert order == sorted(order)
@@ -117,14 +117,14 @@ def test_new_sections_in_rendered_dom(rendered):
 
 
 def test_config_names_are_text_in_the_browser(rendered):
-    dom, _ = rendered
+    dom, *_ = rendered
     # The serialized DOM escapes text nodes: the name is there as text and never as an element.
     assert html_lib.escape(EVIL, quote=False) in dom
     assert "<script" not in dom.lower()
 
 
 def test_screenshot_shows_the_page_and_plots(rendered):
-    _, shot = rendered
+    _, shot, _ = rendered
     img = Image.open(shot).convert("RGB")
     assert img.size == WINDOW
     px = np.asarray(img, dtype=np.int16)  # (H, W, 3)
@@ -154,3 +154,21 @@ def test_sequential_and_across_dataset_sections_in_the_browser(tmp_path):
     assert "Across datasets (accuracy)" in page and "Nemenyi critical difference" in page
     assert "twin (letters): equivalent to linear within ±2 pp (n=3)" in page
     assert "Lan–DeMets" in page
+
+
+def test_new_figures_render_in_the_browser(rendered, tmp_path):
+    """Issue 26: the paired differences, training loss, accuracy vs cost and confusion matrices are in
+    the page, and Chromium decodes them (the confusion matrices' dark blue is on a full-page screenshot)."""
+    dom, _, html_path = rendered
+    for alt in ("Paired differences (digits)", "Training loss (digits)",
+                "Test accuracy against parameters and FLOPs (digits)", "Confusion matrices (digits)"):
+        assert f'alt="{alt}"' in dom, alt
+    assert "Test accuracy per seed" in dom and "FLOPs (2×MACs)" in dom
+    assert "each variant's own mean, unadjusted" in dom
+    shot = tmp_path / "tall.png"
+    res = subprocess.run(_chromium_cmd(tmp_path / "profile", f"--screenshot={shot}", html_path.resolve().as_uri(),
+                                       window=(1280, 9000)), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    px = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)  # (H, W, 3)
+    navy = np.abs(px - np.array([0x08, 0x30, 0x6B])).sum(axis=2) < 60  # the "Blues" colormap's top end
+    assert navy.sum() > 200

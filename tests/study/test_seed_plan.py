@@ -105,7 +105,7 @@ def test_seeds_until_conclusive_stops_decided_comparisons(tmp_path):
     assert decisions[("synthetic16", "broken")].verdict == "worse"
     for (_, v), d in decisions.items():
         assert d.n_pairs == len(seeds[v]) and (d.decided or len(seeds[v]) == 5)
-    assert events[0][1] == {"round": 1, "seeds": 3, "comparisons": 3, "max_runs": 20}
+    assert events[0][1] == {"round": 1, "rounds": 3, "seeds": 3, "comparisons": 3, "max_runs": 20, "runs": 12}
     assert [e[1]["max_runs"] for e in events] == sorted((e[1]["max_runs"] for e in events), reverse=True)
     assert events[-1][1]["max_runs"] >= len(rows)
     # a re-run adds nothing; another schedule gives the same cells

@@ -370,7 +370,7 @@ def test_identical_variants_are_equivalent_never_different():
     twin = stats["twin"]
     assert twin.outcome == "equivalent" and twin.ci == (0.0, 0.0)
     assert verdict_text(twin) == "equivalent within ±1 pp (n=5), identical on every paired seed"
-    assert answer_line(twin) == "twin: equivalent to base within ±1 pp (n=5)"
+    assert answer_line(twin) == "twin: equivalent to base within ±1 pp (n=5), identical on every paired seed"
     no_margin = by_variant(compare_variants(grid({"base": BASE, "twin": BASE}), baseline="base"))["twin"]
     assert no_margin.outcome == "inconclusive" and "no equivalence margin" in verdict_text(no_margin)
     assert no_margin.reasons == (Reason.IDENTICAL_NO_MARGIN,) and no_margin.identical
