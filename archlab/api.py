@@ -19,8 +19,6 @@ a file and list it in ``imports:``; workers then import that file by its recorde
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,17 +29,9 @@ from archlab.plugins import ensure_plugins, recorded_plugins
 from archlab.study.config import load_study as load_study_file
 from archlab.study.config import study_from_dict
 from archlab.study.store import DB_NAME, StudyStore
+from archlab.study.tables import history_frame, runs_frame, verdicts_frame
 
 __all__ = ["Study", "StudyResults", "load_study"]
-
-PANDAS_INSTALL = "pip install 'archlab[pandas]' (or pip install pandas)"
-
-
-def _pandas():
-    if importlib.util.find_spec("pandas") is None:
-        raise ImportError(f"archlab's DataFrames need pandas, which is not installed: {PANDAS_INSTALL}")
-    return importlib.import_module("pandas")
-
 
 class Study:
     """A validated study, from a study file (:meth:`from_yaml`) or a mapping (``Study({...})``).
@@ -132,48 +122,21 @@ class StudyResults:
 
     @property
     def runs(self):
-        """One row per run: dataset, variant, seed, status, params, flops, train_seconds,
-        ``test_<metric>``, ``val_<metric>`` and every analysis number."""
-        pd = _pandas()
-        rows = []
-        for r in self.records:
-            row: dict[str, Any] = {"dataset": r.dataset, "variant": r.variant, "seed": r.seed, "status": r.status,
-                                   "params": r.params, "flops": r.flops, "train_seconds": r.train_seconds,
-                                   "best_epoch": r.best_epoch, "error": r.error}
-            row.update({f"test_{k}": v for k, v in (r.test or {}).items()})
-            row.update({f"val_{k}": v for k, v in (r.val or {}).items()})
-            row.update(dict(r.analysis or {}))
-            rows.append(row)
-        return pd.DataFrame(rows)
+        """The **runs** table (:func:`archlab.study.tables.runs_frame`): one row per run with its
+        test/val metrics, ``analysis.<name>`` numbers, ``config.*`` and ``provenance.*``."""
+        return runs_frame(self.out)
 
-    def verdict_stats(self, metrics: tuple[str, ...] | None = None) -> list[Any]:
-        """The report's comparisons (:class:`archlab.study.stats.VariantStats`) for ``metrics``
-        (default: the primary metric, then every analysis number the runs have)."""
-        from archlab.study.report import study_verdicts  # scipy and matplotlib: only when verdicts are asked for
-
-        if metrics is None:
-            primary = self.settings.get("primary_metric") or _monitor_metric(self.settings)
-            extra = sorted({k for r in self.records for k in (r.analysis or {})})
-            metrics = (primary, *extra)
-        return study_verdicts(self.records, str(self.settings.get("baseline")), metrics=metrics,
-                              settings=self.settings)
+    @property
+    def history(self):
+        """The **history** table (:func:`archlab.study.tables.history_frame`): one row per run and epoch."""
+        return history_frame(self.out)
 
     @property
     def verdicts(self):
-        """One row per (dataset, variant, metric): n, mean difference to the baseline, its interval,
-        the verdict code and the report's sentence for it."""
-        from archlab.study.wording import verdict_text  # beside the report (its sentences), on use
-
-        pd = _pandas()
-        rows = []
-        for vs in self.verdict_stats():
-            diff = vs.paired.mean_diff if vs.paired is not None else None
-            rows.append({"dataset": vs.dataset, "variant": vs.variant, "metric": vs.metric,
-                         "baseline": vs.is_baseline, "n": len(vs.paired_seeds), "mean_diff": diff,
-                         "ci_low": vs.ci[0] if vs.ci else None, "ci_high": vs.ci[1] if vs.ci else None,
-                         "margin": vs.margin, "verdict": vs.outcome.value if vs.outcome is not None else None,
-                         "text": verdict_text(vs)})
-        return pd.DataFrame(rows)
+        """The **verdicts** table (:func:`archlab.study.tables.verdicts_frame`): one row per (dataset,
+        metric, variant) against the baseline — test metrics and every analysis number, with the
+        report's interval, verdict code, sentence and answer line."""
+        return verdicts_frame(self.out)
 
 
 def _monitor_metric(settings: Mapping[str, Any]) -> str:

@@ -177,7 +177,9 @@ def verdict_rows(source: StudyStore | str | Path, *, min_pairs: int = 3) -> list
     if not runs or baseline is None:
         return []
     settings = ReportSettings.from_meta(meta)
-    per_metric = comparisons(runs, baseline, report_metrics(settings.monitor), settings, min_pairs=min_pairs)
+    analysis = sorted({k for r in runs for k in (r.analysis or {})})  # built-in and plugin analyses alike
+    metrics = (*report_metrics(settings.monitor), *analysis)
+    per_metric = comparisons(runs, baseline, metrics, settings, min_pairs=min_pairs)
     primary = next(iter(per_metric))
     return [_verdict_row(vs, primary) for stats in per_metric.values() for vs in stats if not vs.is_baseline]
 

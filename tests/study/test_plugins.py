@@ -105,11 +105,11 @@ def test_plugin_study_inline_api(inline, folder):
     pytest.importorskip("pandas")
     runs = inline.runs
     assert set(runs["variant"]) == {"lin", "gated", "dotted"} and (runs["status"] == "done").all()
-    assert runs["pt_norm.l2"].notna().all()  # the plugin analysis ran on every run
+    assert runs["analysis.pt_norm.l2"].notna().all()  # the plugin analysis ran on every run
     verdicts = inline.verdicts
     assert {"accuracy", "pt_norm.l2"} <= set(verdicts["metric"])
     row = verdicts[(verdicts.metric == "pt_norm.l2") & (verdicts.variant == "gated")].iloc[0]
-    assert row["margin"] == 0.5 and isinstance(row["text"], str) and row["text"]
+    assert row["margin"] == 0.5 and isinstance(row["verdict_text"], str) and row["verdict_text"]
     cfg = json.loads(json.dumps(StudyStore(folder / "inline" / "results.sqlite").rows()[0].config))
     [rec] = cfg["plugins"]
     assert rec["module"] == "pt_parts" and rec["path"] == str(folder / "parts" / "pt_parts.py")
