@@ -59,17 +59,19 @@ class Variant(_Strict):
 
     model: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
-    # training-split cleaning only ({clean: {...}}, archlab.data.cleaning): val/test stay the same
+    # training-split cleaning only ({clean: {...}}, archlab.data.cleaning): val/test stay the same;
+    # `image_size` only in a study with `vary: [resolution]` (the splits resized after splitting)
     data: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
 
     @field_validator("data")
     @classmethod
     def _train_only(cls, v: dict[str, Any]) -> dict[str, Any]:
-        bad = sorted(set(v) - {"clean"})
+        bad = sorted(set(v) - {"clean", "image_size"})
         if bad:
             raise ValueError(f"a variant's data may only set `clean` (training-split cleaning, so val/test stay "
-                             f"identical across variants), got {bad}")
+                             f"identical across variants) or, in a study with `vary: [resolution]`, "
+                             f"`image_size`; got {bad}")
         if v.get("clean") is not None:
             from archlab.train.config import CleanConfig
 
@@ -145,6 +147,9 @@ class Study(_Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5)  # family-wise error rate of the study's verdicts
     primary_metric: str | None = None  # the decisive metric (None: the monitor, else accuracy)
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-run analyses (§6)
+    # what may differ between variants besides model/train: [resolution] lets a variant set
+    # data.image_size (the variable under study, e.g. compound scaling); the report says so
+    vary: list[Literal["resolution"]] = Field(default_factory=list)
     smoke: SmokeConfig | None = None
 
     @model_validator(mode="before")
@@ -225,7 +230,16 @@ class Study(_Strict):
         _check_train_keys(self.train, "train")
         for name, v in self.variants.items():
             _check_train_keys(v.train, f"variants.{name}.train")
+            if "image_size" in v.data and "resolution" not in self.vary:
+                raise ValueError(
+                    f"variants.{name}.data.image_size: a per-variant resolution changes the input, so it "
+                    f"is refused unless the study declares it the variable under study: add `vary: [resolution]`"
+                )
         return self
+
+    def resolutions(self) -> dict[str, Any]:
+        """Variant -> its own ``image_size`` (only variants that set one; ``vary: [resolution]``)."""
+        return {name: v.data["image_size"] for name, v in self.variants.items() if "image_size" in v.data}
 
     # ------------------------------------------------------------------------------------------
     def margin(self, metric: str) -> float | None:
@@ -277,7 +291,10 @@ class Study(_Strict):
         raw.setdefault("threads", 1)
         # the weights file's hash is recomputed from the path the variant ends up with
         raw["model"] = _merge(self.model.model_dump(exclude={"pretrained_sha256"}), variant.model)
-        raw["data"] = _merge(data.model_dump(), variant.data)
+        over = {k: v for k, v in variant.data.items() if k != "image_size"}
+        raw["data"] = _merge(data.model_dump(), over)
+        if "image_size" in variant.data:  # resized after the split (archlab.data.resolution)
+            raw["data"]["resize"] = variant.data["image_size"]
         if self.split == "per_seed":  # train/val redrawn per seed (test kept), identical across variants
             raw["data"]["resample_seed"] = derive_seed(data.split_seed, "split", key.seed) & 0x7FFFFFFF
         raw["seed"] = key.seed

@@ -38,6 +38,8 @@ ANALYSIS_METRICS: dict[str, tuple[bool, bool]] = {
     "efficiency.metric_per_gflop": (True, False),
     "gates.mean_final": (True, True),
     "gates.fraction_open": (True, True),
+    "cam.mass_in_mask": (True, True),  # Grad-CAM mass inside the object mask (archlab.analysis.cam)
+    "cam.peak_in_mask": (True, True),  # the map's peak inside the mask (the pointing game)
 }
 
 

@@ -435,7 +435,7 @@ def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
     for name, v in settings.variants.items():
         desc = str(v.get("description") or "")
         over = []
-        for part in ("model", "train"):
+        for part in ("model", "train", "data"):
             if isinstance(v.get(part), Mapping) and v[part]:
                 over.append(f"{part} {json.dumps(v[part], sort_keys=True)}")
         text = f"Variant {name}" + (" (baseline)" if name == baseline else "")
@@ -448,6 +448,10 @@ def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
         lines.append(f"Training ({baseline}): {_describe_train(base_cfg)}")
     if settings.split == "per_seed":
         lines.append("Split: train/val redrawn per seed (identical across the variants of a seed)")
+    sizes = {str(r.variant): r.config["data"].get("resize") for r in runs
+             if isinstance(r.config, Mapping) and isinstance(r.config.get("data"), Mapping)}
+    if any(v is not None for v in sizes.values()):  # vary: [resolution] (archlab.data.resolution)
+        lines.append(wording.resolution_note(sizes))
     for d in datasets:
         # which data a dataset label stands for (two image folders of one size differ by root only)
         data_cfg = next((r.config["data"] for r in runs if str(r.dataset) == d.name
