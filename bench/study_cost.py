@@ -20,15 +20,14 @@ Run: ``python bench/study_cost.py [--batch 8] [--steps 2] [--only seed004_modern
 
 from __future__ import annotations
 
-import math
-import os
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from _common import parse_args, write_result  # type: ignore[import-not-found]
+from _common import RESULTS, parse_args, write_result  # type: ignore[import-not-found]
 from archlab.data._dataset import ImageDataset
 from archlab.data.splits import Splits
 from archlab.study.config import RunKey, load_study
@@ -103,8 +102,10 @@ def measure(config: Any, classes: int, batch: int, steps: int) -> float:
     masks = (torch.rand(n, 1, h, w, generator=gen) > 0.7).to(torch.uint8) if seg else None
     names = tuple(f"c{k}" for k in range(classes))
     ds = ImageDataset(images, labels, names, "bench", masks)
+    # the weights file does not change the cost: the seeded initialisation stands in for it
+    model = config.model.model_copy(update={"pretrained": None, "pretrained_sha256": None})
     cfg = config.model_copy(update={"batch_size": batch, "threads": 1, "device": "cpu", "drop_last": True,
-                                    "data": config.data.model_copy(update={"resize": None})})
+                                    "data": config.data.model_copy(update={"resize": None}), "model": model})
     run = build_run(cfg, Splits(train=ds, val=ds, test=ds), torch.device("cpu"))
     run.model.train()
     batches = list(run.train_loader.epoch(0))
@@ -119,9 +120,11 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0], lambda p: (
         p.add_argument("--batch", type=int, default=8, help="images per timed step"),
         p.add_argument("--steps", type=int, default=2, help="timed steps per variant"),
-        p.add_argument("--only", nargs="*", default=None, help="study names (default: all)")))
+        p.add_argument("--only", nargs="*", default=None,
+                       help="study names (default: all); the others are kept from the existing results file")))
     torch.set_num_threads(1)
-    studies = {}
+    path = args.out or RESULTS / "study_cost.json"
+    studies = json.loads(path.read_text())["studies"] if args.only and path.is_file() and not args.tiny else {}
     batch, steps = (2, 1) if args.tiny else (args.batch, args.steps)
     for path in sorted(STUDIES.glob("*.yaml")):
         if args.only and path.stem not in args.only:
@@ -152,7 +155,7 @@ def main() -> None:
         studies[path.stem] = out
         if args.tiny:
             break
-    write_result("study_cost", {"studies": studies, "batch": batch, "steps": steps, "threads": 1,
+    write_result("study_cost", {"studies": dict(sorted(studies.items())), "batch": batch, "steps": steps, "threads": 1,
                                 "clock": "process_time"}, args.out, tiny=args.tiny)
 
 

@@ -22,7 +22,7 @@ def _study(vary=("resolution",), **variant_data) -> Study:
     return Study.model_validate({
         "name": "res", "data": DATA, "model": {"name": "mnist_cnn"}, "train": {"epochs": 1, "batch_size": 8},
         "seeds": [0, 1], "baseline": "r16", "vary": list(vary),
-        "variants": {"r16": {}, "r24": {"data": {"image_size": 24, **variant_data}}, "r12": {"data": {"image_size": [12, 10]}}},
+        "variants": {"r16": {}, "r24": {"data": {"image_size": 24, **variant_data}}, "r20": {"data": {"image_size": [20, 18]}}},
     })
 
 
@@ -33,9 +33,9 @@ def _config(study: Study, variant: str, seed: int = 0):
 def test_resized_variants_keep_images_split_and_batch_order():
     study = _study()
     base = load_splits(_config(study, "r16").data.model_dump_json())
-    for variant, hw in (("r24", (24, 24)), ("r12", (12, 10))):
+    for variant, hw in (("r24", (24, 24)), ("r20", (20, 18))):
         cfg = _config(study, variant)
-        assert cfg.data.resize in (24, [12, 10], (12, 10)) and cfg.data.options == DATA["options"]
+        assert cfg.data.resize in (24, [20, 18], (20, 18)) and cfg.data.options == DATA["options"]
         res = load_splits(cfg.data.model_dump_json())
         for part in ("train", "val", "test"):
             a, b = getattr(base, part), getattr(res, part)
@@ -79,4 +79,17 @@ def test_resize_value_checked():
 
 
 def test_resolutions_listed():
-    assert _study().resolutions() == {"r24": 24, "r12": [12, 10]}
+    assert _study().resolutions() == {"r24": 24, "r20": [20, 18]}
+
+
+def test_report_says_resolution_differs_and_flops_are_each_variants_own(tmp_path):
+    from archlab.study.runner import run_study
+
+    study = _study().model_copy(update={"seeds": [0]})
+    store = run_study(study, tmp_path)
+    rows = {r.variant: r for r in store.rows(with_predictions=False)}
+    assert all(r.status == "done" for r in rows.values())
+    assert rows["r24"].flops > rows["r20"].flops > rows["r16"].flops  # profiled at 24x24, 20x18, 16x16
+    md = (tmp_path / "report.md").read_text()
+    assert "Resolution differs between variants (the variable under study): r20 20x18, r24 24x24; r16 at the " \
+           "dataset's own size." in md
