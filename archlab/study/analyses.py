@@ -380,6 +380,8 @@ def _a_cam(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
         cams = grad_cam(model, images, labels, preprocess=norm, batch_size=opts["batch_size"])  # (N, H, W)
     except ArchlabError as exc:
         raise _Skip(str(exc)) from None
+    if not bool(torch.isfinite(cams).all()):  # a diverged model: no map to store or score
+        raise ArchlabError("non-finite Grad-CAM maps (the model's features or gradients are not finite)")
     masks = splits.test.masks[: len(labels)] if splits.test.masks is not None else None
     k = min(opts["examples"], len(labels))
     side = min(48, images.shape[-1])  # the figure's examples, small enough to store as JSON
