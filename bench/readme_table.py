@@ -20,6 +20,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 NOTES_START, NOTES_END = "<!-- bench-notes:start -->", "<!-- bench-notes:end -->"
+COST_START, COST_END = "<!-- study-cost:start -->", "<!-- study-cost:end -->"
 PLACEHOLDER = "BENCH_TABLE"
 HEADER = [
     "| benchmark | archlab (median) | reference (median) | ratio | target | met | hardware |",
@@ -262,6 +263,8 @@ def rows(results: Path = RESULTS) -> list[str]:
     order = {n: i for i, n in enumerate(["efficiency_1thread", "efficiency", "seed002_study", "speed_rule", "engine",
                                          "engine_1thread", "study", "gpu", "ltc", "rotation_conv"])}
     for path in sorted(files, key=lambda p: (order.get(p.stem, len(order)), p.stem)):
+        if path.stem == "study_cost":  # its own table (study_cost_table)
+            continue
         d = json.loads(path.read_text())
         kind = path.stem.split("_1thread")[0]  # engine_1thread.json: the engine run with --threads 1
         kind = "seed002_study" if kind.startswith("seed002_study") else kind  # seed002_study_10classes.json
@@ -425,6 +428,39 @@ def notes(results: Path = RESULTS) -> list[str]:
     return out
 
 
+def _days(cpu_s: float) -> str:
+    d = cpu_s / 86400
+    return f"{d:.3g}" if d >= 0.01 else f"{cpu_s / 3600:.2g} h"
+
+
+def study_cost_table(results: Path = RESULTS) -> list[str]:
+    """The compute each full-size study needs (``bench/study_cost.py``): measured cost x images x epochs x runs."""
+    d = _load(results, "study_cost")
+    if d is None:
+        return ["No `bench/results/study_cost.json` yet: `python bench/study_cost.py` writes it."]
+    out = ["| study | runs | epochs | training images / epoch | CPU-ms per training image (min..max over variants) "
+           "| training compute (CPU-days) |", "|---|---:|---:|---:|---:|---:|"]
+    for name, s in sorted(d["studies"].items()):
+        per = [v["cpu_s_per_image"] * 1e3 for v in s["variants"].values()]
+        imgs = ", ".join(f"{v['train_images']:,}" for v in s["datasets"].values())
+        out.append(f"| `{name}` | {s['runs']} | {s['max_epochs']} | {imgs} | {min(per):.3g}..{max(per):.3g} "
+                   f"| {_days(s['cpu_s'])} |")
+    h = d["hardware"]
+    out += ["", f"Measured by `bench/study_cost.py` ({d['steps']} timed steps of {d['batch']} random images of each "
+            f"variant's real input shape after a warm-up, CPU time of one thread, {h['cpu_count']} CPU cores, torch "
+            f"{h['torch']}, load average {h['load_average_1_5_15min'][0]:.1f}): training steps only (augmentation "
+            "included; validation, test and analyses not counted), for the epochs written (early stopping can end "
+            "runs sooner). Anything above a few CPU-days is a GPU study."]
+    return out
+
+
+def replace_cost(text: str, lines: list[str]) -> str:
+    """``text`` with the block between the study-cost markers set to ``lines`` (unchanged when absent)."""
+    if COST_START in text and COST_END in text:
+        return _replace_block(text, COST_START, COST_END, lines, None)
+    return text
+
+
 def _replace_block(text: str, start: str, end: str, lines: list[str], placeholder: str | None) -> str:
     block = "\n".join([start, *lines, end])
     if start in text and end in text:
@@ -470,10 +506,11 @@ def main() -> None:
     args = p.parse_args()
     table = rows(args.results)
     if not args.write:
-        print("\n".join([*table, "", *notes(args.results)]))
+        print("\n".join([*table, "", *notes(args.results), "", *study_cost_table(args.results)]))
         return
     readme = args.readme
-    readme.write_text(replace_notes(replace_table(readme.read_text(), table), notes(args.results)))
+    text = replace_notes(replace_table(readme.read_text(), table), notes(args.results))
+    readme.write_text(replace_cost(text, study_cost_table(args.results)))
     print(f"wrote {len(table) - 2} rows to {readme}", file=sys.stderr)
 
 

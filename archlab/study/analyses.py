@@ -11,6 +11,7 @@ A study file turns analyses on with ``analyses:`` (a list of names, or a mapping
       gates: {}                            # learned connectivity: trajectories, cross-seed agreement
       excitation: {images: 300}            # SE excitations per class (a figure)
       feature_reuse: {}                    # DenseNet feature reuse (a figure)
+      cam: {images: 500}                   # Grad-CAM mass inside the object masks (and a figure)
 
 After all training, :func:`run_analysis_phase` computes every analysis on every finished run that
 lacks it, from the run folder (the tested weights, ``best.safetensors``) and the stored history.
@@ -83,6 +84,7 @@ _BUILTIN_OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "gates": {},
     "excitation": {"images": ((int,), 500), "classes": ((list, type(None)), None)},
     "feature_reuse": {},
+    "cam": {"images": ((int,), 500), "examples": ((int,), 6), "batch_size": ((int,), 64)},
 }
 
 
@@ -432,9 +434,40 @@ def _a_feature_reuse(run: AnalysisRun, opts: dict, ctx: _Context) -> tuple[dict,
                                        for r in np.asarray(b.matrix)]} for b in blocks]}
 
 
+def _a_cam(run: _Run, opts: dict, ctx: _Context) -> tuple[dict, dict]:
+    from archlab.analysis.cam import grad_cam, mask_scores
+    from archlab.data.load_options import resize_images
+
+    model, config, splits, norm = _check_rotatable(run)  # a classifier on uncropped images, as rotation
+    images, labels = _test_images(splits, opts["images"])
+    try:
+        cams = grad_cam(model, images, labels, preprocess=norm, batch_size=opts["batch_size"])  # (N, H, W)
+    except ArchlabError as exc:
+        raise _Skip(str(exc)) from None
+    if not bool(torch.isfinite(cams).all()):  # a diverged model: no map to store or score
+        raise ArchlabError("non-finite Grad-CAM maps (the model's features or gradients are not finite)")
+    masks = splits.test.masks[: len(labels)] if splits.test.masks is not None else None
+    k = min(opts["examples"], len(labels))
+    side = min(48, images.shape[-1])  # the figure's examples, small enough to store as JSON
+    small = lambda t: resize_images(t, (side, side))  # noqa: E731
+    grey = small(images[:k].float().mean(1, keepdim=True).round().to(torch.uint8))[:, 0]
+    cam_u8 = small((cams[:k] / cams[:k].flatten(1).amax(1).clamp_min(1e-30)[:, None, None] * 255)
+                   .round().to(torch.uint8)[:, None])[:, 0]
+    data: dict[str, Any] = {"images": int(len(labels)), "examples": {"image": grey.tolist(), "cam": cam_u8.tolist(),
+                                                                    "label": labels[:k].tolist()}}
+    if masks is None:  # the maps are still shown; without masks there is no number to compare
+        data["note"] = "the test images have no object masks: maps shown, no localisation score"
+        return {}, data
+    sc = mask_scores(cams, masks)
+    data["examples"]["mask"] = small(masks[:k].to(torch.uint8) * 255)[:, 0].gt(127).int().tolist()
+    data["mask_area"] = float(sc["mask_area"].mean())
+    return {"mass_in_mask": float(sc["mass_in_mask"].mean()), "peak_in_mask": float(sc["peak_in_mask"].mean())}, data
+
+
+
 for _name, _fn in (("rotation", _a_rotation), ("transplant", _a_transplant), ("convergence", _a_convergence),
                   ("generalization_gap", _a_generalization_gap), ("efficiency", _a_efficiency), ("gates", _a_gates),
-                  ("excitation", _a_excitation), ("feature_reuse", _a_feature_reuse)):
+                  ("excitation", _a_excitation), ("feature_reuse", _a_feature_reuse), ("cam", _a_cam)):
     register_analysis(_name, options=_BUILTIN_OPTIONS[_name])(_fn)  # their metrics: archlab.study.metrics
 
 
@@ -783,6 +816,34 @@ def _feature_reuse_figures(groups) -> list[tuple[str, bytes, str, str]]:
     return figs
 
 
+def _cam_figures(groups) -> list[tuple[str, bytes, str, str]]:
+    from matplotlib.figure import Figure
+
+    figs = []
+    for (ds, v), items in groups.items():
+        seed, d = items[0]
+        ex = d["examples"]
+        k = len(ex["image"])
+        if not k:
+            continue
+        fig = Figure(figsize=(1.6 * k, 1.9))
+        for i in range(k):
+            ax = fig.add_subplot(1, k, i + 1)
+            ax.imshow(np.asarray(ex["image"][i]), cmap="gray", vmin=0, vmax=255)
+            ax.imshow(np.asarray(ex["cam"][i]), cmap="jet", alpha=0.45, vmin=0, vmax=255)
+            if "mask" in ex:
+                ax.contour(np.asarray(ex["mask"][i]), levels=[0.5], colors="white", linewidths=0.7)
+            ax.set_title(f"class {ex['label'][i]}", fontsize="x-small")
+            ax.axis("off")
+        fig.tight_layout()
+        area = f" The masks cover {100 * d['mask_area']:.1f} % of the image on average (what a uniform map scores)." \
+            if "mask_area" in d else ""
+        figs.append((f"cam_{ds}_{v}.png", _png(fig), f"cam: {v} seed {seed} ({ds})",
+                     "Grad-CAM of the true class on the last stage (colour) over the first test images; white: "
+                     f"the object mask.{area}"))
+    return figs
+
+
 def analysis_sections(rows: Sequence[RunRecord], store: Any, *, baseline: str, alpha: float = 0.05,
                       min_pairs: int = 3) -> list[Section]:
     """The report sections of the stored analyses: paired-statistics tables and figures.
@@ -822,6 +883,8 @@ def analysis_sections(rows: Sequence[RunRecord], store: Any, *, baseline: str, a
             figs += _excitation_figures(groups)
         elif name == "feature_reuse" and groups:
             figs += _feature_reuse_figures(groups)
+        elif name == "cam" and groups:
+            figs += _cam_figures(groups)
         if name == "convergence":
             rules = sorted({d["rule"] for (_, a), d in data.items() if a == name and "rule" in d})
             missed = sum(1 for (_, a), d in data.items() if a == name and d.get("reached") is False)

@@ -62,7 +62,8 @@ class Variant(_Strict):
 
     model: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
-    # training-split cleaning only ({clean: {...}}, archlab.data.cleaning): val/test stay the same
+    # training-split cleaning only ({clean: {...}}, archlab.data.cleaning): val/test stay the same;
+    # `image_size` only in a study with `vary: [resolution]` (the splits resized after splitting)
     data: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
     # capacity matching (archlab.study.matching): a model knob turned to reach another variant's size
@@ -77,10 +78,11 @@ class Variant(_Strict):
     @field_validator("data")
     @classmethod
     def _train_only(cls, v: dict[str, Any]) -> dict[str, Any]:
-        bad = sorted(set(v) - {"clean"})
+        bad = sorted(set(v) - {"clean", "image_size"})
         if bad:
             raise ValueError(f"a variant's data may only set `clean` (training-split cleaning, so val/test stay "
-                             f"identical across variants), got {bad}")
+                             f"identical across variants) or, in a study with `vary: [resolution]`, "
+                             f"`image_size`; got {bad}")
         if v.get("clean") is not None:
             from archlab.train.config import CleanConfig
 
@@ -164,6 +166,9 @@ class Study(_Strict):
     analyses: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per-run analyses (§6)
     tune: TuneConfig | None = None  # the same tuning budget for every variant (archlab.study.tuning)
     budgets: list[int] = Field(default_factory=list)  # epochs at which each run also tests (archlab.study.budgets)
+    # what may differ between variants besides model/train: [resolution] lets a variant set
+    # data.image_size (the variable under study, e.g. compound scaling); the report says so
+    vary: list[Literal["resolution"]] = Field(default_factory=list)
     smoke: SmokeConfig | None = None
     imports: list[str] = Field(default_factory=list)  # user code: files (relative to the study file) or modules
     # the imported plugins' records ({module, path, sha256}), set by load_study / with_plugins
@@ -183,7 +188,7 @@ class Study(_Strict):
     @model_serializer(mode="wrap")
     def _unset_keys_left_out(self, handler: Any) -> dict[str, Any]:
         # a study without tune:/budgets:/imports: is recorded (meta `study`) exactly as before they existed
-        return _without_unset(handler(self), ("tune", "budgets", "imports"))
+        return _without_unset(handler(self), ("tune", "budgets", "imports", "vary"))
 
     @model_validator(mode="before")
     @classmethod
@@ -267,12 +272,21 @@ class Study(_Strict):
             _check_train_keys(v.train, f"variants.{name}.train")
             if v.match is not None:
                 _check_match(name, v.match, self.variants)
+            if "image_size" in v.data and "resolution" not in self.vary:
+                raise ValueError(
+                    f"variants.{name}.data.image_size: a per-variant resolution changes the input, so it "
+                    f"is refused unless the study declares it the variable under study: add `vary: [resolution]`"
+                )
         return self
 
     def tuning(self, variant: str) -> TuneConfig | None:
         """The tuning budget of ``variant``: its own ``tune:``, else the study's (``None``: untuned)."""
         own = self.variants[variant].tune
         return own if own is not None else self.tune
+
+    def resolutions(self) -> dict[str, Any]:
+        """Variant -> its own ``image_size`` (only variants that set one; ``vary: [resolution]``)."""
+        return {name: v.data["image_size"] for name, v in self.variants.items() if "image_size" in v.data}
 
     # ------------------------------------------------------------------------------------------
     def margin(self, metric: str) -> float | None:
@@ -334,7 +348,10 @@ class Study(_Strict):
             raw["budgets"] = list(self.budgets)
         # the weights file's hash is recomputed from the path the variant ends up with
         raw["model"] = _merge(self.model.model_dump(exclude={"pretrained_sha256"}), variant.model)
-        raw["data"] = _merge(data.model_dump(), variant.data)
+        over = {k: v for k, v in variant.data.items() if k != "image_size"}
+        raw["data"] = _merge(data.model_dump(), over)
+        if "image_size" in variant.data:  # resized after the split (archlab.data.resolution)
+            raw["data"]["resize"] = variant.data["image_size"]
         if self.split == "per_seed":  # train/val redrawn per seed (test kept), identical across variants
             raw["data"]["resample_seed"] = derive_seed(data.split_seed, "split", key.seed) & 0x7FFFFFFF
         raw["seed"] = key.seed

@@ -40,12 +40,16 @@ __all__ = ["execute_run", "load_splits", "run_dir", "OWNER_FILE", "check_owner"]
 OWNER_FILE = "owner.json"
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)  # a resolution study holds the unresized splits and one copy per resolution
 def load_splits(data_json: str):
     """The splits of a data config, loaded once per process (a study's runs share them)."""
+    # imported here, as the engine is: the data stack's imports come after the study's workers started
+    from archlab.data.resolution import resize_splits
     from archlab.train.engine import prepare_data
 
     data = DataConfig.model_validate_json(data_json)
+    if data.resize is not None:  # a per-variant resolution: the unresized splits, loaded once, resized
+        return resize_splits(load_splits(data.model_copy(update={"resize": None}).model_dump_json()), data.resize)
     return prepare_data(TrainConfig(data=data))
 
 

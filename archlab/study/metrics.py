@@ -137,6 +137,8 @@ for _name, _hib, _rate, _unit in (
     ("efficiency.metric_per_gflop", True, False, "per GFLOP"),
     ("gates.mean_final", True, True, ""),
     ("gates.fraction_open", True, True, ""),
+    ("cam.mass_in_mask", True, True, ""),  # Grad-CAM mass inside the object mask (archlab.analysis.cam)
+    ("cam.peak_in_mask", True, True, ""),  # the map's peak inside the mask (the pointing game)
 ):
     register_metric(_name, higher_is_better=_hib, rate=_rate, unit=_unit)
 

@@ -440,7 +440,7 @@ def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
     for name, v in settings.variants.items():
         desc = str(v.get("description") or "")
         over = []
-        for part in ("model", "train"):
+        for part in ("model", "train", "data"):
             if isinstance(v.get(part), Mapping) and v[part]:
                 over.append(f"{part} {json.dumps(v[part], sort_keys=True)}")
         text = f"Variant {name}" + (" (baseline)" if name == baseline else "")
@@ -457,6 +457,10 @@ def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
         lines.append(f"Plugin {module}: {path}" + (f" ({version})" if version else "") + f", sha256 {str(sha)[:12]}")
     if settings.split == "per_seed":
         lines.append("Split: train/val redrawn per seed (identical across the variants of a seed)")
+    sizes = {str(r.variant): r.config["data"].get("resize") for r in runs
+             if isinstance(r.config, Mapping) and isinstance(r.config.get("data"), Mapping)}
+    if any(v is not None for v in sizes.values()):  # vary: [resolution] (archlab.data.resolution)
+        lines.append(wording.resolution_note(sizes))
     for d in datasets:
         # which data a dataset label stands for (two image folders of one size differ by root only)
         data_cfg = next((r.config["data"] for r in runs if str(r.dataset) == d.name
@@ -471,6 +475,18 @@ def _context(runs: Sequence[RunRecord], baseline: str, settings: ReportSettings,
         if any(v is not None for v in s.values()):
             lines.append(f"Split sizes ({d.name}): " + ", ".join(
                 f"{k} {_fmt_count(v)}" for k, v in s.items() if v is not None) + " images")
+        # a variant that cleans its training split (variants.X.data.clean) trains on fewer images
+        trains: dict[bool, dict[str, Any]] = {True: {}, False: {}}  # cleaned? -> variant -> train size
+        for r in runs:
+            if (str(r.dataset) == d.name and r.status == "done" and isinstance(r.provenance, Mapping)
+                    and isinstance(r.provenance.get("split_sizes"), Mapping) and isinstance(r.config, Mapping)
+                    and isinstance(r.config.get("data"), Mapping)):
+                trains[bool(r.config["data"].get("clean"))][str(r.variant)] = r.provenance["split_sizes"].get("train")
+        full = next((n for n in trains[False].values() if isinstance(n, int)), None)
+        for v, n in sorted(trains[True].items()):
+            if isinstance(n, int) and full is not None:
+                lines.append(f"Cleaning ({d.name}, {v}): {_fmt_count(n)} of {_fmt_count(full)} training "
+                             "images kept (validation and test unchanged)")
         if s.get("test") is not None and s["test"] < SMALL_TEST_SET:
             warnings.append(
                 f"small test set on {d.name}: {s['test']} images — one image moves accuracy by "

@@ -278,6 +278,17 @@ def interval_label(vs: VariantStats) -> str:
 # Methods
 
 
+def resolution_note(sizes: Mapping[str, Any]) -> str:
+    """The sentence a ``vary: [resolution]`` study's report carries (variant -> its ``resize``)."""
+    own = ", ".join(f"{v} {'x'.join(map(str, s)) if isinstance(s, (list, tuple)) else f'{s}x{s}'}"
+                    for v, s in sorted(sizes.items()) if s is not None)
+    rest = sorted(v for v, s in sizes.items() if s is None)
+    return (f"Resolution differs between variants (the variable under study): {own}"
+            + (f"; {', '.join(rest)} at the dataset's own size" if rest else "")
+            + ". Every variant trains on the same images, split and batch order, resized after the "
+            "split; parameters and FLOPs are measured at each variant's own resolution.")
+
+
 def methods(
     *,
     primary: str,

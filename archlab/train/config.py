@@ -49,6 +49,8 @@ class DataConfig(_Strict):
     normalize: Literal["dataset", "none"] | tuple[list[float], list[float]] = "dataset"  # train mean/std
     clean_split: str | None = None  # clean_split.json of `archlab data audit`: drops duplicates/leaks
     clean: CleanConfig | None = None  # clean the training split only (a study variant's `data:` override)
+    # resize every split *after* splitting (a study's `vary: [resolution]` variant): same images and split
+    resize: int | tuple[int, int] | None = None
     label: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")  # a study's name for it (default: name + image_size)
 
     @field_validator("options")
@@ -59,6 +61,14 @@ class DataConfig(_Strict):
             if key in options:
                 raise ValueError(f"{key!r} is not a loader option: write it as data.{key}, next to data.options")
         return options
+
+    @field_validator("resize")
+    @classmethod
+    def _resize(cls, v: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+        sizes = [v] if isinstance(v, int) else list(v or ())
+        if any(isinstance(s, bool) or s < 1 for s in sizes):
+            raise ValueError(f"resize={v!r} must be a positive int or [height, width]")
+        return v
 
 
 class ModelConfig(_Strict):

@@ -36,6 +36,7 @@ from archlab.data import (
     make_splits,
 )
 from archlab.data.cleaning import clean_train_split
+from archlab.data.resolution import resize_splits
 from archlab.data.splits import apply_clean_split
 from archlab.errors import ConfigError
 from archlab.train.config import TrainConfig
@@ -204,6 +205,8 @@ def prepare_data(config: TrainConfig) -> Splits:
     splits = apply_clean_split(splits, d.clean_split) if d.clean_split else splits
     if d.clean is not None:  # the training split only: val/test stay identical across variants
         splits = clean_train_split(splits, d.clean)
+    if d.resize is not None:  # after the split: the same images in the same split, resized
+        splits = resize_splits(splits, d.resize)
     return splits
 
 

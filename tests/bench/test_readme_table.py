@@ -58,3 +58,33 @@ def test_write_replaces_placeholder_then_markers(tmp_path):
     readme.write_text("no table here\n")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode != 0 and "BENCH_TABLE" in proc.stderr
+
+
+def test_study_cost_table_is_cost_times_images_and_goes_between_its_markers(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    cost = {"hardware": {**HW, "load_average_1_5_15min": [1.0, 1.0, 1.0]}, "batch": 8, "steps": 2, "studies": {
+        "s": {"runs": 10, "max_epochs": 360, "cpu_s": 3.5 * 86400, "datasets": {"d": {"train_images": 2015}},
+              "variants": {"d/a": {"cpu_s_per_image": 0.19}, "d/b": {"cpu_s_per_image": 0.05}}}}}
+    (res / "study_cost.json").write_text(json.dumps(cost))
+    table = readme_table.study_cost_table(res)
+    assert table[2] == "| `s` | 10 | 360 | 2,015 | 50..190 | 3.5 |"
+    assert readme_table.rows(res) == readme_table.HEADER  # not a row of the benchmark table
+    text = readme_table.replace_cost("a\n<!-- study-cost:start -->\nold\n<!-- study-cost:end -->\nb\n", table)
+    assert "old" not in text and "| `s` | 10 |" in text and text.startswith("a\n") and text.endswith("\nb\n")
+    assert readme_table.study_cost_table(tmp_path) == [
+        "No `bench/results/study_cost.json` yet: `python bench/study_cost.py` writes it."]
+
+
+def test_study_cost_training_images_follow_the_split():
+    import study_cost
+    from archlab.train.config import DataConfig
+
+    assert study_cost.train_images(DataConfig(name="cifar10", val_fraction=0.1)) == 45000
+    assert study_cost.train_images(DataConfig(name="mnist", options={"subset": {"train": 10000, "test": 1000}},
+                                              val_fraction=0.1)) == 9000
+    # seed 000: 20 % test and 15 % val carved from 15,662 images, then classes balanced to the smallest
+    assert study_cost.train_images(DataConfig(name="image_folder", val_fraction=0.15, test_fraction=0.2,
+                                              balance=True)) == round(2 * 3100 * 0.65)
+    assert study_cost.train_images(DataConfig(name="quickdraw", options={"per_class": 10000}, val_fraction=0.1,
+                                              test_fraction=0.2)) == 24 * 7000

@@ -141,3 +141,27 @@ def test_seed002_nerve_has_a_cleaned_variant():
     assert cleaned
     cfg = study.resolve(RunKey(dataset=next(iter(study.dataset_configs())), variant=cleaned[0], seed=0))
     assert cfg.data.clean is not None and "contradicting" in cfg.data.clean.drop
+
+
+@pytest.mark.slow  # the audit's first call (descriptor set-up) takes several seconds
+def test_report_counts_the_images_cleaning_kept(tmp_path):
+    from archlab.study.runner import run_study
+
+    study = _study().model_copy(update={"seeds": [0]})
+    store = run_study(study, tmp_path)
+    sizes = {r.variant: r.provenance["split_sizes"]["train"] for r in store.rows(with_predictions=False)}
+    assert sizes["cleaned"] < sizes["raw"]
+    md = (tmp_path / "report.md").read_text()
+    assert f"Cleaning (planted_copies, cleaned): {sizes['cleaned']} of {sizes['raw']} training images kept" in md
+
+
+@pytest.mark.slow  # the audit's first call (descriptor set-up) takes several seconds
+def test_seed002_nerve_smoke_exercises_cleaning():
+    from pathlib import Path
+
+    study = load_study(Path(__file__).resolve().parents[2] / "studies" / "seed002_nerve.yaml", smoke=True)
+    ds = next(iter(study.dataset_configs()))
+    raw, clean = (load_splits(study.resolve(RunKey(dataset=ds, variant=v, seed=0)).data.model_dump_json())
+                  for v in ("unet", "unet_cleaned"))
+    assert len(clean.train) < len(raw.train)  # the planted contradicting copies in train go
+    assert split_fingerprint(clean.test) == split_fingerprint(raw.test)

@@ -155,6 +155,8 @@ def test_seed001_transfer_study_smoke(tmp_path, monkeypatch):
     Path("weights").mkdir()
     torchvision_file(Path("weights/smoke_resnet18_torchvision.pth"))
     s = load_study(root / "studies" / "seed001_transfer.yaml", smoke=True)
+    assert s.model.pretrained is None  # the smoke section runs without a file (a fresh folder)
+    s = s.model_copy(update={"model": s.model.model_copy(update={"pretrained": "weights/smoke_resnet18_torchvision.pth"})})
     store = run_study(s, tmp_path / "out", workers=1)
     rows = store.rows(with_predictions=False)
     assert {r.variant for r in rows} >= {"default_head", "spinal", "ncp"}

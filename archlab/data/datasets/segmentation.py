@@ -180,6 +180,7 @@ def load_synthetic_masks(
     decoy_fraction: float = 0.5,
     noise: float = 0.15,
     seed: int = 0,
+    copies: int = 0,
 ) -> dict[str, ImageDataset]:
     """Generate ultrasound-like images with nerve masks, ~``empty_fraction`` of them empty.
 
@@ -197,6 +198,9 @@ def load_synthetic_masks(
         decoy_fraction: fraction of the empty images that hold a decoy.
         noise: std of the additive noise on [0, 1] intensities.
         seed: generator seed; same options, same tensors.
+        copies: append exact copies of this many images that hold a nerve, with an empty mask:
+            the contradicting near-duplicates seed 002 found in the real data, so a smoke run's
+            cleaning (``data.clean``) has something to remove (``num_samples + copies`` images).
 
     Shape:
         - images: :math:`(N, 1, S, S)` uint8; masks: :math:`(N, 1, S, S)` uint8 in {0, 1}
@@ -209,6 +213,8 @@ def load_synthetic_masks(
             raise ConfigError(f"synthetic_masks: {key} must lie in [0, 1], got {val!r}")
     if not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
         raise ConfigError(f"synthetic_masks: noise must be a finite float >= 0, got {noise!r}")
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
+        raise ConfigError(f"synthetic_masks: copies must be an int >= 0, got {copies!r}")
     gen = make_generator(seed, "synthetic_masks")
     n, s = num_samples, image_size
     n_empty = round(n * empty_fraction)
@@ -236,6 +242,13 @@ def load_synthetic_masks(
     x = x * speckle + noise * torch.randn(n, s, s, generator=gen)
     images = to_uint8_images(x.clamp_(0.0, 1.0)[:, None], "synthetic_masks images", scale=255.0)
     masks = (inside & has[:, None, None]).to(torch.uint8)[:, None]  # (N, 1, S, S)
+    if copies:
+        src = torch.nonzero(has)[:, 0][:copies]  # (k,) images with a nerve
+        if len(src) < copies:
+            raise ConfigError(f"synthetic_masks: copies={copies} but only {len(src)} images hold a nerve")
+        images = torch.cat([images, images[src]])
+        masks = torch.cat([masks, torch.zeros_like(masks[src])])  # the same image, "no nerve"
+        has = torch.cat([has, torch.zeros(copies, dtype=torch.bool)])
     return {
         "train": ImageDataset(
             images.contiguous(), has.to(torch.int64), SEGMENTATION_CLASSES, "synthetic_masks/train", masks.contiguous()

@@ -97,6 +97,7 @@ def load_synthetic(
     channels: int = 1,
     seed: int = 0,
     noise: float = 0.05,
+    object_masks: bool = False,
 ) -> dict[str, ImageDataset]:
     """Generate a shapes dataset (one ``"train"`` part).
 
@@ -109,6 +110,8 @@ def load_synthetic(
         channels: 1 (grey) or 3 (random colour per sample).
         seed: generator seed; same options, same tensors.
         noise: std of Gaussian pixel noise on [0, 1] intensities (0 for clean images).
+        object_masks: attach each shape's pixel mask (``masks``, 1 = shape) to a classification
+            dataset, for analyses that score where a model looks (``cam``); training ignores it.
 
     Shape:
         - images: :math:`(num\\_samples, channels, image\\_size, image\\_size)` uint8
@@ -127,6 +130,8 @@ def load_synthetic(
         )
     if channels not in (1, 3):
         raise ConfigError(f"synthetic: channels must be 1 or 3, got {channels!r}")
+    if not isinstance(object_masks, bool):
+        raise ConfigError(f"synthetic: object_masks must be true or false, got {object_masks!r}")
     if not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
         raise ConfigError(f"synthetic: noise must be a finite float >= 0, got {noise!r}")
 
@@ -176,6 +181,7 @@ def load_synthetic(
     )
     return {
         "train": ImageDataset(
-            images.contiguous(), labels.to(torch.int64), classes, "synthetic/train"
+            images.contiguous(), labels.to(torch.int64), classes, "synthetic/train",
+            mask[:, None].to(torch.uint8) if object_masks else None,  # (N, 1, S, S)
         )
     }
