@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import archlab.data.datasets as registry
+import archlab.data.datasets.registry as registry
 from archlab.data import ImageDataset, list_datasets, load_dataset, register_dataset
 from archlab.errors import ConfigError, UnknownNameError
 

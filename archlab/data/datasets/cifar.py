@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from archlab.data._dataset import ImageDataset, to_uint8_images
-from archlab.data.datasets import missing_file_error, register_dataset
+from archlab.data.datasets.registry import missing_file_error, register_dataset
 from archlab.errors import ConfigError, DataError
 
 __all__ = [

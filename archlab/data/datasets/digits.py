@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from archlab.data._dataset import ImageDataset, to_uint8_images
-from archlab.data.datasets import register_dataset
+from archlab.data.datasets.registry import register_dataset
 from archlab.errors import ConfigError
 
 __all__ = ["load_digits"]

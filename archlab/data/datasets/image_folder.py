@@ -31,7 +31,7 @@ from PIL import Image, UnidentifiedImageError
 
 from archlab._seed import make_generator
 from archlab.data._dataset import ImageDataset
-from archlab.data.datasets import register_dataset
+from archlab.data.datasets.registry import register_dataset
 from archlab.errors import ConfigError, DataError
 
 __all__ = ["load_image_folder", "IMAGE_EXTENSIONS"]

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from archlab.data._dataset import ImageDataset
-from archlab.data.datasets import register_dataset
+from archlab.data.datasets.registry import register_dataset
 from archlab.errors import ConfigError, DataError
 
 __all__ = [

@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from archlab._seed import make_generator
 from archlab.data._dataset import ImageDataset, to_uint8_images
-from archlab.data.datasets import register_dataset
+from archlab.data.datasets.registry import register_dataset
 from archlab.data.datasets.image_folder import IMAGE_EXTENSIONS
 from archlab.errors import ConfigError, DataError
 

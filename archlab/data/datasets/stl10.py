@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from archlab.data._dataset import ImageDataset
-from archlab.data.datasets import missing_file_error, register_dataset
+from archlab.data.datasets.registry import missing_file_error, register_dataset
 from archlab.errors import ConfigError, DataError
 
 __all__ = ["load_stl10", "read_stl10_images", "write_stl10_images", "RESOURCES", "STL10_CLASSES"]

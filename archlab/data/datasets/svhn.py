@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from archlab.data._dataset import ImageDataset
-from archlab.data.datasets import missing_file_error, register_dataset
+from archlab.data.datasets.registry import missing_file_error, register_dataset
 from archlab.errors import DataError
 
 __all__ = ["load_svhn", "read_svhn_mat", "RESOURCES", "SVHN_CLASSES"]

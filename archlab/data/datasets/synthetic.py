@@ -15,7 +15,7 @@ import torch
 
 from archlab._seed import make_generator
 from archlab.data._dataset import ImageDataset, to_uint8_images
-from archlab.data.datasets import register_dataset
+from archlab.data.datasets.registry import register_dataset
 from archlab.errors import ConfigError
 
 __all__ = ["load_synthetic", "SHAPES", "FILLS", "MAX_CLASSES"]
