@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from archlab.errors import UnknownNameError
+from archlab.errors import DataError, UnknownNameError
 from archlab.study.record import RunRecord
 from archlab.train.metrics import metric_mode
 
-__all__ = ["RATE_METRICS", "ANALYSIS_METRICS", "metric_direction", "run_test_size"]
+__all__ = ["RATE_METRICS", "ANALYSIS_METRICS", "metric_direction", "run_test_size", "check_rate"]
 
 #: test metrics that are fractions in [0, 1] (shown in % and percentage points)
 RATE_METRICS = ("accuracy", "f1_macro", "dice")
@@ -64,3 +64,21 @@ def run_test_size(run: RunRecord) -> int | None:
             return n
     t = run.test_targets
     return len(t) if t else None
+
+
+def check_rate(run: RunRecord, metric: str, value: float) -> float:
+    """``value`` if it is a valid value of ``metric`` for ``run``; a rate outside [0, 1] is an error.
+
+    An accuracy given in percentage points (90.3 instead of 0.903) would otherwise give an
+    inverted interval (89.56, 1.0) after clipping to the rate's range.
+
+    Raises:
+        DataError: a rate metric (:data:`RATE_METRICS` or a rate analysis number) outside [0, 1].
+    """
+    rate = metric in RATE_METRICS or ANALYSIS_METRICS.get(metric, (True, False))[1]
+    if rate and not 0.0 <= value <= 1.0:
+        raise DataError(
+            f"run ({run.dataset!r}, {run.variant!r}, seed {run.seed}) has test {metric} = {value!r}; "
+            f"{metric} is a rate and must lie in [0, 1] (a percentage such as 90.3 must be stored as 0.903)"
+        )
+    return value

@@ -452,6 +452,7 @@ def _rounds(study: Study, store: StudyStore, emit: Event) -> Iterator[list[RunKe
         decisions = sequential_decisions(
             store.rows(with_history=False, with_predictions=False), baseline=study.baseline, metric=metric,
             margin=study.margin(metric), alpha=study.alpha, looks=looks, family=len(undecided_all),
+            spend=plan.spending,
         )
         undecided = {c for c in undecided if not (c in decisions and decisions[c].decided)}
         if not undecided:
