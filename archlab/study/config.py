@@ -103,6 +103,9 @@ class SeedPlan(_Strict):
     max: int = Field(20, ge=2, le=1000)
     step: int = Field(1, ge=1)  # seeds added per round (one look at the data per round)
     until: Literal["conclusive"] = "conclusive"
+    # alpha spending over the looks (archlab.study.sequential, docs/statistics.md): quadratic decides
+    # huge differences at the first look; obrien_fleming keeps the most power at the last look
+    spending: Literal["quadratic", "obrien_fleming", "pocock", "linear", "cubic"] = "quadratic"
 
     @model_validator(mode="after")
     def _order(self) -> SeedPlan:

@@ -18,12 +18,12 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from archlab.errors import ConfigError, UnknownNameError
+from archlab.errors import ConfigError, DataError, UnknownNameError
 from archlab.study.record import RunRecord
 
 __all__ = ["MetricSpec", "register_metric", "metric_spec", "list_metrics", "RATE_METRICS", "ANALYSIS_METRICS",
            "metric_direction", "default_margin", "run_test_size",
-           "report_metrics"]
+           "report_metrics", "check_rate"]
 
 
 @dataclass(frozen=True)
@@ -180,3 +180,21 @@ def run_test_size(run: RunRecord) -> int | None:
             return n
     t = run.test_targets
     return len(t) if t else None
+
+
+def check_rate(run: RunRecord, metric: str, value: float) -> float:
+    """``value`` if it is a valid value of ``metric`` for ``run``; a rate outside [0, 1] is an error.
+
+    An accuracy given in percentage points (90.3 instead of 0.903) would otherwise give an
+    inverted interval (89.56, 1.0) after clipping to the rate's range.
+
+    Raises:
+        DataError: a rate metric (:data:`RATE_METRICS` or a rate analysis number) outside [0, 1].
+    """
+    rate = metric in RATE_METRICS or ANALYSIS_METRICS.get(metric, (True, False))[1]
+    if rate and not 0.0 <= value <= 1.0:
+        raise DataError(
+            f"run ({run.dataset!r}, {run.variant!r}, seed {run.seed}) has test {metric} = {value!r}; "
+            f"{metric} is a rate and must lie in [0, 1] (a percentage such as 90.3 must be stored as 0.903)"
+        )
+    return value

@@ -59,7 +59,7 @@ from archlab.study.config import DEFAULT_MARGINS  # the one source of the defaul
 from archlab.study import wording
 from archlab.study.metrics import default_margin, metric_direction, metric_spec
 from archlab.study.record import RunRecord
-from archlab.study.sequential import plan_looks
+from archlab.study.sequential import LEGACY_SPENDING, plan_looks
 from archlab.study.stats import VariantStats, compare_variants
 from archlab.study.wording import format_diff, format_margin, format_p
 
@@ -270,6 +270,11 @@ class ReportSettings:
         """The equivalence margin of ``metric``."""
         v = self.margins.get(metric, default_margin(metric))
         return None if v is None else float(v)
+
+    def spending(self) -> str:
+        """The alpha-spending function of an adaptive study (a study stored before the option
+        existed ran with :data:`~archlab.study.sequential.LEGACY_SPENDING`)."""
+        return str((self.seeds_plan or {}).get("spending", LEGACY_SPENDING))
 
     def looks(self) -> list[int] | None:
         """The planned looks of an adaptive study, else ``None``."""
@@ -520,7 +525,7 @@ def comparisons(
         m: compare_variants(
             runs, baseline=baseline, metric=m, alpha=st.alpha, margin=st.margin(m),
             primary=m == primary, family=family, looks=looks if m == primary else None,
-            min_pairs=min_pairs,
+            min_pairs=min_pairs, spend=st.spending(),
         )
         for m in metrics
     }

@@ -512,6 +512,7 @@ def _rounds(study: Study, store: StudyStore, emit: Event) -> Iterator[list[RunKe
         decisions = sequential_decisions(
             store.rows(with_history=False, with_predictions=False), baseline=study.baseline, metric=metric,
             margin=study.margin(metric), alpha=study.alpha, looks=looks, family=len(undecided_all),
+            spend=plan.spending,
         )
         # the look after the round: each comparison that took part, stopped or continuing (its
         # SequentialDecision carries the reason codes; archlab.study.wording says them)

@@ -76,7 +76,8 @@ import numpy as np
 from scipy import stats as sps
 
 from archlab.errors import ConfigError
-from archlab.study.metrics import metric_direction, run_test_size
+from archlab.study.failures import BASELINE, BOTH, VARIANT, survives_failures
+from archlab.study.metrics import check_rate, metric_direction, run_test_size
 from archlab.study.record import RunRecord
 from archlab.study.verdicts import Reason, Verdict
 
@@ -92,6 +93,11 @@ __all__ = [
     "sequential_decisions",
     "family_size",
     "calibrated_t_boundaries",
+    "paired_sd",
+    "DEFAULT_SPENDING",
+    "LEGACY_SPENDING",
+    "SPENDING_FUNCTIONS",
+    "SPREAD_TOLERANCE",
 ]
 
 @dataclass(frozen=True)
@@ -168,7 +174,9 @@ def spending(tau: float, alpha: float, kind: str = "obrien_fleming") -> float:
     ``obrien_fleming``: :math:`4 - 4\\Phi(z_{1-\\alpha/4}/\\sqrt\\tau)` (``alpha / 2`` per side,
     each spent by the one-sided O'Brien–Fleming-type function; the convention of ``ldbounds`` and
     ``gsDesign``, whose published boundaries the tests reproduce);
-    ``pocock``: :math:`\\alpha \\ln(1 + (e - 1)\\tau)`.
+    ``pocock``: :math:`\\alpha \\ln(1 + (e - 1)\\tau)`;
+    ``linear``, ``quadratic``, ``cubic``: the power family :math:`\\alpha\\tau^\\rho`, ``rho`` = 1, 2, 3
+    (Kim & DeMets, 1987; ``gsDesign::sfPower``).
     """
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
@@ -179,7 +187,21 @@ def spending(tau: float, alpha: float, kind: str = "obrien_fleming") -> float:
         return float(4.0 * sps.norm.sf(sps.norm.isf(alpha / 4.0) / math.sqrt(tau)))
     if kind == "pocock":
         return float(alpha * math.log(1.0 + (math.e - 1.0) * tau))
-    raise ConfigError(f"unknown spending function {kind!r}; use 'obrien_fleming' or 'pocock'")
+    if kind in _POWER_FAMILY:
+        return float(alpha * tau ** _POWER_FAMILY[kind])
+    raise ConfigError(f"unknown spending function {kind!r}; use one of {', '.join(SPENDING_FUNCTIONS)}")
+
+
+#: Kim & DeMets (1987) power-family spending :math:`\alpha\tau^\rho` by name.
+_POWER_FAMILY = {"linear": 1.0, "quadratic": 2.0, "cubic": 3.0}
+#: The spending functions a study may name (``seeds: {..., spending: quadratic}``).
+SPENDING_FUNCTIONS = ("obrien_fleming", "pocock", *_POWER_FAMILY)
+#: The default, chosen by simulation (``bench/verdicts.py``, docs/statistics.md): the quadratic
+#: power family decides a difference of tens of standard deviations at the first look (the
+#: O'Brien–Fleming type needs t ≈ 500 at 3 of 12 seeds) for ~2–5 points of power at 1 sd.
+DEFAULT_SPENDING = "quadratic"
+#: What a study stored before ``spending`` existed was run with.
+LEGACY_SPENDING = "obrien_fleming"
 
 
 _BIG = 40.0  # a boundary that nothing crosses (no alpha to spend at this look)
@@ -283,6 +305,27 @@ def t_boundary(z: float, df: int) -> float:
 # ------------------------------------------------------------------------------------------------
 # Decisions
 
+#: A spread below this fraction of the metric's resolution is float noise, not spread.
+SPREAD_TOLERANCE = 1e-3
+
+
+def paired_sd(d: np.ndarray, resolution: float | None = None) -> float:
+    """The sample standard deviation of the paired differences, 0.0 when it is float noise.
+
+    ``np.full(7, 1e-4).std(ddof=1)`` is about 1.5e-20, not 0: a constant difference must not get
+    t = 1e16 and a zero-width interval, bypassing the no-spread rule (the sign test). Differences on
+    a grid of step ``resolution`` (``1/N`` for an accuracy on ``N`` test images; else 1e-12) that
+    are not all equal have a spread of at least ``resolution / sqrt(2 n)``; anything below
+    :data:`SPREAD_TOLERANCE` ``* resolution`` (plus 1e-12 of the largest ``|d|``) is zero.
+
+    Shape:
+        - d: ``(n,)``, ``n >= 2``
+    """
+    sd = float(np.std(d, ddof=1))
+    step = resolution if resolution else 1e-12
+    tol = SPREAD_TOLERANCE * step + 1e-12 * float(np.max(np.abs(d)))
+    return 0.0 if sd <= tol else sd
+
 
 def interval_verdict(
     ci: tuple[float, float], margin: float | None, higher_is_better: bool
@@ -305,7 +348,9 @@ def sequential_path(
     margin: float | None,
     alpha: float,
     higher_is_better: bool = True,
-    spend: str = "obrien_fleming",
+    spend: str = DEFAULT_SPENDING,
+    resolution: float | None = None,
+    lost_by: Mapping[int, str] | None = None,
 ) -> SequentialDecision:
     """Walk the planned looks of one comparison and return its decision (pure, deterministic).
 
@@ -318,6 +363,11 @@ def sequential_path(
         alpha: the per-comparison level (already split for multiplicity).
         higher_is_better: the metric's direction.
         spend: the spending function (:func:`spending`).
+        resolution: the grid of the differences (:func:`paired_sd`).
+        lost_by: who lost each lost seed (:data:`~archlab.study.failures.VARIANT`, ``BASELINE``,
+            ``BOTH``; default: the variant). A better/worse decision must survive the failures
+            counted as the worst outcome (:func:`archlab.study.failures.survives_failures`) at the
+            look's nominal level; otherwise the comparison continues.
 
     Returns:
         The :class:`SequentialDecision` at the first look that decides, else at the last
@@ -327,6 +377,7 @@ def sequential_path(
         raise ConfigError(f"looks must be increasing positive seed counts, got {list(looks)}")
     n_max = looks[-1]
     lost_set = sorted(int(s) for s in lost)
+    who = {s: VARIANT for s in lost_set} if lost_by is None else {int(s): str(w) for s, w in lost_by.items()}
     plan, ks, finals = _complete_looks(diffs, complete_through, looks)
     crits = _analysis_t_crits(tuple(ks), tuple(finals), n_max, float(alpha), spend) if ks else ()
     # Walk the looks; the first decision is final.
@@ -346,10 +397,15 @@ def sequential_path(
             continue
         t_crit = crits[len(analyses)]
         analyses.append((n, k, t_crit))
-        ci, sign_only = _repeated_interval(np.array([diffs[s] for s in seeds]), t_crit)
+        d_look = np.array([diffs[s] for s in seeds])
+        ci, sign_only = _repeated_interval(d_look, t_crit, resolution)
         verdict = interval_verdict(ci, margin, higher_is_better)
-        if verdict == Verdict.INCONCLUSIVE:
-            why = Reason.NO_SPREAD_SIGN_TEST if sign_only else Reason.INTERVAL_UNDECIDED
+        nominal = 0.0 if math.isinf(t_crit) else float(2.0 * sps.t.sf(t_crit, k - 1))
+        blocked = not survives_failures(verdict, d_look, {s: who.get(s, VARIANT) for s in lost_n},
+                                        nominal, higher_is_better, resolution)
+        if verdict == Verdict.INCONCLUSIVE or blocked:
+            why = (Reason.FAILURES_NOT_SURVIVED if blocked else
+                   Reason.NO_SPREAD_SIGN_TEST if sign_only else Reason.INTERVAL_UNDECIDED)
             last = SequentialDecision(Verdict.INCONCLUSIVE, False, k, n, (final, why), lost_n, mean, ci,
                                       t_crit, alpha, tuple(analyses), looks[0], n_max)
             continue
@@ -384,12 +440,13 @@ def _complete_looks(
     return plan, ks, finals
 
 
-def _repeated_interval(d: np.ndarray, t_crit: float) -> tuple[tuple[float, float], bool]:
+def _repeated_interval(d: np.ndarray, t_crit: float,
+                       resolution: float | None = None) -> tuple[tuple[float, float], bool]:
     """The repeated confidence interval of the mean of ``d`` at ``t_crit``, and whether only the
     sign test could decide (the same non-zero difference on every pair)."""
     k = d.size
     mean = float(d.mean())
-    sd = float(d.std(ddof=1))
+    sd = paired_sd(d, resolution)
     if sd == 0.0 and mean == 0.0:
         return (0.0, 0.0), False  # identical on every pair (the same model twice): a fact, not an estimate
     if sd == 0.0:
@@ -485,7 +542,7 @@ def _value(row: RunRecord, metric: str) -> float | None:
     if not isinstance(test, Mapping) or test.get(metric) is None:
         return None
     v = float(test[metric])
-    return v if math.isfinite(v) else None
+    return check_rate(row, metric, v) if math.isfinite(v) else None
 
 
 def _resolution(a: RunRecord, b: RunRecord, metric: str) -> float:
@@ -504,8 +561,9 @@ def family_size(rows: Sequence[RunRecord], baseline: str) -> int:
 
 def comparison_inputs(
     rows: Sequence[RunRecord], *, baseline: str, metric: str
-) -> dict[tuple[str, str], tuple[dict[int, float], list[int], int]]:
-    """Per (dataset, variant): paired differences by seed, lost seeds and the completeness bound.
+) -> dict[tuple[str, str], tuple[dict[int, float], dict[int, str], int, float]]:
+    """Per (dataset, variant): paired differences by seed, lost seeds (seed -> who lost it:
+    ``variant``, ``baseline`` or ``both``), the completeness bound and the differences' grid.
 
     ``complete_through`` is the smallest seed that is not finished-or-failed on both sides (seeds
     are taken in the runner's order 0, 1, 2, ...).
@@ -520,8 +578,9 @@ def comparison_inputs(
             if var == baseline:
                 continue
             diffs: dict[int, float] = {}
-            lost: list[int] = []
+            lost: dict[int, str] = {}
             complete_through = 0
+            step = 1e-12
             for s in sorted(set(runs) | set(base)):
                 a, b = runs.get(s), base.get(s)
                 terminal = a is not None and b is not None and a.status in ("done", "failed") \
@@ -538,8 +597,8 @@ def comparison_inputs(
                     step = _resolution(a, b, metric)
                     diffs[s] = round((va - vb) / step) * step
                 elif terminal:
-                    lost.append(s)
-            out[(ds, var)] = (diffs, lost, complete_through)
+                    lost[s] = BOTH if va is None and vb is None else VARIANT if va is None else BASELINE
+            out[(ds, var)] = (diffs, lost, complete_through, step)
     return out
 
 
@@ -552,7 +611,7 @@ def sequential_decisions(
     alpha: float,
     looks: Sequence[int],
     family: int | None = None,
-    spend: str = "obrien_fleming",
+    spend: str = DEFAULT_SPENDING,
 ) -> dict[tuple[str, str], SequentialDecision]:
     """The sequential decision of every (dataset, variant) comparison, from stored run rows.
 
@@ -577,9 +636,9 @@ def sequential_decisions(
     higher, _ = metric_direction(metric)
     k = family if family is not None else family_size(rows, baseline)
     out = {}
-    for key, (diffs, lost, through) in comparison_inputs(rows, baseline=baseline, metric=metric).items():
+    for key, (diffs, lost, through, step) in comparison_inputs(rows, baseline=baseline, metric=metric).items():
         out[key] = sequential_path(
-            diffs, lost, through, looks=looks, margin=margin, alpha=alpha / k,
-            higher_is_better=higher, spend=spend,
+            diffs, sorted(lost), through, looks=looks, margin=margin, alpha=alpha / k,
+            higher_is_better=higher, spend=spend, resolution=step, lost_by=lost,
         )
     return out

@@ -73,9 +73,17 @@ import numpy as np
 from scipy import stats as sps
 
 from archlab.errors import ConfigError, DataError, UnknownNameError
-from archlab.study.metrics import RATE_METRICS, metric_direction, run_test_size
+from archlab.study.metrics import RATE_METRICS, check_rate, metric_direction, run_test_size
+from archlab.study.ranks import wilcoxon_signed_rank
 from archlab.study.record import RunRecord
-from archlab.study.sequential import SequentialDecision, interval_verdict, sequential_decisions
+from archlab.study.failures import BASELINE, BOTH, VARIANT, survives_failures
+from archlab.study.sequential import (
+    DEFAULT_SPENDING,
+    SequentialDecision,
+    interval_verdict,
+    paired_sd,
+    sequential_decisions,
+)
 from archlab.study.verdicts import Interval, Note, Reason, Verdict
 
 __all__ = [
@@ -387,44 +395,6 @@ def summarize(
 
 # ------------------------------------------------------------------------------------------------
 # Paired tests
-
-
-def wilcoxon_signed_rank(diffs: Sequence[float], resolution: float | None = None) -> float:
-    """Two-sided exact Wilcoxon signed-rank p-value, with ties and zeros handled exactly.
-
-    The differences are first rounded to ``resolution`` (``1/N`` for an accuracy on ``N`` test
-    images: equal image counts are ties even when the floats differ in the last bit; else 1e-12).
-    Zeros are dropped (Wilcoxon's convention, scipy's ``zero_method="wilcox"``), the absolute
-    values get mid-ranks, and the null distribution of :math:`W^+` (each sign ±1 with probability
-    1/2) is enumerated exactly by convolution over the (doubled, integer) mid-ranks. The p-value is
-    :math:`P(|W^+ - E W^+| \\ge |w - E W^+|)`.
-
-    Returns:
-        The p-value (1.0 when every difference is zero).
-
-    Shape:
-        - diffs: ``(n,)``
-    """
-    d = _as_finite_1d(diffs, "differences")
-    step = resolution if resolution else 1e-12
-    counts = np.rint(d / step).astype(np.int64)  # exact integers on the test-set grid
-    counts = counts[counts != 0]
-    n = counts.size
-    if n == 0:
-        return 1.0
-    ranks2 = np.rint(2 * sps.rankdata(np.abs(counts))).astype(np.int64)  # doubled mid-ranks
-    total = int(ranks2.sum())
-    dist = np.zeros(total + 1)
-    dist[0] = 1.0
-    for r in ranks2:  # distribution of the sum of the ranks given a + sign
-        shifted = np.zeros_like(dist)
-        shifted[r:] = dist[: total + 1 - r]
-        dist = 0.5 * (dist + shifted)
-    w = int(ranks2[counts > 0].sum())
-    dev = abs(2 * w - total)  # |2 W+ - total| = 2 |W+ - E W+|
-    values = np.arange(total + 1)
-    p = float(dist[np.abs(2 * values - total) >= dev].sum())
-    return min(1.0, p)
 
 
 def _aso_ratio(f: np.ndarray, g: np.ndarray, dt: float) -> np.ndarray:
@@ -786,7 +756,7 @@ def _metric_value(run: RunRecord, metric: str) -> float | None:
     if not isinstance(test, Mapping) or test.get(metric) is None:
         return None
     v = float(test[metric])
-    return v if math.isfinite(v) else None
+    return check_rate(run, metric, v) if math.isfinite(v) else None
 
 
 def _first_not_none(runs: Sequence[RunRecord], key: str) -> int | None:
@@ -922,7 +892,7 @@ def _describe(ds: str, var: str, side: _Side, design: _Design) -> dict[str, Any]
 
 
 def _deciding_interval(
-    d: np.ndarray, decision: SequentialDecision | None, design: _Design
+    d: np.ndarray, decision: SequentialDecision | None, design: _Design, resolution: float | None = None
 ) -> tuple[tuple[float, float] | None, bool]:
     """The interval that decides (``None``: none possible) and whether only the sign test could."""
     n = d.size
@@ -932,7 +902,7 @@ def _deciding_interval(
     if decision is not None:
         ci = decision.ci if decision.n_pairs == n and n >= 2 else None
     elif n >= design.min_pairs or identical:
-        sd = float(d.std(ddof=1))
+        sd = paired_sd(d, resolution)
         mean = float(d.mean())
         if sd == 0.0 and mean != 0.0 and 2.0 ** (1 - n) > design.level:
             # the same non-zero difference on every pair (t is infinite): only the sign test is
@@ -948,12 +918,12 @@ def _deciding_interval(
     return ci, sign_only
 
 
-def _power(d: np.ndarray, design: _Design) -> dict[str, Any]:
+def _power(d: np.ndarray, design: _Design, resolution: float | None = None) -> dict[str, Any]:
     """What more seeds would do: the detectable difference and the seeds to detect / show equivalence."""
     n = d.size
-    if n < 2 or float(d.std(ddof=1)) == 0.0:
+    if n < 2 or paired_sd(d, resolution) == 0.0:
         return {}
-    sd, mean = float(d.std(ddof=1)), float(d.mean())
+    sd, mean = paired_sd(d, resolution), float(d.mean())
     margin = design.margin
     return dict(
         detectable=detectable_difference(sd, n, design.level),
@@ -963,19 +933,22 @@ def _power(d: np.ndarray, design: _Design) -> dict[str, Any]:
     )
 
 
-def _why_inconclusive(d: np.ndarray, sign_only: bool, sequential: bool, design: _Design) -> dict[str, Any]:
+def _why_inconclusive(d: np.ndarray, sign_only: bool, sequential: bool, design: _Design,
+                      resolution: float | None = None, blocked: bool = False) -> dict[str, Any]:
     """The reason code (and power numbers) of an inconclusive comparison."""
     n = d.size
+    if blocked:
+        return dict(reasons=(Reason.FAILURES_NOT_SURVIVED,), **_power(d, design, resolution))
     identical = n >= 2 and not np.any(d)
     if n < 2 or (not sequential and n < design.min_pairs and not identical):
         reason = Reason.NO_PAIRS if n == 0 else Reason.TOO_FEW_PAIRS
-        return dict(reasons=(reason,), **_power(d, design))
+        return dict(reasons=(reason,), **_power(d, design, resolution))
     if identical:
         return dict(reasons=(Reason.IDENTICAL_NO_MARGIN,))
     if sign_only:
         return dict(reasons=(Reason.NO_SPREAD_SIGN_TEST,),
                     sign_test_seeds=math.ceil(1 + math.log2(1 / design.level)))
-    return dict(reasons=(Reason.INTERVAL_UNDECIDED,), **_power(d, design))
+    return dict(reasons=(Reason.INTERVAL_UNDECIDED,), **_power(d, design, resolution))
 
 
 def _compare(var_side: _Side, base_side: _Side, decision: SequentialDecision | None,
@@ -1005,16 +978,28 @@ def _compare(var_side: _Side, base_side: _Side, decision: SequentialDecision | N
     if design.margin is not None and n >= 2:
         info["tost_p"] = tost_p(d, design.margin)
     info["identical"] = n >= 2 and not np.any(d)
-    ci, sign_only = _deciding_interval(d, decision, design)
+    ci, sign_only = _deciding_interval(d, decision, design, resolution)
     info["ci"] = ci
     outcome = (interval_verdict(ci, design.margin, design.higher_is_better) if ci is not None
                else Verdict.INCONCLUSIVE)
-    if decision is not None and not decision.decided:
-        outcome = Verdict.INCONCLUSIVE
+    blocked = False
+    if decision is not None:
+        blocked = Reason.FAILURES_NOT_SURVIVED in decision.reasons
+        if not decision.decided:
+            outcome = Verdict.INCONCLUSIVE
+    elif not survives_failures(outcome, d, _lost_by(lost, var_side, base_side), design.level,
+                               design.higher_is_better, resolution):
+        outcome, blocked = Verdict.INCONCLUSIVE, True  # a failure is an outcome (archlab.study.failures)
     info["outcome"] = outcome
     if outcome == Verdict.INCONCLUSIVE:
-        info.update(_why_inconclusive(d, sign_only, decision is not None, design))
+        info.update(_why_inconclusive(d, sign_only, decision is not None, design, resolution, blocked))
     return info
+
+
+def _lost_by(lost: Sequence[int], var_side: _Side, base_side: _Side) -> dict[int, str]:
+    """Who lost each lost seed: the variant, the baseline or both."""
+    return {s: BOTH if s in var_side.lost and s in base_side.lost else VARIANT if s in var_side.lost
+            else BASELINE for s in lost}
 
 
 def _checks(var_side: _Side, base_side: _Side, info: dict[str, Any], design: _Design) -> dict[str, Any]:
@@ -1067,6 +1052,7 @@ def compare_variants(
     min_pairs: int = 3,
     aso: bool = True,
     seed: int = 0,
+    spend: str = DEFAULT_SPENDING,
 ) -> list[VariantStats]:
     """Group run rows by (dataset, variant), pair each variant with the baseline by seed, decide.
 
@@ -1098,6 +1084,8 @@ def compare_variants(
             pair are decided from two).
         aso: compute ASO both ways.
         seed: seed of the bootstrap and ASO.
+        spend: the alpha-spending function of an adaptive design
+            (:data:`archlab.study.sequential.SPENDING_FUNCTIONS`).
 
     Returns:
         One :class:`VariantStats` per (dataset, variant): datasets in order of first appearance,
@@ -1121,7 +1109,7 @@ def compare_variants(
     seq = None
     if primary and looks is not None:
         seq = sequential_decisions(runs, baseline=baseline, metric=metric, margin=margin,
-                                   alpha=alpha, looks=looks, family=k)
+                                   alpha=alpha, looks=looks, family=k, spend=spend)
     interval = (Interval.EXPLORATORY if not primary else
                 Interval.SEQUENTIAL if seq is not None else Interval.FIXED)
     design = _Design(baseline, metric, higher_is_better, percent, alpha / k if primary else 1.0 - confidence,

@@ -48,6 +48,7 @@ class Reason(_Code):
     MAX_SEEDS_REACHED = "max_seeds_reached"  # adaptive seeds: the last planned look did not decide
     CONTINUING = "continuing"  # adaptive seeds: not decided, more seeds follow
     STOPPED = "stopped"  # adaptive seeds: decided at this look
+    FAILURES_NOT_SURVIVED = "failures_not_survived"  # better/worse on survivors, not with failures as worst
     NOT_CONFIRMED_BY_IMAGES = "not_confirmed_by_images"  # better/worse the seeds × images test does not confirm
 
 

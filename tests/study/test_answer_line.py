@@ -33,13 +33,13 @@ def test_better_not_confirmed_beyond_the_test_images_and_lost_seeds():
     targets = list(range(10)) * 2
     base_pred = [-1, -1] + targets[2:]  # the baseline misses the same 2 of 20 images on every seed
     runs = []
-    for s in range(7):
+    for s in range(12):  # enough seeds that "better" survives the lost seed counted as the worst outcome
         runs.append(_run("linear", s, 0.9, preds=base_pred, targets=targets))
-        runs.append(_run("spinal", s, 1.0, preds=targets, targets=targets) if s != 6
+        runs.append(_run("spinal", s, 1.0, preds=targets, targets=targets) if s != 11
                     else _run("spinal", s, None, status="failed"))
     vs = _stats(runs, margin=0.01)["spinal"]
     assert vs.outcome == "better" and "not confirmed beyond these 20 test images" in verdict_text(vs)
-    assert answer_line(vs) == ("spinal: better than linear by 10.00 pp on 6 of 7 seeds, lost seed 6; "
+    assert answer_line(vs) == ("spinal: better than linear by 10.00 pp on 11 of 12 seeds, lost seed 11; "
                                "not confirmed beyond these 20 test images")
 
 
